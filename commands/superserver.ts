@@ -1,0 +1,41 @@
+import {Command, Flags} from '@oclif/core'
+
+import {untilShutdownSignal} from '../server/lifecycle.js'
+import {ConfigError} from '../server/settings.js'
+import {loadSuperserverConfig} from '../superserver/config.js'
+import {readLocalCluster} from '../superserver/local-cluster.js'
+import {startSuperserver} from '../superserver/main.js'
+
+export default class Superserver extends Command {
+  static override summary = 'Run the superserver: the chat-server registry and balancer.'
+  static override description =
+    'Chat servers register and heartbeat here; clients ask GET /v1/assign for a server (round-robin over ' +
+    'healthy ones). The registry lives in PostgreSQL, so several superservers can share one database.'
+
+  static override examples = ['DATABASE_URL=postgres://... FASTCHAT_CLUSTER_SECRET=... <%= config.bin %> superserver --port 4000']
+
+  static override flags = {
+    port: Flags.integer({char: 'p', summary: 'Port to listen on (0: a free one). Env: PORT. Default: 4000.', min: 0, max: 65_535}),
+    url: Flags.string({summary: 'Public URL of this superserver. Env: FASTCHAT_PUBLIC_URL.'}),
+    json: Flags.boolean({summary: 'Print the start-up line as JSON.'}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(Superserver)
+    const local = await readLocalCluster()
+    const env = {...(local ? {DATABASE_URL: local.databaseUrl, FASTCHAT_CLUSTER_SECRET: local.clusterSecret} : {}), ...process.env}
+    let config
+    try {
+      config = loadSuperserverConfig({port: flags.port, publicUrl: flags.url}, env)
+    } catch (error) {
+      const hint = error instanceof ConfigError && !env.DATABASE_URL ? '\nStart a local cluster with `fastchat up`, or set DATABASE_URL.' : ''
+      this.error(`${(error as Error).message}${hint}`, {exit: 1})
+    }
+    const running = await startSuperserver(config).catch((error: Error) =>
+      this.error(`Could not start the superserver: ${error.message}`, {exit: 3}),
+    )
+    this.log(flags.json ? JSON.stringify({event: 'listening', url: running.url}) : `FastChat superserver listening on ${running.url}`)
+    await untilShutdownSignal()
+    await running.close()
+  }
+}

@@ -1,0 +1,55 @@
+import express, {type Express} from 'express'
+import type {Logger} from 'pino'
+import type {DataSource} from 'typeorm'
+
+import {UnavailableError} from './http/errors.js'
+import {createHttpMetrics, type HttpMetrics, requestObserver} from './http/observability.js'
+import {notFoundHandler, problemHandler} from './http/problem.js'
+
+/** What a chat server app needs from the outside; passed in, never looked up. */
+export interface ChatServerDeps {
+  db: DataSource
+  logger: Logger
+  /** Flipped by the process when it starts draining. */
+  lifecycle: {draining: boolean}
+  metrics?: HttpMetrics
+}
+
+export interface ChatServerAppConfig {
+  /** Largest JSON body any route accepts. */
+  jsonLimitBytes: number
+}
+
+export const DEFAULT_APP_CONFIG: ChatServerAppConfig = {jsonLimitBytes: 256 * 1024}
+
+export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DEFAULT_APP_CONFIG): Express {
+  const {logger, lifecycle} = deps
+  const metrics = deps.metrics ?? createHttpMetrics('fastchat_server')
+  const app = express()
+  app.disable('x-powered-by')
+  app.set('etag', false)
+  app.use(requestObserver(logger, metrics))
+
+  // GET /healthz — 503 while draining, so load balancers stop sending traffic.
+  app.get('/healthz', (_req, res) => {
+    res.status(lifecycle.draining ? 503 : 200).json({status: lifecycle.draining ? 'draining' : 'ok'})
+  })
+
+  // GET /metrics
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics())
+  })
+
+  // A draining server turns new work away; the client asks the superserver for another.
+  app.use((_req, res, next) => {
+    if (!lifecycle.draining) return next()
+    res.set('Connection', 'close')
+    next(new UnavailableError('FC_DRAINING', 'This server is shutting down; ask the superserver for another one.', 0))
+  })
+
+  app.use(express.json({limit: config.jsonLimitBytes}))
+
+  app.use(notFoundHandler())
+  app.use(problemHandler(logger))
+  return app
+}

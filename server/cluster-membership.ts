@@ -1,0 +1,109 @@
+import type {Logger} from 'pino'
+import {Agent, request} from 'undici'
+
+/**
+ * Keeps this chat server in the superserver's registry: registers (retrying
+ * while the superserver is unreachable, so servers may start first), sends a
+ * heartbeat every `heartbeatMs` the superserver asked for, registers again if
+ * it was evicted, and deregisters on stop.
+ */
+export interface MembershipOptions {
+  superserverUrl: string
+  clusterSecret: string
+  /** The URL clients are sent to. */
+  publicUrl: string
+  logger: Logger
+  stats: () => Record<string, number | string | boolean>
+  isDraining: () => boolean
+}
+
+/** Backoff while the superserver is unreachable: 200 ms doubling to 5 s. */
+const RETRY_MIN_MS = 200
+const RETRY_MAX_MS = 5_000
+/** A registry call that takes longer than this is treated as failed. */
+const REQUEST_TIMEOUT_MS = 3_000
+
+export class ClusterMembership {
+  id: string | undefined
+  private heartbeatMs = 2_000
+  private timer: NodeJS.Timeout | undefined
+  private stopped = false
+  private retryMs = RETRY_MIN_MS
+  private readonly agent = new Agent({keepAliveTimeout: 30_000, connections: 2})
+
+  constructor(private readonly options: MembershipOptions) {}
+
+  start(): void {
+    void this.tick()
+  }
+
+  /** Tells the superserver at once (used when draining starts). */
+  async beatNow(): Promise<void> {
+    if (this.id) await this.heartbeat(this.id).catch(() => undefined)
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    clearTimeout(this.timer)
+    if (this.id) {
+      await this.call('DELETE', `/v1/servers/${this.id}`).catch((error: unknown) =>
+        this.options.logger.warn({err: error}, 'could not deregister; the superserver will evict this server'),
+      )
+    }
+    await this.agent.close()
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return
+    this.timer = setTimeout(() => void this.tick(), ms)
+    this.timer.unref()
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      if (!this.id) {
+        const answer = (await this.call('POST', '/v1/servers', {url: this.options.publicUrl})) as {id: string; heartbeatMs: number}
+        this.id = answer.id
+        this.heartbeatMs = answer.heartbeatMs
+        this.options.logger.info({id: this.id, superserver: this.options.superserverUrl}, 'registered with superserver')
+      } else {
+        await this.heartbeat(this.id)
+      }
+      this.retryMs = RETRY_MIN_MS
+      this.schedule(this.heartbeatMs)
+    } catch (error) {
+      if (this.stopped) return
+      this.options.logger.warn({err: error, retryInMs: this.retryMs}, 'superserver unreachable')
+      this.schedule(this.retryMs)
+      this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS)
+    }
+  }
+
+  private async heartbeat(id: string): Promise<void> {
+    try {
+      await this.call('PUT', `/v1/servers/${id}/heartbeat`, {draining: this.options.isDraining(), stats: this.options.stats()})
+    } catch (error) {
+      if ((error as {status?: number}).status === 404) {
+        this.options.logger.warn({id}, 'evicted by the superserver; registering again')
+        this.id = undefined
+      }
+      throw error
+    }
+  }
+
+  private async call(method: 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<unknown> {
+    const response = await request(this.options.superserverUrl + path, {
+      method,
+      dispatcher: this.agent,
+      headers: {authorization: `Bearer ${this.options.clusterSecret}`, ...(body ? {'content-type': 'application/json'} : {})},
+      body: body ? JSON.stringify(body) : undefined,
+      headersTimeout: REQUEST_TIMEOUT_MS,
+      bodyTimeout: REQUEST_TIMEOUT_MS,
+    })
+    const text = await response.body.text()
+    if (response.statusCode >= 400) {
+      throw Object.assign(new Error(`superserver answered ${response.statusCode} to ${method} ${path}`), {status: response.statusCode})
+    }
+    return text ? JSON.parse(text) : undefined
+  }
+}

@@ -1,0 +1,46 @@
+import {z} from 'zod'
+
+import {httpUrl, logLevel, milliseconds, port, resolveSettings, type Resolved} from './settings.js'
+
+export const serverSettings = {
+  port: {env: 'PORT', doc: 'TCP port to listen on; 0 picks a free one.', schema: port.default(4001)},
+  host: {env: 'FASTCHAT_HOST', doc: 'Address to listen on.', schema: z.string().min(1).default('127.0.0.1')},
+  publicUrl: {
+    env: 'FASTCHAT_PUBLIC_URL',
+    doc: 'URL clients and peers reach this server at (default: http://host:port); registered with the superserver.',
+    schema: httpUrl.optional(),
+  },
+  superserverUrl: {
+    env: 'FASTCHAT_SUPERSERVER',
+    doc: 'Superserver to register with; without one the server runs alone.',
+    schema: httpUrl.optional(),
+  },
+  databaseUrl: {env: 'DATABASE_URL', doc: 'PostgreSQL connection URL.', schema: z.string().min(1), secret: true},
+  clusterSecret: {
+    env: 'FASTCHAT_CLUSTER_SECRET',
+    doc: 'Shared secret for the superserver and peer servers (at least 16 characters).',
+    schema: z.string().min(16, 'must be at least 16 characters').optional(),
+    secret: true,
+  },
+  poolSize: {
+    env: 'FASTCHAT_DB_POOL_SIZE',
+    doc: 'Database connections per chat server.',
+    schema: z.coerce.number().int().min(2).max(200).default(20),
+  },
+  shutdownGraceMs: {
+    env: 'FASTCHAT_SHUTDOWN_GRACE_MS',
+    doc: 'On SIGTERM, how long open requests get to finish before their connections are cut.',
+    schema: milliseconds.default(10_000),
+  },
+  logLevel: {env: 'LOG_LEVEL', doc: 'Log level (logs are JSON on stderr).', schema: logLevel.default('info')},
+}
+
+export type ServerConfig = Resolved<typeof serverSettings>
+
+export function loadServerConfig(flags: Partial<Record<keyof ServerConfig, unknown>> = {}, env = process.env): ServerConfig {
+  const config = resolveSettings(serverSettings, flags, env)
+  if (config.superserverUrl && !config.clusterSecret) {
+    throw new Error('FASTCHAT_CLUSTER_SECRET is required to register with a superserver.')
+  }
+  return config
+}

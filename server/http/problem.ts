@@ -1,0 +1,101 @@
+import type {ErrorRequestHandler, RequestHandler} from 'express'
+import type {Logger} from 'pino'
+
+import {
+  AppError,
+  InternalError,
+  MalformedJsonError,
+  NotFoundError,
+  PayloadTooLargeError,
+  UnavailableError,
+  UnsupportedMediaTypeError,
+  ValidationError,
+} from './errors.js'
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
+/** Problem `type` URIs resolve to the error reference, one anchor per code. */
+const PROBLEM_TYPE_BASE = 'https://fastchat.dev/docs/errors#'
+
+export function problemBody(error: AppError, instance?: string): Record<string, unknown> {
+  return {
+    type: PROBLEM_TYPE_BASE + error.code.toLowerCase(),
+    title: error.title,
+    status: error.status,
+    detail: error.message,
+    code: error.code,
+    ...(instance ? {instance} : {}),
+    ...error.extensions,
+  }
+}
+
+/**
+ * Postgres being restarted or unreachable is not a bug in the request: the
+ * client should retry. SQLSTATE classes 08 (connection) and 57P (operator
+ * intervention), and socket errors from the driver.
+ */
+function isDatabaseUnavailable(error: unknown): boolean {
+  const seen = new Set<unknown>()
+  let current: unknown = error
+  while (typeof current === 'object' && current !== null && !seen.has(current)) {
+    seen.add(current)
+    const {code, message} = current as {code?: unknown; message?: unknown}
+    if (typeof code === 'string' && (/^08/.test(code) || /^57P0[1-3]$/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))) {
+      return true
+    }
+    if (typeof message === 'string' && /Connection terminated|timeout exceeded when trying to connect/.test(message)) return true
+    current = (current as {driverError?: unknown; cause?: unknown}).driverError ?? (current as {cause?: unknown}).cause
+  }
+  return false
+}
+
+/** Maps what body-parser and friends throw onto our error classes. */
+function fromFrameworkError(error: unknown): AppError | undefined {
+  if (error instanceof AppError) return error
+  if (typeof error !== 'object' || error === null) return undefined
+  const {type, status, limit} = error as {type?: string; status?: number; limit?: number}
+  switch (type) {
+    case 'entity.parse.failed':
+      return new MalformedJsonError()
+    case 'entity.too.large':
+      return new PayloadTooLargeError(limit ?? 0)
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new UnsupportedMediaTypeError('UTF-8 encoded')
+    case 'request.aborted':
+      return new ValidationError('The request was aborted before its body arrived.')
+    case 'request.size.invalid':
+      return new ValidationError('The request body is shorter than its Content-Length.')
+    default:
+      break
+  }
+  // Other http-errors with a client status (e.g. a malformed URI in path params).
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new ValidationError('The request could not be understood.')
+  }
+  return undefined
+}
+
+export function notFoundHandler(): RequestHandler {
+  return (req, _res, next) => next(new NotFoundError('FC_ROUTE_NOT_FOUND', `No route for ${req.method} ${req.path}.`))
+}
+
+/** The one place where errors become HTTP responses. Unknown errors are logged and hidden. */
+export function problemHandler(logger: Logger): ErrorRequestHandler {
+  return (error, req, res, next) => {
+    if (res.headersSent) {
+      next(error)
+      return
+    }
+    let problem = fromFrameworkError(error)
+    if (!problem && isDatabaseUnavailable(error)) {
+      logger.warn({method: req.method, path: req.path, reason: (error as Error).message}, 'database unavailable')
+      problem = new UnavailableError('FC_DATABASE_UNAVAILABLE', 'The database is unavailable; retry shortly.', 1)
+    }
+    if (!problem) {
+      logger.error({err: error, method: req.method, path: req.path}, 'unhandled error')
+      problem = new InternalError()
+    }
+    for (const [name, value] of Object.entries(problem.headers)) res.setHeader(name, value)
+    res.status(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problemBody(problem, req.originalUrl.split('?')[0])))
+  }
+}

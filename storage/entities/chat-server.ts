@@ -1,0 +1,28 @@
+import {Column, Entity, PrimaryColumn} from 'typeorm'
+
+/**
+ * The registry of chat servers, shared by every superserver. Health is derived
+ * from `lastSeen` against the database clock, so superservers on different
+ * machines agree on it.
+ */
+@Entity({name: 'chat_servers'})
+export class ChatServer {
+  @PrimaryColumn({type: 'uuid'})
+  id!: string
+
+  @Column({type: 'text'})
+  url!: string
+
+  @Column({name: 'registered_at', type: 'timestamptz'})
+  registeredAt!: Date
+
+  @Column({name: 'last_seen', type: 'timestamptz'})
+  lastSeen!: Date
+
+  @Column({type: 'boolean', default: false})
+  draining!: boolean
+
+  /** What the server reported in its last heartbeat (open polls, throughput). */
+  @Column({type: 'jsonb', default: {}})
+  stats!: Record<string, unknown>
+}

@@ -1,0 +1,12 @@
+import {Blob, BlobChunk} from './blob.js'
+import {ChatServer} from './chat-server.js'
+import {Event} from './event.js'
+import {Group, GroupEpoch, GroupKey, GroupMember} from './group.js'
+import {Inbox} from './inbox.js'
+import {Message} from './message.js'
+import {Session} from './session.js'
+import {User} from './user.js'
+
+export {Blob, BlobChunk, ChatServer, Event, Group, GroupEpoch, GroupKey, GroupMember, Inbox, Message, Session, User}
+
+export const entities = [User, Inbox, Session, Message, Event, Blob, BlobChunk, Group, GroupMember, GroupEpoch, GroupKey, ChatServer]

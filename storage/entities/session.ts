@@ -1,0 +1,18 @@
+import {Column, CreateDateColumn, Entity, Index, PrimaryColumn} from 'typeorm'
+
+/** A login. Only the SHA-256 of the bearer token is stored. */
+@Entity({name: 'sessions'})
+export class Session {
+  @PrimaryColumn({name: 'token_hash', type: 'bytea'})
+  tokenHash!: Buffer
+
+  @Index()
+  @Column({name: 'user_id', type: 'bigint'})
+  userId!: string
+
+  @CreateDateColumn({name: 'created_at', type: 'timestamptz'})
+  createdAt!: Date
+
+  @Column({name: 'expires_at', type: 'timestamptz'})
+  expiresAt!: Date
+}

@@ -1,0 +1,102 @@
+import {randomUUID} from 'node:crypto'
+
+import type {DataSource} from 'typeorm'
+
+export interface ChatServerRow {
+  id: string
+  url: string
+  registeredAt: Date
+  lastSeen: Date
+  draining: boolean
+  healthy: boolean
+  stats: Record<string, unknown>
+}
+
+interface RawRow {
+  id: string
+  url: string
+  registered_at: Date
+  last_seen: Date
+  draining: boolean
+  healthy: boolean
+  stats: Record<string, unknown>
+}
+
+const toRow = (raw: RawRow): ChatServerRow => ({
+  id: raw.id,
+  url: raw.url,
+  registeredAt: raw.registered_at,
+  lastSeen: raw.last_seen,
+  draining: raw.draining,
+  healthy: raw.healthy,
+  stats: raw.stats,
+})
+
+/**
+ * The chat-server registry. Every time comparison uses the database's clock
+ * (`now()`), so superservers on machines with skewed clocks still agree on
+ * who is healthy.
+ */
+export class ChatServerRepository {
+  constructor(private readonly db: DataSource) {}
+
+  /** A server that restarts at the same URL replaces its old entry. */
+  async register(url: string): Promise<string> {
+    const id = randomUUID()
+    await this.db.transaction(async (tx) => {
+      await tx.query('DELETE FROM chat_servers WHERE url = $1', [url])
+      await tx.query('INSERT INTO chat_servers (id, url) VALUES ($1, $2)', [id, url])
+    })
+    return id
+  }
+
+  /** Returns false when the server is not (or no longer) registered. */
+  async heartbeat(id: string, draining: boolean, stats: Record<string, unknown>): Promise<boolean> {
+    const rows: unknown[] = await this.db.query(
+      `UPDATE chat_servers SET last_seen = now(), draining = $2, stats = $3 WHERE id = $1 RETURNING id`,
+      [id, draining, JSON.stringify(stats)],
+    )
+    // TypeORM answers an UPDATE ... RETURNING with [rows, count].
+    const [returned] = rows as [unknown[], number]
+    return returned.length > 0
+  }
+
+  async deregister(id: string): Promise<void> {
+    await this.db.query('DELETE FROM chat_servers WHERE id = $1', [id])
+  }
+
+  /**
+   * Round-robin over healthy servers. The counter is a Postgres sequence, so
+   * superservers sharing the database take turns from one rotation.
+   */
+  async assign(healthyWithinMs: number): Promise<string | undefined> {
+    const [row] = (await this.db.query(
+      `SELECT nextval('chat_server_assign_seq') AS turn,
+              coalesce(array_agg(url ORDER BY registered_at, id), '{}') AS urls
+         FROM chat_servers
+        WHERE NOT draining AND last_seen > now() - make_interval(secs => $1 / 1000.0)`,
+      [healthyWithinMs],
+    )) as {turn: string; urls: string[]}[]
+    if (!row || row.urls.length === 0) return undefined
+    return row.urls[Number(BigInt(row.turn) % BigInt(row.urls.length))]
+  }
+
+  async list(healthyWithinMs: number): Promise<ChatServerRow[]> {
+    const rows = (await this.db.query(
+      `SELECT id, url, registered_at, last_seen, draining, stats,
+              (NOT draining AND last_seen > now() - make_interval(secs => $1 / 1000.0)) AS healthy
+         FROM chat_servers ORDER BY registered_at, id`,
+      [healthyWithinMs],
+    )) as RawRow[]
+    return rows.map(toRow)
+  }
+
+  /** Removes servers silent for longer than `silentForMs`; returns what was removed. */
+  async evict(silentForMs: number): Promise<{id: string; url: string}[]> {
+    const result = (await this.db.query(
+      `DELETE FROM chat_servers WHERE last_seen < now() - make_interval(secs => $1 / 1000.0) RETURNING id, url`,
+      [silentForMs],
+    )) as [{id: string; url: string}[], number]
+    return result[0]
+  }
+}
