@@ -13,10 +13,10 @@ export class ChatServer {
   @Column({type: 'text'})
   url!: string
 
-  @Column({name: 'registered_at', type: 'timestamptz'})
+  @Column({name: 'registered_at', type: 'timestamptz', default: () => 'now()'})
   registeredAt!: Date
 
-  @Column({name: 'last_seen', type: 'timestamptz'})
+  @Column({name: 'last_seen', type: 'timestamptz', default: () => 'now()'})
   lastSeen!: Date
 
   @Column({type: 'boolean', default: false})

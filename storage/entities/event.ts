@@ -21,6 +21,6 @@ export class Event {
   @Column({type: 'jsonb', nullable: true})
   payload!: Record<string, unknown> | null
 
-  @Column({name: 'created_at', type: 'timestamptz'})
+  @Column({name: 'created_at', type: 'timestamptz', default: () => 'now()'})
   createdAt!: Date
 }

@@ -32,7 +32,7 @@ export class GroupMember {
   @Column({type: 'text'})
   role!: GroupRole
 
-  @Column({name: 'joined_at', type: 'timestamptz'})
+  @Column({name: 'joined_at', type: 'timestamptz', default: () => 'now()'})
   joinedAt!: Date
 }
 

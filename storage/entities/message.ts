@@ -38,6 +38,6 @@ export class Message {
   @Column({name: 'idempotency_key', type: 'text', nullable: true})
   idempotencyKey!: string | null
 
-  @Column({name: 'sent_at', type: 'timestamptz'})
+  @Column({name: 'sent_at', type: 'timestamptz', default: () => 'now()'})
   sentAt!: Date
 }

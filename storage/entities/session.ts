@@ -1,4 +1,4 @@
-import {Column, CreateDateColumn, Entity, Index, PrimaryColumn} from 'typeorm'
+import {Column, CreateDateColumn, Entity, PrimaryColumn} from 'typeorm'
 
 /** A login. Only the SHA-256 of the bearer token is stored. */
 @Entity({name: 'sessions'})
@@ -6,7 +6,6 @@ export class Session {
   @PrimaryColumn({name: 'token_hash', type: 'bytea'})
   tokenHash!: Buffer
 
-  @Index()
   @Column({name: 'user_id', type: 'bigint'})
   userId!: string
 

@@ -1,0 +1,39 @@
+import {loadServerConfig} from '../../server/config.js'
+import {type RunningChatServer, startChatServer} from '../../server/main.js'
+import {loadSuperserverConfig} from '../../superserver/config.js'
+import {type RunningSuperserver, startSuperserver} from '../../superserver/main.js'
+import {eventually} from './processes.js'
+import {http} from './http.js'
+
+export const CLUSTER_SECRET = 'test-cluster-secret-0123456789abcdef'
+/** Short heartbeats so eviction happens within a test: unhealthy after 250 ms, evicted after 500 ms. */
+export const TEST_HEARTBEAT_MS = 100
+
+export function testEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    DATABASE_URL: process.env.DATABASE_URL,
+    FASTCHAT_CLUSTER_SECRET: CLUSTER_SECRET,
+    FASTCHAT_HEARTBEAT_MS: String(TEST_HEARTBEAT_MS),
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
+    ...extra,
+  }
+}
+
+/** A real superserver listening on a free port on 127.0.0.1, in this process. */
+export function startTestSuperserver(env: NodeJS.ProcessEnv = {}): Promise<RunningSuperserver> {
+  return startSuperserver(loadSuperserverConfig({port: 0}, testEnv(env)))
+}
+
+/** A real chat server on a free port, registered with `superserverUrl` if given. */
+export function startTestServer(superserverUrl?: string, env: NodeJS.ProcessEnv = {}): Promise<RunningChatServer> {
+  return startChatServer(loadServerConfig({port: 0, superserverUrl, shutdownGraceMs: 2_000}, testEnv(env)))
+}
+
+/** Waits until the superserver lists exactly these URLs as healthy. */
+export async function waitForHealthy(superserverUrl: string, urls: string[]): Promise<void> {
+  const want = [...urls].sort().join(' ')
+  await eventually(async () => {
+    const {body} = await http<{servers: {url: string; healthy: boolean}[]}>('GET', `${superserverUrl}/v1/servers`)
+    return body.servers.filter((s) => s.healthy).map((s) => s.url).sort().join(' ') === want
+  }, `healthy servers to be ${want}`)
+}
