@@ -4,7 +4,7 @@ import {loadServerConfig} from '../server/config.js'
 import {untilShutdownSignal} from '../server/lifecycle.js'
 import {startChatServer} from '../server/main.js'
 import {ConfigError} from '../server/settings.js'
-import {readLocalCluster} from '../superserver/local-cluster.js'
+import {environmentWithLocalCluster} from '../superserver/local-cluster.js'
 
 export default class Server extends Command {
   static override summary = 'Run a chat server.'
@@ -27,11 +27,7 @@ export default class Server extends Command {
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Server)
-    const local = await readLocalCluster()
-    const env = {
-      ...(local ? {DATABASE_URL: local.databaseUrl, FASTCHAT_CLUSTER_SECRET: local.clusterSecret, FASTCHAT_SUPERSERVER: local.superserverUrl} : {}),
-      ...process.env,
-    }
+    const env = await environmentWithLocalCluster()
     let config
     try {
       config = loadServerConfig({port: flags.port, superserverUrl: flags.superserver, publicUrl: flags.url}, env)

@@ -3,7 +3,7 @@ import {Command, Flags} from '@oclif/core'
 import {untilShutdownSignal} from '../server/lifecycle.js'
 import {ConfigError} from '../server/settings.js'
 import {loadSuperserverConfig} from '../superserver/config.js'
-import {readLocalCluster} from '../superserver/local-cluster.js'
+import {environmentWithLocalCluster} from '../superserver/local-cluster.js'
 import {startSuperserver} from '../superserver/main.js'
 
 export default class Superserver extends Command {
@@ -22,8 +22,7 @@ export default class Superserver extends Command {
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Superserver)
-    const local = await readLocalCluster()
-    const env = {...(local ? {DATABASE_URL: local.databaseUrl, FASTCHAT_CLUSTER_SECRET: local.clusterSecret} : {}), ...process.env}
+    const {FASTCHAT_SUPERSERVER: _notOurs, ...env} = await environmentWithLocalCluster()
     let config
     try {
       config = loadSuperserverConfig({port: flags.port, publicUrl: flags.url}, env)

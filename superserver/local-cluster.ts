@@ -1,7 +1,7 @@
 import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {once} from 'node:events'
-import {readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 
@@ -55,6 +55,18 @@ const RESTART_DELAY_MS = 1_000
 
 export const localClusterFile = (dataDir = defaultDataDir()) => join(dataDir, 'cluster.json')
 
+/**
+ * The environment a `server` or `superserver` command resolves its settings
+ * from: the process environment, falling back to what a running local cluster
+ * published. Empty variables count as unset.
+ */
+export async function environmentWithLocalCluster(env: NodeJS.ProcessEnv = process.env): Promise<NodeJS.ProcessEnv> {
+  const local = await readLocalCluster()
+  const set = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''))
+  if (!local) return set
+  return {DATABASE_URL: local.databaseUrl, FASTCHAT_CLUSTER_SECRET: local.clusterSecret, FASTCHAT_SUPERSERVER: local.superserverUrl, ...set}
+}
+
 /** What a running `fastchat up` on this machine published, if one is running. */
 export async function readLocalCluster(dataDir = defaultDataDir()): Promise<LocalClusterFile | undefined> {
   try {
@@ -79,7 +91,8 @@ class Child {
   ) {}
 
   async start(): Promise<string> {
-    const child = spawn(process.execPath, this.args, {env: this.env, stdio: ['ignore', 'pipe', 'pipe']})
+    // stdin is a pipe we never write to: when we die it closes, and the child drains and exits.
+    const child = spawn(process.execPath, this.args, {env: {...this.env, FASTCHAT_EXIT_WITH_PARENT: '1'}, stdio: ['pipe', 'pipe', 'pipe']})
     this.process = child
     createInterface({input: child.stderr!}).on('line', (line) => this.log(`[${this.name}] ${line}`))
     const lines = createInterface({input: child.stdout!})
@@ -153,6 +166,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   }
 
   try {
+    await mkdir(dataDir, {recursive: true, mode: 0o700})
     let databaseUrl = options.databaseUrl
     if (!databaseUrl) {
       embedded = await startEmbeddedDatabase({dataDir, onLog: () => undefined})
