@@ -157,7 +157,7 @@ describe('superserver', () => {
     })
 
     it('rejects a wrong or missing secret with 401 and stores nothing', async () => {
-      for (const headers of [{}, {authorization: 'Bearer wrong-secret-of-some-length'}, {authorization: CLUSTER_SECRET}]) {
+      for (const headers of [{}, {authorization: 'Bearer wrong-secret-of-some-length'}, {authorization: CLUSTER_SECRET}] as Record<string, string>[]) {
         const answer = await http('POST', `${ss.url}/v1/servers`, {json: {url: 'http://127.0.0.1:9'}, headers})
         expectProblem(answer, 401, 'FC_UNAUTHORIZED')
         expect(answer.headers.get('www-authenticate')).to.equal('Bearer')
