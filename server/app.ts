@@ -5,10 +5,14 @@ import type {DataSource} from 'typeorm'
 import {UnavailableError} from './http/errors.js'
 import {createHttpMetrics, type HttpMetrics, requestObserver} from './http/observability.js'
 import {notFoundHandler, problemHandler} from './http/problem.js'
+import {accountRoutes} from './routes/accounts.js'
+import {messageRoutes} from './routes/messages.js'
+import type {Services} from './services/index.js'
 
 /** What a chat server app needs from the outside; passed in, never looked up. */
 export interface ChatServerDeps {
   db: DataSource
+  services: Services
   logger: Logger
   /** Flipped by the process when it starts draining. */
   lifecycle: {draining: boolean}
@@ -48,6 +52,8 @@ export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DE
   })
 
   app.use(express.json({limit: config.jsonLimitBytes}))
+  app.use(accountRoutes(deps.services.accounts))
+  app.use(messageRoutes(deps.services.accounts, deps.services.messages, deps.services.events))
 
   app.use(notFoundHandler())
   app.use(problemHandler(logger))

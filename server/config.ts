@@ -32,6 +32,16 @@ export const serverSettings = {
     doc: 'On SIGTERM, how long open requests get to finish before their connections are cut.',
     schema: milliseconds.default(10_000),
   },
+  sessionTtlHours: {
+    env: 'FASTCHAT_SESSION_TTL_HOURS',
+    doc: 'How long a login stays valid.',
+    schema: z.coerce.number().positive().max(24 * 366).default(24 * 30),
+  },
+  retentionDays: {
+    env: 'FASTCHAT_RETENTION_DAYS',
+    doc: 'How long events are kept for polling; an older cursor gets 410 and re-syncs from history.',
+    schema: z.coerce.number().positive().max(3650).default(30),
+  },
   logLevel: {env: 'LOG_LEVEL', doc: 'Log level (logs are JSON on stderr).', schema: logLevel.default('info')},
 }
 

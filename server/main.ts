@@ -5,6 +5,14 @@ import {createHttpMetrics} from './http/observability.js'
 import {listen} from './http/listen.js'
 import {createLogger} from './logger.js'
 import {openDatabase} from '../storage/data-source.js'
+import {DeliveryHub} from './delivery/hub.js'
+import {PgListener} from './delivery/pg-listener.js'
+import {createServices} from './services/index.js'
+
+const HOUR_MS = 3_600_000
+const DAY_MS = 24 * HOUR_MS
+/** Retention is counted in days; sweeping hourly keeps the overshoot small. */
+const PRUNE_EVERY_MS = HOUR_MS
 
 export interface RunningChatServer {
   url: string
@@ -20,7 +28,15 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   const db = await openDatabase({url: config.databaseUrl, poolSize: config.poolSize, applicationName: 'fastchat-server'})
   const lifecycle = {draining: false}
   const metrics = createHttpMetrics('fastchat_server')
-  const app = createApp({db, logger, lifecycle, metrics})
+  const hub = new DeliveryHub()
+  const listener = new PgListener(config.databaseUrl, hub, logger)
+  await listener.start()
+  const services = createServices(db, hub, {sessionTtlMs: config.sessionTtlHours * HOUR_MS, retentionMs: config.retentionDays * DAY_MS})
+  const housekeeping = setInterval(() => {
+    services.prune().catch((error: unknown) => logger.warn({err: error}, 'pruning failed'))
+  }, PRUNE_EVERY_MS)
+  housekeeping.unref()
+  const app = createApp({db, services, logger, lifecycle, metrics})
   const listening = await listen(app, config.port, config.host)
   const url = config.publicUrl ?? listening.url
 
@@ -32,7 +48,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
           publicUrl: url,
           logger,
           isDraining: () => lifecycle.draining,
-          stats: () => ({openPolls: 0}),
+          stats: () => ({openPolls: hub.openPolls, listeningUsers: hub.listeningUsers}),
         })
       : undefined
   membership?.start()
@@ -48,9 +64,13 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
     close() {
       closing ??= (async () => {
         lifecycle.draining = true
-        logger.info('draining')
+        logger.info({openPolls: hub.openPolls}, 'draining')
+        clearInterval(housekeeping)
         await membership?.beatNow()
+        // Open polls answer now with what they have; clients re-poll elsewhere.
+        hub.close()
         await listening.close(config.shutdownGraceMs)
+        await listener.stop()
         await membership?.stop()
         await db.destroy()
         logger.info('chat server stopped')

@@ -13,7 +13,9 @@ export interface Listening {
   close(graceMs?: number): Promise<void>
 }
 
-/** Idle keep-alive sockets are closed after this; below the 60 s most proxies use. */
+/** While closing, how often connections that became idle are closed. */
+const IDLE_SWEEP_MS = 50
+/** Idle keep-alive sockets are closed after this; above the 60 s most proxies use, so they close first. */
 const KEEP_ALIVE_TIMEOUT_MS = 65_000
 
 export async function listen(app: Express, port: number, host: string): Promise<Listening> {
@@ -34,8 +36,12 @@ export async function listen(app: Express, port: number, host: string): Promise<
       closing ??= new Promise<void>((resolve) => {
         const timer = setTimeout(() => server.closeAllConnections(), graceMs)
         timer.unref()
+        // A keep-alive connection whose request finishes after close() began
+        // turns idle later; sweep those as they appear instead of at the deadline.
+        const sweeper = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS)
         server.close(() => {
           clearTimeout(timer)
+          clearInterval(sweeper)
           resolve()
         })
         server.closeIdleConnections()

@@ -1,0 +1,94 @@
+/**
+ * Wakes the long-polls open on this server. A poll subscribes *before* it
+ * reads the database and then waits, so a message committed between its read
+ * and its wait still wakes it (the waiter remembers the wake-up).
+ */
+export class Waiter {
+  private woken = false
+  private release: ((woken: boolean) => void) | undefined
+
+  constructor(private readonly onDone: (waiter: Waiter) => void) {}
+
+  wake(): void {
+    this.woken = true
+    this.release?.(true)
+  }
+
+  /** Resolves true when woken (possibly already), false after `timeoutMs` or on abort. */
+  wait(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.woken || signal?.aborted) {
+      const result = this.woken
+      this.woken = false
+      return Promise.resolve(result)
+    }
+    return new Promise((resolve) => {
+      const finish = (woken: boolean) => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        this.release = undefined
+        this.woken = false
+        resolve(woken)
+      }
+      const onAbort = () => finish(false)
+      const timer = setTimeout(() => finish(false), timeoutMs)
+      signal?.addEventListener('abort', onAbort, {once: true})
+      this.release = finish
+    })
+  }
+
+  cancel(): void {
+    this.release?.(false)
+    this.onDone(this)
+  }
+}
+
+export class DeliveryHub {
+  private readonly waiters = new Map<string, Set<Waiter>>()
+  private count = 0
+  closed = false
+
+  subscribe(userId: string): Waiter {
+    const waiter = new Waiter((done) => this.remove(userId, done))
+    let set = this.waiters.get(userId)
+    if (!set) this.waiters.set(userId, (set = new Set()))
+    set.add(waiter)
+    this.count++
+    if (this.closed) waiter.wake()
+    return waiter
+  }
+
+  /** Wakes every poll of these users; unknown users cost a map lookup. */
+  notify(userIds: Iterable<string>): void {
+    for (const id of userIds) {
+      const set = this.waiters.get(id)
+      if (set) for (const waiter of set) waiter.wake()
+    }
+  }
+
+  /** Wakes every open poll: after a missed notification, or to drain. */
+  wakeAll(): void {
+    for (const set of this.waiters.values()) for (const waiter of set) waiter.wake()
+  }
+
+  /** Answers every open poll now and any that arrives later at once (draining). */
+  close(): void {
+    this.closed = true
+    this.wakeAll()
+  }
+
+  get openPolls(): number {
+    return this.count
+  }
+
+  /** Users with at least one open poll here. */
+  get listeningUsers(): number {
+    return this.waiters.size
+  }
+
+  private remove(userId: string, waiter: Waiter): void {
+    const set = this.waiters.get(userId)
+    if (!set?.delete(waiter)) return
+    this.count--
+    if (set.size === 0) this.waiters.delete(userId)
+  }
+}

@@ -1,0 +1,47 @@
+import {Router} from 'express'
+import {z} from 'zod'
+
+import {currentUser, requireUser} from '../http/auth.js'
+import {parse, requireJson} from '../http/validate.js'
+import type {AccountService} from '../services/accounts.js'
+import {password, publicKey, username} from './schemas.js'
+
+const registerBody = z.strictObject({username, password, publicKey})
+const loginBody = z.strictObject({username: z.string().max(64), password: z.string().max(1024)})
+
+export function accountRoutes(accounts: AccountService): Router {
+  const router = Router()
+  const auth = requireUser(accounts)
+
+  // POST /v1/users
+  router.post('/v1/users', requireJson(), async (req, res) => {
+    const body = parse(registerBody, req.body)
+    res.status(201).json(await accounts.register(body))
+  })
+
+  // GET /v1/users/:username
+  router.get('/v1/users/:username', auth, async (req, res) => {
+    const user = await accounts.find(parse(username, req.params.username, 'username'))
+    res.json({username: user.username, publicKey: user.publicKey, fingerprint: user.fingerprint})
+  })
+
+  // POST /v1/sessions
+  router.post('/v1/sessions', requireJson(), async (req, res) => {
+    const body = parse(loginBody, req.body)
+    const session = await accounts.login(body.username, body.password)
+    res.status(201).set('Cache-Control', 'no-store').json({token: session.token, expiresAt: session.expiresAt.toISOString(), username: session.username})
+  })
+
+  // DELETE /v1/sessions/current
+  router.delete('/v1/sessions/current', auth, async (_req, res) => {
+    await accounts.logout(res.locals.token as string)
+    res.status(204).end()
+  })
+
+  // GET /v1/me
+  router.get('/v1/me', auth, (_req, res) => {
+    res.json({username: currentUser(res).username})
+  })
+
+  return router
+}

@@ -1,0 +1,46 @@
+import {Router} from 'express'
+
+import {currentUser, requireUser} from '../http/auth.js'
+import {PayloadTooLargeError} from '../http/errors.js'
+import {parse, requireJson} from '../http/validate.js'
+import type {AccountService} from '../services/accounts.js'
+import type {EventService} from '../services/events.js'
+import type {MessageService} from '../services/messages.js'
+import {eventsQuery, historyQuery, idempotencyKey, MAX_CIPHERTEXT_BYTES, sendMessage, username} from './schemas.js'
+
+export function messageRoutes(accounts: AccountService, messages: MessageService, events: EventService): Router {
+  const router = Router()
+  const auth = requireUser(accounts)
+
+  // POST /v1/messages
+  router.post('/v1/messages', auth, requireJson(), async (req, res) => {
+    const ciphertext = (req.body as {ciphertext?: unknown} | undefined)?.ciphertext
+    if (typeof ciphertext === 'string' && Buffer.byteLength(ciphertext) > MAX_CIPHERTEXT_BYTES) {
+      throw new PayloadTooLargeError(MAX_CIPHERTEXT_BYTES)
+    }
+    const body = parse(sendMessage, req.body)
+    const header = req.get('idempotency-key')
+    const key = header === undefined ? undefined : parse(idempotencyKey, header, 'Idempotency-Key header')
+    const sent = await messages.send(currentUser(res), body, key)
+    res.status(201).json({id: sent.id, sentAt: sent.sentAt.toISOString()})
+  })
+
+  // GET /v1/events?since=C&timeout=MS&limit=N
+  router.get('/v1/events', auth, async (req, res) => {
+    const query = parse(eventsQuery, req.query, 'query')
+    // A client that goes away stops its poll at once, not at the timeout.
+    const gone = new AbortController()
+    res.on('close', () => gone.abort())
+    const answer = await events.poll(currentUser(res).userId, query.since, query.timeout, query.limit, gone.signal)
+    if (!res.writableEnded && !gone.signal.aborted) res.set('Cache-Control', 'no-store').json(answer)
+  })
+
+  // GET /v1/conversations/:peer?before=&limit=
+  router.get('/v1/conversations/:peer', auth, async (req, res) => {
+    const peer = parse(username, req.params.peer, 'peer')
+    const query = parse(historyQuery, req.query, 'query')
+    res.json(await messages.history(currentUser(res), peer, query.before, query.limit))
+  })
+
+  return router
+}

@@ -1,0 +1,64 @@
+import {z} from 'zod'
+
+/** 3 to 32 characters: ASCII letters, digits, `_`, `.` and `-`, starting with a letter or digit. */
+export const username = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$/, 'must be 3-32 characters: letters, digits, _ . - (starting with a letter or digit)')
+
+export const password = z.string().min(8, 'must be at least 8 characters').max(1024)
+
+/** An armored OpenPGP public key; a real key of two subkeys is about 1 KiB. */
+export const MAX_PUBLIC_KEY_BYTES = 64 * 1024
+export const publicKey = z
+  .string()
+  .max(MAX_PUBLIC_KEY_BYTES)
+  .refine((value) => value.trimStart().startsWith('-----BEGIN PGP PUBLIC KEY BLOCK-----'), 'must be an armored OpenPGP public key')
+
+/** Armored ciphertext of one text message: 64 KiB, about 47 KiB of text. */
+export const MAX_CIPHERTEXT_BYTES = 64 * 1024
+
+export const uuid = z.uuid()
+
+export const sendMessage = z
+  .strictObject({
+    to: z.union([z.strictObject({user: username}), z.strictObject({group: uuid})]),
+    kind: z.enum(['text', 'image']),
+    ciphertext: z.string(),
+    blob: uuid.optional(),
+    epoch: z.number().int().min(1).max(2 ** 31 - 1).optional(),
+  })
+  .superRefine((message, ctx) => {
+    const armored = message.ciphertext.trimStart().startsWith('-----BEGIN PGP MESSAGE-----')
+    if (message.kind === 'text' && !armored) {
+      ctx.addIssue({code: 'custom', path: ['ciphertext'], message: 'must be an armored OpenPGP message'})
+    }
+    if (message.kind === 'image') {
+      if (!message.blob) ctx.addIssue({code: 'custom', path: ['blob'], message: 'is required for an image'})
+      if (message.ciphertext !== '' && !armored) {
+        ctx.addIssue({code: 'custom', path: ['ciphertext'], message: 'must be empty or an armored OpenPGP message'})
+      }
+    }
+    if (message.kind === 'text' && message.blob) ctx.addIssue({code: 'custom', path: ['blob'], message: 'only images carry a blob'})
+    if ('group' in message.to && message.epoch === undefined) {
+      ctx.addIssue({code: 'custom', path: ['epoch'], message: 'is required for a group message'})
+    }
+  })
+
+/** Printable ASCII without spaces, as most APIs that take one (Stripe, IETF draft) do. */
+export const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,255}$/, 'must be 1-255 printable ASCII characters')
+
+/** Long-polls wait at most a minute: under the 60 s+ idle timeouts of common proxies plus margin for their own. */
+export const POLL_TIMEOUT_MAX_MS = 60_000
+export const POLL_TIMEOUT_DEFAULT_MS = 30_000
+export const EVENTS_LIMIT_MAX = 1_000
+
+export const eventsQuery = z.object({
+  since: z.string().regex(/^\d{1,18}$/, 'must be a non-negative integer').default('0').transform((v) => BigInt(v)),
+  timeout: z.coerce.number().int().min(0).max(POLL_TIMEOUT_MAX_MS).default(POLL_TIMEOUT_DEFAULT_MS),
+  limit: z.coerce.number().int().min(1).max(EVENTS_LIMIT_MAX).default(100),
+})
+
+export const historyQuery = z.object({
+  before: uuid.optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+})

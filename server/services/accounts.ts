@@ -1,0 +1,70 @@
+import {createHash, randomBytes} from 'node:crypto'
+
+import {CryptoError, readPublicKey} from '../../crypto/index.js'
+import type {SessionRepository, SessionUser} from '../../storage/repositories/session.repository.js'
+import type {UserRecord, UserRepository} from '../../storage/repositories/user.repository.js'
+import {ConflictError, NotFoundError, UnauthorizedError, ValidationError} from '../http/errors.js'
+import {decoyHash, hashPassword, verifyPassword} from './passwords.js'
+
+/** Usernames are compared case-insensitively: stored as given, unique by their lower case. */
+export const usernameKey = (username: string) => username.toLowerCase()
+
+const hashToken = (token: string) => createHash('sha256').update(token).digest()
+
+export interface AccountsConfig {
+  sessionTtlMs: number
+}
+
+export class AccountService {
+  constructor(
+    private readonly users: UserRepository,
+    private readonly sessions: SessionRepository,
+    private readonly config: AccountsConfig,
+  ) {}
+
+  async register(input: {username: string; password: string; publicKey: string}): Promise<{username: string; fingerprint: string}> {
+    let key
+    try {
+      key = await readPublicKey(input.publicKey)
+    } catch (error) {
+      if (error instanceof CryptoError) throw new ValidationError(`publicKey: ${error.message}`, [{path: 'publicKey', message: error.message}])
+      throw error
+    }
+    const id = await this.users.create({
+      username: input.username,
+      usernameKey: usernameKey(input.username),
+      passwordHash: await hashPassword(input.password),
+      publicKey: key.armored,
+      fingerprint: key.fingerprint,
+    })
+    if (!id) throw new ConflictError('FC_USERNAME_TAKEN', `The username "${input.username}" is taken.`)
+    return {username: input.username, fingerprint: key.fingerprint}
+  }
+
+  /** Unknown user and wrong password get the same answer, after the same work. */
+  async login(username: string, password: string): Promise<{token: string; expiresAt: Date; username: string}> {
+    const credentials = await this.users.credentials(usernameKey(username))
+    const ok = await verifyPassword(password, credentials?.passwordHash ?? (await decoyHash()))
+    if (!credentials || !ok) throw new UnauthorizedError('Wrong username or password.')
+    const token = randomBytes(32).toString('base64url')
+    const expiresAt = await this.sessions.create(hashToken(token), credentials.id, this.config.sessionTtlMs)
+    return {token, expiresAt, username: credentials.username}
+  }
+
+  async logout(token: string): Promise<void> {
+    await this.sessions.delete(hashToken(token))
+  }
+
+  /** The user a bearer token belongs to; 401 for no, unknown, expired or revoked tokens. */
+  async authenticate(token: string): Promise<SessionUser> {
+    const user = await this.sessions.find(hashToken(token))
+    if (!user) throw new UnauthorizedError('The token is unknown, expired or revoked; log in again.')
+    return user
+  }
+
+  async find(username: string): Promise<UserRecord> {
+    const user = await this.users.findByKey(usernameKey(username))
+    if (!user) throw new NotFoundError('FC_USER_NOT_FOUND', `No user "${username}".`)
+    return user
+  }
+}

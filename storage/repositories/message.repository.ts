@@ -1,0 +1,191 @@
+import {randomUUID} from 'node:crypto'
+
+import type {DataSource, EntityManager} from 'typeorm'
+
+import type {MessageKind} from '../entities/message.js'
+
+/** The Postgres channel every chat server LISTENs on; payload: recipient ids, comma-separated. */
+export const EVENTS_CHANNEL = 'fastchat_events'
+/** NOTIFY payloads must stay under 8000 bytes; ids are at most 20 digits plus a comma. */
+const NOTIFY_IDS_PER_PAYLOAD = 350
+
+export interface NewMessage {
+  senderId: string
+  recipientId: string | null
+  groupId: string | null
+  epoch: number | null
+  conversation: string
+  kind: MessageKind
+  ciphertext: string
+  blobId: string | null
+  idempotencyKey: string | null
+  /** Who gets an event in their stream. */
+  deliverTo: string[]
+}
+
+export interface StoredMessage {
+  id: string
+  sentAt: Date
+  /** True when an earlier send with the same idempotency key is returned instead. */
+  duplicate: boolean
+  /** On a duplicate, whether the retry carried the same content. */
+  sameContent: boolean
+}
+
+export interface MessageRow {
+  id: string
+  from: string
+  toUser: string | null
+  groupId: string | null
+  kind: MessageKind
+  ciphertext: string
+  blobId: string | null
+  epoch: number | null
+  sentAt: Date
+}
+
+export interface EventRow extends Partial<MessageRow> {
+  seq: string
+  type: string
+  payload: Record<string, unknown> | null
+}
+
+const MESSAGE_COLUMNS = `m.id, su.username AS "from", ru.username AS "toUser", m.group_id AS "groupId", m.kind,
+  m.ciphertext, m.blob_id AS "blobId", m.epoch, m.sent_at AS "sentAt"`
+
+/**
+ * Appends one event per recipient to their streams, inside the caller's
+ * transaction. The inbox rows are locked in id order (two group sends cannot
+ * deadlock) and held until commit, which is what keeps each stream gap-free
+ * and in commit order (docs/architecture.md, "Why the cursor cannot skip").
+ * Subscribed chat servers hear of it on commit through NOTIFY.
+ */
+export async function appendEvents(
+  tx: EntityManager,
+  recipientIds: string[],
+  event: {type: string; messageId?: string; payload?: Record<string, unknown>},
+): Promise<void> {
+  if (recipientIds.length === 0) return
+  const ids = [...new Set(recipientIds)].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1))
+  await tx.query(
+    `WITH locked AS (
+       SELECT user_id FROM inboxes WHERE user_id = ANY($1::bigint[]) ORDER BY user_id FOR UPDATE
+     ), bumped AS (
+       UPDATE inboxes i SET last_seq = i.last_seq + 1 FROM locked l WHERE i.user_id = l.user_id
+       RETURNING i.user_id, i.last_seq
+     )
+     INSERT INTO events (recipient_id, seq, type, message_id, payload)
+     SELECT user_id, last_seq, $2, $3, $4 FROM bumped`,
+    [ids, event.type, event.messageId ?? null, event.payload ? JSON.stringify(event.payload) : null],
+  )
+  for (let i = 0; i < ids.length; i += NOTIFY_IDS_PER_PAYLOAD) {
+    await tx.query('SELECT pg_notify($1, $2)', [EVENTS_CHANNEL, ids.slice(i, i + NOTIFY_IDS_PER_PAYLOAD).join(',')])
+  }
+}
+
+export class MessageRepository {
+  constructor(private readonly db: DataSource) {}
+
+  /** Stores the message and its events in one transaction: committed before the sender hears 201. */
+  async store(message: NewMessage): Promise<StoredMessage> {
+    return this.db.transaction(async (tx) => {
+      if (message.idempotencyKey) {
+        const earlier = await this.findByIdempotencyKey(tx, message)
+        if (earlier) return earlier
+      }
+      const id = randomUUID()
+      const inserted = (await tx.query(
+        `INSERT INTO messages (id, sender_id, recipient_id, group_id, epoch, conversation, kind, ciphertext, blob_id, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING sent_at AS "sentAt"`,
+        [id, message.senderId, message.recipientId, message.groupId, message.epoch, message.conversation, message.kind,
+          message.ciphertext, message.blobId, message.idempotencyKey],
+      )) as {sentAt: Date}[]
+      if (inserted.length === 0) {
+        // A concurrent retry with the same key committed first; ours waited for it.
+        const earlier = await this.findByIdempotencyKey(tx, message)
+        if (earlier) return earlier
+        throw new Error('idempotency conflict without a stored message')
+      }
+      await appendEvents(tx, message.deliverTo, {type: 'message', messageId: id})
+      return {id, sentAt: inserted[0]!.sentAt, duplicate: false, sameContent: true}
+    })
+  }
+
+  private async findByIdempotencyKey(tx: EntityManager, message: NewMessage): Promise<StoredMessage | undefined> {
+    const [row] = (await tx.query(
+      `SELECT id, sent_at AS "sentAt",
+              (recipient_id IS NOT DISTINCT FROM $3::bigint AND group_id IS NOT DISTINCT FROM $4::uuid
+               AND ciphertext = $5 AND kind = $6 AND blob_id IS NOT DISTINCT FROM $7::uuid) AS "sameContent"
+         FROM messages WHERE sender_id = $1 AND idempotency_key = $2`,
+      [message.senderId, message.idempotencyKey, message.recipientId, message.groupId, message.ciphertext, message.kind, message.blobId],
+    )) as {id: string; sentAt: Date; sameContent: boolean}[]
+    return row ? {...row, duplicate: true} : undefined
+  }
+
+  /** One conversation, newest first, strictly older than message `before` if given. */
+  async history(conversation: string, before: string | undefined, limit: number): Promise<MessageRow[]> {
+    return (await this.db.query(
+      `SELECT ${MESSAGE_COLUMNS}
+         FROM messages m JOIN users su ON su.id = m.sender_id LEFT JOIN users ru ON ru.id = m.recipient_id
+        WHERE m.conversation = $1
+          AND ($2::uuid IS NULL OR (m.sent_at, m.id) < (SELECT sent_at, id FROM messages WHERE id = $2::uuid AND conversation = $1))
+        ORDER BY m.sent_at DESC, m.id DESC
+        LIMIT $3`,
+      [conversation, before ?? null, limit],
+    )) as MessageRow[]
+  }
+
+  async exists(conversation: string, id: string): Promise<boolean> {
+    const rows = (await this.db.query('SELECT 1 FROM messages WHERE id = $1 AND conversation = $2', [id, conversation])) as unknown[]
+    return rows.length > 0
+  }
+}
+
+export class EventRepository {
+  constructor(private readonly db: DataSource) {}
+
+  /** The head of a stream: the last seq handed out and the last one pruned. */
+  async head(userId: string): Promise<{lastSeq: bigint; prunedThrough: bigint}> {
+    const [row] = (await this.db.query('SELECT last_seq, pruned_through FROM inboxes WHERE user_id = $1', [userId])) as {
+      last_seq: string
+      pruned_through: string
+    }[]
+    return {lastSeq: BigInt(row?.last_seq ?? 0), prunedThrough: BigInt(row?.pruned_through ?? 0)}
+  }
+
+  async after(userId: string, since: bigint, limit: number): Promise<EventRow[]> {
+    return (await this.db.query(
+      `SELECT e.seq, e.type, e.payload, ${MESSAGE_COLUMNS}
+         FROM events e
+         LEFT JOIN messages m ON m.id = e.message_id
+         LEFT JOIN users su ON su.id = m.sender_id
+         LEFT JOIN users ru ON ru.id = m.recipient_id
+        WHERE e.recipient_id = $1 AND e.seq > $2
+        ORDER BY e.seq
+        LIMIT $3`,
+      [userId, since.toString(), limit],
+    )) as EventRow[]
+  }
+
+  /**
+   * Deletes events older than the retention period and records, per stream,
+   * the highest seq deleted: a cursor below it can no longer be served (410).
+   */
+  async prune(retentionMs: number): Promise<number> {
+    const result = (await this.db.query(
+      `WITH deleted AS (
+         DELETE FROM events WHERE created_at < now() - make_interval(secs => $1 / 1000.0) RETURNING recipient_id, seq
+       ), marks AS (
+         SELECT recipient_id, max(seq) AS max_seq, count(*) AS n FROM deleted GROUP BY recipient_id
+       ), updated AS (
+         UPDATE inboxes i SET pruned_through = greatest(i.pruned_through, marks.max_seq)
+           FROM marks WHERE i.user_id = marks.recipient_id RETURNING marks.n
+       )
+       SELECT coalesce(sum(n), 0)::int AS n FROM updated`,
+      [retentionMs],
+    )) as {n: number}[]
+    return result[0]?.n ?? 0
+  }
+}

@@ -1,0 +1,117 @@
+import {expect} from 'chai'
+import type {DataSource} from 'typeorm'
+
+import type {RunningChatServer} from '../../server/main.js'
+import {createDataSource} from '../../storage/data-source.js'
+import {fixturePublicKey, login, PASSWORD, registerAndLogin, uniqueName} from '../helpers/api.js'
+import {startTestServer} from '../helpers/cluster.js'
+import {http} from '../helpers/http.js'
+
+const count = async (db: DataSource, table: string): Promise<number> => (await db.query(`SELECT count(*)::int AS n FROM ${table}`))[0].n
+
+describe('accounts and sessions', () => {
+  let a: RunningChatServer
+  let b: RunningChatServer
+  let db: DataSource
+
+  before(async () => {
+    db = await createDataSource({url: process.env.DATABASE_URL!}).initialize()
+    ;[a, b] = await Promise.all([startTestServer(), startTestServer()])
+  })
+  after(async () => {
+    await Promise.all([a.close(), b.close()])
+    await db.destroy()
+  })
+
+  it('registers a user with their public key and answers its fingerprint', async () => {
+    const username = uniqueName('Reg')
+    const publicKey = await fixturePublicKey('alice')
+    const answer = await http('POST', `${a.url}/v1/users`, {json: {username, password: PASSWORD, publicKey}})
+    expect(answer.status).to.equal(201)
+    expect(answer.body.username).to.equal(username)
+    expect(answer.body.fingerprint).to.match(/^[0-9a-f]{40,64}$/)
+
+    const me = await login(b.url, username.toLowerCase())
+    const found = await http('GET', `${b.url}/v1/users/${username.toUpperCase()}`, {headers: me.auth})
+    expect(found.status).to.equal(200)
+    expect(found.body).to.deep.include({username, fingerprint: answer.body.fingerprint})
+    expect(found.body.publicKey).to.include('BEGIN PGP PUBLIC KEY BLOCK')
+    const [row] = await db.query('SELECT password_hash FROM users WHERE username = $1', [username])
+    expect(row.password_hash).to.match(/^scrypt\$/).and.not.include(PASSWORD)
+  })
+
+  it('keeps usernames unique whatever their case', async () => {
+    const username = uniqueName('case')
+    await registerAndLogin(a.url, username)
+    const answer = await http('POST', `${b.url}/v1/users`, {json: {username: username.toUpperCase(), password: PASSWORD, publicKey: await fixturePublicKey('bob')}})
+    expect(answer.status).to.equal(409)
+    expect(answer.body.code).to.equal('FC_USERNAME_TAKEN')
+  })
+
+  it('rejects bad usernames, passwords and keys with 400 and stores nothing', async () => {
+    const publicKey = await fixturePublicKey('alice')
+    const before = await count(db, 'users')
+    const bad = [
+      {username: 'ab', password: PASSWORD, publicKey},
+      {username: 'x'.repeat(33), password: PASSWORD, publicKey},
+      {username: 'ünïcode', password: PASSWORD, publicKey},
+      {username: 'new\nline', password: PASSWORD, publicKey},
+      {username: '-dash', password: PASSWORD, publicKey},
+      {username: uniqueName('pw'), password: 'short', publicKey},
+      {username: uniqueName('key'), password: PASSWORD, publicKey: 'not a key'},
+      {username: uniqueName('key'), password: PASSWORD, publicKey: '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\ngarbage\n-----END PGP PUBLIC KEY BLOCK-----'},
+      {username: uniqueName('extra'), password: PASSWORD, publicKey, admin: true},
+      {username: uniqueName('missing')},
+    ]
+    for (const json of bad) {
+      const answer = await http('POST', `${a.url}/v1/users`, {json})
+      expect(answer.status, JSON.stringify(json).slice(0, 80)).to.equal(400)
+      expect(answer.headers.get('content-type')).to.match(/problem\+json/)
+      expect(answer.body.code).to.equal('FC_VALIDATION')
+    }
+    expect(await count(db, 'users')).to.equal(before)
+  })
+
+  it('answers the same 401 for an unknown user and a wrong password', async () => {
+    const user = await registerAndLogin(a.url, uniqueName('login'))
+    const wrong = await http('POST', `${a.url}/v1/sessions`, {json: {username: user.username, password: 'wrong password!'}})
+    const unknown = await http('POST', `${a.url}/v1/sessions`, {json: {username: uniqueName('ghost'), password: 'wrong password!'}})
+    expect(wrong.status).to.equal(401)
+    expect(unknown.status).to.equal(401)
+    const {instance: _a, ...wrongBody} = wrong.body
+    const {instance: _b, ...unknownBody} = unknown.body
+    expect(wrongBody).to.deep.equal(unknownBody)
+  })
+
+  it('stores only the hash of a token, and a logout revokes it on every server', async () => {
+    const user = await registerAndLogin(a.url, uniqueName('logout'))
+    const [row] = await db.query(`SELECT count(*)::int AS n FROM sessions WHERE token_hash = sha256(convert_to($1, 'UTF8'))`, [user.token])
+    expect(row.n).to.equal(1)
+    expect((await db.query(`SELECT count(*)::int AS n FROM sessions WHERE encode(token_hash, 'escape') LIKE '%' || $1 || '%'`, [user.token]))[0].n).to.equal(0)
+
+    expect((await http('GET', `${b.url}/v1/me`, {headers: user.auth})).status).to.equal(200)
+    expect((await http('DELETE', `${a.url}/v1/sessions/current`, {headers: user.auth})).status).to.equal(204)
+    for (const server of [a.url, b.url]) {
+      const answer = await http('GET', `${server}/v1/me`, {headers: user.auth})
+      expect(answer.status).to.equal(401)
+      expect(answer.body.code).to.equal('FC_UNAUTHORIZED')
+    }
+  })
+
+  it('refuses expired, malformed and missing tokens', async () => {
+    const user = await registerAndLogin(a.url, uniqueName('expired'))
+    await db.query(`UPDATE sessions SET expires_at = now() - interval '1 second' WHERE token_hash = sha256(convert_to($1, 'UTF8'))`, [user.token])
+    for (const headers of [user.auth, {}, {authorization: 'Bearer '}, {authorization: `Basic ${user.token}`}, {authorization: `Bearer ${'x'.repeat(5000)}`}]) {
+      const answer = await http('GET', `${a.url}/v1/me`, {headers: headers as Record<string, string>})
+      expect(answer.status).to.equal(401)
+      expect(answer.headers.get('www-authenticate')).to.equal('Bearer')
+    }
+  })
+
+  it('answers 404 for an unknown user', async () => {
+    const user = await registerAndLogin(a.url, uniqueName('finder'))
+    const answer = await http('GET', `${a.url}/v1/users/${uniqueName('nobody')}`, {headers: user.auth})
+    expect(answer.status).to.equal(404)
+    expect(answer.body.code).to.equal('FC_USER_NOT_FOUND')
+  })
+})
