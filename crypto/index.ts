@@ -1,0 +1,16 @@
+/**
+ * FastChat's cryptography: the only module that imports openpgp. Everything
+ * else deals in armored strings, byte arrays, fingerprints and opaque
+ * UnlockedKey handles, and never sees an openpgp object.
+ */
+export {CryptoError, type CryptoErrorCode} from './errors.js'
+export {
+  formatFingerprint,
+  generateKeyPair,
+  readPublicKey,
+  unlockPrivateKey,
+  type GeneratedKeyPair,
+  type PublicKeyInfo,
+  type UnlockedKey,
+} from './keys.js'
+export {decryptBytes, decryptText, encryptBytes, encryptText, type Verification} from './messages.js'
