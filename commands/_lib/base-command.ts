@@ -1,0 +1,64 @@
+import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
+
+import {describeFailure} from './errors.js'
+import {profileDirectory, ProfileStore} from './profile-store.js'
+import {ChatSession} from './session.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+/**
+ * What every user command shares (DESIGN.md section 6): `--json` (the typed
+ * value `run()` returns), `--profile`, and errors as one line with a hint and
+ * an exit code that tells the cause (./errors.ts).
+ */
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override enableJsonFlag = true
+
+  static override baseFlags = {
+    profile: Flags.string({
+      summary: 'Profile directory. Env: FASTCHAT_HOME. Default: $XDG_CONFIG_HOME/fastchat or ~/.config/fastchat.',
+      helpGroup: 'GLOBAL',
+    }),
+  }
+
+  protected flags!: BaseFlags<T>
+  protected args!: BaseArgs<T>
+  protected store!: ProfileStore
+
+  public override async init(): Promise<void> {
+    await super.init()
+    const {args, flags} = await this.parse({
+      flags: this.ctor.flags,
+      baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      args: this.ctor.args,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as BaseFlags<T>
+    this.args = args as BaseArgs<T>
+    this.store = new ProfileStore(profileDirectory(this.flags.profile))
+  }
+
+  protected openSession(): Promise<ChatSession> {
+    return ChatSession.open(this.store)
+  }
+
+  /** Notices and warnings that are not the command's output: stderr, and not at all with --json. */
+  protected note(line: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(`${line}\n`)
+  }
+
+  protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
+    if (error instanceof Errors.ExitError) throw error
+    const failure = describeFailure(error, this.id)
+    if (this.jsonEnabled()) {
+      this.logJson({error: failure})
+    } else {
+      process.stderr.write(`Error: ${failure.message}${failure.hint ? ` Hint: ${failure.hint}` : ''}\n`)
+      if (process.env.DEBUG && error.stack) process.stderr.write(`${error.stack}\n`)
+    }
+    // Already reported: ExitError makes oclif exit with the code and print nothing more.
+    throw new Errors.ExitError(failure.exit)
+  }
+}

@@ -1,0 +1,79 @@
+import {ApiError, type MessageEvent, type ServerEvent} from './api-client.js'
+import type {SyncState} from './profile-store.js'
+import type {MessageOpener, OpenedMessage} from './receive.js'
+import type {ChatSession} from './session.js'
+
+/** Events per poll: small enough that one batch prints quickly, large enough to catch up fast. */
+export const PAGE_SIZE = 100
+
+export interface PageResult {
+  /** Events the server returned (messages and others, duplicates included). */
+  events: number
+  /** The cursor was reset (expired or ahead) and nothing was read: poll again. */
+  reset: boolean
+}
+
+const isMessage = (event: ServerEvent): event is MessageEvent => event.type === 'message' && typeof (event as MessageEvent).id === 'string'
+
+/**
+ * Reads the event stream from the profile's cursor (DESIGN.md section 2):
+ * at-least-once on the wire, once for the user. A page is opened in full,
+ * then handed out, and only then are the cursor and the seen ids saved: a
+ * crash or Ctrl-C in between shows the page again (deduped by id) rather than
+ * losing it.
+ */
+export class EventSync {
+  private state?: SyncState
+
+  constructor(
+    private readonly session: ChatSession,
+    private readonly opener: MessageOpener,
+    private readonly notice: (line: string) => void,
+  ) {}
+
+  /** Polls once (waiting up to `timeoutMs` when nothing is there) and delivers the new messages. */
+  async page(timeoutMs: number, deliver: (message: OpenedMessage) => void, signal?: AbortSignal): Promise<PageResult> {
+    const state = (this.state ??= await this.session.store.state())
+    let answer: {events: ServerEvent[]; next: number}
+    try {
+      answer = await this.session.api.events(state.cursor, timeoutMs, PAGE_SIZE, signal)
+    } catch (error) {
+      if (await this.resetCursor(state, error)) return {events: 0, reset: true}
+      throw error
+    }
+    const seen = new Set(state.recentIds)
+    const opened: OpenedMessage[] = []
+    for (const event of answer.events) {
+      if (!isMessage(event) || seen.has(event.id)) continue
+      seen.add(event.id)
+      opened.push(await this.opener.open(event))
+    }
+    for (const message of opened) deliver(message)
+    this.state = {cursor: Math.max(state.cursor, answer.next), recentIds: [...state.recentIds, ...opened.map((m) => m.id)]}
+    await this.session.store.saveState(this.state)
+    return {events: answer.events.length, reset: false}
+  }
+
+  get cursor(): number {
+    return this.state?.cursor ?? 0
+  }
+
+  private async resetCursor(state: SyncState, error: unknown): Promise<boolean> {
+    if (!(error instanceof ApiError)) return false
+    const {problem} = error
+    if (error.status === 410 && error.code === 'FC_CURSOR_EXPIRED' && typeof problem.oldest === 'number') {
+      this.notice(
+        `Notice: some events expired on the server before this profile fetched them; continuing from ${problem.oldest}. ` +
+          'Use `fastchat history <user>` to see older messages.',
+      )
+      this.state = {...state, cursor: problem.oldest}
+    } else if (error.status === 409 && error.code === 'FC_CURSOR_AHEAD' && typeof problem.last === 'number') {
+      this.notice(`Notice: the saved cursor (${state.cursor}) is ahead of the server's event stream; continuing from ${problem.last}.`)
+      this.state = {...state, cursor: problem.last}
+    } else {
+      return false
+    }
+    await this.session.store.saveState(this.state)
+    return true
+  }
+}

@@ -1,0 +1,78 @@
+import {createInterface} from 'node:readline'
+import {Writable} from 'node:stream'
+
+import {CliFailure, Exit} from './errors.js'
+
+/**
+ * Secrets come from the environment (scripts), one line of stdin
+ * (--password-stdin), or a prompt with echo off on a terminal. They are never
+ * taken from a flag's value: that would leave them in shell history and `ps`.
+ */
+
+const interactive = () => Boolean(process.stdin.isTTY && process.stderr.isTTY)
+
+export async function readPassword(options: {stdin: boolean}): Promise<string> {
+  if (options.stdin) {
+    const line = await readStdinLine()
+    if (!line) throw new CliFailure('--password-stdin was given but stdin is empty.', Exit.input)
+    return line
+  }
+  if (process.env.FASTCHAT_PASSWORD) return process.env.FASTCHAT_PASSWORD
+  if (interactive()) return hiddenPrompt('Password: ')
+  throw new CliFailure('No password given.', Exit.input, 'Set FASTCHAT_PASSWORD, pass --password-stdin, or run in a terminal to be asked.')
+}
+
+/** `confirm`: ask twice when creating a key, since a mistyped passphrase locks the key for good. */
+export async function readPassphrase(options: {confirm?: boolean} = {}): Promise<string> {
+  if (process.env.FASTCHAT_PASSPHRASE) return process.env.FASTCHAT_PASSPHRASE
+  if (!interactive()) {
+    throw new CliFailure('No passphrase for your private key.', Exit.input, 'Set FASTCHAT_PASSPHRASE, or run in a terminal to be asked.')
+  }
+  const passphrase = await hiddenPrompt('Key passphrase: ')
+  if (!passphrase) throw new CliFailure('The passphrase must not be empty.', Exit.input)
+  if (options.confirm && (await hiddenPrompt('Repeat passphrase: ')) !== passphrase) {
+    throw new CliFailure('The passphrases do not match.', Exit.input)
+  }
+  return passphrase
+}
+
+/** The whole of stdin, for `send bob -`. */
+export async function readStdinText(): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+function readStdinLine(): Promise<string> {
+  return new Promise((resolve) => {
+    const rl = createInterface({input: process.stdin, terminal: false})
+    let answered = false
+    rl.once('line', (line) => {
+      answered = true
+      rl.close()
+      resolve(line)
+    })
+    rl.once('close', () => {
+      if (!answered) resolve('')
+    })
+  })
+}
+
+/** readline on the terminal with its output muted: the prompt is written once, the keys typed are not echoed. */
+function hiddenPrompt(prompt: string): Promise<string> {
+  process.stderr.write(prompt)
+  const muted = new Writable({write: (_chunk, _encoding, done) => done()})
+  const rl = createInterface({input: process.stdin, output: muted, terminal: true})
+  return new Promise((resolve, reject) => {
+    rl.once('line', (line) => {
+      process.stderr.write('\n')
+      rl.close()
+      resolve(line)
+    })
+    rl.once('SIGINT', () => {
+      process.stderr.write('\n')
+      rl.close()
+      reject(new CliFailure('Cancelled.', Exit.input))
+    })
+  })
+}

@@ -1,0 +1,135 @@
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {unlockPrivateKey, type UnlockedKey} from '../../crypto/index.js'
+import {ApiClient, assignServer, isFailoverError} from './api-client.js'
+import {CliFailure, Exit} from './errors.js'
+import type {Profile, ProfileStore} from './profile-store.js'
+import {readPassphrase} from './prompts.js'
+
+export const DEFAULT_SUPERSERVER = 'http://127.0.0.1:4000'
+
+/** Tries per request: the server we know, then up to two the superserver assigns. */
+export const SEND_ATTEMPTS = 3
+/** Between tries, so that a superserver that has not yet evicted a dead server gets a moment to. */
+const RETRY_PAUSE_MS = 200
+
+/** --superserver, else the one remembered in the profile, else FASTCHAT_SUPERSERVER, else the local default. */
+export function superserverUrl(flag: string | undefined, profile?: Profile): string {
+  return trimSlash(flag ?? profile?.superserver ?? process.env.FASTCHAT_SUPERSERVER ?? DEFAULT_SUPERSERVER)
+}
+
+const trimSlash = (url: string) => url.replace(/\/+$/, '')
+
+/** Asks the superserver for a chat server, with a clear failure if it cannot answer. */
+export async function assign(superserver: string): Promise<string> {
+  try {
+    return trimSlash(await assignServer(superserver))
+  } catch (error) {
+    if (isFailoverError(error)) {
+      throw new CliFailure(
+        `The superserver ${superserver} could not give a chat server: ${(error as Error).message}`,
+        Exit.network,
+        'Start a local cluster with `fastchat up`, or pass --superserver URL.',
+      )
+    }
+    throw error
+  }
+}
+
+/**
+ * Runs `call` against `server`; on a network error or a 503 (draining, no
+ * database) asks the superserver for another server and runs it again, up to
+ * `attempts` times in all. Callers make sure a repeated call is harmless (an
+ * Idempotency-Key for sends). `onSwitch` hears of every new server.
+ */
+export async function withFailover<T>(
+  start: {superserver: string; client: ApiClient},
+  call: (api: ApiClient) => Promise<T>,
+  onSwitch: (server: string) => Promise<void> | void,
+  attempts = SEND_ATTEMPTS,
+): Promise<T> {
+  let client = start.client
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call(client)
+    } catch (error) {
+      if (!isFailoverError(error) || attempt >= attempts) throw error
+      await sleep(RETRY_PAUSE_MS * attempt)
+      // If the superserver is unreachable too, retry where we were.
+      const server = await assignServer(start.superserver).then(trimSlash, () => undefined)
+      if (server && server !== client.baseUrl) {
+        client = client.withServer(server)
+        await onSwitch(server)
+      }
+    }
+  }
+}
+
+/** A logged-in profile: its API client, which follows failovers, and its key. */
+export class ChatSession {
+  private client: ApiClient
+  private unlocked?: UnlockedKey
+
+  private constructor(
+    readonly store: ProfileStore,
+    private current: Profile & {token: string},
+  ) {
+    this.client = new ApiClient(current.server, current.token)
+  }
+
+  static async open(store: ProfileStore): Promise<ChatSession> {
+    const profile = await store.requireProfile()
+    if (!profile.token) {
+      throw new CliFailure(`${profile.username} is logged out in this profile.`, Exit.input, `Run \`fastchat login ${profile.username}\`.`)
+    }
+    if (profile.expiresAt && Date.parse(profile.expiresAt) <= Date.now()) {
+      throw new CliFailure(`Your session expired on ${profile.expiresAt}.`, Exit.input, `Run \`fastchat login ${profile.username}\`.`)
+    }
+    return new ChatSession(store, {...profile, token: profile.token})
+  }
+
+  get profile(): Profile {
+    return this.current
+  }
+
+  get username(): string {
+    return this.current.username
+  }
+
+  get api(): ApiClient {
+    return this.client
+  }
+
+  isMe(username: string): boolean {
+    return username.toLowerCase() === this.current.username.toLowerCase()
+  }
+
+  /** See withFailover(); a new server is remembered in the profile for the next command. */
+  withFailover<T>(call: (api: ApiClient) => Promise<T>, attempts = SEND_ATTEMPTS): Promise<T> {
+    return withFailover({superserver: this.current.superserver, client: this.client}, call, (server) => this.switchTo(server), attempts)
+  }
+
+  /** Asks the superserver for a server now (used by `listen` between its own retries). Returns the server in use. */
+  async failover(): Promise<string> {
+    const server = await assign(this.current.superserver)
+    if (server !== this.current.server) await this.switchTo(server)
+    return server
+  }
+
+  /** Unlocks the private key once per command, asking for the passphrase if needed. */
+  async key(): Promise<UnlockedKey> {
+    if (!this.unlocked) {
+      const {privateKey} = await this.store.requireKeys()
+      this.unlocked = await unlockPrivateKey(privateKey, await readPassphrase())
+    }
+    return this.unlocked
+  }
+
+  private async switchTo(server: string): Promise<void> {
+    this.client = this.client.withServer(server)
+    // Re-read so that only the server changes, whatever another command wrote meanwhile.
+    const saved = (await this.store.profile()) ?? this.current
+    this.current = {...this.current, server}
+    await this.store.saveProfile({...saved, server})
+  }
+}

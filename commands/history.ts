@@ -1,0 +1,50 @@
+import {Args, Flags} from '@oclif/core'
+
+import type {HistoryMessage} from './_lib/api-client.js'
+import {BaseCommand} from './_lib/base-command.js'
+import {formatMessage, MessageOpener, type OpenedMessage} from './_lib/receive.js'
+
+export interface HistoryResult {
+  with: string
+  /** Oldest first. */
+  messages: OpenedMessage[]
+}
+
+/** The server's largest page for a conversation. */
+const SERVER_PAGE_MAX = 200
+
+export default class History extends BaseCommand<typeof History> {
+  static override summary = 'Show the latest messages with a user, oldest first, decrypted and verified.'
+  static override description =
+    "Your own messages are readable too (each is encrypted to you as well) and are checked against your own key; the other person's " +
+    'against the key pinned for them.'
+
+  static override examples = ['<%= config.bin %> history bob', '<%= config.bin %> history bob --limit 100 --json']
+
+  static override args = {
+    user: Args.string({description: 'The other person in the conversation.', required: true}),
+  }
+
+  static override flags = {
+    limit: Flags.integer({summary: 'How many of the latest messages to show.', default: 20, min: 1, max: 1000}),
+  }
+
+  async run(): Promise<HistoryResult> {
+    const session = await this.openSession()
+    const newestFirst: HistoryMessage[] = []
+    let before: string | undefined
+    while (newestFirst.length < this.flags.limit) {
+      const limit = Math.min(SERVER_PAGE_MAX, this.flags.limit - newestFirst.length)
+      const page = await session.withFailover((api) => api.conversation(this.args.user, limit, before))
+      newestFirst.push(...page.messages)
+      if (!page.next || page.messages.length === 0) break
+      before = page.next
+    }
+    const opener = new MessageOpener(session)
+    const messages: OpenedMessage[] = []
+    for (const message of newestFirst.reverse()) messages.push(await opener.open(message))
+    for (const message of messages) for (const line of formatMessage(message)) this.log(line)
+    if (messages.length === 0) this.log(`No messages with ${this.args.user} yet.`)
+    return {with: this.args.user, messages}
+  }
+}

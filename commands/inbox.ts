@@ -1,0 +1,44 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from './_lib/base-command.js'
+import {EventSync} from './_lib/event-sync.js'
+import {formatMessage, MessageOpener, type OpenedMessage} from './_lib/receive.js'
+
+export interface InboxResult {
+  messages: OpenedMessage[]
+  /** The event cursor saved in the profile after this run. */
+  cursor: number
+}
+
+export default class Inbox extends BaseCommand<typeof Inbox> {
+  static override summary = 'Fetch new messages once: decrypt, verify, print, and remember where you are.'
+  static override description =
+    'Each message is shown with its verification: "✔ verified" only when it is signed by the key pinned for its sender. ' +
+    'A message from someone whose key changed on the server is shown with a warning and as not verified. ' +
+    'The position (cursor) is saved after each batch is printed, so every message is shown once.'
+
+  static override examples = ['<%= config.bin %> inbox', '<%= config.bin %> inbox --timeout 30000 --json']
+
+  static override flags = {
+    timeout: Flags.integer({summary: 'Wait up to this many milliseconds for a message when there is none (max 60000).', default: 0, min: 0, max: 60_000}),
+  }
+
+  async run(): Promise<InboxResult> {
+    const session = await this.openSession()
+    const sync = new EventSync(session, new MessageOpener(session), (line) => this.note(line))
+    const messages: OpenedMessage[] = []
+    const deliver = (message: OpenedMessage) => {
+      messages.push(message)
+      for (const line of formatMessage(message)) this.log(line)
+    }
+    // Pages of events until one comes back empty; only the first may wait.
+    let timeout = this.flags.timeout
+    for (;;) {
+      const page = await session.withFailover(() => sync.page(timeout, deliver))
+      if (page.events === 0 && !page.reset) break
+      if (page.events > 0) timeout = 0
+    }
+    if (messages.length === 0) this.log('No new messages.')
+    return {messages, cursor: sync.cursor}
+  }
+}

@@ -1,0 +1,96 @@
+import {type ChildProcess, spawn} from 'node:child_process'
+import {once} from 'node:events'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {PASSWORD, uniqueName} from './api.js'
+import {CLI} from './processes.js'
+
+export const PASSPHRASE = 'a passphrase for the test keys'
+
+export interface CliRun {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** Runs the built CLI to completion. Never rejects on a non-zero exit: tests assert on `code`. */
+export async function runCli(args: string[], options: {env?: NodeJS.ProcessEnv; stdin?: string; timeoutMs?: number} = {}): Promise<CliRun> {
+  const env: NodeJS.ProcessEnv = {...process.env, ...options.env}
+  // The suite may run with DEBUG set; the CLI's error output depends on it.
+  if (!options.env?.DEBUG) delete env.DEBUG
+  const child = spawn(process.execPath, [CLI, ...args], {env, stdio: ['pipe', 'pipe', 'pipe']})
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  child.stdin!.end(options.stdin ?? '')
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000)
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null]
+  clearTimeout(timer)
+  return {code: code ?? (signal === 'SIGKILL' ? 137 : 128), stdout, stderr}
+}
+
+const homes: string[] = []
+
+/** A person using the CLI: a username and a profile directory of their own. */
+export class CliUser {
+  private constructor(
+    readonly username: string,
+    readonly home: string,
+    readonly superserver: string,
+  ) {}
+
+  static async create(prefix: string, superserver: string): Promise<CliUser> {
+    const home = join(await mkdtemp(join(tmpdir(), 'fastchat-cli-')), 'profile')
+    homes.push(home)
+    return new CliUser(uniqueName(prefix), home, superserver)
+  }
+
+  env(): NodeJS.ProcessEnv {
+    return {FASTCHAT_HOME: this.home, FASTCHAT_PASSWORD: PASSWORD, FASTCHAT_PASSPHRASE: PASSPHRASE, FASTCHAT_SUPERSERVER: this.superserver}
+  }
+
+  run(args: string[], options: {stdin?: string; env?: NodeJS.ProcessEnv} = {}): Promise<CliRun> {
+    return runCli(args, {stdin: options.stdin, env: {...this.env(), ...options.env}})
+  }
+
+  /** Runs with --json, expects success, returns the parsed output. */
+  async json<T = any>(args: string[], options: {stdin?: string} = {}): Promise<T> {
+    const result = await this.run([...args, '--json'], options)
+    if (result.code !== 0) throw new Error(`fastchat ${args.join(' ')} exited ${result.code}:\n${result.stdout}\n${result.stderr}`)
+    return JSON.parse(result.stdout) as T
+  }
+
+  async register(): Promise<this> {
+    await this.json(['register', this.username])
+    return this
+  }
+
+  file(name: string): string {
+    return join(this.home, name)
+  }
+
+  async readJson<T = any>(name: string): Promise<T> {
+    return JSON.parse(await readFile(this.file(name), 'utf8')) as T
+  }
+
+  async writeJson(name: string, value: unknown): Promise<void> {
+    await writeFile(this.file(name), JSON.stringify(value, null, 2), {mode: 0o600})
+  }
+}
+
+export async function removeCliHomes(): Promise<void> {
+  for (const home of homes.splice(0)) await rm(join(home, '..'), {recursive: true, force: true})
+}
+
+/** A long-running CLI command (listen), with its output so far. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv): {child: ChildProcess; stdout: () => string; stderr: () => string} {
+  const child = spawn(process.execPath, [CLI, ...args], {env: {...process.env, ...env}, stdio: ['ignore', 'pipe', 'pipe']})
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  return {child, stdout: () => stdout, stderr: () => stderr}
+}
