@@ -2,6 +2,8 @@ import {Args, Flags} from '@oclif/core'
 
 import type {HistoryMessage} from './_lib/api-client.js'
 import {BaseCommand} from './_lib/base-command.js'
+import {prepareDownloadDir} from './_lib/downloads.js'
+import {progressFor} from './_lib/progress.js'
 import {formatMessage, MessageOpener, type OpenedMessage} from './_lib/receive.js'
 
 export interface HistoryResult {
@@ -17,7 +19,8 @@ export default class History extends BaseCommand<typeof History> {
   static override summary = 'Show the latest messages with a user, oldest first, decrypted and verified.'
   static override description =
     "Your own messages are readable too (each is encrypted to you as well) and are checked against your own key; the other person's " +
-    'against the key pinned for them.'
+    'against the key pinned for them. ' +
+    'Files and images are listed with their captions; --download also fetches, decrypts, verifies and saves them (a new copy each time).'
 
   static override examples = ['<%= config.bin %> history bob', '<%= config.bin %> history bob --limit 100 --json']
 
@@ -27,6 +30,8 @@ export default class History extends BaseCommand<typeof History> {
 
   static override flags = {
     limit: Flags.integer({summary: 'How many of the latest messages to show.', default: 20, min: 1, max: 1000}),
+    download: Flags.boolean({summary: 'Download, decrypt, verify and save the files in these messages.', default: false}),
+    out: Flags.directory({summary: 'Save files here instead of <profile>/downloads (with --download).', helpValue: 'DIR', dependsOn: ['download']}),
   }
 
   async run(): Promise<HistoryResult> {
@@ -40,7 +45,10 @@ export default class History extends BaseCommand<typeof History> {
       if (!page.next || page.messages.length === 0) break
       before = page.next
     }
-    const opener = new MessageOpener(session)
+    const files = this.flags.download
+      ? {dir: () => prepareDownloadDir(this.store.dir, this.flags.out), progress: progressFor({json: this.jsonEnabled()})}
+      : undefined
+    const opener = new MessageOpener(session, files)
     const messages: OpenedMessage[] = []
     for (const message of newestFirst.reverse()) messages.push(await opener.open(message))
     for (const message of messages) for (const line of formatMessage(message)) this.log(line)

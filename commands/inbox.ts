@@ -1,7 +1,9 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from './_lib/base-command.js'
+import {prepareDownloadDir} from './_lib/downloads.js'
 import {EventSync} from './_lib/event-sync.js'
+import {progressFor} from './_lib/progress.js'
 import {formatMessage, MessageOpener, type OpenedMessage} from './_lib/receive.js'
 
 export interface InboxResult {
@@ -15,17 +17,20 @@ export default class Inbox extends BaseCommand<typeof Inbox> {
   static override description =
     'Each message is shown with its verification: "✔ verified" only when it is signed by the key pinned for its sender. ' +
     'A message from someone whose key changed on the server is shown with a warning and as not verified. ' +
-    'The position (cursor) is saved after each batch is printed, so every message is shown once.'
+    'The position (cursor) is saved after each batch is printed, so every message is shown once. ' +
+    'Files and images are downloaded, decrypted, verified and saved in <profile>/downloads (or --out DIR), never over an existing file.'
 
-  static override examples = ['<%= config.bin %> inbox', '<%= config.bin %> inbox --timeout 30000 --json']
+  static override examples = ['<%= config.bin %> inbox', '<%= config.bin %> inbox --timeout 30000 --json', '<%= config.bin %> inbox --out ~/Downloads']
 
   static override flags = {
     timeout: Flags.integer({summary: 'Wait up to this many milliseconds for a message when there is none (max 60000).', default: 0, min: 0, max: 60_000}),
+    out: Flags.directory({summary: 'Save received files here instead of <profile>/downloads.', helpValue: 'DIR'}),
   }
 
   async run(): Promise<InboxResult> {
     const session = await this.openSession()
-    const sync = new EventSync(session, new MessageOpener(session), (line) => this.note(line))
+    const files = {dir: () => prepareDownloadDir(this.store.dir, this.flags.out), progress: progressFor({json: this.jsonEnabled()})}
+    const sync = new EventSync(session, new MessageOpener(session, files), (line) => this.note(line))
     const messages: OpenedMessage[] = []
     const deliver = (message: OpenedMessage) => {
       messages.push(message)

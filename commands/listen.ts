@@ -1,8 +1,12 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 
+import {Flags} from '@oclif/core'
+
 import {isFailoverError} from './_lib/api-client.js'
 import {BaseCommand} from './_lib/base-command.js'
+import {prepareDownloadDir} from './_lib/downloads.js'
 import {EventSync} from './_lib/event-sync.js'
+import {progressFor} from './_lib/progress.js'
 import {formatMessage, MessageOpener, type OpenedMessage} from './_lib/receive.js'
 
 /** Each long poll waits this long: under the 60 s idle timeout of common proxies, and the server's default. */
@@ -15,9 +19,14 @@ export default class Listen extends BaseCommand<typeof Listen> {
   static override summary = 'Follow new messages as they arrive, until Ctrl-C.'
   static override description =
     'Long-polls the chat server and prints each message as `inbox` does (with --json: one JSON object per line). ' +
-    'When the server goes away it asks the superserver for another and resumes from the saved cursor: nothing is lost or shown twice.'
+    'When the server goes away it asks the superserver for another and resumes from the saved cursor: nothing is lost or shown twice. ' +
+    'Files and images are saved in <profile>/downloads (or --out DIR).'
 
-  static override examples = ['<%= config.bin %> listen', '<%= config.bin %> listen --json | jq .text']
+  static override examples = ['<%= config.bin %> listen', '<%= config.bin %> listen --json | jq .text', '<%= config.bin %> listen --out ~/Downloads']
+
+  static override flags = {
+    out: Flags.directory({summary: 'Save received files here instead of <profile>/downloads.', helpValue: 'DIR'}),
+  }
 
   async run(): Promise<void> {
     const session = await this.openSession()
@@ -28,7 +37,8 @@ export default class Listen extends BaseCommand<typeof Listen> {
       if (json) process.stdout.write(`${JSON.stringify(message)}\n`)
       else for (const line of formatMessage(message)) this.log(line)
     }
-    const sync = new EventSync(session, new MessageOpener(session), (line) => process.stderr.write(`${line}\n`))
+    const files = {dir: () => prepareDownloadDir(this.store.dir, this.flags.out), progress: progressFor({json})}
+    const sync = new EventSync(session, new MessageOpener(session, files), (line) => process.stderr.write(`${line}\n`))
 
     const stop = new AbortController()
     const onSignal = () => stop.abort()

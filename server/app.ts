@@ -6,6 +6,7 @@ import {UnavailableError} from './http/errors.js'
 import {createHttpMetrics, type HttpMetrics, requestObserver} from './http/observability.js'
 import {notFoundHandler, problemHandler} from './http/problem.js'
 import {accountRoutes} from './routes/accounts.js'
+import {blobRoutes} from './routes/blobs.js'
 import {messageRoutes} from './routes/messages.js'
 import type {Services} from './services/index.js'
 
@@ -22,9 +23,11 @@ export interface ChatServerDeps {
 export interface ChatServerAppConfig {
   /** Largest JSON body any route accepts. */
   jsonLimitBytes: number
+  /** Largest file accepted by POST /v1/blobs. */
+  blobLimitBytes: number
 }
 
-export const DEFAULT_APP_CONFIG: ChatServerAppConfig = {jsonLimitBytes: 256 * 1024}
+export const DEFAULT_APP_CONFIG: ChatServerAppConfig = {jsonLimitBytes: 256 * 1024, blobLimitBytes: 25 * 1024 * 1024}
 
 export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DEFAULT_APP_CONFIG): Express {
   const {logger, lifecycle} = deps
@@ -54,6 +57,7 @@ export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DE
   app.use(express.json({limit: config.jsonLimitBytes}))
   app.use(accountRoutes(deps.services.accounts))
   app.use(messageRoutes(deps.services.accounts, deps.services.messages, deps.services.events))
+  app.use(blobRoutes(deps.services.accounts, deps.services.blobs, config.blobLimitBytes))
 
   app.use(notFoundHandler())
   app.use(problemHandler(logger))

@@ -42,6 +42,16 @@ export const serverSettings = {
     doc: 'How long events are kept for polling; an older cursor gets 410 and re-syncs from history.',
     schema: z.coerce.number().positive().max(3650).default(30),
   },
+  blobLimitBytes: {
+    env: 'FASTCHAT_BLOB_LIMIT_BYTES',
+    doc: 'Largest file (encrypted blob) accepted by POST /v1/blobs.',
+    schema: z.coerce.number().int().min(1024).max(2 ** 40).default(25 * 1024 * 1024),
+  },
+  blobGraceHours: {
+    env: 'FASTCHAT_BLOB_GRACE_HOURS',
+    doc: 'How long an uploaded blob may stay unreferenced by any message before it is deleted.',
+    schema: z.coerce.number().positive().max(24 * 365).default(24),
+  },
   logLevel: {env: 'LOG_LEVEL', doc: 'Log level (logs are JSON on stderr).', schema: logLevel.default('info')},
 }
 

@@ -1,4 +1,4 @@
-import {createApp} from './app.js'
+import {createApp, DEFAULT_APP_CONFIG} from './app.js'
 import {ClusterMembership} from './cluster-membership.js'
 import type {ServerConfig} from './config.js'
 import {createHttpMetrics} from './http/observability.js'
@@ -31,12 +31,16 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   const hub = new DeliveryHub()
   const listener = new PgListener(config.databaseUrl, hub, logger)
   await listener.start()
-  const services = createServices(db, hub, {sessionTtlMs: config.sessionTtlHours * HOUR_MS, retentionMs: config.retentionDays * DAY_MS})
+  const services = createServices(db, hub, {
+    sessionTtlMs: config.sessionTtlHours * HOUR_MS,
+    retentionMs: config.retentionDays * DAY_MS,
+    blobGraceMs: config.blobGraceHours * HOUR_MS,
+  })
   const housekeeping = setInterval(() => {
     services.prune().catch((error: unknown) => logger.warn({err: error}, 'pruning failed'))
   }, PRUNE_EVERY_MS)
   housekeeping.unref()
-  const app = createApp({db, services, logger, lifecycle, metrics})
+  const app = createApp({db, services, logger, lifecycle, metrics}, {...DEFAULT_APP_CONFIG, blobLimitBytes: config.blobLimitBytes})
   const listening = await listen(app, config.port, config.host)
   const url = config.publicUrl ?? listening.url
 

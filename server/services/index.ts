@@ -1,5 +1,6 @@
 import type {DataSource} from 'typeorm'
 
+import {BlobRepository} from '../../storage/repositories/blob.repository.js'
 import {EventRepository, MessageRepository} from '../../storage/repositories/message.repository.js'
 import {SessionRepository} from '../../storage/repositories/session.repository.js'
 import {UserRepository} from '../../storage/repositories/user.repository.js'
@@ -12,20 +13,33 @@ export interface Services {
   accounts: AccountService
   messages: MessageService
   events: EventService
-  /** Housekeeping: drop expired sessions and events past retention. */
-  prune(): Promise<{sessions: number; events: number}>
+  blobs: BlobRepository
+  /** Housekeeping: drop expired sessions, events past retention and blobs no message took. */
+  prune(): Promise<{sessions: number; events: number; blobs: number}>
 }
 
-export function createServices(db: DataSource, hub: DeliveryHub, config: {sessionTtlMs: number; retentionMs: number}): Services {
+export interface ServicesConfig {
+  sessionTtlMs: number
+  retentionMs: number
+  blobGraceMs: number
+}
+
+export function createServices(db: DataSource, hub: DeliveryHub, config: ServicesConfig): Services {
   const sessions = new SessionRepository(db)
   const eventRepository = new EventRepository(db)
+  const blobs = new BlobRepository(db)
   const accounts = new AccountService(new UserRepository(db), sessions, config)
   return {
     accounts,
-    messages: new MessageService(new MessageRepository(db), accounts, hub),
+    messages: new MessageService(new MessageRepository(db), accounts, blobs, hub),
     events: new EventService(eventRepository, hub),
+    blobs,
     async prune() {
-      return {sessions: await sessions.deleteExpired(), events: await eventRepository.prune(config.retentionMs)}
+      return {
+        sessions: await sessions.deleteExpired(),
+        events: await eventRepository.prune(config.retentionMs),
+        blobs: await blobs.collectGarbage(config.blobGraceMs),
+      }
     },
   }
 }

@@ -1,4 +1,5 @@
 import type {MessageKind} from '../../storage/entities/message.js'
+import type {BlobRepository} from '../../storage/repositories/blob.repository.js'
 import type {MessageRepository, MessageRow} from '../../storage/repositories/message.repository.js'
 import type {SessionUser} from '../../storage/repositories/session.repository.js'
 import {ConflictError, NotFoundError} from '../http/errors.js'
@@ -46,12 +47,17 @@ export class MessageService {
   constructor(
     private readonly messages: MessageRepository,
     private readonly accounts: AccountService,
+    private readonly blobs: BlobRepository,
     private readonly hub: DeliveryHub,
   ) {}
 
   async send(sender: SessionUser, input: SendInput, idempotencyKey: string | undefined): Promise<{id: string; sentAt: Date; duplicate: boolean}> {
     if (!('user' in input.to)) throw new NotFoundError('FC_GROUP_NOT_FOUND', 'Groups are not available yet.')
     const recipient = await this.accounts.find(input.to.user)
+    // Only your own uploads can be attached: otherwise a guessed id would grant its reader access.
+    if (input.blob && !(await this.blobs.uploadedBy(input.blob, sender.userId))) {
+      throw new NotFoundError('FC_BLOB_NOT_FOUND', `No blob ${input.blob} uploaded by you.`)
+    }
     const stored = await this.messages.store({
       senderId: sender.userId,
       recipientId: recipient.id,

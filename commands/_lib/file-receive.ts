@@ -1,0 +1,150 @@
+import {CryptoError, decryptBytes, decryptText, type UnlockedKey, type Verification} from '../../crypto/index.js'
+import {ApiError, type HistoryMessage, isFailoverError} from './api-client.js'
+import {printable} from './display.js'
+import {formatSize, saveUnique} from './downloads.js'
+import {EnvelopeError, unpackEnvelope} from './file-envelope.js'
+import {MAX_FILE_BYTES} from './file-send.js'
+import {judge, type MessageVerification, type OpenedBase, type SenderKey, verificationMark} from './opened.js'
+import {noProgress, type Progress, type ProgressFactory} from './progress.js'
+import type {ChatSession} from './session.js'
+
+/** An image (or any file) message: where it was saved, and what the sender said it is. */
+export interface OpenedFile extends OpenedBase {
+  kind: 'image'
+  /** Always null: a file's words are in `caption`. */
+  text: null
+  /** The server's id for the encrypted file. */
+  blob: string
+  /** The caption, decrypted; null when there is none (or it could not be decrypted). */
+  caption: string | null
+  /** Where the file was saved; null when it was not (not downloaded, or undecryptable). */
+  path: string | null
+  /** The sender's name for the file (the saved one may differ: sanitized, numbered). */
+  name: string | null
+  /** Media type, as the sender's client guessed it. */
+  type: string | null
+  /** Bytes of the file as saved. */
+  size: number | null
+}
+
+export interface ReceiveFilesOptions {
+  /** The directory to save in, created on first use (so that an inbox without files creates nothing). */
+  dir: () => Promise<string>
+  progress?: ProgressFactory
+}
+
+/** The encrypted blob is the file plus the envelope header and OpenPGP's overhead. */
+const MAX_BLOB_BYTES = MAX_FILE_BYTES + 1024 * 1024
+/** Results kept for a page retried after a failover, so that a file is not saved twice. */
+const REMEMBERED = 1_000
+
+/**
+ * Downloads, decrypts, verifies and saves the file of an image message.
+ * A message that cannot be downloaded (gone, refused), decrypted or parsed is
+ * reported on its own (`verification.status: 'undecryptable'`) and the batch
+ * goes on. A network failure or an unavailable server is thrown instead, like
+ * a failed key lookup: the caller keeps its cursor and tries again (on
+ * another server); files already saved in that batch are not saved again.
+ * A file from a sender whose signature does not verify is still saved, and
+ * shown as NOT VERIFIED, as a text message would be.
+ */
+export class FileReceiver {
+  private readonly opened = new Map<string, OpenedFile>()
+
+  /** Without options, files are listed (with their captions) but not downloaded: `history` without --download. */
+  constructor(
+    private readonly session: ChatSession,
+    private readonly options?: ReceiveFilesOptions,
+  ) {}
+
+  async open(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>, key: UnlockedKey, sender: SenderKey): Promise<OpenedFile> {
+    const known = this.opened.get(message.id)
+    if (known) return known
+    const empty = {...base, kind: 'image' as const, text: null, blob: message.blob ?? '', caption: null, path: null, name: null, type: null, size: null}
+    const caption = await this.openCaption(message, key, sender)
+    if (!message.blob) return {...empty, verification: {status: 'undecryptable', reason: 'the message references no file'}}
+    if (!this.options) {
+      const verification: MessageVerification = caption.verification ?? {status: 'not-downloaded'}
+      return {...empty, caption: caption.text, verification}
+    }
+
+    let sealed: Uint8Array
+    try {
+      sealed = await this.download(message.blob, message.from)
+    } catch (error) {
+      // Unavailable, logged out, rate limited: not this file's fault; the caller keeps its cursor and retries.
+      if (isFailoverError(error) || !(error instanceof ApiError) || error.status === 401 || error.status === 429) throw error
+      return this.remember({...empty, caption: caption.text, verification: {status: 'undecryptable', reason: `cannot download it: ${error.message}`}})
+    }
+    let file: {verification: Verification; name: string; type: string; data: Uint8Array}
+    try {
+      // With no key at all for the sender, still decrypt (against our own key, which cannot match); judge() says not verified.
+      const decrypted = await decryptBytes({data: sealed, key, senderPublicKey: sender?.publicKey ?? key.publicKey})
+      const {header, data} = unpackEnvelope(decrypted.data)
+      file = {verification: decrypted.verification, name: header.name, type: header.type, data}
+    } catch (error) {
+      if (!(error instanceof CryptoError || error instanceof EnvelopeError)) throw error
+      return this.remember({...empty, caption: caption.text, verification: {status: 'undecryptable', reason: error.message}})
+    }
+    const path = await saveUnique(await this.options.dir(), file.name, file.data)
+    // Both the file and its caption must verify for the message to be verified.
+    let verification: Verification = judge(file.verification, message.from, sender)
+    if (verification.status === 'valid' && caption.verification && caption.verification.status !== 'valid') verification = caption.verification
+    return this.remember({...empty, caption: caption.text, path, name: file.name, type: file.type, size: file.data.byteLength, verification})
+  }
+
+  /** The caption, if any: decrypted and judged like a text message; one that cannot be decrypted makes the message unverified. */
+  private async openCaption(message: HistoryMessage, key: UnlockedKey, sender: SenderKey): Promise<{text: string | null; verification?: Verification}> {
+    if (!message.ciphertext) return {text: null}
+    try {
+      const opened = await decryptText({armored: message.ciphertext, key, senderPublicKey: sender?.publicKey ?? key.publicKey})
+      const verification = judge(opened.verification, message.from, sender)
+      return {text: opened.text, verification: verification.status === 'valid' ? verification : {status: 'invalid', reason: `caption: ${reasonOf(verification)}`}}
+    } catch (error) {
+      if (!(error instanceof CryptoError)) throw error
+      return {text: null, verification: {status: 'invalid', reason: `the caption cannot be decrypted: ${error.message}`}}
+    }
+  }
+
+  private async download(blob: string, from: string): Promise<Uint8Array> {
+    const progress = this.options?.progress ?? noProgress
+    let bar: Progress | undefined
+    try {
+      return await this.session.api.downloadBlob(blob, MAX_BLOB_BYTES, {
+        start: (total) => (bar = progress(`Downloading from ${from}`, total)),
+        bytes: (count) => bar?.advance(count),
+      })
+    } finally {
+      bar?.stop()
+    }
+  }
+
+  private remember(file: OpenedFile): OpenedFile {
+    this.opened.set(file.id, file)
+    if (this.opened.size > REMEMBERED) this.opened.delete(this.opened.keys().next().value!)
+    return file
+  }
+}
+
+const reasonOf = (verification: Verification) => (verification.status === 'invalid' ? verification.reason : verification.status === 'unsigned' ? 'not signed' : 'verified')
+
+/**
+ * `[sentAt] alice sent photo.png (12.3 KiB, image/png) → /path/photo.png  ✔ verified`,
+ * then the caption on a line of its own.
+ */
+export function formatFile(message: OpenedFile): string[] {
+  const head = `[${message.sentAt}] ${message.from}`
+  const {verification} = message
+  const lines: string[] = []
+  if (verification.status === 'undecryptable') {
+    lines.push(`${head}: ✘ could not decrypt file ${message.id} (${printable(verification.reason)})`)
+  } else if (message.path === null) {
+    const mark = verificationMark(verification)
+    lines.push(`${head} sent a file (not downloaded; --download saves it)${mark ? `  ${mark}` : ''}`)
+  } else {
+    const what = `${printable(message.name ?? '')} (${formatSize(message.size ?? 0)}, ${printable(message.type ?? '')})`
+    lines.push(`${head} sent ${what} → ${printable(message.path)}  ${verificationMark(verification)}`)
+  }
+  if (message.caption !== null) lines.push(`  caption: ${printable(message.caption)}`)
+  return lines
+}

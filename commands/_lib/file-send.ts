@@ -1,0 +1,106 @@
+import {randomUUID} from 'node:crypto'
+import {readFile, stat} from 'node:fs/promises'
+import {basename} from 'node:path'
+
+import {encryptBytes, encryptText} from '../../crypto/index.js'
+import {ApiError, NetworkError} from './api-client.js'
+import {formatSize} from './downloads.js'
+import {CliFailure, Exit} from './errors.js'
+import {mediaTypeFor, packEnvelope} from './file-envelope.js'
+import {noProgress, type ProgressFactory} from './progress.js'
+import type {ChatSession} from './session.js'
+import type {KeyForSending} from './trust.js'
+
+/**
+ * Largest file the CLI sends or accepts. Files are encrypted and decrypted in
+ * memory (crypto/ works on byte arrays), so this bounds the memory a transfer
+ * takes; the server has its own, usually lower, limit (25 MiB by default).
+ */
+export const MAX_FILE_BYTES = 512 * 1024 * 1024
+
+export interface SentFile {
+  id: string
+  sentAt: string
+  to: string
+  blob: string
+  name: string
+  type: string
+  /** Bytes of the file (before encryption). */
+  size: number
+}
+
+/** Reads the file to send, with input errors (missing, a directory, too big) as one clear line. */
+export async function readFileToSend(path: string): Promise<{name: string; type: string; data: Uint8Array}> {
+  let size: number
+  try {
+    const info = await stat(path)
+    if (!info.isFile()) throw new CliFailure(`${path} is not a file.`, Exit.input)
+    size = info.size
+  } catch (error) {
+    if (error instanceof CliFailure) throw error
+    throw new CliFailure(`Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.`, Exit.input, 'Check the path given to --image.')
+  }
+  if (size > MAX_FILE_BYTES) throw new CliFailure(`${path} is too large (${formatSize(size)}; at most ${formatSize(MAX_FILE_BYTES)}).`, Exit.input)
+  const name = basename(path)
+  return {name, type: mediaTypeFor(name), data: await readFile(path)}
+}
+
+/**
+ * Sends a file (DESIGN.md section 4): name, type and bytes in one envelope,
+ * encrypted to the recipient and to us and signed; uploaded as a blob; then
+ * an image message that references it, with the caption (if any) encrypted
+ * the same way as a text message. Both requests fail over to another server.
+ * A retried upload simply uploads again (the server collects blobs nobody
+ * references); the message keeps one idempotency key across its tries.
+ */
+export async function sendFile(
+  session: ChatSession,
+  options: {file: {name: string; type: string; data: Uint8Array}; recipient: KeyForSending; caption?: string; progress?: ProgressFactory},
+): Promise<SentFile> {
+  const {file, recipient} = options
+  const key = await session.key()
+  const to = [recipient.publicKey, key.publicKey]
+  const sealed = await encryptBytes({data: packEnvelope(file, file.data), to, signer: key})
+  const caption = options.caption ? await encryptText({text: options.caption, to, signer: key}) : ''
+
+  const progress = options.progress ?? noProgress
+  const uploaded = await session.withFailover(async (api) => {
+    const bar = progress(`Uploading ${file.name}`, sealed.byteLength)
+    try {
+      return await api.uploadBlob(sealed, {bytes: (count) => bar.advance(count)})
+    } finally {
+      bar.stop()
+    }
+  }).catch((error: unknown) => {
+    throw tooLarge(error, file.data.byteLength) ?? cutOff(error, file.data.byteLength) ?? error
+  })
+
+  const idempotencyKey = randomUUID()
+  const sent = await session.withFailover((api) =>
+    api.send({to: {user: recipient.username}, kind: 'image', blob: uploaded.blob, ciphertext: caption}, idempotencyKey),
+  )
+  return {id: sent.id, sentAt: sent.sentAt, to: recipient.username, blob: uploaded.blob, name: file.name, type: file.type, size: file.data.byteLength}
+}
+
+/**
+ * A server that refuses an upload by its Content-Length answers 413 and may
+ * close the connection while the body is still being sent; the client then
+ * sees the write fail (EPIPE, ECONNRESET) before it can read the answer. Say
+ * what that most likely means instead of "cannot reach the server".
+ */
+function cutOff(error: unknown, size: number): CliFailure | undefined {
+  if (!(error instanceof NetworkError) || !['EPIPE', 'ECONNRESET', 'UND_ERR_SOCKET'].includes(error.reason)) return undefined
+  return new CliFailure(
+    `The server closed the connection while receiving the file (${formatSize(size)}): it may be too large for the server (the default limit is 25 MiB), or the server went away.`,
+    Exit.network,
+    'Try a smaller file; if small files fail too, check the server.',
+    'FC_UPLOAD_CUT_OFF',
+  )
+}
+
+/** The server's 413 as a sentence that names its limit. */
+function tooLarge(error: unknown, size: number): CliFailure | undefined {
+  if (!(error instanceof ApiError) || error.status !== 413) return undefined
+  const limit = typeof error.problem.limit === 'number' ? ` (the server takes at most ${formatSize(error.problem.limit)} once encrypted)` : ''
+  return new CliFailure(`The file is too large for the server: ${formatSize(size)}${limit}.`, Exit.input, 'Send a smaller file, or split it.', 'FC_PAYLOAD_TOO_LARGE')
+}
