@@ -4,7 +4,13 @@ import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import type {DataSource} from 'typeorm'
+
+import type {RunningChatServer} from '../../server/main.js'
+import {createDataSource} from '../../storage/data-source.js'
+import type {RunningSuperserver} from '../../superserver/main.js'
 import {PASSWORD, uniqueName} from './api.js'
+import {startTestServer, startTestSuperserver, waitForHealthy} from './cluster.js'
 import {CLI} from './processes.js'
 
 export const PASSPHRASE = 'a passphrase for the test keys'
@@ -93,4 +99,36 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv): {child: ChildP
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
   return {child, stdout: () => stdout, stderr: () => stderr}
+}
+
+export interface TwoUserCluster {
+  db: DataSource
+  superserver: RunningSuperserver
+  servers: RunningChatServer[]
+  alice: CliUser
+  bob: CliUser
+}
+
+/**
+ * A superserver, two chat servers and two users registered through the CLI.
+ * Registered one after the other, the superserver's round-robin puts alice and
+ * bob on different servers.
+ */
+export async function startTwoUserCluster(): Promise<TwoUserCluster> {
+  const db = await createDataSource({url: process.env.DATABASE_URL!}).initialize()
+  const superserver = await startTestSuperserver()
+  const servers = [await startTestServer(superserver.url), await startTestServer(superserver.url)]
+  await waitForHealthy(superserver.url, servers.map((s) => s.url))
+  const alice = await CliUser.create('alice', superserver.url)
+  const bob = await CliUser.create('bob', superserver.url)
+  await alice.register()
+  await bob.register()
+  return {db, superserver, servers, alice, bob}
+}
+
+export async function stopTwoUserCluster(cluster: Pick<TwoUserCluster, 'db' | 'superserver' | 'servers'>): Promise<void> {
+  await Promise.all(cluster.servers.map((s) => s.close()))
+  await cluster.superserver.close()
+  await cluster.db.destroy()
+  await removeCliHomes()
 }

@@ -10,10 +10,9 @@ import {expect} from 'chai'
 import type {DataSource} from 'typeorm'
 
 import type {RunningChatServer} from '../../server/main.js'
-import {createDataSource} from '../../storage/data-source.js'
 import type {RunningSuperserver} from '../../superserver/main.js'
-import {type CliRun, CliUser, removeCliHomes, spawnCli} from '../helpers/cli.js'
-import {startTestServer, startTestSuperserver, waitForHealthy} from '../helpers/cluster.js'
+import {type CliRun, CliUser, spawnCli, startTwoUserCluster, stopTwoUserCluster} from '../helpers/cli.js'
+import {startTestServer} from '../helpers/cluster.js'
 import {CLI, eventually} from '../helpers/processes.js'
 
 const FIXTURE = new URL('../../fixtures/images/fastchat.png', import.meta.url).pathname
@@ -40,15 +39,7 @@ describe('CLI: end-to-end encrypted files and images', function () {
   let fixtureHash: string
 
   before(async () => {
-    db = await createDataSource({url: process.env.DATABASE_URL!}).initialize()
-    superserver = await startTestSuperserver()
-    servers = [await startTestServer(superserver.url), await startTestServer(superserver.url)]
-    await waitForHealthy(superserver.url, servers.map((s) => s.url))
-    // Registered one after the other: the superserver's round-robin puts them on different servers.
-    alice = await CliUser.create('alice', superserver.url)
-    bob = await CliUser.create('bob', superserver.url)
-    await alice.register()
-    await bob.register()
+    ;({db, superserver, servers, alice, bob} = await startTwoUserCluster())
     scratch = await mkdtemp(join(tmpdir(), 'fastchat-files-'))
     // Sent from a directory of its own: the sender's directories must not travel with the name.
     image = join(scratch, 'fastchat.png')
@@ -57,10 +48,7 @@ describe('CLI: end-to-end encrypted files and images', function () {
   })
 
   after(async () => {
-    await Promise.all(servers.map((s) => s.close()))
-    await superserver.close()
-    await db.destroy()
-    await removeCliHomes()
+    await stopTwoUserCluster({db, superserver, servers})
     await rm(scratch, {recursive: true, force: true})
   })
 

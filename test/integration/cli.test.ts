@@ -6,13 +6,12 @@ import type {DataSource} from 'typeorm'
 
 import {encryptText, generateKeyPair, unlockPrivateKey} from '../../crypto/index.js'
 import type {RunningChatServer} from '../../server/main.js'
-import {createDataSource} from '../../storage/data-source.js'
 import type {RunningSuperserver} from '../../superserver/main.js'
-import {type CliRun, CliUser, PASSPHRASE, removeCliHomes, runCli, spawnCli} from '../helpers/cli.js'
-import {startTestServer, startTestSuperserver, waitForHealthy} from '../helpers/cluster.js'
+import {type CliRun, CliUser, PASSPHRASE, runCli, spawnCli, startTwoUserCluster, stopTwoUserCluster} from '../helpers/cli.js'
 import {PASSWORD} from '../helpers/api.js'
 import {http} from '../helpers/http.js'
 import {loadFixtureKey} from '../helpers/keys.js'
+import {startTestServer, waitForHealthy} from '../helpers/cluster.js'
 import {eventually} from '../helpers/processes.js'
 
 /** One error line (plus nothing else), and no stack trace. */
@@ -34,22 +33,11 @@ describe('CLI: accounts and 1:1 messages', function () {
   let bob: CliUser
 
   before(async () => {
-    db = await createDataSource({url: process.env.DATABASE_URL!}).initialize()
-    superserver = await startTestSuperserver()
-    servers = [await startTestServer(superserver.url), await startTestServer(superserver.url)]
-    await waitForHealthy(superserver.url, servers.map((s) => s.url))
-    // Registered one after the other: the superserver's round-robin puts them on different servers.
-    alice = await CliUser.create('alice', superserver.url)
-    bob = await CliUser.create('bob', superserver.url)
-    await alice.register()
-    await bob.register()
+    ;({db, superserver, servers, alice, bob} = await startTwoUserCluster())
   })
 
   after(async () => {
-    await Promise.all(servers.map((s) => s.close()))
-    await superserver.close()
-    await db.destroy()
-    await removeCliHomes()
+    await stopTwoUserCluster({db, superserver, servers})
   })
 
   const inbox = (user: CliUser) => user.json<{messages: any[]; cursor: number}>(['inbox'])
