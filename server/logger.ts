@@ -21,5 +21,3 @@ export const REDACTED_PATHS = [
 export function createLogger(name: string, level: LevelWithSilent = 'info'): Logger {
   return pino({name, level, redact: {paths: REDACTED_PATHS, censor: '[redacted]'}}, pino.destination(2))
 }
-
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const

@@ -42,13 +42,6 @@ export function resolveSettings<T extends Settings>(
   return out as Resolved<T>
 }
 
-/** Renders a settings table as Markdown, so docs/operations.md can be checked against the code. */
-export function describeSettings(settings: Settings): string {
-  return Object.values(settings)
-    .map((s) => `| \`${s.env}\` | ${s.doc} |`)
-    .join('\n')
-}
-
 export const port = z.coerce.number().int().min(0).max(65_535)
 export const milliseconds = z.coerce.number().int().min(1)
 export const httpUrl = z

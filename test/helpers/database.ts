@@ -6,7 +6,7 @@ import {join} from 'node:path'
 import type {DataSource} from 'typeorm'
 
 import {canConnect, dropDatabase, ensureDatabase} from '../../storage/admin.js'
-import {migrate, openDatabase} from '../../storage/data-source.js'
+import {openDatabase} from '../../storage/data-source.js'
 import {type EmbeddedDatabase, startEmbeddedDatabase} from '../../storage/embedded.js'
 
 /**
@@ -58,4 +58,3 @@ export async function truncateAll(db: DataSource): Promise<void> {
   await db.query(`TRUNCATE ${tables} RESTART IDENTITY CASCADE`)
 }
 
-export {migrate}
