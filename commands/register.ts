@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
-import {formatFingerprint, generateKeyPair, unlockPrivateKey} from '../crypto/index.js'
+import {formatFingerprint, generateKeyPair, readPublicKey, unlockPrivateKey} from '../crypto/index.js'
 import {ApiClient} from './_lib/api-client.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {Exit} from './_lib/errors.js'
@@ -51,9 +51,11 @@ export default class Register extends BaseCommand<typeof Register> {
     const keys = await this.keyPair(this.args.username)
     const remember = (url: string) => void (client = client.withServer(url))
     const registered = await withFailover({superserver, client}, (api) => api.register({username: this.args.username, password, publicKey: keys.publicKey}), remember).catch(
-      (error: {code?: string}) => {
-        if (error.code === 'FC_USERNAME_TAKEN') this.error(`The username ${this.args.username} is taken.`, {exit: Exit.input, suggestions: ['Choose another one.']})
-        throw error
+      async (error: {code?: string}) => {
+        if (error.code !== 'FC_USERNAME_TAKEN') throw error
+        // A retry after a lost answer finds the name taken by its own first try: ours if it holds our key.
+        if (await holdsKey(client, this.args.username, password, keys.fingerprint)) return {username: this.args.username}
+        this.error(`The username ${this.args.username} is taken.`, {exit: Exit.input, suggestions: ['Choose another one.']})
       },
     )
     // The account exists from here on: keep the key first, so a failed login can simply be retried with `login`.
@@ -81,5 +83,16 @@ export default class Register extends BaseCommand<typeof Register> {
       return {privateKey, publicKey: unlocked.publicKey, fingerprint: unlocked.fingerprint}
     }
     return generateKeyPair({username, passphrase: await readPassphrase({confirm: true})})
+  }
+}
+
+/** Whether `username` logs in with `password` and publishes the key with `fingerprint`. */
+async function holdsKey(client: ApiClient, username: string, password: string, fingerprint: string): Promise<boolean> {
+  try {
+    const session = await client.login({username, password})
+    const published = await new ApiClient(client.baseUrl, session.token).user(username)
+    return (await readPublicKey(published.publicKey)).fingerprint === fingerprint
+  } catch {
+    return false
   }
 }

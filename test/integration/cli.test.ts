@@ -257,6 +257,22 @@ describe('CLI: accounts and 1:1 messages', function () {
     expect(taken.stderr).to.include('taken')
   })
 
+  it('finishes a registration whose first answer was lost: the taken name holds this profile\'s key', async () => {
+    const user = await CliUser.create('lost', superserver.url)
+    const publicKey = (await user.run(['keys', 'generate', '--username', user.username])).stdout
+    // The first try got through, its 201 did not: the account exists with this profile's key.
+    const first = await http('POST', `${servers[0]!.url}/v1/users`, {json: {username: user.username, password: PASSWORD, publicKey}})
+    expect(first.status).to.equal(201)
+    const retried = await user.run(['register', user.username])
+    expect(retried.code, retried.stderr).to.equal(0)
+    expect((await user.readJson('profile.json')).username).to.equal(user.username)
+    // Someone else's retry with another key is still told the name is taken.
+    const other = await CliUser.create('lost', superserver.url)
+    const refused = await other.run(['register', user.username])
+    expect(refused.code).to.equal(1)
+    expect(refused.stderr).to.include('taken')
+  })
+
   it('keeps the profile private: directory 0700, every file 0600, the private key passphrase-protected', async () => {
     await bob.json(['send', alice.username, 'needs the key'])
     const locked = await alice.run(['inbox'], {env: {FASTCHAT_PASSPHRASE: 'not the passphrase'}})
