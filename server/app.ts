@@ -7,6 +7,7 @@ import {createHttpMetrics, type HttpMetrics, requestObserver} from './http/obser
 import {notFoundHandler, problemHandler} from './http/problem.js'
 import {accountRoutes} from './routes/accounts.js'
 import {blobRoutes} from './routes/blobs.js'
+import {groupRoutes, isKeySetUpload} from './routes/groups.js'
 import {messageRoutes} from './routes/messages.js'
 import type {Services} from './services/index.js'
 
@@ -54,9 +55,12 @@ export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DE
     next(new UnavailableError('FC_DRAINING', 'This server is shutting down; ask the superserver for another one.', 0))
   })
 
-  app.use(express.json({limit: config.jsonLimitBytes}))
+  const json = express.json({limit: config.jsonLimitBytes})
+  // Key sets are parsed by their own route, with its own limit.
+  app.use((req, res, next) => (isKeySetUpload(req.method, req.path) ? next() : json(req, res, next)))
   app.use(accountRoutes(deps.services.accounts))
   app.use(messageRoutes(deps.services.accounts, deps.services.messages, deps.services.events))
+  app.use(groupRoutes(deps.services.accounts, deps.services.groups))
   app.use(blobRoutes(deps.services.accounts, deps.services.blobs, config.blobLimitBytes))
 
   app.use(notFoundHandler())

@@ -66,14 +66,14 @@ export class UnauthorizedError extends AppError {
 }
 
 export class ForbiddenError extends AppError {
-  constructor(detail = 'You are not allowed to do this.') {
-    super('FC_FORBIDDEN', 403, 'Forbidden', detail)
+  constructor(detail = 'You are not allowed to do this.', code = 'FC_FORBIDDEN') {
+    super(code, 403, 'Forbidden', detail)
   }
 }
 
 export class NotFoundError extends AppError {
-  constructor(code = 'FC_NOT_FOUND', detail = 'No such resource.') {
-    super(code, 404, 'Not found', detail)
+  constructor(code = 'FC_NOT_FOUND', detail = 'No such resource.', extensions: Record<string, unknown> = {}) {
+    super(code, 404, 'Not found', detail, {extensions})
   }
 }
 

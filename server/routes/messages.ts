@@ -6,7 +6,7 @@ import {parse, requireJson} from '../http/validate.js'
 import type {AccountService} from '../services/accounts.js'
 import type {EventService} from '../services/events.js'
 import type {MessageService} from '../services/messages.js'
-import {eventsQuery, historyQuery, idempotencyKey, MAX_CIPHERTEXT_BYTES, sendMessage, username} from './schemas.js'
+import {eventsQuery, historyQuery, idempotencyKey, MAX_CIPHERTEXT_BYTES, peer, sendMessage} from './schemas.js'
 
 export function messageRoutes(accounts: AccountService, messages: MessageService, events: EventService): Router {
   const router = Router()
@@ -35,11 +35,11 @@ export function messageRoutes(accounts: AccountService, messages: MessageService
     if (!res.writableEnded && !gone.signal.aborted) res.set('Cache-Control', 'no-store').json(answer)
   })
 
-  // GET /v1/conversations/:peer?before=&limit=
+  // GET /v1/conversations/:peer?before=&limit= (a username or a group id)
   router.get('/v1/conversations/:peer', auth, async (req, res) => {
-    const peer = parse(username, req.params.peer, 'peer')
+    const target = parse(peer, req.params.peer, 'peer')
     const query = parse(historyQuery, req.query, 'query')
-    res.json(await messages.history(currentUser(res), peer, query.before, query.limit))
+    res.json(await messages.history(currentUser(res), target, query.before, query.limit))
   })
 
   return router

@@ -62,3 +62,40 @@ export const historyQuery = z.object({
   before: uuid.optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
 })
+
+/** A group name: shown to people, so no control characters; need not be unique. */
+export const groupName = z
+  .string()
+  .trim()
+  .min(1, 'must not be empty')
+  .max(64, 'must be at most 64 characters')
+  .refine((value) => !/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(value), 'must not contain control or format characters')
+
+/** Matches MAX_GROUP_MEMBERS: the creator plus 999 others. */
+export const createGroup = z.strictObject({
+  name: groupName,
+  members: z.array(username).max(999, 'a group has at most 1000 members').default([]),
+})
+
+export const addMember = z.strictObject({username})
+
+export const setRole = z.strictObject({role: z.enum(['admin', 'member'])})
+
+export const epochParam = z.coerce.number().int().min(1).max(2 ** 31 - 1)
+
+/** A wrapped group key is one small armored OpenPGP message. */
+export const MAX_WRAPPED_KEY_BYTES = 16 * 1024
+export const putKeys = z.strictObject({
+  keys: z
+    .record(
+      username,
+      z
+        .string()
+        .max(MAX_WRAPPED_KEY_BYTES)
+        .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message'),
+    )
+    .refine((keys) => Object.keys(keys).length <= 1000, 'at most 1000 keys'),
+})
+
+/** A history peer: a group id, else a username. */
+export const peer = z.union([uuid.transform((group) => ({group})), username.transform((user) => ({user}))])

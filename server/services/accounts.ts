@@ -62,6 +62,17 @@ export class AccountService {
     return user
   }
 
+  /** Every named user, in the order given (duplicates folded); 404 naming the unknown ones. */
+  async findMany(usernames: string[]): Promise<UserRecord[]> {
+    const keys = [...new Set(usernames.map(usernameKey))]
+    const found = new Map((await this.users.findManyByKey(keys)).map((user) => [usernameKey(user.username), user]))
+    const unknown = usernames.filter((name) => !found.has(usernameKey(name)))
+    if (unknown.length > 0) {
+      throw new NotFoundError('FC_USER_NOT_FOUND', `No user ${unknown.map((name) => `"${name}"`).join(', ')}.`, {users: unknown})
+    }
+    return keys.map((key) => found.get(key)!)
+  }
+
   async find(username: string): Promise<UserRecord> {
     const user = await this.users.findByKey(usernameKey(username))
     if (!user) throw new NotFoundError('FC_USER_NOT_FOUND', `No user "${username}".`)

@@ -5,6 +5,7 @@ import type {SessionUser} from '../../storage/repositories/session.repository.js
 import {ConflictError, NotFoundError} from '../http/errors.js'
 import type {AccountService} from './accounts.js'
 import type {DeliveryHub} from '../delivery/hub.js'
+import type {GroupService} from './groups.js'
 
 export interface SendInput {
   to: {user: string} | {group: string}
@@ -13,6 +14,8 @@ export interface SendInput {
   blob?: string
   epoch?: number
 }
+
+export const groupConversation = (groupId: string) => `g:${groupId}`
 
 /** The conversation key of two users: the same whoever asks. */
 export function directConversation(a: string, b: string): string {
@@ -49,42 +52,66 @@ export class MessageService {
     private readonly accounts: AccountService,
     private readonly blobs: BlobRepository,
     private readonly hub: DeliveryHub,
+    private readonly groups: GroupService,
   ) {}
 
   async send(sender: SessionUser, input: SendInput, idempotencyKey: string | undefined): Promise<{id: string; sentAt: Date; duplicate: boolean}> {
-    if (!('user' in input.to)) throw new NotFoundError('FC_GROUP_NOT_FOUND', 'Groups are not available yet.')
-    const recipient = await this.accounts.find(input.to.user)
     // Only your own uploads can be attached: otherwise a guessed id would grant its reader access.
     if (input.blob && !(await this.blobs.uploadedBy(input.blob, sender.userId))) {
       throw new NotFoundError('FC_BLOB_NOT_FOUND', `No blob ${input.blob} uploaded by you.`)
     }
-    const stored = await this.messages.store({
+    const common = {
       senderId: sender.userId,
-      recipientId: recipient.id,
-      groupId: null,
-      epoch: null,
-      conversation: directConversation(sender.userId, recipient.id),
       kind: input.kind,
       ciphertext: input.ciphertext,
       blobId: input.blob ?? null,
       idempotencyKey: idempotencyKey ?? null,
-      deliverTo: [recipient.id],
-    })
+    }
+    let stored
+    if ('group' in input.to) {
+      const groupId = input.to.group
+      stored = await this.messages.store({
+        ...common,
+        recipientId: null,
+        groupId,
+        epoch: input.epoch ?? null,
+        conversation: groupConversation(groupId),
+        // Checked under the group's row lock: delivered to exactly the epoch it was encrypted for.
+        deliverTo: (tx) => this.groups.recipientsOfSend(tx, sender, groupId, input.epoch!),
+      })
+    } else {
+      const recipient = await this.accounts.find(input.to.user)
+      stored = await this.messages.store({
+        ...common,
+        recipientId: recipient.id,
+        groupId: null,
+        epoch: null,
+        conversation: directConversation(sender.userId, recipient.id),
+        deliverTo: [recipient.id],
+      })
+    }
     if (stored.duplicate && !stored.sameContent) {
       throw new ConflictError('FC_IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used for a different message.')
     }
     // Polls on this server wake at once; others hear the NOTIFY committed with the message.
-    if (!stored.duplicate) this.hub.notify([recipient.id])
+    this.hub.notify(stored.deliveredTo)
     return stored
   }
 
-  async history(user: SessionUser, peer: string, before: string | undefined, limit: number): Promise<{messages: MessageView[]; next: string | null}> {
-    const other = await this.accounts.find(peer)
-    const conversation = directConversation(user.userId, other.id)
+  /** `peer` is a username, or a group id for a group's history. */
+  async history(user: SessionUser, peer: {user: string} | {group: string}, before: string | undefined, limit: number): Promise<{messages: MessageView[]; next: string | null}> {
+    let conversation: string
+    if ('group' in peer) {
+      await this.groups.requireMember(user, peer.group)
+      conversation = groupConversation(peer.group)
+    } else {
+      const other = await this.accounts.find(peer.user)
+      conversation = directConversation(user.userId, other.id)
+    }
     if (before && !(await this.messages.exists(conversation, before))) {
       throw new NotFoundError('FC_MESSAGE_NOT_FOUND', `No message ${before} in this conversation.`)
     }
-    const rows = await this.messages.history(conversation, before, limit)
+    const rows = await this.messages.history(conversation, before, limit, 'group' in peer ? user.userId : undefined)
     return {messages: rows.map(messageView), next: rows.length === limit ? rows[rows.length - 1]!.id : null}
   }
 }

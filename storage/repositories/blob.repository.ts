@@ -82,7 +82,8 @@ export class BlobRepository {
 
   /**
    * The size of a blob the user may read: they uploaded it, or they received
-   * a message that references it (directly or as a member of its group).
+   * a message that references it (directly, or as a member of its group in
+   * the epoch it was sent in).
    */
   async readableSize(blobId: string, userId: string): Promise<number | undefined> {
     const [row] = (await this.db.query(
@@ -90,8 +91,9 @@ export class BlobRepository {
         WHERE b.id = $1
           AND (b.uploader_id = $2
                OR EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = b.id AND m.recipient_id = $2)
-               OR EXISTS (SELECT 1 FROM messages m JOIN group_members gm ON gm.group_id = m.group_id
-                           WHERE m.blob_id = b.id AND gm.user_id = $2))`,
+               OR EXISTS (SELECT 1 FROM messages m
+                            JOIN group_epochs ge ON ge.group_id = m.group_id AND ge.epoch = m.epoch
+                           WHERE m.blob_id = b.id AND $2::bigint = ANY(ge.member_ids)))`,
       [blobId, userId],
     )) as {size: string}[]
     return row ? Number(row.size) : undefined

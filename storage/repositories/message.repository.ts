@@ -19,8 +19,11 @@ export interface NewMessage {
   ciphertext: string
   blobId: string | null
   idempotencyKey: string | null
-  /** Who gets an event in their stream. */
-  deliverTo: string[]
+  /**
+   * Who gets an event in their stream; a function runs inside the transaction,
+   * after the idempotency check, and may throw to refuse the message.
+   */
+  deliverTo: string[] | ((tx: EntityManager) => Promise<string[]>)
 }
 
 export interface StoredMessage {
@@ -30,6 +33,8 @@ export interface StoredMessage {
   duplicate: boolean
   /** On a duplicate, whether the retry carried the same content. */
   sameContent: boolean
+  /** The recipients whose streams got the event (none for a duplicate). */
+  deliveredTo: string[]
 }
 
 export interface MessageRow {
@@ -93,6 +98,7 @@ export class MessageRepository {
         const earlier = await this.findByIdempotencyKey(tx, message)
         if (earlier) return earlier
       }
+      const deliverTo = typeof message.deliverTo === 'function' ? await message.deliverTo(tx) : message.deliverTo
       const id = randomUUID()
       const inserted = (await tx.query(
         `INSERT INTO messages (id, sender_id, recipient_id, group_id, epoch, conversation, kind, ciphertext, blob_id, idempotency_key)
@@ -108,8 +114,8 @@ export class MessageRepository {
         if (earlier) return earlier
         throw new Error('idempotency conflict without a stored message')
       }
-      await appendEvents(tx, message.deliverTo, {type: 'message', messageId: id})
-      return {id, sentAt: inserted[0]!.sentAt, duplicate: false, sameContent: true}
+      await appendEvents(tx, deliverTo, {type: 'message', messageId: id})
+      return {id, sentAt: inserted[0]!.sentAt, duplicate: false, sameContent: true, deliveredTo: deliverTo}
     })
   }
 
@@ -121,19 +127,24 @@ export class MessageRepository {
          FROM messages WHERE sender_id = $1 AND idempotency_key = $2`,
       [message.senderId, message.idempotencyKey, message.recipientId, message.groupId, message.ciphertext, message.kind, message.blobId],
     )) as {id: string; sentAt: Date; sameContent: boolean}[]
-    return row ? {...row, duplicate: true} : undefined
+    return row ? {...row, duplicate: true, deliveredTo: []} : undefined
   }
 
-  /** One conversation, newest first, strictly older than message `before` if given. */
-  async history(conversation: string, before: string | undefined, limit: number): Promise<MessageRow[]> {
+  /**
+   * One conversation, newest first, strictly older than message `before` if
+   * given. With `memberId` (a group), only the epochs that user was a member of.
+   */
+  async history(conversation: string, before: string | undefined, limit: number, memberId?: string): Promise<MessageRow[]> {
     return (await this.db.query(
       `SELECT ${MESSAGE_COLUMNS}
          FROM messages m JOIN users su ON su.id = m.sender_id LEFT JOIN users ru ON ru.id = m.recipient_id
         WHERE m.conversation = $1
           AND ($2::uuid IS NULL OR (m.sent_at, m.id) < (SELECT sent_at, id FROM messages WHERE id = $2::uuid AND conversation = $1))
+          AND ($4::bigint IS NULL OR EXISTS (
+                SELECT 1 FROM group_epochs ge WHERE ge.group_id = m.group_id AND ge.epoch = m.epoch AND $4::bigint = ANY(ge.member_ids)))
         ORDER BY m.sent_at DESC, m.id DESC
         LIMIT $3`,
-      [conversation, before ?? null, limit],
+      [conversation, before ?? null, limit, memberId ?? null],
     )) as MessageRow[]
   }
 

@@ -45,6 +45,14 @@ export class UserRepository {
     return row
   }
 
+  /** The users among `usernameKeys` that exist, in no particular order. */
+  async findManyByKey(usernameKeys: string[]): Promise<UserRecord[]> {
+    return (await this.db.query(
+      'SELECT id, username, public_key AS "publicKey", fingerprint FROM users WHERE username_key = ANY($1::text[])',
+      [usernameKeys],
+    )) as UserRecord[]
+  }
+
   async credentials(usernameKey: string): Promise<Credentials | undefined> {
     const [row] = (await this.db.query(
       'SELECT id, username, password_hash AS "passwordHash" FROM users WHERE username_key = $1',

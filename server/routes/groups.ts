@@ -1,0 +1,77 @@
+import express, {Router} from 'express'
+
+import {currentUser, requireUser} from '../http/auth.js'
+import {parse, requireJson} from '../http/validate.js'
+import type {AccountService} from '../services/accounts.js'
+import type {GroupService} from '../services/groups.js'
+import {addMember, createGroup, epochParam, putKeys, setRole, username, uuid} from './schemas.js'
+
+/**
+ * A key set wraps the group key once per member (about 1 KiB each), so its
+ * route takes a larger body than the rest of the API.
+ */
+export const KEY_SET_LIMIT_BYTES = 4 * 1024 * 1024
+export const isKeySetUpload = (method: string, path: string) => method === 'PUT' && /^\/v1\/groups\/[^/]+\/keys\/[^/]+$/.test(path)
+
+export function groupRoutes(accounts: AccountService, groups: GroupService): Router {
+  const router = Router()
+  const auth = requireUser(accounts)
+  const groupId = (value: unknown) => parse(uuid, value, 'group id')
+
+  // POST /v1/groups
+  router.post('/v1/groups', auth, requireJson(), async (req, res) => {
+    const body = parse(createGroup, req.body)
+    res.status(201).json(await groups.create(currentUser(res), body.name, body.members))
+  })
+
+  // GET /v1/groups
+  router.get('/v1/groups', auth, async (_req, res) => {
+    res.json({groups: await groups.list(currentUser(res))})
+  })
+
+  // GET /v1/groups/:id
+  router.get('/v1/groups/:id', auth, async (req, res) => {
+    res.json(await groups.get(currentUser(res), groupId(req.params.id)))
+  })
+
+  // POST /v1/groups/:id/members
+  router.post('/v1/groups/:id/members', auth, requireJson(), async (req, res) => {
+    const id = groupId(req.params.id)
+    const body = parse(addMember, req.body)
+    res.status(201).json(await groups.addMember(currentUser(res), id, body.username))
+  })
+
+  // PATCH /v1/groups/:id/members/:username
+  router.patch('/v1/groups/:id/members/:username', auth, requireJson(), async (req, res) => {
+    const id = groupId(req.params.id)
+    const member = parse(username, req.params.username, 'username')
+    const body = parse(setRole, req.body)
+    res.json(await groups.setRole(currentUser(res), id, member, body.role))
+  })
+
+  // DELETE /v1/groups/:id/members/:username
+  router.delete('/v1/groups/:id/members/:username', auth, async (req, res) => {
+    const id = groupId(req.params.id)
+    const member = parse(username, req.params.username, 'username')
+    await groups.removeMember(currentUser(res), id, member)
+    res.status(204).end()
+  })
+
+  // PUT /v1/groups/:id/keys/:epoch
+  router.put('/v1/groups/:id/keys/:epoch', auth, requireJson(), express.json({limit: KEY_SET_LIMIT_BYTES}), async (req, res) => {
+    const id = groupId(req.params.id)
+    const epoch = parse(epochParam, req.params.epoch, 'epoch')
+    const body = parse(putKeys, req.body)
+    await groups.putKeys(currentUser(res), id, epoch, body.keys)
+    res.status(204).end()
+  })
+
+  // GET /v1/groups/:id/keys/:epoch
+  router.get('/v1/groups/:id/keys/:epoch', auth, async (req, res) => {
+    const id = groupId(req.params.id)
+    const epoch = parse(epochParam, req.params.epoch, 'epoch')
+    res.json(await groups.getKey(currentUser(res), id, epoch))
+  })
+
+  return router
+}

@@ -1,0 +1,291 @@
+import {randomUUID} from 'node:crypto'
+
+import type {DataSource, EntityManager} from 'typeorm'
+
+import type {GroupRole} from '../../storage/entities/group.js'
+import type {GroupRepository, GroupRow, GroupSummary, MemberRow} from '../../storage/repositories/group.repository.js'
+import {appendEvents} from '../../storage/repositories/message.repository.js'
+import type {SessionUser} from '../../storage/repositories/session.repository.js'
+import type {DeliveryHub} from '../delivery/hub.js'
+import {AppError, ConflictError, ForbiddenError, NotFoundError} from '../http/errors.js'
+import {type AccountService, usernameKey} from './accounts.js'
+
+/** Largest group, the creator included. A send costs one event per member, in one transaction. */
+export const MAX_GROUP_MEMBERS = 1000
+
+export class GroupTooLargeError extends AppError {
+  constructor() {
+    super('FC_GROUP_TOO_LARGE', 400, 'Group too large', `A group has at most ${MAX_GROUP_MEMBERS} members.`, {extensions: {limit: MAX_GROUP_MEMBERS}})
+  }
+}
+
+export const groupNotFound = (id: string) => new NotFoundError('FC_GROUP_NOT_FOUND', `No group ${id}.`)
+export const notGroupMember = () => new ForbiddenError('You are not a member of this group.', 'FC_NOT_GROUP_MEMBER')
+const adminRequired = () => new ForbiddenError('Only an admin of this group can do this.', 'FC_GROUP_ADMIN_REQUIRED')
+export const staleEpoch = (current: number) =>
+  new ConflictError('FC_GROUP_EPOCH_STALE', `The group is at epoch ${current}: fetch its key and try again.`, {epoch: current})
+
+export interface GroupView {
+  id: string
+  name: string
+  epoch: number
+  keyedBy: string | null
+  createdAt: string
+  members: {username: string; role: GroupRole; fingerprint: string; joinedAt: string}[]
+}
+
+export interface GroupKeyView {
+  group: string
+  epoch: number
+  keyedBy: string
+  members: string[]
+  key: string
+}
+
+/**
+ * Groups, their members and key epochs. Every membership change runs in one
+ * transaction holding the group row FOR UPDATE: it changes the members,
+ * starts the next epoch with the new member set and appends the events, so
+ * two admins acting at once are serialised into two consecutive epochs and
+ * a send (which holds the row FOR SHARE) is always checked against, and
+ * delivered to, exactly the member set of the epoch it was encrypted for.
+ */
+export class GroupService {
+  constructor(
+    private readonly db: DataSource,
+    private readonly groups: GroupRepository,
+    private readonly accounts: AccountService,
+    private readonly hub: DeliveryHub,
+  ) {}
+
+  async create(creator: SessionUser, name: string, memberNames: string[]): Promise<{id: string; name: string; epoch: number}> {
+    const others = (await this.accounts.findMany(memberNames)).filter((user) => user.id !== creator.userId)
+    if (others.length + 1 > MAX_GROUP_MEMBERS) throw new GroupTooLargeError()
+    const id = randomUUID()
+    const memberIds = [creator.userId, ...others.map((user) => user.id)]
+    await this.db.transaction(async (tx) => {
+      await this.groups.insert(
+        tx,
+        {id, name, createdBy: creator.userId},
+        [{userId: creator.userId, role: 'admin' as GroupRole}, ...others.map((user) => ({userId: user.id, role: 'member' as GroupRole}))],
+      )
+      await appendEvents(tx, memberIds, {
+        type: 'group.created',
+        payload: {group: id, name, epoch: 1, by: creator.username, users: [creator.username, ...others.map((user) => user.username)]},
+      })
+    })
+    this.hub.notify(memberIds)
+    return {id, name, epoch: 1}
+  }
+
+  async list(user: SessionUser): Promise<GroupSummary[]> {
+    return this.groups.listFor(this.db.manager, user.userId)
+  }
+
+  async get(user: SessionUser, groupId: string): Promise<GroupView> {
+    return this.db.transaction('REPEATABLE READ', async (tx) => {
+      const group = await this.groups.find(tx, groupId)
+      if (!group) throw groupNotFound(groupId)
+      const members = await this.groups.members(tx, groupId)
+      if (!members.some((member) => member.userId === user.userId)) throw notGroupMember()
+      const epoch = await this.groups.epoch(tx, groupId, group.epoch)
+      const keyedBy = epoch?.keyedBy ? (await this.groups.usernames(tx, [epoch.keyedBy])).get(epoch.keyedBy) ?? null : null
+      return {
+        id: group.id,
+        name: group.name,
+        epoch: group.epoch,
+        keyedBy,
+        createdAt: new Date(group.createdAt).toISOString(),
+        members: members.map((member) => ({
+          username: member.username,
+          role: member.role,
+          fingerprint: member.fingerprint,
+          joinedAt: new Date(member.joinedAt).toISOString(),
+        })),
+      }
+    })
+  }
+
+  async addMember(actor: SessionUser, groupId: string, username: string): Promise<{epoch: number}> {
+    const target = await this.accounts.find(username)
+    return this.change(groupId, async (tx, group, members) => {
+      requireAdmin(members, actor)
+      if (members.some((member) => member.userId === target.id)) {
+        throw new ConflictError('FC_ALREADY_GROUP_MEMBER', `${target.username} is already a member of this group.`)
+      }
+      if (members.length + 1 > MAX_GROUP_MEMBERS) throw new GroupTooLargeError()
+      await this.groups.addMember(tx, groupId, target.id, 'member')
+      const epoch = await this.groups.nextEpoch(tx, groupId)
+      const recipients = [...members.map((member) => member.userId), target.id]
+      await appendEvents(tx, recipients, {
+        type: 'group.member_added',
+        payload: {group: groupId, name: group.name, epoch, by: actor.username, users: [target.username]},
+      })
+      return {result: {epoch}, notify: recipients}
+    })
+  }
+
+  /** An admin removes a member, or a member leaves (`username` is themselves). */
+  async removeMember(actor: SessionUser, groupId: string, username: string): Promise<{epoch: number}> {
+    const target = await this.accounts.find(username)
+    return this.change(groupId, async (tx, group, members) => {
+      const actorMember = members.find((member) => member.userId === actor.userId)
+      if (!actorMember) throw notGroupMember()
+      const leaving = target.id === actor.userId
+      if (!leaving && actorMember.role !== 'admin') throw adminRequired()
+      const targetMember = members.find((member) => member.userId === target.id)
+      if (!targetMember) throw new NotFoundError('FC_GROUP_MEMBER_NOT_FOUND', `${target.username} is not a member of this group.`)
+
+      await this.groups.removeMember(tx, groupId, target.id)
+      const remaining = members.filter((member) => member.userId !== target.id)
+      const notify = [...members.map((member) => member.userId)]
+      const epoch = await this.groups.nextEpoch(tx, groupId)
+      await appendEvents(tx, notify, {
+        type: 'group.member_removed',
+        payload: {group: groupId, name: group.name, epoch, by: actor.username, users: [target.username], ...(leaving ? {left: true} : {})},
+      })
+      // A group never loses its last admin while it has members.
+      const heir = remaining.length > 0 && !remaining.some((member) => member.role === 'admin') ? remaining[0]! : undefined
+      if (heir) {
+        await this.groups.setRole(tx, groupId, heir.userId, 'admin')
+        await appendEvents(tx, remaining.map((member) => member.userId), {
+          type: 'group.role_changed',
+          payload: {group: groupId, name: group.name, epoch, by: actor.username, users: [heir.username], role: 'admin'},
+        })
+      }
+      // Whoever made the change keys the new epoch, unless they are no longer in it.
+      if (!remaining.some((member) => member.userId === actor.userId) && remaining.length > 0) {
+        await appendEvents(tx, remaining.map((member) => member.userId), {
+          type: 'group.rekey_needed',
+          payload: {group: groupId, name: group.name, epoch, by: actor.username, users: remaining.map((member) => member.username)},
+        })
+      }
+      return {result: {epoch}, notify}
+    })
+  }
+
+  async setRole(actor: SessionUser, groupId: string, username: string, role: GroupRole): Promise<{username: string; role: GroupRole}> {
+    const target = await this.accounts.find(username)
+    return this.change(groupId, async (tx, group, members) => {
+      requireAdmin(members, actor)
+      const targetMember = members.find((member) => member.userId === target.id)
+      if (!targetMember) throw new NotFoundError('FC_GROUP_MEMBER_NOT_FOUND', `${target.username} is not a member of this group.`)
+      if (targetMember.role === role) return {result: {username: target.username, role}, notify: []}
+      if (role === 'member' && members.filter((member) => member.role === 'admin').length === 1) {
+        throw new ConflictError('FC_LAST_ADMIN', 'A group keeps at least one admin: promote someone else first.')
+      }
+      await this.groups.setRole(tx, groupId, target.id, role)
+      const recipients = members.map((member) => member.userId)
+      await appendEvents(tx, recipients, {
+        type: 'group.role_changed',
+        payload: {group: groupId, name: group.name, epoch: group.epoch, by: actor.username, users: [target.username], role},
+      })
+      return {result: {username: target.username, role}, notify: recipients}
+    })
+  }
+
+  /**
+   * Accepts the first complete key set of the current epoch: one wrapped key
+   * for exactly each of its members, uploaded by one of them.
+   */
+  async putKeys(actor: SessionUser, groupId: string, epoch: number, keys: Record<string, string>): Promise<void> {
+    await this.change(groupId, async (tx, group, members) => {
+      if (!members.some((member) => member.userId === actor.userId)) throw notGroupMember()
+      if (epoch !== group.epoch) throw staleEpoch(group.epoch)
+      const current = await this.groups.epoch(tx, groupId, epoch)
+      if (current?.keyedBy) throw new ConflictError('FC_GROUP_ALREADY_KEYED', `Epoch ${epoch} already has its keys: fetch yours.`)
+      const byKey = new Map(members.map((member) => [usernameKey(member.username), member]))
+      const given = new Map(Object.entries(keys).map(([name, wrapped]) => [usernameKey(name), {name, wrapped}]))
+      const missing = members.filter((member) => !given.has(usernameKey(member.username))).map((member) => member.username)
+      const unexpected = [...given.values()].filter((entry) => !byKey.has(usernameKey(entry.name))).map((entry) => entry.name)
+      if (missing.length > 0 || unexpected.length > 0 || given.size !== Object.keys(keys).length) {
+        throw new ConflictError('FC_GROUP_KEYS_MISMATCH', `The keys must cover exactly the ${members.length} members of epoch ${epoch}.`, {
+          missing,
+          unexpected,
+        })
+      }
+      await this.groups.storeKeys(
+        tx,
+        groupId,
+        epoch,
+        actor.userId,
+        members.map((member) => ({userId: member.userId, wrappedKey: given.get(usernameKey(member.username))!.wrapped})),
+      )
+      const recipients = members.map((member) => member.userId)
+      await appendEvents(tx, recipients, {
+        type: 'group.key',
+        payload: {group: groupId, name: group.name, epoch, by: actor.username, users: members.map((member) => member.username)},
+      })
+      return {result: undefined, notify: recipients}
+    })
+  }
+
+  /** My wrapped key of one epoch: only for members of that epoch. */
+  async getKey(user: SessionUser, groupId: string, epoch: number): Promise<GroupKeyView> {
+    return this.db.transaction('REPEATABLE READ', async (tx) => {
+      const group = await this.groups.find(tx, groupId)
+      if (!group) throw groupNotFound(groupId)
+      const row = await this.groups.epoch(tx, groupId, epoch)
+      if (!row) {
+        // Only members may learn which epochs exist.
+        if (!(await this.groups.role(tx, groupId, user.userId))) throw notGroupMember()
+        throw new NotFoundError('FC_GROUP_KEY_NOT_FOUND', `Epoch ${epoch} does not exist.`)
+      }
+      if (!row.memberIds.includes(user.userId)) throw new ForbiddenError(`You were not a member of this group in epoch ${epoch}.`, 'FC_NOT_GROUP_MEMBER')
+      const key = row.keyedBy ? await this.groups.wrappedKey(tx, groupId, epoch, user.userId) : undefined
+      if (!row.keyedBy || !key) throw new NotFoundError('FC_GROUP_KEY_NOT_FOUND', `Epoch ${epoch} has no keys yet.`)
+      const names = await this.groups.usernames(tx, [...row.memberIds, row.keyedBy])
+      return {
+        group: groupId,
+        epoch,
+        keyedBy: names.get(row.keyedBy)!,
+        members: row.memberIds.map((id) => names.get(id)!).sort(),
+        key,
+      }
+    })
+  }
+
+  /**
+   * Checks a group send against the epoch it was encrypted for, holding the
+   * group row FOR SHARE until the caller's transaction commits, and returns
+   * who receives it: the epoch's members but the sender.
+   */
+  async recipientsOfSend(tx: EntityManager, sender: SessionUser, groupId: string, epoch: number): Promise<string[]> {
+    const group = await this.groups.lock(tx, groupId, 'share')
+    if (!group) throw groupNotFound(groupId)
+    const current = (await this.groups.epoch(tx, groupId, group.epoch))!
+    if (!current.memberIds.includes(sender.userId)) throw notGroupMember()
+    if (epoch !== group.epoch) throw staleEpoch(group.epoch)
+    if (!current.keyedBy) {
+      throw new ConflictError('FC_GROUP_NOT_KEYED', `Epoch ${group.epoch} has no keys yet: upload them, then send again.`, {epoch: group.epoch})
+    }
+    return current.memberIds.filter((id) => id !== sender.userId)
+  }
+
+  /** Members only: 404 for no group, 403 for a non-member. */
+  async requireMember(user: SessionUser, groupId: string): Promise<void> {
+    const group = await this.groups.find(this.db.manager, groupId)
+    if (!group) throw groupNotFound(groupId)
+    if (!(await this.groups.role(this.db.manager, groupId, user.userId))) throw notGroupMember()
+  }
+
+  /** Runs one membership change under the group's row lock, then wakes the polls it concerns. */
+  private async change<T>(
+    groupId: string,
+    run: (tx: EntityManager, group: GroupRow, members: MemberRow[]) => Promise<{result: T; notify: string[]}>,
+  ): Promise<T> {
+    const {result, notify} = await this.db.transaction(async (tx) => {
+      const group = await this.groups.lock(tx, groupId, 'update')
+      if (!group) throw groupNotFound(groupId)
+      return run(tx, group, await this.groups.members(tx, groupId))
+    })
+    if (notify.length > 0) this.hub.notify(notify)
+    return result
+  }
+}
+
+function requireAdmin(members: MemberRow[], actor: SessionUser): void {
+  const member = members.find((candidate) => candidate.userId === actor.userId)
+  if (!member) throw notGroupMember()
+  if (member.role !== 'admin') throw adminRequired()
+}
