@@ -4,7 +4,7 @@
  * is one, is kept as `cause` for logs: its wording changes between openpgp
  * releases, so nothing should parse it.
  */
-export type CryptoErrorCode = 'FC_BAD_KEY' | 'FC_BAD_PASSPHRASE' | 'FC_DECRYPT_FAILED' | 'FC_BAD_MESSAGE'
+export type CryptoErrorCode = 'FC_BAD_KEY' | 'FC_BAD_PASSPHRASE' | 'FC_DECRYPT_FAILED' | 'FC_BAD_MESSAGE' | 'FC_BAD_GROUP_KEY'
 
 export class CryptoError extends Error {
   constructor(

@@ -14,3 +14,13 @@ export {
   type UnlockedKey,
 } from './keys.js'
 export {decryptBytes, decryptText, encryptBytes, encryptText, type Verification} from './messages.js'
+export {
+  decryptGroupBytes,
+  decryptGroupText,
+  encryptGroupBytes,
+  encryptGroupText,
+  generateGroupKey,
+  unwrapGroupKey,
+  wrapGroupKey,
+  type GroupKey,
+} from './groups.js'

@@ -78,7 +78,11 @@ async function prepareDecryption(key: UnlockedKey, senderPublicKey: string): Pro
   return {privateKey: privateKeyOf(key), sender: await parsePublicKey(senderPublicKey)}
 }
 
-async function read<T extends Message<string> | Message<Uint8Array>>(parse: () => Promise<T>): Promise<T> {
+/**
+ * Internal to crypto/ (not re-exported by index.ts): parses a message and
+ * insists that it is encrypted. FC_BAD_MESSAGE otherwise.
+ */
+export async function read<T extends Message<string> | Message<Uint8Array>>(parse: () => Promise<T>): Promise<T> {
   let message: T
   try {
     message = await parse()
@@ -96,8 +100,8 @@ async function read<T extends Message<string> | Message<Uint8Array>>(parse: () =
   return message
 }
 
-/** Fails fast, with a clear reason, when none of the message's recipients is one of our keys. */
-function assertAddressedTo(message: Message<string> | Message<Uint8Array>, privateKey: PrivateKey): void {
+/** Internal to crypto/. Fails fast, with a clear reason, when none of the message's recipients is one of our keys. */
+export function assertAddressedTo(message: Message<string> | Message<Uint8Array>, privateKey: PrivateKey): void {
   const recipients = message.getEncryptionKeyIDs()
   const ours = privateKey.getKeys().map((key) => key.getKeyID())
   // matchWildcard: an anonymous recipient (key ID 0) could be anyone, us included.
@@ -106,7 +110,8 @@ function assertAddressedTo(message: Message<string> | Message<Uint8Array>, priva
   }
 }
 
-async function decryptOrThrow<T>(run: () => Promise<T>): Promise<T> {
+/** Internal to crypto/: runs an openpgp decrypt, any failure of which becomes FC_DECRYPT_FAILED. */
+export async function decryptOrThrow<T>(run: () => Promise<T>): Promise<T> {
   try {
     return await run()
   } catch (error) {
