@@ -10,6 +10,8 @@ import {blobRoutes} from './routes/blobs.js'
 import {groupRoutes, isKeySetUpload} from './routes/groups.js'
 import {messageRoutes} from './routes/messages.js'
 import type {Services} from './services/index.js'
+import type {DeliveryHub} from './delivery/hub.js'
+import {clusterRoutes} from './routes/cluster.js'
 
 /** What a chat server app needs from the outside; passed in, never looked up. */
 export interface ChatServerDeps {
@@ -19,6 +21,8 @@ export interface ChatServerDeps {
   /** Flipped by the process when it starts draining. */
   lifecycle: {draining: boolean}
   metrics?: HttpMetrics
+  /** With a cluster secret, peers may wake this server's polls (POST /v1/cluster/wake). */
+  cluster?: {hub: DeliveryHub; secret: string}
 }
 
 export interface ChatServerAppConfig {
@@ -58,6 +62,7 @@ export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DE
   const json = express.json({limit: config.jsonLimitBytes})
   // Key sets are parsed by their own route, with its own limit.
   app.use((req, res, next) => (isKeySetUpload(req.method, req.path) ? next() : json(req, res, next)))
+  if (deps.cluster) app.use(clusterRoutes(deps.cluster.hub, deps.cluster.secret))
   app.use(accountRoutes(deps.services.accounts))
   app.use(messageRoutes(deps.services.accounts, deps.services.messages, deps.services.events))
   app.use(groupRoutes(deps.services.accounts, deps.services.groups))

@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-import {httpUrl, logLevel, milliseconds, port, resolveSettings, type Resolved} from './settings.js'
+import {httpUrl, logLevel, milliseconds, onOff, port, resolveSettings, type Resolved} from './settings.js'
 
 export const serverSettings = {
   port: {env: 'PORT', doc: 'TCP port to listen on; 0 picks a free one.', schema: port.default(4001)},
@@ -51,6 +51,16 @@ export const serverSettings = {
     env: 'FASTCHAT_BLOB_GRACE_HOURS',
     doc: 'How long an uploaded blob may stay unreferenced by any message before it is deleted.',
     schema: z.coerce.number().positive().max(24 * 365).default(24),
+  },
+  peerPush: {
+    env: 'FASTCHAT_PEER_PUSH',
+    doc: 'After a send, wake the peer servers holding the recipients\' polls over HTTP (needs the cluster secret). Off leaves LISTEN/NOTIFY alone.',
+    schema: onOff.default(true),
+  },
+  listenNotify: {
+    env: 'FASTCHAT_LISTEN_NOTIFY',
+    doc: 'Wake polls on PostgreSQL NOTIFY (the fallback when a peer push is lost). Turn off only to test or benchmark peer push alone.',
+    schema: onOff.default(true),
   },
   logLevel: {env: 'LOG_LEVEL', doc: 'Log level (logs are JSON on stderr).', schema: logLevel.default('info')},
 }

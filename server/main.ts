@@ -8,6 +8,8 @@ import {openDatabase} from '../storage/data-source.js'
 import {DeliveryHub} from './delivery/hub.js'
 import {PgListener} from './delivery/pg-listener.js'
 import {createServices} from './services/index.js'
+import {PeerPush, PresenceRecorder} from './delivery/peers.js'
+import {PresenceRepository} from '../storage/repositories/presence.repository.js'
 
 const HOUR_MS = 3_600_000
 const DAY_MS = 24 * HOUR_MS
@@ -29,20 +31,28 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   const lifecycle = {draining: false}
   const metrics = createHttpMetrics('fastchat_server')
   const hub = new DeliveryHub()
-  const listener = new PgListener(config.databaseUrl, hub, logger)
-  await listener.start()
+  const listener = config.listenNotify ? new PgListener(config.databaseUrl, hub, logger) : undefined
+  await listener?.start()
   const services = createServices(db, hub, {
     sessionTtlMs: config.sessionTtlHours * HOUR_MS,
     retentionMs: config.retentionDays * DAY_MS,
     blobGraceMs: config.blobGraceHours * HOUR_MS,
   })
+  const presence = new PresenceRepository(db)
   const housekeeping = setInterval(() => {
     services.prune().catch((error: unknown) => logger.warn({err: error}, 'pruning failed'))
+    presence.prune().catch((error: unknown) => logger.warn({err: error}, 'pruning presence failed'))
   }, PRUNE_EVERY_MS)
   housekeeping.unref()
-  const app = createApp({db, services, logger, lifecycle, metrics}, {...DEFAULT_APP_CONFIG, blobLimitBytes: config.blobLimitBytes})
+  const cluster = config.clusterSecret ? {hub, secret: config.clusterSecret} : undefined
+  const app = createApp({db, services, logger, lifecycle, metrics, cluster}, {...DEFAULT_APP_CONFIG, blobLimitBytes: config.blobLimitBytes})
   const listening = await listen(app, config.port, config.host)
   const url = config.publicUrl ?? listening.url
+  // Peer push: record where our pollers listen, wake peers' pollers after our commits.
+  const recorder = config.peerPush && config.clusterSecret ? new PresenceRecorder(presence, url, logger) : undefined
+  const peers = config.peerPush && config.clusterSecret ? new PeerPush(presence, url, config.clusterSecret, logger, metrics.registry) : undefined
+  hub.presence = recorder
+  hub.peers = peers
 
   const membership =
     config.superserverUrl && config.clusterSecret
@@ -52,7 +62,12 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
           publicUrl: url,
           logger,
           isDraining: () => lifecycle.draining,
-          stats: () => ({openPolls: hub.openPolls, listeningUsers: hub.listeningUsers}),
+          stats: () => ({
+            openPolls: hub.openPolls,
+            listeningUsers: hub.listeningUsers,
+            eventsCommittedPerSecond: hub.committed.perSecond(),
+            eventsDeliveredPerSecond: hub.delivered.perSecond(),
+          }),
         })
       : undefined
   membership?.start()
@@ -71,10 +86,12 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
         logger.info({openPolls: hub.openPolls}, 'draining')
         clearInterval(housekeeping)
         await membership?.beatNow()
+        await recorder?.stop()
         // Open polls answer now with what they have; clients re-poll elsewhere.
         hub.close()
         await listening.close(config.shutdownGraceMs)
-        await listener.stop()
+        await listener?.stop()
+        await peers?.stop()
         await membership?.stop()
         await db.destroy()
         logger.info('chat server stopped')

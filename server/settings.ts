@@ -50,3 +50,12 @@ export const httpUrl = z
   .refine((value) => /^https?:\/\//.test(value), 'must be an http(s) URL')
   .transform((value) => value.replace(/\/+$/, ''))
 export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+/** on/off, true/false, 1/0, yes/no; flags may pass a real boolean. */
+export const onOff = z.union([
+  z.boolean(),
+  z
+    .string()
+    .toLowerCase()
+    .refine((value) => ['on', 'off', 'true', 'false', '1', '0', 'yes', 'no'].includes(value), 'must be on or off')
+    .transform((value) => ['on', 'true', '1', 'yes'].includes(value)),
+])

@@ -1,3 +1,5 @@
+import {RateMeter} from './throughput.js'
+
 /**
  * Wakes the long-polls open on this server. A poll subscribes *before* it
  * reads the database and then waits, so a message committed between its read
@@ -47,7 +49,11 @@ export class DeliveryHub {
   private count = 0
   closed = false
 
+  /** Told of every poll, to record where its user listens. */
+  presence: {seen(userId: string): void} | undefined
+
   subscribe(userId: string): Waiter {
+    this.presence?.seen(userId)
     const waiter = new Waiter((done) => this.remove(userId, done))
     let set = this.waiters.get(userId)
     if (!set) this.waiters.set(userId, (set = new Set()))
@@ -55,6 +61,25 @@ export class DeliveryHub {
     this.count++
     if (this.closed) waiter.wake()
     return waiter
+  }
+
+  /** Events committed through this server, and handed out by its polls, per second (for the registry). */
+  readonly committed = new RateMeter()
+  readonly delivered = new RateMeter()
+
+  /** Where wake-ups for polls on other servers go (peer push), if anywhere. */
+  peers: {wake(userIds: Iterable<string>): void} | undefined
+
+  /**
+   * After a commit on this server: wakes these users' polls here and, through
+   * peer push, on the servers where they listen. Wake-ups that came from
+   * elsewhere (a peer, NOTIFY) use notify() so they are never passed on again.
+   */
+  announce(userIds: string[]): void {
+    if (userIds.length === 0) return
+    this.committed.mark(userIds.length)
+    this.notify(userIds)
+    this.peers?.wake(userIds)
   }
 
   /** Wakes every poll of these users; unknown users cost a map lookup. */

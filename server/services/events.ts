@@ -43,6 +43,7 @@ export class EventService {
         if (head.lastSeq > since) {
           const rows = await this.events.after(userId, since, limit)
           const events = rows.map(eventView)
+          this.hub.delivered.mark(events.length)
           return {events, next: events.length > 0 ? events[events.length - 1]!.seq : Number(since)}
         }
         const remaining = deadline - Date.now()

@@ -74,7 +74,7 @@ export class GroupService {
         payload: {group: id, name, epoch: 1, by: creator.username, users: [creator.username, ...others.map((user) => user.username)]},
       })
     })
-    this.hub.notify(memberIds)
+    this.hub.announce(memberIds)
     return {id, name, epoch: 1}
   }
 
@@ -279,7 +279,7 @@ export class GroupService {
       if (!group) throw groupNotFound(groupId)
       return run(tx, group, await this.groups.members(tx, groupId))
     })
-    if (notify.length > 0) this.hub.notify(notify)
+    if (notify.length > 0) this.hub.announce(notify)
     return result
   }
 }

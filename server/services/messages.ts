@@ -94,7 +94,7 @@ export class MessageService {
       throw new ConflictError('FC_IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used for a different message.')
     }
     // Polls on this server wake at once; others hear the NOTIFY committed with the message.
-    this.hub.notify(stored.deliveredTo)
+    this.hub.announce(stored.deliveredTo)
     return stored
   }
 

@@ -1,4 +1,5 @@
 import {Initial1764000000000} from './1764000000000-initial.js'
+import {Presence1764100000000} from './1764100000000-presence.js'
 
 /** Every migration, oldest first. Listed explicitly so the built CLI needs no glob loading. */
-export const migrations = [Initial1764000000000]
+export const migrations = [Initial1764000000000, Presence1764100000000]
