@@ -1,0 +1,167 @@
+import {expect} from 'chai'
+
+import type {RunningChatServer} from '../../server/main.js'
+import type {RunningSuperserver} from '../../superserver/main.js'
+import {fakeCiphertext, login, registerAndLogin, type TestUser, uniqueName} from '../helpers/api.js'
+import {CLUSTER_SECRET, startTestServer, startTestSuperserver} from '../helpers/cluster.js'
+import {type Answer, http} from '../helpers/http.js'
+import {chatServerRoutes} from '../helpers/routes.js'
+
+/*
+ * The authorization walk: every route of a chat server, called without a
+ * token, with a revoked token and with the token of a user who has no right
+ * to the resource (alice's group, blob, conversation). The route list comes
+ * from the app itself, so a new route fails this suite until it is added here.
+ */
+
+interface Context {
+  alice: TestUser
+  bob: TestUser
+  group: string
+  blob: string
+}
+
+interface Probe {
+  /** The request, aimed at something of alice's where there is such a thing. */
+  request: (ctx: Context) => {path: string; json?: unknown; body?: string; headers?: Record<string, string>}
+  /** Open to anyone (accounts, health); not guarded by a token. */
+  public?: true
+  /** Guarded by the cluster secret instead of a user token. */
+  cluster?: true
+  /** What an authenticated user with no right to alice's resource gets; 'own' = the route only ever acts on the caller's own data. */
+  stranger?: number | 'own'
+}
+
+const PROBES: Record<string, Probe> = {
+  'GET /healthz': {public: true, request: () => ({path: '/healthz'})},
+  'GET /metrics': {public: true, request: () => ({path: '/metrics'})},
+  'POST /v1/cluster/wake': {cluster: true, request: () => ({path: '/v1/cluster/wake', json: {users: ['1']}})},
+  'POST /v1/users': {public: true, request: () => ({path: '/v1/users', json: {}})},
+  'POST /v1/sessions': {public: true, request: () => ({path: '/v1/sessions', json: {}})},
+  'GET /v1/users/:username': {stranger: 'own', request: (c) => ({path: `/v1/users/${c.alice.username}`})},
+  'DELETE /v1/sessions/current': {stranger: 'own', request: () => ({path: '/v1/sessions/current'})},
+  'GET /v1/me': {stranger: 'own', request: () => ({path: '/v1/me'})},
+  'POST /v1/messages': {
+    stranger: 403,
+    request: (c) => ({path: '/v1/messages', json: {to: {group: c.group}, epoch: 1, kind: 'text', ciphertext: fakeCiphertext('intruder')}}),
+  },
+  'GET /v1/events': {stranger: 'own', request: () => ({path: '/v1/events?since=0&timeout=0'})},
+  'GET /v1/conversations/:peer': {stranger: 403, request: (c) => ({path: `/v1/conversations/${c.group}`})},
+  'POST /v1/groups': {stranger: 'own', request: (c) => ({path: '/v1/groups', json: {name: 'mine', members: [c.bob.username]}})},
+  'GET /v1/groups': {stranger: 'own', request: () => ({path: '/v1/groups'})},
+  'GET /v1/groups/:id': {stranger: 403, request: (c) => ({path: `/v1/groups/${c.group}`})},
+  'POST /v1/groups/:id/members': {stranger: 403, request: (c) => ({path: `/v1/groups/${c.group}/members`, json: {username: c.bob.username}})},
+  'PATCH /v1/groups/:id/members/:username': {
+    stranger: 403,
+    request: (c) => ({path: `/v1/groups/${c.group}/members/${c.bob.username}`, json: {role: 'admin'}}),
+  },
+  'DELETE /v1/groups/:id/members/:username': {stranger: 403, request: (c) => ({path: `/v1/groups/${c.group}/members/${c.bob.username}`})},
+  'PUT /v1/groups/:id/keys/:epoch': {
+    stranger: 403,
+    request: (c) => ({path: `/v1/groups/${c.group}/keys/1`, json: {keys: {[c.alice.username]: fakeCiphertext('k')}}}),
+  },
+  'GET /v1/groups/:id/keys/:epoch': {stranger: 403, request: (c) => ({path: `/v1/groups/${c.group}/keys/1`})},
+  'POST /v1/blobs': {
+    stranger: 'own',
+    request: () => ({path: '/v1/blobs', body: 'encrypted bytes', headers: {'content-type': 'application/octet-stream'}}),
+  },
+  'GET /v1/blobs/:blob': {stranger: 404, request: (c) => ({path: `/v1/blobs/${c.blob}`})},
+}
+
+describe('authorization walk over every route', function () {
+  this.timeout(60_000)
+  let server: RunningChatServer
+  let superserver: RunningSuperserver
+  let ctx: Context
+  let mallory: TestUser
+  let revoked: TestUser
+
+  const call = (key: string, headers: Record<string, string>): Promise<Answer> => {
+    const [method] = key.split(' ')
+    const spec = PROBES[key]!.request(ctx)
+    return http(method!, `${server.url}${spec.path}`, {json: spec.json, body: spec.body, headers: {...spec.headers, ...headers}})
+  }
+
+  before(async () => {
+    superserver = await startTestSuperserver()
+    server = await startTestServer(superserver.url)
+    const [alice, bob] = await Promise.all([registerAndLogin(server.url, uniqueName('alice'), 'alice'), registerAndLogin(server.url, uniqueName('bob'), 'bob')])
+    mallory = await registerAndLogin(server.url, uniqueName('mallory'), 'mallory')
+    revoked = await login(server.url, mallory.username)
+    expect((await http('DELETE', `${server.url}/v1/sessions/current`, {headers: revoked.auth})).status).to.equal(204)
+
+    const group = (await http('POST', `${server.url}/v1/groups`, {json: {name: 'private', members: [bob.username]}, headers: alice.auth})).body.id
+    const keys = {[alice.username]: fakeCiphertext('a'), [bob.username]: fakeCiphertext('b')}
+    expect((await http('PUT', `${server.url}/v1/groups/${group}/keys/1`, {json: {keys}, headers: alice.auth})).status).to.equal(204)
+    const uploaded = await fetch(`${server.url}/v1/blobs`, {
+      method: 'POST',
+      headers: {...alice.auth, 'content-type': 'application/octet-stream'},
+      body: 'secret bytes',
+    })
+    const blob = ((await uploaded.json()) as {blob: string}).blob
+    await http('POST', `${server.url}/v1/messages`, {json: {to: {user: bob.username}, kind: 'image', blob, ciphertext: ''}, headers: alice.auth})
+    await http('POST', `${server.url}/v1/messages`, {json: {to: {group}, epoch: 1, kind: 'text', ciphertext: fakeCiphertext('for the group')}, headers: alice.auth})
+    ctx = {alice, bob, group, blob}
+  })
+  after(async () => {
+    await server.close()
+    await superserver.close()
+  })
+
+  it('has a probe for every route the chat server answers, and no probe for a route it does not', () => {
+    expect(Object.keys(PROBES).sort()).to.deep.equal(chatServerRoutes().sort())
+  })
+
+  it('refuses every guarded route without a token, and with a revoked one', async () => {
+    for (const key of Object.keys(PROBES).filter((k) => !PROBES[k]!.public)) {
+      for (const headers of [{}, revoked.auth, {authorization: 'Bearer not-a-token'}, {authorization: 'Basic YWxpY2U6cHc='}]) {
+        const answer = await call(key, headers)
+        expect(answer.status, `${key} with ${JSON.stringify(headers)}`).to.equal(401)
+        expect(answer.headers.get('content-type'), key).to.match(/problem\+json/)
+      }
+    }
+  })
+
+  it('refuses cluster routes a user token, however valid', async () => {
+    for (const key of Object.keys(PROBES).filter((k) => PROBES[k]!.cluster)) {
+      expect((await call(key, mallory.auth)).status, key).to.equal(401)
+      expect((await call(key, {authorization: `Bearer ${CLUSTER_SECRET}`})).status, key).to.be.within(200, 299)
+    }
+  })
+
+  it('gives a user with no right to alice\'s group, blob or conversation a 403 or 404, and nothing of hers', async () => {
+    // Logging out ends mallory's session, so it goes last.
+    const keys = Object.keys(PROBES).sort((a, b) => Number(a === 'DELETE /v1/sessions/current') - Number(b === 'DELETE /v1/sessions/current'))
+    for (const key of keys) {
+      const probe = PROBES[key]!
+      if (probe.public || probe.cluster) continue
+      const answer = await call(key, mallory.auth)
+      if (probe.stranger === 'own') {
+        expect(answer.status, `${key}: ${JSON.stringify(answer.body)}`).to.be.within(200, 299)
+        expect(JSON.stringify(answer.body ?? ''), key).not.to.include(ctx.group).and.not.to.include(ctx.blob).and.not.to.include('for the group')
+      } else {
+        expect(answer.status, `${key}: ${JSON.stringify(answer.body)}`).to.equal(probe.stranger)
+      }
+    }
+    // The rejected writes changed nothing: the group is as alice left it.
+    const info = await http('GET', `${server.url}/v1/groups/${ctx.group}`, {headers: ctx.alice.auth})
+    expect(info.body).to.include({epoch: 1, keyedBy: ctx.alice.username})
+    expect(info.body.members.map((m: {username: string; role: string}) => `${m.username}:${m.role}`)).to.deep.equal([
+      `${ctx.alice.username}:admin`,
+      `${ctx.bob.username}:member`,
+    ])
+  })
+
+  it('guards the superserver\'s registry routes with the cluster secret', async () => {
+    const routes: [string, string, unknown][] = [
+      ['POST', '/v1/servers', {url: 'http://127.0.0.1:9'}],
+      ['PUT', '/v1/servers/00000000-0000-4000-8000-000000000000/heartbeat', {}],
+      ['DELETE', '/v1/servers/00000000-0000-4000-8000-000000000000', undefined],
+    ]
+    for (const [method, path, json] of routes) {
+      for (const headers of [{}, mallory.auth, {authorization: 'Bearer wrong-secret-but-long-enough'}]) {
+        expect((await http(method, `${superserver.url}${path}`, {json, headers})).status, `${method} ${path}`).to.equal(401)
+      }
+    }
+  })
+})
