@@ -1,8 +1,12 @@
 import {once} from 'node:events'
 import type {Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
+import type {Duplex} from 'node:stream'
 
 import type {Express} from 'express'
+
+import {AppError} from './errors.js'
+import {problemBody} from './problem.js'
 
 export interface Listening {
   server: Server
@@ -18,12 +22,34 @@ const IDLE_SWEEP_MS = 50
 /** Idle keep-alive sockets are closed after this; above the 60 s most proxies use, so they close first. */
 const KEEP_ALIVE_TIMEOUT_MS = 65_000
 
+/**
+ * Requests Node's HTTP parser refuses before Express sees them (a request line
+ * or headers over 16 KiB, malformed framing) still get a problem document
+ * rather than Node's bare status line.
+ */
+function answerClientError(error: Error & {code?: string}, socket: Duplex): void {
+  if (!socket.writable || error.code === 'ECONNRESET') {
+    socket.destroy()
+    return
+  }
+  const tooLarge = error.code === 'HPE_HEADER_OVERFLOW'
+  const problem = tooLarge
+    ? new AppError('FC_HEADERS_TOO_LARGE', 431, 'Request header fields too large', 'The request line and headers must stay under 16 KiB.')
+    : new AppError('FC_BAD_REQUEST', 400, 'Bad request', 'The request is not valid HTTP/1.1.')
+  const body = JSON.stringify(problemBody(problem))
+  socket.end(
+    `HTTP/1.1 ${problem.status} ${problem.title}\r\nContent-Type: application/problem+json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  )
+}
+
 export async function listen(app: Express, port: number, host: string): Promise<Listening> {
   const server = app.listen(port, host)
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS
   // Long-polls last up to a minute; the default 300 s request timeout is fine,
   // but headers must arrive promptly (slowloris).
   server.headersTimeout = 10_000
+  server.on('clientError', answerClientError)
   await once(server, 'listening')
   const address = server.address() as AddressInfo
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host
