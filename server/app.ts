@@ -1,10 +1,12 @@
 import express, {type Express} from 'express'
+import helmet from 'helmet'
 import type {Logger} from 'pino'
 import type {DataSource} from 'typeorm'
 
 import {UnavailableError} from './http/errors.js'
 import {createHttpMetrics, type HttpMetrics, requestObserver} from './http/observability.js'
 import {notFoundHandler, problemHandler} from './http/problem.js'
+import {createLimiters, type RateLimits} from './http/rate-limit.js'
 import {accountRoutes} from './routes/accounts.js'
 import {blobRoutes} from './routes/blobs.js'
 import {groupRoutes, isKeySetUpload} from './routes/groups.js'
@@ -30,6 +32,10 @@ export interface ChatServerAppConfig {
   jsonLimitBytes: number
   /** Largest file accepted by POST /v1/blobs. */
   blobLimitBytes: number
+  /** Per-account and per-IP limits; undefined turns them off. */
+  rateLimits?: RateLimits
+  /** Express's `trust proxy`: whose X-Forwarded-For to believe for client addresses. */
+  trustProxy?: string | number | boolean
 }
 
 export const DEFAULT_APP_CONFIG: ChatServerAppConfig = {jsonLimitBytes: 256 * 1024, blobLimitBytes: 25 * 1024 * 1024}
@@ -40,6 +46,9 @@ export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DE
   const app = express()
   app.disable('x-powered-by')
   app.set('etag', false)
+  app.set('trust proxy', config.trustProxy ?? false)
+  app.use(helmet())
+  const limiters = createLimiters(config.rateLimits)
   app.use(requestObserver(logger, metrics))
 
   // GET /healthz — 503 while draining, so load balancers stop sending traffic.
@@ -63,10 +72,10 @@ export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DE
   // Key sets are parsed by their own route, with its own limit.
   app.use((req, res, next) => (isKeySetUpload(req.method, req.path) ? next() : json(req, res, next)))
   if (deps.cluster) app.use(clusterRoutes(deps.cluster.hub, deps.cluster.secret))
-  app.use(accountRoutes(deps.services.accounts))
-  app.use(messageRoutes(deps.services.accounts, deps.services.messages, deps.services.events))
-  app.use(groupRoutes(deps.services.accounts, deps.services.groups))
-  app.use(blobRoutes(deps.services.accounts, deps.services.blobs, config.blobLimitBytes))
+  app.use(accountRoutes(deps.services.accounts, limiters))
+  app.use(messageRoutes(deps.services.accounts, deps.services.messages, deps.services.events, limiters))
+  app.use(groupRoutes(deps.services.accounts, deps.services.groups, limiters))
+  app.use(blobRoutes(deps.services.accounts, deps.services.blobs, config.blobLimitBytes, limiters))
 
   app.use(notFoundHandler())
   app.use(problemHandler(logger))

@@ -62,6 +62,40 @@ export const serverSettings = {
     doc: 'Wake polls on PostgreSQL NOTIFY (the fallback when a peer push is lost). Turn off only to test or benchmark peer push alone.',
     schema: onOff.default(true),
   },
+  rateLimits: {
+    env: 'FASTCHAT_RATE_LIMITS',
+    doc: 'Per-account and per-IP rate limits on login, registration and sending (429 with Retry-After). Off only for tests and benchmarks.',
+    schema: onOff.default(true),
+  },
+  loginsPerMinute: {
+    env: 'FASTCHAT_LOGINS_PER_MINUTE',
+    doc: 'Login attempts per minute per account (per IP address: three times as many).',
+    schema: z.coerce.number().int().min(1).default(10),
+  },
+  registrationsPerHour: {
+    env: 'FASTCHAT_REGISTRATIONS_PER_HOUR',
+    doc: 'Registrations per hour per IP address.',
+    schema: z.coerce.number().int().min(1).default(60),
+  },
+  sendsPer10s: {
+    env: 'FASTCHAT_SENDS_PER_10S',
+    doc: 'Messages, uploads and group changes per 10 seconds per account (per IP address: five times as many).',
+    schema: z.coerce.number().int().min(1).default(200),
+  },
+  maxPollsPerUser: {
+    env: 'FASTCHAT_MAX_POLLS_PER_USER',
+    doc: 'Open long-polls per user on one server; a new one beyond this answers the oldest (a client\'s new poll always replaces its old one).',
+    schema: z.coerce.number().int().min(1).max(10_000).default(16),
+  },
+  trustProxy: {
+    env: 'FASTCHAT_TRUST_PROXY',
+    doc: 'Behind a reverse proxy: which X-Forwarded-For hops to trust for the client address (Express "trust proxy": a hop count, addresses, or "loopback"). Unset: none.',
+    schema: z
+      .string()
+      .min(1)
+      .transform((value) => (/^\d+$/.test(value) ? Number(value) : value))
+      .optional(),
+  },
   logLevel: {env: 'LOG_LEVEL', doc: 'Log level (logs are JSON on stderr).', schema: logLevel.default('info')},
 }
 

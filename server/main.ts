@@ -30,7 +30,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   const db = await openDatabase({url: config.databaseUrl, poolSize: config.poolSize, applicationName: 'fastchat-server'})
   const lifecycle = {draining: false}
   const metrics = createHttpMetrics('fastchat_server')
-  const hub = new DeliveryHub()
+  const hub = new DeliveryHub(config.maxPollsPerUser)
   const listener = config.listenNotify ? new PgListener(config.databaseUrl, hub, logger) : undefined
   await listener?.start()
   const services = createServices(db, hub, {
@@ -45,7 +45,14 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   }, PRUNE_EVERY_MS)
   housekeeping.unref()
   const cluster = config.clusterSecret ? {hub, secret: config.clusterSecret} : undefined
-  const app = createApp({db, services, logger, lifecycle, metrics, cluster}, {...DEFAULT_APP_CONFIG, blobLimitBytes: config.blobLimitBytes})
+  const app = createApp({db, services, logger, lifecycle, metrics, cluster}, {
+      ...DEFAULT_APP_CONFIG,
+      blobLimitBytes: config.blobLimitBytes,
+      trustProxy: config.trustProxy,
+      rateLimits: config.rateLimits
+        ? {loginsPerMinute: config.loginsPerMinute, registrationsPerHour: config.registrationsPerHour, sendsPer10s: config.sendsPer10s}
+        : undefined,
+    })
   const listening = await listen(app, config.port, config.host)
   const url = config.publicUrl ?? listening.url
   // Peer push: record where our pollers listen, wake peers' pollers after our commits.

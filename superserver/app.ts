@@ -1,3 +1,4 @@
+import helmet from 'helmet'
 import express, {type Express} from 'express'
 import type {Logger} from 'pino'
 import {z} from 'zod'
@@ -34,6 +35,7 @@ export function createSuperserverApp(deps: SuperserverDeps, config: SuperserverA
   const app = express()
   app.disable('x-powered-by')
   app.set('etag', false)
+  app.use(helmet())
   app.use(requestObserver(logger, metrics))
   app.use(express.json({limit: BODY_LIMIT}))
 

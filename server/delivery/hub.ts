@@ -7,9 +7,20 @@ import {RateMeter} from './throughput.js'
  */
 export class Waiter {
   private woken = false
+  /** Set when a newer poll of the same client, or the per-user cap, replaced this one: it answers now. */
+  superseded = false
   private release: ((woken: boolean) => void) | undefined
 
-  constructor(private readonly onDone: (waiter: Waiter) => void) {}
+  constructor(
+    private readonly onDone: (waiter: Waiter) => void,
+    /** Which client opened the poll (its token, plus a client id if it sent one). */
+    readonly client?: string,
+  ) {}
+
+  supersede(): void {
+    this.superseded = true
+    this.wake()
+  }
 
   wake(): void {
     this.woken = true
@@ -52,11 +63,30 @@ export class DeliveryHub {
   /** Told of every poll, to record where its user listens. */
   presence: {seen(userId: string): void} | undefined
 
-  subscribe(userId: string): Waiter {
+  /** @param maxPerUser at most this many open polls per user; the oldest gives way. */
+  constructor(private readonly maxPerUser = Number.POSITIVE_INFINITY) {}
+
+  /**
+   * A new poll. One from a client that already has a poll open here replaces
+   * that one (its connection is most likely dead: a client polls one at a
+   * time), and a user never holds more than `maxPerUser` polls: the oldest is
+   * answered first. Either way the replaced poll answers at once, empty.
+   */
+  subscribe(userId: string, client?: string): Waiter {
     this.presence?.seen(userId)
-    const waiter = new Waiter((done) => this.remove(userId, done))
+    const waiter = new Waiter((done) => this.remove(userId, done), client)
     let set = this.waiters.get(userId)
     if (!set) this.waiters.set(userId, (set = new Set()))
+    if (client !== undefined) for (const other of set) if (other.client === client && !other.superseded) other.supersede()
+    let open = 0
+    for (const other of set) if (!other.superseded) open++
+    for (const other of set) {
+      if (open < this.maxPerUser) break
+      if (!other.superseded) {
+        other.supersede()
+        open--
+      }
+    }
     set.add(waiter)
     this.count++
     if (this.closed) waiter.wake()

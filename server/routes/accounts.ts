@@ -2,6 +2,7 @@ import {Router} from 'express'
 import {z} from 'zod'
 
 import {currentUser, requireUser} from '../http/auth.js'
+import type {Limiters} from '../http/rate-limit.js'
 import {parse, requireJson} from '../http/validate.js'
 import type {AccountService} from '../services/accounts.js'
 import {password, publicKey, username} from './schemas.js'
@@ -9,12 +10,12 @@ import {password, publicKey, username} from './schemas.js'
 const registerBody = z.strictObject({username, password, publicKey})
 const loginBody = z.strictObject({username: z.string().max(64), password: z.string().max(1024)})
 
-export function accountRoutes(accounts: AccountService): Router {
+export function accountRoutes(accounts: AccountService, limiters: Limiters): Router {
   const router = Router()
   const auth = requireUser(accounts)
 
   // POST /v1/users
-  router.post('/v1/users', requireJson(), async (req, res) => {
+  router.post('/v1/users', limiters.register, requireJson(), async (req, res) => {
     const body = parse(registerBody, req.body)
     res.status(201).json(await accounts.register(body))
   })
@@ -26,7 +27,7 @@ export function accountRoutes(accounts: AccountService): Router {
   })
 
   // POST /v1/sessions
-  router.post('/v1/sessions', requireJson(), async (req, res) => {
+  router.post('/v1/sessions', requireJson(), limiters.login, async (req, res) => {
     const body = parse(loginBody, req.body)
     const session = await accounts.login(body.username, body.password)
     res.status(201).set('Cache-Control', 'no-store').json({token: session.token, expiresAt: session.expiresAt.toISOString(), username: session.username})

@@ -5,6 +5,7 @@ import {type Request, Router} from 'express'
 
 import {type BlobRepository, BlobTooLargeError} from '../../storage/repositories/blob.repository.js'
 import {currentUser, requireUser} from '../http/auth.js'
+import type {Limiters} from '../http/rate-limit.js'
 import {NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError} from '../http/errors.js'
 import {parse} from '../http/validate.js'
 import type {AccountService} from '../services/accounts.js'
@@ -26,12 +27,12 @@ function discardRest(req: Request): void {
   req.resume()
 }
 
-export function blobRoutes(accounts: AccountService, blobs: BlobRepository, limitBytes: number): Router {
+export function blobRoutes(accounts: AccountService, blobs: BlobRepository, limitBytes: number, limiters: Limiters): Router {
   const router = Router()
   const auth = requireUser(accounts)
 
   // POST /v1/blobs — the client's OpenPGP-encrypted file, streamed into Postgres.
-  router.post('/v1/blobs', auth, async (req, res) => {
+  router.post('/v1/blobs', auth, limiters.send, async (req, res) => {
     if (!req.is('application/octet-stream')) throw new UnsupportedMediaTypeError('application/octet-stream')
     const declared = Number(req.get('content-length') ?? Number.NaN)
     try {

@@ -1,6 +1,7 @@
 import express, {Router} from 'express'
 
 import {currentUser, requireUser} from '../http/auth.js'
+import type {Limiters} from '../http/rate-limit.js'
 import {parse, requireJson} from '../http/validate.js'
 import type {AccountService} from '../services/accounts.js'
 import type {GroupService} from '../services/groups.js'
@@ -13,13 +14,13 @@ import {addMember, createGroup, epochParam, putKeys, setRole, username, uuid} fr
 export const KEY_SET_LIMIT_BYTES = 4 * 1024 * 1024
 export const isKeySetUpload = (method: string, path: string) => method === 'PUT' && /^\/v1\/groups\/[^/]+\/keys\/[^/]+$/.test(path)
 
-export function groupRoutes(accounts: AccountService, groups: GroupService): Router {
+export function groupRoutes(accounts: AccountService, groups: GroupService, limiters: Limiters): Router {
   const router = Router()
   const auth = requireUser(accounts)
   const groupId = (value: unknown) => parse(uuid, value, 'group id')
 
   // POST /v1/groups
-  router.post('/v1/groups', auth, requireJson(), async (req, res) => {
+  router.post('/v1/groups', auth, limiters.send, requireJson(), async (req, res) => {
     const body = parse(createGroup, req.body)
     res.status(201).json(await groups.create(currentUser(res), body.name, body.members))
   })
@@ -35,14 +36,14 @@ export function groupRoutes(accounts: AccountService, groups: GroupService): Rou
   })
 
   // POST /v1/groups/:id/members
-  router.post('/v1/groups/:id/members', auth, requireJson(), async (req, res) => {
+  router.post('/v1/groups/:id/members', auth, limiters.send, requireJson(), async (req, res) => {
     const id = groupId(req.params.id)
     const body = parse(addMember, req.body)
     res.status(201).json(await groups.addMember(currentUser(res), id, body.username))
   })
 
   // PATCH /v1/groups/:id/members/:username
-  router.patch('/v1/groups/:id/members/:username', auth, requireJson(), async (req, res) => {
+  router.patch('/v1/groups/:id/members/:username', auth, limiters.send, requireJson(), async (req, res) => {
     const id = groupId(req.params.id)
     const member = parse(username, req.params.username, 'username')
     const body = parse(setRole, req.body)
@@ -50,7 +51,7 @@ export function groupRoutes(accounts: AccountService, groups: GroupService): Rou
   })
 
   // DELETE /v1/groups/:id/members/:username
-  router.delete('/v1/groups/:id/members/:username', auth, async (req, res) => {
+  router.delete('/v1/groups/:id/members/:username', auth, limiters.send, async (req, res) => {
     const id = groupId(req.params.id)
     const member = parse(username, req.params.username, 'username')
     await groups.removeMember(currentUser(res), id, member)
@@ -58,7 +59,7 @@ export function groupRoutes(accounts: AccountService, groups: GroupService): Rou
   })
 
   // PUT /v1/groups/:id/keys/:epoch
-  router.put('/v1/groups/:id/keys/:epoch', auth, requireJson(), express.json({limit: KEY_SET_LIMIT_BYTES}), async (req, res) => {
+  router.put('/v1/groups/:id/keys/:epoch', auth, limiters.send, requireJson(), express.json({limit: KEY_SET_LIMIT_BYTES}), async (req, res) => {
     const id = groupId(req.params.id)
     const epoch = parse(epochParam, req.params.epoch, 'epoch')
     const body = parse(putKeys, req.body)

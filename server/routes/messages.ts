@@ -1,19 +1,20 @@
 import {Router} from 'express'
 
 import {currentUser, requireUser} from '../http/auth.js'
+import type {Limiters} from '../http/rate-limit.js'
 import {PayloadTooLargeError} from '../http/errors.js'
 import {parse, requireJson} from '../http/validate.js'
 import type {AccountService} from '../services/accounts.js'
 import type {EventService} from '../services/events.js'
 import type {MessageService} from '../services/messages.js'
-import {eventsQuery, historyQuery, idempotencyKey, MAX_CIPHERTEXT_BYTES, peer, sendMessage} from './schemas.js'
+import {clientIdHeader, eventsQuery, historyQuery, idempotencyKey, MAX_CIPHERTEXT_BYTES, peer, sendMessage} from './schemas.js'
 
-export function messageRoutes(accounts: AccountService, messages: MessageService, events: EventService): Router {
+export function messageRoutes(accounts: AccountService, messages: MessageService, events: EventService, limiters: Limiters): Router {
   const router = Router()
   const auth = requireUser(accounts)
 
   // POST /v1/messages
-  router.post('/v1/messages', auth, requireJson(), async (req, res) => {
+  router.post('/v1/messages', auth, limiters.send, requireJson(), async (req, res) => {
     const ciphertext = (req.body as {ciphertext?: unknown} | undefined)?.ciphertext
     if (typeof ciphertext === 'string' && Buffer.byteLength(ciphertext) > MAX_CIPHERTEXT_BYTES) {
       throw new PayloadTooLargeError(MAX_CIPHERTEXT_BYTES)
@@ -31,7 +32,10 @@ export function messageRoutes(accounts: AccountService, messages: MessageService
     // A client that goes away stops its poll at once, not at the timeout.
     const gone = new AbortController()
     res.on('close', () => gone.abort())
-    const answer = await events.poll(currentUser(res).userId, query.since, query.timeout, query.limit, gone.signal)
+    // A client's new poll replaces its old one: the client is its token plus the optional X-FastChat-Client id.
+    const clientId = req.get('x-fastchat-client')
+    const client = `${res.locals.token as string}:${clientId === undefined ? '' : parse(clientIdHeader, clientId, 'X-FastChat-Client header')}`
+    const answer = await events.poll(currentUser(res).userId, query.since, query.timeout, query.limit, gone.signal, client)
     if (!res.writableEnded && !gone.signal.aborted) res.set('Cache-Control', 'no-store').json(answer)
   })
 

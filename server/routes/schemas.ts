@@ -47,6 +47,9 @@ export const sendMessage = z
 /** Printable ASCII without spaces, as most APIs that take one (Stripe, IETF draft) do. */
 export const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,255}$/, 'must be 1-255 printable ASCII characters')
 
+/** Names one client of an account (e.g. one `fastchat listen`), so its polls replace each other but not other clients'. */
+export const clientIdHeader = z.string().regex(/^[\x21-\x7e]{1,64}$/, 'must be 1-64 printable ASCII characters')
+
 /** Long-polls wait at most a minute: under the 60 s+ idle timeouts of common proxies plus margin for their own. */
 export const POLL_TIMEOUT_MAX_MS = 60_000
 export const POLL_TIMEOUT_DEFAULT_MS = 30_000

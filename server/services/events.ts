@@ -30,9 +30,9 @@ export class EventService {
    * to `timeoutMs` for one. Subscribe first, then read, then wait: a commit
    * between the read and the wait has already marked the waiter as woken.
    */
-  async poll(userId: string, since: bigint, timeoutMs: number, limit: number, signal: AbortSignal): Promise<{events: EventView[]; next: number}> {
+  async poll(userId: string, since: bigint, timeoutMs: number, limit: number, signal: AbortSignal, client?: string): Promise<{events: EventView[]; next: number}> {
     const deadline = Date.now() + timeoutMs
-    const waiter = this.hub.subscribe(userId)
+    const waiter = this.hub.subscribe(userId, client)
     try {
       for (;;) {
         const head = await this.events.head(userId)
@@ -47,7 +47,7 @@ export class EventService {
           return {events, next: events.length > 0 ? events[events.length - 1]!.seq : Number(since)}
         }
         const remaining = deadline - Date.now()
-        if (remaining <= 0 || this.hub.closed || signal.aborted) return {events: [], next: Number(since)}
+        if (remaining <= 0 || this.hub.closed || signal.aborted || waiter.superseded) return {events: [], next: Number(since)}
         await waiter.wait(remaining, signal)
       }
     } finally {

@@ -34,6 +34,11 @@ describe('chat server skeleton', () => {
     expect(headers.get('content-type')).to.match(/^application\/problem\+json/)
     expect(body).to.include({status: 404, code: 'FC_ROUTE_NOT_FOUND', title: 'Not found'})
     expect(headers.get('x-powered-by')).to.equal(null)
+    // helmet's hardening headers, on errors as on answers
+    expect(headers.get('x-content-type-options')).to.equal('nosniff')
+    expect(headers.get('x-frame-options')).to.equal('SAMEORIGIN')
+    expect(headers.get('content-security-policy')).to.include("default-src 'self'")
+    expect(headers.get('strict-transport-security')).to.match(/max-age=\d+/)
   })
 
   it('drains on SIGTERM: exits 0 and says nothing alarming', async () => {

@@ -43,7 +43,7 @@ describe('graceful stop with many open polls', function () {
   })
 
   it('answers 1,000 open polls on SIGTERM, and listening clients move on without an error', async () => {
-    const doomed = await startCli(['server', '--port', '0', '--superserver', superserver.url], testEnv({LOG_LEVEL: 'warn'}))
+    const doomed = await startCli(['server', '--port', '0', '--superserver', superserver.url], testEnv({LOG_LEVEL: 'warn', FASTCHAT_MAX_POLLS_PER_USER: '100'}))
     await waitForHealthy(superserver.url, [other.url, doomed.url])
 
     // Two CLI users listening on the doomed server...
@@ -54,12 +54,14 @@ describe('graceful stop with many open polls', function () {
         return {user, process: listen(user)}
       }),
     )
-    // ...and 1,000 raw long-polls from ten more users.
+    // ...and 1,000 raw long-polls from ten more users, a hundred clients each.
     const pollers: TestUser[] = await Promise.all([...Array(10).keys()].map((i) => registerAndLogin(doomed.url, uniqueName(`p${i}x`))))
     const agent = new Agent({connections: 1_100, keepAliveTimeout: 1_000})
     const polls = [...Array(1_000).keys()].map(async (i) => {
       const user = pollers[i % pollers.length]!
-      const answer = await request(`${doomed.url}/v1/events?since=0&timeout=60000`, {headers: user.auth, dispatcher: agent})
+      // Each poll is its own client: a client's second poll would replace its first.
+      const headers = {...user.auth, 'x-fastchat-client': `poller-${i}`}
+      const answer = await request(`${doomed.url}/v1/events?since=0&timeout=60000`, {headers, dispatcher: agent})
       return {status: answer.statusCode, body: (await answer.body.json()) as {events: unknown[]}}
     })
     await eventually(async () => {
