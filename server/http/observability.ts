@@ -42,7 +42,8 @@ export function requestObserver(logger: Logger, metrics: HttpMetrics): RequestHa
       const route = (req.route?.path as string | undefined) ? `${req.baseUrl}${req.route.path}` : 'unmatched'
       metrics.requests.inc({method: req.method, route, status: String(res.statusCode)})
       metrics.duration.observe({method: req.method, route}, seconds)
-      const level = res.statusCode >= 500 ? 'error' : 'debug'
+      // 503 is an expected state (draining, database restarting), not a bug.
+      const level = res.statusCode === 503 ? 'warn' : res.statusCode >= 500 ? 'error' : 'debug'
       logger[level]({method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1000)}, 'request')
     })
     next()

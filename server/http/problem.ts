@@ -43,6 +43,8 @@ function isDatabaseUnavailable(error: unknown): boolean {
       return true
     }
     if (typeof message === 'string' && /Connection terminated|timeout exceeded when trying to connect/.test(message)) return true
+    // TypeORM's answer to a query on a transaction whose connection just died.
+    if ((current as {name?: unknown}).name === 'QueryRunnerProviderAlreadyReleasedError') return true
     current = (current as {driverError?: unknown; cause?: unknown}).driverError ?? (current as {cause?: unknown}).cause
   }
   return false
