@@ -2,12 +2,18 @@ import {Args, Flags} from '@oclif/core'
 
 import type {HistoryMessage} from './_lib/api-client.js'
 import {BaseCommand} from './_lib/base-command.js'
+import {Directory} from './_lib/directory.js'
+import {printable} from './_lib/display.js'
 import {prepareDownloadDir} from './_lib/downloads.js'
+import type {GroupRef} from './_lib/group-targets.js'
 import {progressFor} from './_lib/progress.js'
 import {formatMessage, MessageOpener, type OpenedMessage} from './_lib/receive.js'
 
 export interface HistoryResult {
+  /** The user, or `group:<id>`. */
   with: string
+  /** For a group's history. */
+  group?: GroupRef
   /** Oldest first. */
   messages: OpenedMessage[]
 }
@@ -16,16 +22,17 @@ export interface HistoryResult {
 const SERVER_PAGE_MAX = 200
 
 export default class History extends BaseCommand<typeof History> {
-  static override summary = 'Show the latest messages with a user, oldest first, decrypted and verified.'
+  static override summary = 'Show the latest messages with a user or in a group, oldest first, decrypted and verified.'
   static override description =
     "Your own messages are readable too (each is encrypted to you as well) and are checked against your own key; the other person's " +
     'against the key pinned for them. ' +
-    'Files and images are listed with their captions; --download also fetches, decrypts, verifies and saves them (a new copy each time).'
+    'Files and images are listed with their captions; --download also fetches, decrypts, verifies and saves them (a new copy each time). ' +
+    "A group's history holds only the key epochs you were a member of. Users and groups are named as for `send`."
 
-  static override examples = ['<%= config.bin %> history bob', '<%= config.bin %> history bob --limit 100 --json']
+  static override examples = ['<%= config.bin %> history bob', '<%= config.bin %> history bob --limit 100 --json', '<%= config.bin %> history "#friends"']
 
   static override args = {
-    user: Args.string({description: 'The other person in the conversation.', required: true}),
+    with: Args.string({description: 'The other person (a user, or @user), or a group (its id, or #name).', required: true}),
   }
 
   static override flags = {
@@ -36,11 +43,14 @@ export default class History extends BaseCommand<typeof History> {
 
   async run(): Promise<HistoryResult> {
     const session = await this.openSession()
+    const directory = new Directory(session)
+    const target = await directory.groups.target(this.args.with, directory.keys)
+    const peer = target.kind === 'group' ? target.group.id : target.username
     const newestFirst: HistoryMessage[] = []
     let before: string | undefined
     while (newestFirst.length < this.flags.limit) {
       const limit = Math.min(SERVER_PAGE_MAX, this.flags.limit - newestFirst.length)
-      const page = await session.withFailover((api) => api.conversation(this.args.user, limit, before))
+      const page = await session.withFailover((api) => api.conversation(peer, limit, before))
       newestFirst.push(...page.messages)
       if (!page.next || page.messages.length === 0) break
       before = page.next
@@ -48,11 +58,15 @@ export default class History extends BaseCommand<typeof History> {
     const files = this.flags.download
       ? {dir: () => prepareDownloadDir(this.store.dir, this.flags.out), progress: progressFor({json: this.jsonEnabled()})}
       : undefined
-    const opener = new MessageOpener(session, files)
+    const opener = new MessageOpener(session, files, directory)
     const messages: OpenedMessage[] = []
     for (const message of newestFirst.reverse()) messages.push(await opener.open(message))
     for (const message of messages) for (const line of formatMessage(message)) this.log(line)
-    if (messages.length === 0) this.log(`No messages with ${this.args.user} yet.`)
-    return {with: this.args.user, messages}
+    if (target.kind === 'group') {
+      if (messages.length === 0) this.log(`No messages in #${printable(target.group.name ?? target.group.id)} yet.`)
+      return {with: `group:${target.group.id}`, group: target.group, messages}
+    }
+    if (messages.length === 0) this.log(`No messages with ${target.username} yet.`)
+    return {with: target.username, messages}
   }
 }

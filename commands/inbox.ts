@@ -1,13 +1,17 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from './_lib/base-command.js'
+import {Directory} from './_lib/directory.js'
 import {prepareDownloadDir} from './_lib/downloads.js'
-import {EventSync} from './_lib/event-sync.js'
+import {EventSync, isGroupNotice, type SyncItem} from './_lib/event-sync.js'
+import {formatNotice, GroupEventResponder, type GroupNotice} from './_lib/group-events.js'
 import {progressFor} from './_lib/progress.js'
 import {formatMessage, MessageOpener, type OpenedMessage} from './_lib/receive.js'
 
 export interface InboxResult {
   messages: OpenedMessage[]
+  /** Group events (members added or removed, roles, keys), in stream order. */
+  events: GroupNotice[]
   /** The event cursor saved in the profile after this run. */
   cursor: number
 }
@@ -18,7 +22,8 @@ export default class Inbox extends BaseCommand<typeof Inbox> {
     'Each message is shown with its verification: "✔ verified" only when it is signed by the key pinned for its sender. ' +
     'A message from someone whose key changed on the server is shown with a warning and as not verified. ' +
     'The position (cursor) is saved after each batch is printed, so every message is shown once. ' +
-    'Files and images are downloaded, decrypted, verified and saved in <profile>/downloads (or --out DIR), never over an existing file.'
+    'Files and images are downloaded, decrypted, verified and saved in <profile>/downloads (or --out DIR), never over an existing file. ' +
+    'Group messages are decrypted with the key of their epoch; group events are shown as one line each, and a group left without a key is keyed.'
 
   static override examples = ['<%= config.bin %> inbox', '<%= config.bin %> inbox --timeout 30000 --json', '<%= config.bin %> inbox --out ~/Downloads']
 
@@ -29,12 +34,20 @@ export default class Inbox extends BaseCommand<typeof Inbox> {
 
   async run(): Promise<InboxResult> {
     const session = await this.openSession()
+    const directory = new Directory(session)
     const files = {dir: () => prepareDownloadDir(this.store.dir, this.flags.out), progress: progressFor({json: this.jsonEnabled()})}
-    const sync = new EventSync(session, new MessageOpener(session, files), (line) => this.note(line))
+    const note = (line: string) => this.note(line)
+    const sync = new EventSync(session, new MessageOpener(session, files, directory), note, new GroupEventResponder(directory, note))
     const messages: OpenedMessage[] = []
-    const deliver = (message: OpenedMessage) => {
-      messages.push(message)
-      for (const line of formatMessage(message)) this.log(line)
+    const events: GroupNotice[] = []
+    const deliver = (item: SyncItem) => {
+      if (isGroupNotice(item)) {
+        events.push(item)
+        this.log(formatNotice(item))
+      } else {
+        messages.push(item)
+        for (const line of formatMessage(item)) this.log(line)
+      }
     }
     // Pages of events until one comes back empty; only the first may wait.
     let timeout = this.flags.timeout
@@ -44,6 +57,6 @@ export default class Inbox extends BaseCommand<typeof Inbox> {
       if (page.events > 0) timeout = 0
     }
     if (messages.length === 0) this.log('No new messages.')
-    return {messages, cursor: sync.cursor}
+    return {messages, events, cursor: sync.cursor}
   }
 }

@@ -2,40 +2,52 @@ import {randomUUID} from 'node:crypto'
 
 import {Args, Flags} from '@oclif/core'
 
-import {encryptText, formatFingerprint} from '../crypto/index.js'
+import {encryptText} from '../crypto/index.js'
 import {BaseCommand} from './_lib/base-command.js'
+import {Directory} from './_lib/directory.js'
+import {printable} from './_lib/display.js'
 import {formatSize} from './_lib/downloads.js'
 import {Exit} from './_lib/errors.js'
 import {readFileToSend, sendFile, type SentFile} from './_lib/file-send.js'
+import {type GroupContent, sendToGroup} from './_lib/group-send.js'
+import type {GroupRef} from './_lib/group-targets.js'
+import type {MessageGroup} from './_lib/opened.js'
 import {progressFor} from './_lib/progress.js'
 import {readStdinText} from './_lib/prompts.js'
-import {KeyDirectory} from './_lib/trust.js'
+import {firstUseNote, type KeyForSending} from './_lib/trust.js'
 
 export interface SendResult {
   id: string
   sentAt: string
+  /** A username, or `group:<id>`. */
   to: string
+  /** For a group: which, and the key epoch the message was encrypted under. */
+  group?: MessageGroup
 }
 
 /** With --image: the file as sent (name and type travel encrypted; the server sees only the blob id and its size). */
-export type SendFileResult = SentFile & {caption: boolean}
+export type SendFileResult = Omit<SentFile, 'to'> & {to: string; group?: MessageGroup; caption: boolean}
 
 export default class Send extends BaseCommand<typeof Send> {
-  static override summary = 'Send an end-to-end encrypted, signed text message, image or file to a user.'
+  static override summary = 'Send an end-to-end encrypted, signed text message, image or file to a user or a group.'
   static override description =
     "The message is encrypted on this machine to the recipient's key and your own (so that `history` can show it), and signed. " +
     'The first time you write to someone their key is pinned; if it changes later, nothing is sent until you check it with ' +
     '`fastchat keys verify`. A failed server is replaced by another one from the superserver, and the message is sent once. ' +
-    'With --image FILE (any file, not only images) the file\'s name, type and bytes are encrypted together and uploaded, and the text, if any, is its caption.'
+    "With --image FILE (any file, not only images) the file's name, type and bytes are encrypted together and uploaded, and the text, if any, is its caption. " +
+    "To a group, the message is encrypted once under the group's current key (made first if the group has none) and signed. " +
+    'The recipient is a group when it is a group id or #name, a user when it is @name; a bare name is the group of yours with that name, ' +
+    'if any, else the user (and an error if it is both).'
 
   static override examples = [
     '<%= config.bin %> send bob "See you at noon"',
     'uptime | <%= config.bin %> send bob -',
     '<%= config.bin %> send bob --image photo.png "The view from here"',
+    '<%= config.bin %> send "#friends" "Dinner at eight?"',
   ]
 
   static override args = {
-    user: Args.string({description: 'The recipient.', required: true}),
+    to: Args.string({description: 'The recipient: a user (or @user), or a group (its id, or #name).', required: true}),
     text: Args.string({description: 'The message (with --image: an optional caption); `-` reads it from stdin.'}),
   }
 
@@ -51,17 +63,16 @@ export default class Send extends BaseCommand<typeof Send> {
     if (text.trim() === '' && !image) this.error('The message is empty.', {exit: Exit.input})
     // Before any network: a wrong path is the most likely mistake.
     const file = image ? await readFileToSend(image) : undefined
+    const caption = text.trim() === '' ? undefined : text
 
-    const session = await this.openSession()
-    const recipient = await new KeyDirectory(session).forSending(this.args.user)
-    if (recipient.firstUse) {
-      this.note(
-        `Pinned ${recipient.username}'s key ${formatFingerprint(recipient.fingerprint)} (first use). ` +
-          `Compare it with ${recipient.username} and run \`fastchat keys verify ${recipient.username} --fingerprint ...\`.`,
-      )
-    }
+    const directory = new Directory(await this.openSession())
+    const target = await directory.groups.target(this.args.to, directory.keys)
+    if (target.kind === 'group') return this.toGroup(directory, target.group, file ? {kind: 'image', file, caption} : {kind: 'text', text})
+
+    const session = directory.session
+    const recipient = await directory.keys.forSending(target.username)
+    this.notePinned([recipient])
     if (file) {
-      const caption = text.trim() === '' ? undefined : text
       const sent = await sendFile(session, {file, recipient, caption, progress: progressFor({json: this.jsonEnabled()})})
       this.log(`Sent ${file.name} (${formatSize(sent.size)}, ${sent.type}) to ${recipient.username} at ${sent.sentAt} (message ${sent.id}).`)
       return {...sent, caption: caption !== undefined}
@@ -73,5 +84,25 @@ export default class Send extends BaseCommand<typeof Send> {
     const sent = await session.withFailover((api) => api.send({to: {user: recipient.username}, kind: 'text', ciphertext}, idempotencyKey))
     this.log(`Sent to ${recipient.username} at ${sent.sentAt} (message ${sent.id}).`)
     return {id: sent.id, sentAt: sent.sentAt, to: recipient.username}
+  }
+
+  private async toGroup(directory: Directory, ref: GroupRef, content: GroupContent): Promise<SendResult | SendFileResult> {
+    const progress = progressFor({json: this.jsonEnabled()})
+    const sent = await sendToGroup(directory.session, directory.keys, directory.groupKeys, ref.id, content.kind === 'image' ? {...content, progress} : content)
+    this.notePinned(sent.pinned)
+    const group = {id: sent.group.id, name: sent.group.name, epoch: sent.epoch}
+    const where = `#${printable(group.name)} (${sent.group.members.length} members, key epoch ${group.epoch})`
+    const base = {id: sent.id, sentAt: sent.sentAt, to: `group:${group.id}`, group}
+    if (content.kind === 'text') {
+      this.log(`Sent to ${where} at ${sent.sentAt} (message ${sent.id}).`)
+      return base
+    }
+    const {file, caption} = content
+    this.log(`Sent ${file.name} (${formatSize(file.data.byteLength)}, ${file.type}) to ${where} at ${sent.sentAt} (message ${sent.id}).`)
+    return {...base, blob: sent.blob!, name: file.name, type: file.type, size: file.data.byteLength, caption: caption !== undefined}
+  }
+
+  private notePinned(keys: KeyForSending[]): void {
+    for (const key of keys.filter((k) => k.firstUse)) this.note(firstUseNote(key))
   }
 }

@@ -1,3 +1,4 @@
+import {randomUUID} from 'node:crypto'
 import {Readable} from 'node:stream'
 
 import {request as undiciRequest} from 'undici'
@@ -62,9 +63,17 @@ export interface MessageEvent {
   ciphertext: string
   /** For `kind: 'image'`: the blob holding the encrypted file. */
   blob?: string
+  /** For a group message: the key epoch it was encrypted under. */
+  epoch?: number
   sentAt: string
 }
-export type ServerEvent = MessageEvent | {seq: number; type: string; [field: string]: unknown}
+/** Any other event (group events, and types this version does not know), with its fields unchecked. */
+export interface OtherEvent {
+  seq: number
+  type: string
+  [field: string]: unknown
+}
+export type ServerEvent = MessageEvent | OtherEvent
 export type HistoryMessage = Omit<MessageEvent, 'seq' | 'type'>
 
 export interface UserKey {
@@ -77,6 +86,46 @@ export type SendBody =
   | {to: {user: string}; kind: 'text'; ciphertext: string}
   /** `ciphertext`: the armored caption, or ''. */
   | {to: {user: string}; kind: 'image'; blob: string; ciphertext: string}
+  | {to: {group: string}; epoch: number; kind: 'text'; ciphertext: string}
+  | {to: {group: string}; epoch: number; kind: 'image'; blob: string; ciphertext: string}
+
+export type GroupRole = 'admin' | 'member'
+
+/** An entry of GET /v1/groups: `members` is a count. */
+export interface GroupSummary {
+  id: string
+  name: string
+  epoch: number
+  role: GroupRole
+  members: number
+}
+
+export interface GroupMember {
+  username: string
+  role: GroupRole
+  /** As the server claims it; trust decisions use the pinned key (./trust.ts). */
+  fingerprint: string
+  joinedAt: string
+}
+
+/** GET /v1/groups/:id. `keyedBy` is null while the current epoch has no keys. */
+export interface GroupDetails {
+  id: string
+  name: string
+  epoch: number
+  keyedBy: string | null
+  createdAt: string
+  members: GroupMember[]
+}
+
+/** GET /v1/groups/:id/keys/:epoch: my wrapped copy of the epoch's key, who made it, and the epoch's members. */
+export interface WrappedGroupKey {
+  group: string
+  epoch: number
+  keyedBy: string
+  members: string[]
+  key: string
+}
 
 /** Hears of a transfer's progress: `total` once known (0 if the server did not say), then each chunk. */
 export interface TransferListener {
@@ -135,13 +184,54 @@ export class ApiClient {
   // GET /v1/events?since=C&timeout=MS&limit=N
   events(since: number, timeoutMs: number, limit: number, signal?: AbortSignal): Promise<{events: ServerEvent[]; next: number}> {
     const query = new URLSearchParams({since: String(since), timeout: String(timeoutMs), limit: String(limit)})
-    return this.request('GET', `/v1/events?${query}`, {signal, timeoutMs: timeoutMs + POLL_GRACE_MS})
+    // Each process is its own client: a `listen` and an `inbox` of one profile must not replace each other's polls.
+    return this.request('GET', `/v1/events?${query}`, {signal, timeoutMs: timeoutMs + POLL_GRACE_MS, headers: {'x-fastchat-client': CLIENT_ID}})
   }
 
   // GET /v1/conversations/:peer?before=&limit=
   conversation(peer: string, limit: number, before?: string): Promise<{messages: HistoryMessage[]; next: string | null}> {
     const query = new URLSearchParams({limit: String(limit), ...(before ? {before} : {})})
     return this.request('GET', `/v1/conversations/${encodeURIComponent(peer)}?${query}`)
+  }
+
+  // POST /v1/groups
+  createGroup(body: {name: string; members: string[]}): Promise<{id: string; name: string; epoch: number}> {
+    return this.request('POST', '/v1/groups', {json: body})
+  }
+
+  // GET /v1/groups
+  groups(): Promise<{groups: GroupSummary[]}> {
+    return this.request('GET', '/v1/groups')
+  }
+
+  // GET /v1/groups/:id
+  group(id: string): Promise<GroupDetails> {
+    return this.request('GET', `/v1/groups/${encodeURIComponent(id)}`)
+  }
+
+  // POST /v1/groups/:id/members
+  addGroupMember(id: string, username: string): Promise<{epoch: number}> {
+    return this.request('POST', `/v1/groups/${encodeURIComponent(id)}/members`, {json: {username}})
+  }
+
+  // PATCH /v1/groups/:id/members/:username
+  setGroupRole(id: string, username: string, role: GroupRole): Promise<{username: string; role: GroupRole}> {
+    return this.request('PATCH', `/v1/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(username)}`, {json: {role}})
+  }
+
+  // DELETE /v1/groups/:id/members/:username
+  removeGroupMember(id: string, username: string): Promise<void> {
+    return this.request('DELETE', `/v1/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(username)}`)
+  }
+
+  // PUT /v1/groups/:id/keys/:epoch
+  putGroupKeys(id: string, epoch: number, keys: Record<string, string>): Promise<void> {
+    return this.request('PUT', `/v1/groups/${encodeURIComponent(id)}/keys/${epoch}`, {json: {keys}})
+  }
+
+  // GET /v1/groups/:id/keys/:epoch
+  groupKey(id: string, epoch: number): Promise<WrappedGroupKey> {
+    return this.request('GET', `/v1/groups/${encodeURIComponent(id)}/keys/${epoch}`)
   }
 
   // POST /v1/blobs: the bytes, streamed (a new stream per call, so a retry sends them again).
@@ -222,6 +312,9 @@ export class ApiClient {
     throw problemError(response.status, text, response.statusText)
   }
 }
+
+/** Names this process to the server, so that its next poll replaces its last one (a poll cut off by the network) but not another process's. */
+const CLIENT_ID = `cli-${randomUUID()}`
 
 // GET /v1/assign (superserver)
 export async function assignServer(superserverUrl: string): Promise<string> {

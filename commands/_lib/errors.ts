@@ -59,6 +59,13 @@ export function describeFailure(error: unknown, command?: string): Failure {
   return {message: `Unexpected error: ${oneLine(message)}`, hint: 'Run again with DEBUG=1 for details, and report it if it persists.', exit: Exit.unexpected}
 }
 
+/** The server's group problems in the CLI's words: its detail may name ids the user never typed. */
+const GROUP_PROBLEMS: Record<string, {message: string; hint: string}> = {
+  FC_NOT_GROUP_MEMBER: {message: 'You are not a member of that group.', hint: '`fastchat group list` lists your groups.'},
+  FC_GROUP_NOT_FOUND: {message: 'There is no such group, or you are not in it.', hint: '`fastchat group list` lists your groups.'},
+  FC_GROUP_ADMIN_REQUIRED: {message: 'Only an admin of the group can do that.', hint: '`fastchat group show <group>` lists its admins.'},
+}
+
 function fromApiError(error: ApiError): Failure {
   const base = {message: oneLine(error.message), code: error.code}
   if (error.status === 429) return {...base, exit: Exit.rateLimited, hint: 'You are sending too fast; wait a little and retry.'}
@@ -66,6 +73,8 @@ function fromApiError(error: ApiError): Failure {
     return {...base, message: 'The server did not accept your session (expired, revoked or never logged in).', exit: Exit.input, hint: 'Run `fastchat login <username>`.'}
   }
   if (error.status === 404 && error.code === 'FC_USER_NOT_FOUND') return {...base, exit: Exit.input, hint: 'Check the spelling of the username.'}
+  const group = GROUP_PROBLEMS[error.code]
+  if (group) return {...base, ...group, exit: Exit.input}
   if (error.status >= 400 && error.status < 500) return {...base, exit: Exit.input}
   return {...base, exit: Exit.network, hint: 'The server has a problem; retry in a moment.'}
 }
@@ -79,6 +88,8 @@ function fromCryptoError(error: CryptoError): Failure {
         exit: Exit.input,
         hint: process.env.FASTCHAT_PASSPHRASE ? 'Check FASTCHAT_PASSPHRASE, or unset it to be asked on the terminal.' : 'Try again.',
       }
+    case 'FC_BAD_GROUP_KEY':
+      return {...base, exit: Exit.trust, hint: "The group's key was not made by a member you trust; `fastchat group show <group>` says who keyed it."}
     case 'FC_BAD_KEY':
       return {...base, exit: Exit.input, hint: 'The key files in this profile may be damaged; `fastchat keys show` tells which profile is used.'}
     default:

@@ -1,4 +1,5 @@
 import {ApiError, type MessageEvent, type ServerEvent} from './api-client.js'
+import {type GroupEventResponder, type GroupNotice, groupNotice, isGroupEvent} from './group-events.js'
 import type {SyncState} from './profile-store.js'
 import type {MessageOpener, OpenedMessage} from './receive.js'
 import type {ChatSession} from './session.js'
@@ -15,12 +16,18 @@ export interface PageResult {
 
 const isMessage = (event: ServerEvent): event is MessageEvent => event.type === 'message' && typeof (event as MessageEvent).id === 'string'
 
+/** What a page delivers, in stream order: messages, and group events (one line each). */
+export type SyncItem = OpenedMessage | GroupNotice
+
+export const isGroupNotice = (item: SyncItem): item is GroupNotice => 'summary' in item
+
 /**
  * Reads the event stream from the profile's cursor (DESIGN.md section 2):
  * at-least-once on the wire, once for the user. A page is opened in full,
  * then handed out, and only then are the cursor and the seen ids saved: a
  * crash or Ctrl-C in between shows the page again (deduped by id) rather than
- * losing it.
+ * losing it. Group events are handed out too, and answered (a rekey) before
+ * the cursor moves; answering twice is harmless, the group is keyed once.
  */
 export class EventSync {
   private state?: SyncState
@@ -29,10 +36,11 @@ export class EventSync {
     private readonly session: ChatSession,
     private readonly opener: MessageOpener,
     private readonly notice: (line: string) => void,
+    private readonly groups?: GroupEventResponder,
   ) {}
 
-  /** Polls once (waiting up to `timeoutMs` when nothing is there) and delivers the new messages. */
-  async page(timeoutMs: number, deliver: (message: OpenedMessage) => void, signal?: AbortSignal): Promise<PageResult> {
+  /** Polls once (waiting up to `timeoutMs` when nothing is there) and delivers the new messages and group events. */
+  async page(timeoutMs: number, deliver: (item: SyncItem) => void, signal?: AbortSignal): Promise<PageResult> {
     const state = (this.state ??= await this.session.store.state())
     let answer: {events: ServerEvent[]; next: number}
     try {
@@ -42,13 +50,23 @@ export class EventSync {
       throw error
     }
     const seen = new Set(state.recentIds)
-    const opened: OpenedMessage[] = []
+    const notices = new Map(answer.events.filter(isGroupEvent).map((event) => [event.seq, groupNotice(event, (username) => this.session.isMe(username))]))
+    // Before the messages: one may be from a group we left, no longer in our list but named by its events.
+    this.groups?.learn([...notices.values()])
+    const opened: SyncItem[] = []
     for (const event of answer.events) {
-      if (!isMessage(event) || seen.has(event.id)) continue
-      seen.add(event.id)
-      opened.push(await this.opener.open(event))
+      const notice = notices.get(event.seq)
+      if (isMessage(event) && !seen.has(event.id)) {
+        seen.add(event.id)
+        opened.push(await this.opener.open(event))
+      } else if (notice && !seen.has(notice.id)) {
+        seen.add(notice.id)
+        opened.push(notice)
+      }
     }
-    for (const message of opened) deliver(message)
+    for (const item of opened) deliver(item)
+    const delivered = opened.filter(isGroupNotice)
+    if (this.groups && delivered.length > 0) await this.groups.answer(delivered)
     this.state = {cursor: Math.max(state.cursor, answer.next), recentIds: [...state.recentIds, ...opened.map((m) => m.id)]}
     await this.session.store.saveState(this.state)
     return {events: answer.events.length, reset: false}

@@ -1,10 +1,10 @@
-import {CryptoError, decryptBytes, decryptText, type UnlockedKey, type Verification} from '../../crypto/index.js'
+import {CryptoError, type Verification} from '../../crypto/index.js'
 import {ApiError, type HistoryMessage, isFailoverError} from './api-client.js'
 import {printable} from './display.js'
 import {formatSize, saveUnique} from './downloads.js'
 import {EnvelopeError, unpackEnvelope} from './file-envelope.js'
 import {MAX_FILE_BYTES} from './file-send.js'
-import {judge, type MessageVerification, type OpenedBase, type SenderKey, verificationMark} from './opened.js'
+import {type Decryptor, judge, type MessageVerification, type OpenedBase, type SenderKey, senderLabel, verificationMark} from './opened.js'
 import {noProgress, type Progress, type ProgressFactory} from './progress.js'
 import type {ChatSession} from './session.js'
 
@@ -57,11 +57,12 @@ export class FileReceiver {
     private readonly options?: ReceiveFilesOptions,
   ) {}
 
-  async open(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>, key: UnlockedKey, sender: SenderKey): Promise<OpenedFile> {
+  /** `decrypt` opens the file and its caption; `sender` is who the trust rules judge them by. */
+  async open(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>, decrypt: Decryptor, sender: SenderKey): Promise<OpenedFile> {
     const known = this.opened.get(message.id)
     if (known) return known
-    const empty = {...base, kind: 'image' as const, text: null, blob: message.blob ?? '', caption: null, path: null, name: null, type: null, size: null}
-    const caption = await this.openCaption(message, key, sender)
+    const empty = unopenedFile(message, base)
+    const caption = await this.openCaption(message, decrypt, sender)
     if (!message.blob) return {...empty, verification: {status: 'undecryptable', reason: 'the message references no file'}}
     if (!this.options) {
       const verification: MessageVerification = caption.verification ?? {status: 'not-downloaded'}
@@ -78,8 +79,7 @@ export class FileReceiver {
     }
     let file: {verification: Verification; name: string; type: string; data: Uint8Array}
     try {
-      // With no key at all for the sender, still decrypt (against our own key, which cannot match); judge() says not verified.
-      const decrypted = await decryptBytes({data: sealed, key, senderPublicKey: sender?.publicKey ?? key.publicKey})
+      const decrypted = await decrypt.bytes(sealed)
       const {header, data} = unpackEnvelope(decrypted.data)
       file = {verification: decrypted.verification, name: header.name, type: header.type, data}
     } catch (error) {
@@ -94,10 +94,10 @@ export class FileReceiver {
   }
 
   /** The caption, if any: decrypted and judged like a text message; one that cannot be decrypted makes the message unverified. */
-  private async openCaption(message: HistoryMessage, key: UnlockedKey, sender: SenderKey): Promise<{text: string | null; verification?: Verification}> {
+  private async openCaption(message: HistoryMessage, decrypt: Decryptor, sender: SenderKey): Promise<{text: string | null; verification?: Verification}> {
     if (!message.ciphertext) return {text: null}
     try {
-      const opened = await decryptText({armored: message.ciphertext, key, senderPublicKey: sender?.publicKey ?? key.publicKey})
+      const opened = await decrypt.text(message.ciphertext)
       const verification = judge(opened.verification, message.from, sender)
       return {text: opened.text, verification: verification.status === 'valid' ? verification : {status: 'invalid', reason: `caption: ${reasonOf(verification)}`}}
     } catch (error) {
@@ -126,6 +126,14 @@ export class FileReceiver {
   }
 }
 
+/** An image message with nothing opened yet; with `reason`, one that cannot be opened at all (no key for its group epoch). */
+export function unopenedFile(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>): Omit<OpenedFile, 'verification'>
+export function unopenedFile(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>, reason: string): OpenedFile
+export function unopenedFile(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>, reason?: string): Omit<OpenedFile, 'verification'> | OpenedFile {
+  const empty = {...base, kind: 'image' as const, text: null, blob: message.blob ?? '', caption: null, path: null, name: null, type: null, size: null}
+  return reason === undefined ? empty : {...empty, verification: {status: 'undecryptable', reason}}
+}
+
 const reasonOf = (verification: Verification) => (verification.status === 'invalid' ? verification.reason : verification.status === 'unsigned' ? 'not signed' : 'verified')
 
 /**
@@ -133,7 +141,7 @@ const reasonOf = (verification: Verification) => (verification.status === 'inval
  * then the caption on a line of its own.
  */
 export function formatFile(message: OpenedFile): string[] {
-  const head = `[${message.sentAt}] ${message.from}`
+  const head = `[${message.sentAt}] ${senderLabel(message)}`
   const {verification} = message
   const lines: string[] = []
   if (verification.status === 'undecryptable') {

@@ -63,23 +63,34 @@ export async function sendFile(
   const sealed = await encryptBytes({data: packEnvelope(file, file.data), to, signer: key})
   const caption = options.caption ? await encryptText({text: options.caption, to, signer: key}) : ''
 
-  const progress = options.progress ?? noProgress
-  const uploaded = await session.withFailover(async (api) => {
-    const bar = progress(`Uploading ${file.name}`, sealed.byteLength)
-    try {
-      return await api.uploadBlob(sealed, {bytes: (count) => bar.advance(count)})
-    } finally {
-      bar.stop()
-    }
-  }).catch((error: unknown) => {
-    throw tooLarge(error, file.data.byteLength) ?? cutOff(error, file.data.byteLength) ?? error
-  })
+  const uploaded = await uploadSealed(session, sealed, file, options.progress)
 
   const idempotencyKey = randomUUID()
   const sent = await session.withFailover((api) =>
     api.send({to: {user: recipient.username}, kind: 'image', blob: uploaded.blob, ciphertext: caption}, idempotencyKey),
   )
   return {id: sent.id, sentAt: sent.sentAt, to: recipient.username, blob: uploaded.blob, name: file.name, type: file.type, size: file.data.byteLength}
+}
+
+/** Uploads an encrypted file as a blob, failing over like a send; a refusal for its size is one clear line. */
+export async function uploadSealed(
+  session: ChatSession,
+  sealed: Uint8Array,
+  file: {name: string; data: Uint8Array},
+  progress: ProgressFactory = noProgress,
+): Promise<{blob: string; size: number}> {
+  return session
+    .withFailover(async (api) => {
+      const bar = progress(`Uploading ${file.name}`, sealed.byteLength)
+      try {
+        return await api.uploadBlob(sealed, {bytes: (count) => bar.advance(count)})
+      } finally {
+        bar.stop()
+      }
+    })
+    .catch((error: unknown) => {
+      throw tooLarge(error, file.data.byteLength) ?? cutOff(error, file.data.byteLength) ?? error
+    })
 }
 
 /**

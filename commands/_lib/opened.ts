@@ -10,15 +10,35 @@ export type MessageVerification =
   /** A file listed by `history` without --download: there was nothing to verify. */
   | {status: 'not-downloaded'}
 
+/** The group a message was sent to, and the key epoch it was encrypted under. `name` is null when unknown (a group you left). */
+export interface MessageGroup {
+  id: string
+  name: string | null
+  epoch: number
+}
+
 /** What every opened message has, whatever its kind. */
 export interface OpenedBase {
   id: string
   from: string
+  /** The recipient: a username, or `group:<id>` for a group message. */
   to: string
+  /** Only for a group message. */
+  group?: MessageGroup
   sentAt: string
   verification: MessageVerification
   /** The server has a different key for the sender than the one pinned; the message is shown as not verified. */
   keyChanged: boolean
+}
+
+/**
+ * Opens the parts of one message with the right key (ours for a message to
+ * us, the epoch's key for a group message), checking signatures against the
+ * sender's key. Throws CryptoError when a part cannot be decrypted.
+ */
+export interface Decryptor {
+  text(armored: string): Promise<{text: string; verification: Verification}>
+  bytes(data: Uint8Array): Promise<{data: Uint8Array; verification: Verification}>
 }
 
 /** The key a message is checked against (see KeyDirectory.forVerifying); null when the sender has none. */
@@ -34,6 +54,12 @@ export function judge(verification: Verification, from: string, sender: SenderKe
   // Follow the warning printed with it: `keys verify` is where the user settles it.
   if (sender.keyChanged) return {status: 'invalid', reason: `${from}'s key has changed (signature by the pinned key: ${verification.status})`}
   return verification
+}
+
+/** Who sent it, as printed: `alice`, or `#friends alice` for a group message. */
+export function senderLabel(message: Pick<OpenedBase, 'from' | 'group'>): string {
+  if (!message.group) return message.from
+  return `#${printable(message.group.name ?? message.group.id)} ${message.from}`
 }
 
 /** `✔ verified` or `✘ NOT VERIFIED (why)`; empty for a file that was not downloaded. */

@@ -108,13 +108,26 @@ export class ProfileStore {
     return (await this.readJson<Contacts>('contacts')) ?? {}
   }
 
-  /** Read-modify-write in one go, so that two commands pinning different contacts rarely step on each other. */
-  async updateContacts(change: (contacts: Contacts) => void): Promise<Contacts> {
-    const contacts = await this.contacts()
-    change(contacts)
-    await this.writeJson('contacts', contacts)
-    return contacts
+  /**
+   * Read-modify-write in one go, so that two commands pinning different
+   * contacts rarely step on each other; within this process (a group's keys
+   * are pinned several at once) the updates take turns and none is lost.
+   */
+  updateContacts(change: (contacts: Contacts) => void): Promise<Contacts> {
+    const update = this.contactsUpdate.then(async () => {
+      const contacts = await this.contacts()
+      change(contacts)
+      await this.writeJson('contacts', contacts)
+      return contacts
+    })
+    this.contactsUpdate = update.then(
+      () => undefined,
+      () => undefined,
+    )
+    return update
   }
+
+  private contactsUpdate: Promise<void> = Promise.resolve()
 
   async state(): Promise<SyncState> {
     const state = await this.readJson<SyncState>('state')

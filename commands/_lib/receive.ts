@@ -1,10 +1,12 @@
-import {CryptoError, decryptText} from '../../crypto/index.js'
+import {CryptoError, decryptBytes, decryptGroupBytes, decryptGroupText, decryptText, type UnlockedKey} from '../../crypto/index.js'
 import type {HistoryMessage} from './api-client.js'
+import {Directory} from './directory.js'
 import {printable} from './display.js'
-import {FileReceiver, formatFile, type OpenedFile, type ReceiveFilesOptions} from './file-receive.js'
-import {judge, type OpenedBase, type SenderKey, verificationMark} from './opened.js'
+import {Exit} from './errors.js'
+import {FileReceiver, formatFile, type OpenedFile, type ReceiveFilesOptions, unopenedFile} from './file-receive.js'
+import {GroupKeyUnavailable} from './group-keys.js'
+import {type Decryptor, judge, type OpenedBase, type SenderKey, senderLabel, verificationMark} from './opened.js'
 import type {ChatSession} from './session.js'
-import {KeyDirectory} from './trust.js'
 
 export {printable} from './display.js'
 export {judge, type MessageVerification, type OpenedBase, verificationMark} from './opened.js'
@@ -35,29 +37,55 @@ export class MessageOpener {
   constructor(
     private readonly session: ChatSession,
     files?: ReceiveFilesOptions,
-    private readonly keys = new KeyDirectory(session),
+    private readonly directory = new Directory(session),
   ) {
     this.files = new FileReceiver(session, files)
   }
 
   async open(message: HistoryMessage): Promise<OpenedMessage> {
-    const base = {id: message.id, from: message.from, to: message.to.user ?? `group:${message.to.group}`, sentAt: message.sentAt, keyChanged: false}
+    const groupId = message.to.group
+    const group = groupId ? {id: groupId, name: await this.directory.groups.nameOf(groupId), epoch: message.epoch ?? 0} : undefined
+    const base = {id: message.id, from: message.from, to: message.to.user ?? `group:${groupId}`, ...(group ? {group} : {}), sentAt: message.sentAt, keyChanged: false}
     if (message.kind !== 'text' && message.kind !== 'image') {
       return {...base, kind: message.kind, text: null, verification: {status: 'undecryptable', reason: `${message.kind} messages are not supported by this version`}}
     }
     // The passphrase is asked for at the first message, not before: an empty inbox needs no key.
     const key = await this.session.key()
     // Our own messages (history) were encrypted to us too and are checked against our own key.
-    const sender: SenderKey = this.session.isMe(message.from) ? {publicKey: key.publicKey, keyChanged: false} : await this.keys.forVerifying(message.from)
-    const keyChanged = Boolean(sender?.keyChanged)
-    if (message.kind === 'image') return this.files.open(message, {...base, keyChanged}, key, sender)
+    const sender: SenderKey = this.session.isMe(message.from) ? {publicKey: key.publicKey, keyChanged: false} : await this.directory.keys.forVerifying(message.from)
+    const opened = {...base, keyChanged: Boolean(sender?.keyChanged)}
+    let decrypt: Decryptor
     try {
-      // With no key at all for the sender, still decrypt (against our own key, which cannot match) but never claim it verified.
-      const opened = await decryptText({armored: message.ciphertext, key, senderPublicKey: sender?.publicKey ?? key.publicKey})
-      return {...base, kind: 'text', text: opened.text, verification: judge(opened.verification, message.from, sender), keyChanged}
+      decrypt = await this.decryptorFor(message, key, sender)
+    } catch (error) {
+      // No key for this group epoch (we were not a member then, or its key is not provably from a member): this message only.
+      if (!(error instanceof GroupKeyUnavailable)) throw error
+      if (message.kind === 'image') return unopenedFile(message, opened, error.message)
+      return {...opened, kind: 'text', text: null, verification: {status: 'undecryptable', reason: error.message}}
+    }
+    if (message.kind === 'image') return this.files.open(message, opened, decrypt, sender)
+    try {
+      const text = await decrypt.text(message.ciphertext)
+      return {...opened, kind: 'text', text: text.text, verification: judge(text.verification, message.from, sender)}
     } catch (error) {
       if (!(error instanceof CryptoError)) throw error
-      return {...base, kind: 'text', text: null, verification: {status: 'undecryptable', reason: error.message}, keyChanged}
+      return {...opened, kind: 'text', text: null, verification: {status: 'undecryptable', reason: error.message}}
+    }
+  }
+
+  /** Our own key for a message to us; the epoch's key for a group message. */
+  private async decryptorFor(message: HistoryMessage, key: UnlockedKey, sender: SenderKey): Promise<Decryptor> {
+    // With no key at all for the sender, still decrypt (checking against our own key, which cannot match); judge() never calls it verified.
+    const senderPublicKey = sender?.publicKey ?? key.publicKey
+    const groupId = message.to.group
+    if (!groupId) {
+      return {text: (armored) => decryptText({armored, key, senderPublicKey}), bytes: (data) => decryptBytes({data, key, senderPublicKey})}
+    }
+    if (typeof message.epoch !== 'number') throw new GroupKeyUnavailable('This group message names no key epoch.', Exit.input)
+    const groupKey = await this.directory.groupKeys.forEpoch(groupId, message.epoch)
+    return {
+      text: (armored) => decryptGroupText({armored, key: groupKey, senderPublicKey}),
+      bytes: (data) => decryptGroupBytes({data, key: groupKey, senderPublicKey}),
     }
   }
 }
@@ -67,7 +95,7 @@ export function formatMessage(message: OpenedMessage): string[] {
   const lines: string[] = []
   if (message.keyChanged) lines.push(`WARNING: ${message.from}'s key has changed; this message is NOT verified`)
   if (isFile(message)) return [...lines, ...formatFile(message)]
-  const head = `[${message.sentAt}] ${message.from}:`
+  const head = `[${message.sentAt}] ${senderLabel(message)}:`
   const {verification} = message
   if (verification.status === 'undecryptable' || message.text === null) {
     const reason = 'reason' in verification ? ` (${verification.reason})` : ''

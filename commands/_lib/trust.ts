@@ -37,10 +37,24 @@ export interface KeyForVerifying {
 
 const contactId = (username: string) => username.toLowerCase()
 
+/** What to tell the user when a key was pinned on first use: compare it out of band. */
+export function firstUseNote(key: ServerKey): string {
+  return (
+    `Pinned ${key.username}'s key ${formatFingerprint(key.fingerprint)} (first use). ` +
+    `Compare it with ${key.username} and run \`fastchat keys verify ${key.username} --fingerprint ...\`.`
+  )
+}
+
 export class KeyChangedError extends CliFailure {
-  constructor(username: string, pinned: string, current: string) {
+  /** `outcome`: what did not happen because of it. */
+  constructor(
+    readonly username: string,
+    readonly pinnedFingerprint: string,
+    readonly currentFingerprint: string,
+    outcome = 'nothing was sent',
+  ) {
     super(
-      `${username}'s key has changed since you pinned it (pinned ${formatFingerprint(pinned)}, the server now has ${formatFingerprint(current)}); nothing was sent.`,
+      `${username}'s key has changed since you pinned it (pinned ${formatFingerprint(pinnedFingerprint)}, the server now has ${formatFingerprint(currentFingerprint)}); ${outcome}.`,
       Exit.trust,
       `Run \`fastchat keys verify ${username}\` to compare fingerprints and accept it.`,
       'FC_KEY_CHANGED',

@@ -1,0 +1,31 @@
+import {Args} from '@oclif/core'
+
+import {BaseCommand} from '../_lib/base-command.js'
+import {Directory} from '../_lib/directory.js'
+import {changeMembership, groupName, type GroupState, groupState, keyAfterChange, userArg} from '../_lib/group-changes.js'
+import {describeGroup} from '../_lib/group-targets.js'
+import {firstUseNote} from '../_lib/trust.js'
+
+export type GroupAddResult = GroupState & {added: string; keyedHere: boolean}
+
+export default class GroupAdd extends BaseCommand<typeof GroupAdd> {
+  static override summary = 'Add a member to a group (admins only); a new key is made that the new member can read, and earlier ones stay closed to them.'
+  static override examples = ['<%= config.bin %> group add friends dave']
+
+  static override args = {
+    group: Args.string({description: 'The group: its id, or a name unique among your groups.', required: true}),
+    user: Args.string({description: 'Who to add.', required: true}),
+  }
+
+  async run(): Promise<GroupAddResult> {
+    const directory = new Directory(await this.openSession())
+    const group = await directory.groups.resolve(this.args.group)
+    const user = userArg(this.args.user)
+    await changeMembership(directory.session, (api) => api.addGroupMember(group.id, user), (error) => error.code === 'FC_ALREADY_GROUP_MEMBER')
+    const keyed = await keyAfterChange(directory, group.id, `Added ${user} to ${describeGroup(group)}`)
+    for (const key of keyed.pinned) this.note(firstUseNote(key))
+    const added = keyed.group.members.find((m) => m.username.toLowerCase() === user.toLowerCase())?.username ?? user
+    this.log(`Added ${added} to ${groupName(keyed.group)}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy} for ${keyed.group.members.length} members.`)
+    return {...groupState(keyed.group), added, keyedHere: keyed.keyedHere}
+  }
+}

@@ -1,0 +1,36 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../_lib/base-command.js'
+import {Directory} from '../_lib/directory.js'
+import {createOnce, groupName, type GroupState, groupState, keyAfterChange, userArg} from '../_lib/group-changes.js'
+import {firstUseNote} from '../_lib/trust.js'
+
+export type GroupCreateResult = GroupState & {keyedHere: boolean}
+
+export default class GroupCreate extends BaseCommand<typeof GroupCreate> {
+  static override summary = 'Create a group with you as its admin, and make its first key.'
+  static override description =
+    "The group's key is made on this machine and sent wrapped to each member's pinned key (pinned now for members you never wrote to: " +
+    'compare their fingerprints with `fastchat keys verify`). Names need not be unique; a name shared by two of your groups must be replaced by the id.'
+
+  static override examples = ['<%= config.bin %> group create friends --member bob --member carol']
+
+  static override args = {
+    name: Args.string({description: 'The group name (1-64 characters).', required: true}),
+  }
+
+  static override flags = {
+    member: Flags.string({char: 'm', summary: 'A member to add (repeat for more).', multiple: true, default: [], helpValue: 'USER'}),
+  }
+
+  async run(): Promise<GroupCreateResult> {
+    const directory = new Directory(await this.openSession())
+    const members = [...new Set(this.flags.member.map(userArg))]
+    const created = await createOnce(directory.session, (api) => api.createGroup({name: this.args.name, members}))
+    const keyed = await keyAfterChange(directory, created.id, `Created ${groupName(created)} (${created.id})`)
+    for (const key of keyed.pinned) this.note(firstUseNote(key))
+    const others = keyed.group.members.filter((m) => !directory.session.isMe(m.username)).map((m) => m.username)
+    this.log(`Created ${groupName(created)} (${created.id})${others.length > 0 ? ` with ${others.join(', ')}` : ''}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy}.`)
+    return {...groupState(keyed.group), keyedHere: keyed.keyedHere}
+  }
+}
