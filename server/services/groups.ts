@@ -25,6 +25,14 @@ const adminRequired = () => new ForbiddenError('Only an admin of this group can 
 export const staleEpoch = (current: number) =>
   new ConflictError('FC_GROUP_EPOCH_STALE', `The group is at epoch ${current}: fetch its key and try again.`, {epoch: current})
 
+/**
+ * Events that concern a whole epoch name at most this many members (and say
+ * how many there are): one such event goes to every member, so listing them
+ * all would store members² names per change.
+ */
+const LISTED_MEMBERS = 100
+const listed = (names: string[]) => ({users: names.slice(0, LISTED_MEMBERS), members: names.length})
+
 export interface GroupView {
   id: string
   name: string
@@ -71,7 +79,7 @@ export class GroupService {
       )
       await appendEvents(tx, memberIds, {
         type: 'group.created',
-        payload: {group: id, name, epoch: 1, by: creator.username, users: [creator.username, ...others.map((user) => user.username)]},
+        payload: {group: id, name, epoch: 1, by: creator.username, ...listed([creator.username, ...others.map((user) => user.username)])},
       })
     })
     this.hub.announce(memberIds)
@@ -157,7 +165,7 @@ export class GroupService {
       if (!remaining.some((member) => member.userId === actor.userId) && remaining.length > 0) {
         await appendEvents(tx, remaining.map((member) => member.userId), {
           type: 'group.rekey_needed',
-          payload: {group: groupId, name: group.name, epoch, by: actor.username, users: remaining.map((member) => member.username)},
+          payload: {group: groupId, name: group.name, epoch, by: actor.username, ...listed(remaining.map((member) => member.username))},
         })
       }
       return {result: {epoch}, notify}
@@ -214,7 +222,7 @@ export class GroupService {
       const recipients = members.map((member) => member.userId)
       await appendEvents(tx, recipients, {
         type: 'group.key',
-        payload: {group: groupId, name: group.name, epoch, by: actor.username, users: members.map((member) => member.username)},
+        payload: {group: groupId, name: group.name, epoch, by: actor.username, ...listed(members.map((member) => member.username))},
       })
       return {result: undefined, notify: recipients}
     })
