@@ -4,9 +4,10 @@ import {Event} from './event.js'
 import {Group, GroupEpoch, GroupKey, GroupMember} from './group.js'
 import {Inbox} from './inbox.js'
 import {Message} from './message.js'
+import {Presence} from './presence.js'
 import {Session} from './session.js'
 import {User} from './user.js'
 
-export {Blob, BlobChunk, ChatServer, Event, Group, GroupEpoch, GroupKey, GroupMember, Inbox, Message, Session, User}
+export {Blob, BlobChunk, ChatServer, Event, Group, GroupEpoch, GroupKey, GroupMember, Inbox, Message, Presence, Session, User}
 
-export const entities = [User, Inbox, Session, Message, Event, Blob, BlobChunk, Group, GroupMember, GroupEpoch, GroupKey, ChatServer]
+export const entities = [User, Inbox, Session, Message, Event, Blob, BlobChunk, Group, GroupMember, GroupEpoch, GroupKey, ChatServer, Presence]

@@ -15,6 +15,8 @@ export function testEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     FASTCHAT_CLUSTER_SECRET: CLUSTER_SECRET,
     FASTCHAT_HEARTBEAT_MS: String(TEST_HEARTBEAT_MS),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
+    // See test/setup.ts: off, except where rate-limits.test.ts turns them on.
+    FASTCHAT_RATE_LIMITS: process.env.FASTCHAT_RATE_LIMITS ?? 'off',
     ...extra,
   }
 }

@@ -1,12 +1,15 @@
 import {expect} from 'chai'
 
 import {createDataSource, migrate} from '../../storage/data-source.js'
+import {migrations} from '../../storage/migrations/index.js'
 import {freshDatabase} from '../helpers/database.js'
+
+const ALL_MIGRATIONS = migrations.map((migration) => migration.name)
 
 describe('migrations', () => {
   const expectedTables = [
     'blob_chunks', 'blobs', 'chat_servers', 'events', 'group_epochs', 'group_keys', 'group_members', 'groups',
-    'inboxes', 'messages', 'schema_migrations', 'sessions', 'users',
+    'inboxes', 'messages', 'presence', 'schema_migrations', 'sessions', 'users',
   ]
 
   it('apply to an empty database and are idempotent', async () => {
@@ -16,7 +19,7 @@ describe('migrations', () => {
       const before = await db.query(`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public'`)
       expect(before[0].n).to.equal(0)
 
-      expect(await migrate(db)).to.deep.equal(['Initial1764000000000'])
+      expect(await migrate(db)).to.deep.equal(ALL_MIGRATIONS)
       const tables = await db.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`)
       expect(tables.map((t: {table_name: string}) => t.table_name)).to.deep.equal(expectedTables)
 
@@ -33,9 +36,9 @@ describe('migrations', () => {
     await Promise.all(sources.map((s) => s.initialize()))
     try {
       const applied = await Promise.all(sources.map((s) => migrate(s)))
-      expect(applied.flat()).to.deep.equal(['Initial1764000000000'])
+      expect(applied.flat()).to.deep.equal(ALL_MIGRATIONS)
       const rows = await sources[0]!.query('SELECT count(*)::int AS n FROM schema_migrations')
-      expect(rows[0].n).to.equal(1)
+      expect(rows[0].n).to.equal(ALL_MIGRATIONS.length)
     } finally {
       await Promise.all(sources.map((s) => s.destroy()))
     }
