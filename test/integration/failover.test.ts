@@ -1,5 +1,3 @@
-import {spawn} from 'node:child_process'
-
 import {expect} from 'chai'
 import {Agent, request} from 'undici'
 
@@ -8,25 +6,8 @@ import type {RunningSuperserver} from '../../superserver/main.js'
 import {registerAndLogin, type TestUser, uniqueName} from '../helpers/api.js'
 import {CliUser} from '../helpers/cli.js'
 import {startTestServer, startTestSuperserver, testEnv, waitForHealthy} from '../helpers/cluster.js'
-import {CLI, eventually, startCli} from '../helpers/processes.js'
-
-/** A `fastchat listen --json` process and what it printed. */
-function listen(user: CliUser) {
-  const child = spawn(process.execPath, [CLI, 'listen', '--json'], {env: {...process.env, ...user.env()}, stdio: ['ignore', 'pipe', 'pipe']})
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-  return {
-    child,
-    stderr: () => stderr,
-    lines: () =>
-      stdout
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => JSON.parse(line) as Record<string, unknown>),
-  }
-}
+import {listen} from '../helpers/listen.js'
+import {eventually, startCli} from '../helpers/processes.js'
 
 describe('graceful stop with many open polls', function () {
   this.timeout(60_000)
@@ -91,7 +72,7 @@ describe('graceful stop with many open polls', function () {
         expect(proc.stderr(), 'nothing alarming on stderr').not.to.match(/error|fail|warn|exception/i)
       }
     } finally {
-      for (const {process: proc} of listeners) proc.child.kill('SIGINT')
+      await Promise.all(listeners.map(({process: proc}) => proc.stop()))
     }
   })
 })
