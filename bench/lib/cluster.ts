@@ -1,0 +1,124 @@
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {canConnect, dropDatabase, ensureDatabase} from '../../storage/admin.js'
+import {startLocalCluster} from '../../superserver/local-cluster.js'
+import {ROOT} from './environment.js'
+
+/** A running cluster the scenarios talk to. */
+export interface Target {
+  superserverUrl: string
+  serverUrls: string[]
+  /** Started by this run (so its servers' settings are ours to choose). */
+  own: boolean
+  stop(): Promise<void>
+}
+
+export const DEFAULT_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres'
+const CLI_ENTRY = join(ROOT, 'bin', 'run.js')
+/** Child log lines shown per cluster; more are counted, not printed (a flood of warnings under load helps no one). */
+const LOG_LINES_SHOWN = 20
+
+/** A database of its own for this run, on the PostgreSQL server at `adminUrl`. */
+export async function createBenchDatabase(adminUrl: string): Promise<{url: string; name: string; drop(): Promise<void>}> {
+  if (!(await canConnect(adminUrl))) {
+    throw new Error(
+      `PostgreSQL is not reachable at ${redact(adminUrl)}. Start it with \`pg_ctlcluster --skip-systemctl-redirect 15 main start\` ` +
+        '(or point DATABASE_URL at a PostgreSQL server where a database may be created).',
+    )
+  }
+  const name = `fastchat_bench_${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}`
+  const url = await ensureDatabase(adminUrl, name)
+  let dropped = false
+  return {
+    url,
+    name,
+    async drop() {
+      if (dropped) return
+      dropped = true
+      await dropDatabase(adminUrl, name)
+    },
+  }
+}
+
+/**
+ * `servers` chat servers and a superserver as child processes (the built CLI,
+ * as `fastchat up` runs them), on `databaseUrl`, with `env` added to their
+ * environment.
+ */
+export async function startCluster(options: {databaseUrl: string; servers: number; env?: Record<string, string>; log: (line: string) => void}): Promise<Target> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'fastchat-bench-'))
+  let shown = 0
+  let hidden = 0
+  // startLocalCluster hands its children this process's environment.
+  // Rate limits (per account and per IP, and everything here comes from 127.0.0.1) would cap the load at a few hundred sends/s.
+  const env = {FASTCHAT_RATE_LIMITS: 'off', ...options.env}
+  const saved = new Map(Object.keys(env).map((key) => [key, process.env[key]]))
+  Object.assign(process.env, env)
+  try {
+    const cluster = await startLocalCluster({
+      servers: options.servers,
+      port: 0,
+      dataDir,
+      databaseUrl: options.databaseUrl,
+      entry: [CLI_ENTRY],
+      logLevel: 'warn',
+      log: (line) => {
+        if (shown++ < LOG_LINES_SHOWN) options.log(`  ${line}`)
+        else hidden++
+      },
+    })
+    let stopping: Promise<void> | undefined
+    return {
+      superserverUrl: cluster.superserverUrl,
+      serverUrls: cluster.serverUrls,
+      own: true,
+      stop() {
+        stopping ??= (async () => {
+          await cluster.stop()
+          await rm(dataDir, {recursive: true, force: true})
+          if (hidden > 0) options.log(`  (${hidden} more log lines from the cluster not shown)`)
+        })()
+        return stopping
+      },
+    }
+  } catch (error) {
+    await rm(dataDir, {recursive: true, force: true})
+    throw error
+  } finally {
+    for (const [key, value] of saved) {
+      if (value === undefined) delete process.env[key]
+      else process.env[key] = value
+    }
+  }
+}
+
+/** A cluster someone else runs: its healthy chat servers, as the superserver lists them. */
+export async function existingCluster(superserverUrl: string): Promise<Target> {
+  const response = await fetch(`${superserverUrl}/v1/servers`).catch((error: Error) => {
+    throw new Error(`cannot reach the superserver at ${superserverUrl}: ${error.message}`)
+  })
+  if (!response.ok) throw new Error(`${superserverUrl}/v1/servers answered ${response.status}`)
+  const {servers} = (await response.json()) as {servers: {url: string; healthy: boolean}[]}
+  const serverUrls = servers.filter((server) => server.healthy).map((server) => server.url)
+  if (serverUrls.length === 0) throw new Error(`the superserver at ${superserverUrl} has no healthy chat server`)
+  return {superserverUrl, serverUrls, own: false, stop: async () => undefined}
+}
+
+/** Open polls per chat server as the superserver last heard them (heartbeats, every ~2 s). */
+export async function openPolls(superserverUrl: string): Promise<Map<string, number>> {
+  const response = await fetch(`${superserverUrl}/v1/servers`)
+  const {servers} = (await response.json()) as {servers: {url: string; openPolls?: number; stats?: {openPolls?: number}}[]}
+  return new Map(servers.map((server) => [server.url, server.openPolls ?? server.stats?.openPolls ?? 0]))
+}
+
+export function redact(url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password) parsed.password = '***'
+    return parsed.toString()
+  } catch {
+    return '(unparsable URL)'
+  }
+}

@@ -1,0 +1,94 @@
+import {performance} from 'node:perf_hooks'
+
+import type {Target} from '../lib/cluster.js'
+import {Http, MessageSender, Pollers, sleep, until} from '../lib/http.js'
+import {loopDelay, sample, scrape} from '../lib/metrics.js'
+import {usersOn, type Scenario, type ScenarioContext} from '../lib/scenario.js'
+import {table} from '../lib/stats.js'
+import {Deliveries, openLoop, type DeliverySummary} from '../lib/traffic.js'
+
+/**
+ * 7. Cross-server latency at light load: three chat servers, receivers
+ * long-polling on server C, senders on server A, ~50 messages/s. Run once per
+ * wake-up path, each on a cluster of its own: peer push and NOTIFY both on
+ * (the default), NOTIFY only (FASTCHAT_PEER_PUSH=off), and peer push only
+ * (FASTCHAT_LISTEN_NOTIFY=off).
+ */
+const MODES = [
+  {name: 'default (peer push + NOTIFY)', env: {}},
+  {name: 'FASTCHAT_PEER_PUSH=off (NOTIFY only)', env: {FASTCHAT_PEER_PUSH: 'off'}},
+  {name: 'FASTCHAT_LISTEN_NOTIFY=off (peer push only)', env: {FASTCHAT_LISTEN_NOTIFY: 'off'}, full: true},
+] as const
+
+export const crossServer: Scenario = async (context) => {
+  const rows: Array<Array<string | number>> = [['servers: wake-up path', 'msg/s', 'seconds', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'missing', 'peer pushes', 'generator lag p99 ms']]
+  const data = []
+  const notes: string[] = []
+  for (const mode of MODES) {
+    if ('full' in mode && context.options.quick) continue
+    let target: Target
+    if (context.startCluster) {
+      target = await context.startCluster(3, mode.env)
+    } else if (Object.keys(mode.env).length === 0) {
+      target = await context.target()
+      if (target.serverUrls.length < 3) notes.push(`the cluster has ${target.serverUrls.length} chat server(s): senders on the first, receivers on the last`)
+    } else {
+      notes.push(`${mode.name}: skipped (--superserver: the servers' settings are not ours to change)`)
+      continue
+    }
+    try {
+      const result = await measure(context, target)
+      const l = result.latencyMs
+      rows.push([mode.name, result.rate, result.windowSeconds, l.p50, l.p95, l.p99, l.max, result.missing, result.peerPushes, result.generatorLoopDelayMs.p99])
+      data.push({mode: mode.name, env: mode.env, ...result})
+      const failures = {...result.failures, ...result.pollFailures}
+      if (Object.keys(failures).length > 0) notes.push(`${mode.name}: failures ${JSON.stringify(failures)}`)
+    } finally {
+      if (context.startCluster) await target.stop()
+    }
+  }
+  if (data.length === 0) return {skipped: notes.join('; ')}
+  notes.unshift('receivers poll server C, senders send through server A; "peer pushes" are the wake-ups server A sent to its peers (ok) during the run')
+  return {text: [table(rows), ...notes].join('\n'), data: {modes: data}}
+}
+
+async function measure(context: ScenarioContext, target: Target): Promise<DeliverySummary & {rate: number; peerPushes: number; generatorLoopDelayMs: {p99: number}; pollFailures: Record<string, number>}> {
+  const quick = context.options.quick
+  const rate = 50
+  const runMs = quick ? 3_000 : 10_000
+  const count = 20
+  const serverA = target.serverUrls[0]!
+  const serverC = target.serverUrls[Math.min(2, target.serverUrls.length - 1)]!
+  const receivers = await usersOn(context, 'xr', count, [serverC])
+  const senders = await usersOn(context, 'xs', count, [serverA])
+  const http = new Http(count * 3 + 16)
+  const sender = new MessageSender(http, context.ciphertext)
+  const deliveries = new Deliveries()
+  const pollers = new Pollers(http, (_user, events, at) => {
+    for (const event of events) if (event.type === 'message' && event.id) deliveries.received(event.id, at)
+  })
+  try {
+    for (const user of receivers) pollers.start(user)
+    // Presence (where each receiver polls) is recorded in a batch a moment after the first poll.
+    await sleep(500)
+    const load = {rate, senders, recipients: receivers, sender, deliveries, maxInFlight: 1_000}
+    // Fresh servers and a fresh load generator: let the JIT settle first.
+    await openLoop({...load, durationMs: 2_000})
+    const pushesBefore = await peerPushes(serverA)
+    const lag = loopDelay()
+    const from = performance.now()
+    deliveries.setWindow(from, from + runMs)
+    await openLoop({...load, durationMs: runMs})
+    const generatorLoopDelayMs = lag.stop()
+    await until(() => deliveries.outstanding === 0, 10_000)
+    const peerPushCount = (await peerPushes(serverA)) - pushesBefore
+    return {...deliveries.summary(), rate, peerPushes: peerPushCount, generatorLoopDelayMs, pollFailures: pollers.failures.toJSON()}
+  } finally {
+    await pollers.stop()
+    await http.close()
+  }
+}
+
+async function peerPushes(server: string): Promise<number> {
+  return sample(await scrape(server), 'fastchat_server_peer_pushes_total', 'result="ok"')
+}

@@ -1,0 +1,131 @@
+import {performance} from 'node:perf_hooks'
+
+import {openPolls} from '../lib/cluster.js'
+import {Http, MessageSender, Pollers, sleep, until} from '../lib/http.js'
+import {sample, scrape, SERVER_RSS} from '../lib/metrics.js'
+import {usersOn, tooManyUsers, type Scenario} from '../lib/scenario.js'
+import {mib, round, table} from '../lib/stats.js'
+import {Deliveries} from '../lib/traffic.js'
+
+/**
+ * 3. Idle polls: N users each hold one long-poll open on one chat server.
+ * Resident memory of that server before and with the polls open (from its
+ * /metrics), then one message to each of them, sent through the other chat
+ * server: how long until every poll has delivered its message.
+ */
+export const idlePolls: Scenario = async (context) => {
+  const quick = context.options.quick
+  const count = quick ? 1_000 : 10_000
+  /** Polls are opened in batches, so the server's accept backlog (511) never overflows. */
+  const openBatch = 500
+  const sendConcurrency = 64
+  const skip = await tooManyUsers(context, count + 1)
+  if (skip) return {skipped: skip}
+
+  // A fresh cluster: the servers' memory after the other scenarios' traffic says more about the garbage collector than about polls.
+  const target = await context.freshTarget()
+  const [pollServer, otherServer] = [target.serverUrls[0]!, target.serverUrls[1] ?? target.serverUrls[0]!]
+  const users = await usersOn(context, 'idle', count, [pollServer])
+  const [from] = await usersOn(context, 'idles', 1, [otherServer])
+  const http = new Http(count + sendConcurrency + 16)
+  const sender = new MessageSender(http, context.ciphertext)
+  const deliveries = new Deliveries()
+  let lastReceived = 0
+  const pollers = new Pollers(
+    http,
+    (_user, events, at) => {
+      for (const event of events) {
+        if (event.type !== 'message' || !event.id) continue
+        deliveries.received(event.id, at)
+        lastReceived = at
+      }
+    },
+    60_000,
+  )
+  try {
+    const before = await serverState(target.superserverUrl, pollServer)
+    const openStart = performance.now()
+    for (let i = 0; i < users.length; i += openBatch) {
+      for (const user of users.slice(i, i + openBatch)) pollers.start(user)
+      await sleep(50)
+    }
+    // The superserver hears each server's open polls with its heartbeat (every ~2 s).
+    let open = 0
+    const openDeadline = performance.now() + 60_000
+    while (performance.now() < openDeadline) {
+      open = (await openPolls(target.superserverUrl)).get(pollServer) ?? 0
+      if (open >= count) break
+      await sleep(250)
+    }
+    const openSeconds = round((performance.now() - openStart) / 1000, 1)
+    await sleep(1_000)
+    const withPolls = await serverState(target.superserverUrl, pollServer)
+    // Idle polls answer only at their timeout (60 s): any answer before the messages is a poll that ended early.
+    const earlyAnswers = pollers.answers
+
+    // One message to each polling user.
+    const start = performance.now()
+    deliveries.setWindow(start, Number.POSITIVE_INFINITY)
+    let next = 0
+    await Promise.all(
+      Array.from({length: sendConcurrency}, async () => {
+        for (let i = next++; i < users.length; i = next++) await deliveries.send(sender, from!, users[i]!)
+      }),
+    )
+    const lastAcked = performance.now()
+    await until(() => deliveries.outstanding === 0, 30_000)
+    const latency = deliveries.latency()
+    const allMs = round(lastReceived - start, 0)
+    const afterLastAckMs = round(Math.max(0, lastReceived - lastAcked), 0)
+    const rssDelta = withPolls.rss - before.rss
+    const text = [
+      table([
+        ['polls', 'open s', 'RSS before MiB', 'RSS with polls MiB', 'KiB/poll', 'send all s', 'all delivered s', 'after last 201 ms', 'p50 ms', 'p99 ms', 'max ms'],
+        [
+          count,
+          openSeconds,
+          mib(before.rss),
+          mib(withPolls.rss),
+          round(rssDelta / 1024 / count, 1),
+          round((lastAcked - start) / 1000, 2),
+          round(allMs / 1000, 2),
+          afterLastAckMs,
+          latency.p50,
+          latency.p99,
+          latency.max,
+        ],
+      ]),
+      `open polls reported by the superserver: ${withPolls.openPolls}; messages sent through ${otherServer === pollServer ? 'the same' : 'the other'} chat server, ${sendConcurrency} in flight; ` +
+        `delivered ${deliveries.delivered}/${count}, missing ${deliveries.outstanding}; polls answered before any message was sent: ${earlyAnswers}; ` +
+        `failures: ${deliveries.failures}; poll failures: ${pollers.failures}`,
+    ].join('\n')
+    return {
+      text,
+      data: {
+        polls: count,
+        openSeconds,
+        rssBeforeBytes: before.rss,
+        rssWithPollsBytes: withPolls.rss,
+        openPollsReported: withPolls.openPolls,
+        earlyAnswers,
+        sendConcurrency,
+        sendAllSeconds: round((lastAcked - start) / 1000, 3),
+        allDeliveredMs: allMs,
+        afterLastAckMs,
+        latencyMs: latency,
+        delivered: deliveries.delivered,
+        missing: deliveries.outstanding,
+        failures: deliveries.failures.toJSON(),
+        pollFailures: pollers.failures.toJSON(),
+      },
+    }
+  } finally {
+    await pollers.stop()
+    await http.close()
+  }
+}
+
+async function serverState(superserverUrl: string, server: string): Promise<{rss: number; openPolls: number}> {
+  const [metrics, polls] = await Promise.all([scrape(server), openPolls(superserverUrl)])
+  return {rss: sample(metrics, SERVER_RSS), openPolls: polls.get(server) ?? 0}
+}
