@@ -54,13 +54,13 @@ export const serverSettings = {
   },
   peerPush: {
     env: 'FASTCHAT_PEER_PUSH',
-    doc: 'After a send, wake the peer servers holding the recipients\' polls over HTTP (needs the cluster secret). Off leaves LISTEN/NOTIFY alone.',
+    doc: 'After a send, wake the peer servers holding the recipients\' polls over HTTP (needs the cluster secret). Off leaves the re-check alone.',
     schema: onOff.default(true),
   },
-  listenNotify: {
-    env: 'FASTCHAT_LISTEN_NOTIFY',
-    doc: 'Wake polls on PostgreSQL NOTIFY (the fallback when a peer push is lost). Turn off only to test or benchmark peer push alone.',
-    schema: onOff.default(true),
+  recheckMs: {
+    env: 'FASTCHAT_RECHECK_MS',
+    doc: 'How often parked polls re-read their stream heads (one query per server), the fallback when a peer push is lost; 0 turns it off (tests and benchmarks of peer push alone).',
+    schema: z.coerce.number().int().min(0).max(60_000).default(500),
   },
   rateLimits: {
     env: 'FASTCHAT_RATE_LIMITS',

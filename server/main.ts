@@ -6,7 +6,7 @@ import {listen} from './http/listen.js'
 import {createLogger} from './logger.js'
 import {openDatabase} from '../storage/data-source.js'
 import {DeliveryHub} from './delivery/hub.js'
-import {PgListener} from './delivery/pg-listener.js'
+import {Rechecker} from './delivery/recheck.js'
 import {createServices} from './services/index.js'
 import {PeerPush, PresenceRecorder} from './delivery/peers.js'
 import {PresenceRepository} from '../storage/repositories/presence.repository.js'
@@ -31,8 +31,6 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   const lifecycle = {draining: false}
   const metrics = createHttpMetrics('fastchat_server')
   const hub = new DeliveryHub(config.maxPollsPerUser)
-  const listener = config.listenNotify ? new PgListener(config.databaseUrl, hub, logger) : undefined
-  await listener?.start()
   const services = createServices(db, hub, {
     sessionTtlMs: config.sessionTtlHours * HOUR_MS,
     retentionMs: config.retentionDays * DAY_MS,
@@ -60,6 +58,8 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   const peers = config.peerPush && config.clusterSecret ? new PeerPush(presence, url, config.clusterSecret, logger, metrics.registry) : undefined
   hub.presence = recorder
   hub.peers = peers
+  const rechecker = config.recheckMs > 0 ? new Rechecker(db, hub, config.recheckMs, logger) : undefined
+  rechecker?.start()
 
   const membership =
     config.superserverUrl && config.clusterSecret
@@ -74,6 +74,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
             listeningUsers: hub.listeningUsers,
             eventsCommittedPerSecond: hub.committed.perSecond(),
             eventsDeliveredPerSecond: hub.delivered.perSecond(),
+            recheckWakeups: hub.recovered,
           }),
         })
       : undefined
@@ -97,7 +98,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
         // Open polls answer now with what they have; clients re-poll elsewhere.
         hub.close()
         await listening.close(config.shutdownGraceMs)
-        await listener?.stop()
+        rechecker?.stop()
         await peers?.stop()
         await membership?.stop()
         await db.destroy()

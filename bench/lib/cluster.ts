@@ -62,7 +62,8 @@ export async function startCluster(options: {databaseUrl: string; servers: numbe
       port: 0,
       dataDir,
       databaseUrl: options.databaseUrl,
-      entry: [CLI_ENTRY],
+      // FASTCHAT_BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles every cluster process (docs/benchmarks.md).
+      entry: [...(process.env.FASTCHAT_BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []), CLI_ENTRY],
       logLevel: 'warn',
       log: (line) => {
         if (shown++ < LOG_LINES_SHOWN) options.log(`  ${line}`)

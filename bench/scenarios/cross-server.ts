@@ -10,14 +10,14 @@ import {Deliveries, openLoop, type DeliverySummary} from '../lib/traffic.js'
 /**
  * 7. Cross-server latency at light load: three chat servers, receivers
  * long-polling on server C, senders on server A, ~50 messages/s. Run once per
- * wake-up path, each on a cluster of its own: peer push and NOTIFY both on
- * (the default), NOTIFY only (FASTCHAT_PEER_PUSH=off), and peer push only
- * (FASTCHAT_LISTEN_NOTIFY=off).
+ * wake-up path, each on a cluster of its own: peer push and the re-check both
+ * on (the default), the re-check only (FASTCHAT_PEER_PUSH=off), and peer push
+ * only (FASTCHAT_RECHECK_MS=0).
  */
 const MODES = [
-  {name: 'default (peer push + NOTIFY)', env: {}},
-  {name: 'FASTCHAT_PEER_PUSH=off (NOTIFY only)', env: {FASTCHAT_PEER_PUSH: 'off'}},
-  {name: 'FASTCHAT_LISTEN_NOTIFY=off (peer push only)', env: {FASTCHAT_LISTEN_NOTIFY: 'off'}, full: true},
+  {name: 'default (peer push + re-check)', env: {}},
+  {name: 'FASTCHAT_PEER_PUSH=off (re-check only)', env: {FASTCHAT_PEER_PUSH: 'off'}},
+  {name: 'FASTCHAT_RECHECK_MS=0 (peer push only)', env: {FASTCHAT_RECHECK_MS: '0'}, full: true},
 ] as const
 
 export const crossServer: Scenario = async (context) => {

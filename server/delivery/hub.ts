@@ -9,6 +9,8 @@ export class Waiter {
   private woken = false
   /** Set when a newer poll of the same client, or the per-user cap, replaced this one: it answers now. */
   superseded = false
+  /** The cursor this poll waits beyond, for the re-check (see Rechecker). */
+  since = -1n
   private release: ((woken: boolean) => void) | undefined
 
   constructor(
@@ -47,6 +49,11 @@ export class Waiter {
       signal?.addEventListener('abort', onAbort, {once: true})
       this.release = finish
     })
+  }
+
+  /** Whether the poll is parked in wait() right now. */
+  get waiting(): boolean {
+    return this.release !== undefined
   }
 
   cancel(): void {
@@ -96,6 +103,8 @@ export class DeliveryHub {
   /** Events committed through this server, and handed out by its polls, per second (for the registry). */
   readonly committed = new RateMeter()
   readonly delivered = new RateMeter()
+  /** Polls woken by the re-check rather than by a push: each one is a lost or late wake-up. */
+  recovered = 0
 
   /** Where wake-ups for polls on other servers go (peer push), if anywhere. */
   peers: {wake(userIds: Iterable<string>): void} | undefined
@@ -118,6 +127,19 @@ export class DeliveryHub {
       const set = this.waiters.get(id)
       if (set) for (const waiter of set) waiter.wake()
     }
+  }
+
+  /** For each user with a parked poll, the lowest cursor one of them waits beyond. */
+  parked(): Map<string, bigint> {
+    const out = new Map<string, bigint>()
+    for (const [userId, set] of this.waiters) {
+      for (const waiter of set) {
+        if (!waiter.waiting || waiter.since < 0n) continue
+        const known = out.get(userId)
+        if (known === undefined || waiter.since < known) out.set(userId, waiter.since)
+      }
+    }
+    return out
   }
 
   /** Wakes every open poll: after a missed notification, or to drain. */

@@ -9,8 +9,8 @@ import type {PresenceRepository} from '../../storage/repositories/presence.repos
  * servers"). Each server records where its pollers listen (PresenceRecorder);
  * after a commit, the accepting server looks the recipients up and wakes the
  * servers holding their polls directly (PeerPush), batching what arrives
- * within a millisecond into one request per peer. LISTEN/NOTIFY stays as the
- * fallback: a lost push costs latency, never a message.
+ * within a millisecond into one request per peer. Each server's re-check
+ * (./recheck.ts) is the fallback: a lost push costs latency, never a message.
  */
 
 /** A user's presence row is rewritten at most this often by one server. */
@@ -19,7 +19,7 @@ const PRESENCE_REFRESH_MS = 30_000
 const PUSH_BATCH_MS = 1
 /** Most user ids in one wake-up request (~20 bytes each, under the JSON body limit). */
 const PUSH_MAX_USERS = 5_000
-/** A push that takes longer is abandoned; the NOTIFY fallback covers it. */
+/** A push that takes longer is abandoned; the re-check covers it. */
 const PUSH_TIMEOUT_MS = 1_000
 /** A peer that failed is skipped for this long (it is probably dead or draining). */
 const PEER_BACKOFF_MS = 5_000
@@ -54,7 +54,7 @@ export class PresenceRecorder {
       for (const id of ids) this.recorded.set(id, now)
       if (this.recorded.size > 10 * ids.length) this.forgetOld(now)
     } catch (error) {
-      // The next poll of these users tries again; meanwhile NOTIFY wakes them.
+      // The next poll of these users tries again; meanwhile the re-check wakes them.
       this.logger.warn({err: error, users: ids.length}, 'could not record presence')
     }
   }
@@ -112,7 +112,7 @@ export class PeerPush {
     try {
       peers = await this.presence.peersOf(ids, this.ownUrl)
     } catch (error) {
-      this.logger.warn({err: error}, 'could not look up presence; polls elsewhere wait for NOTIFY')
+      this.logger.warn({err: error}, 'could not look up presence; polls elsewhere wait for their re-check')
       return
     }
     await Promise.all([...peers].map(([url, users]) => this.push(url, users)))

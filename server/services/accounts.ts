@@ -15,7 +15,12 @@ export interface AccountsConfig {
   sessionTtlMs: number
 }
 
+/** Usernames whose id is kept in memory; the oldest entry goes first. */
+const ID_CACHE_SIZE = 100_000
+
 export class AccountService {
+  private readonly ids = new Map<string, string>()
+
   constructor(
     private readonly users: UserRepository,
     private readonly sessions: SessionRepository,
@@ -71,6 +76,20 @@ export class AccountService {
       throw new NotFoundError('FC_USER_NOT_FOUND', `No user ${unknown.map((name) => `"${name}"`).join(', ')}.`, {users: unknown})
     }
     return keys.map((key) => found.get(key)!)
+  }
+
+  /**
+   * A user's id, from a cache: a username never changes owner (accounts are
+   * never renamed or deleted), so a send skips the lookup after the first.
+   */
+  async idOf(username: string): Promise<string> {
+    const key = usernameKey(username)
+    const cached = this.ids.get(key)
+    if (cached !== undefined) return cached
+    const {id} = await this.find(username)
+    if (this.ids.size >= ID_CACHE_SIZE) this.ids.delete(this.ids.keys().next().value!)
+    this.ids.set(key, id)
+    return id
   }
 
   async find(username: string): Promise<UserRecord> {

@@ -35,17 +35,17 @@ export class EventService {
     const waiter = this.hub.subscribe(userId, client)
     try {
       for (;;) {
-        const head = await this.events.head(userId)
+        const head = await this.events.read(userId, since, limit)
         if (since < head.prunedThrough) throw new GoneError(head.prunedThrough)
         if (since > head.lastSeq) {
           throw new ConflictError('FC_CURSOR_AHEAD', 'This cursor is ahead of your event stream; continue from `last`.', {last: Number(head.lastSeq)})
         }
-        if (head.lastSeq > since) {
-          const rows = await this.events.after(userId, since, limit)
-          const events = rows.map(eventView)
+        if (head.events.length > 0) {
+          const events = head.events.map(eventView)
           this.hub.delivered.mark(events.length)
-          return {events, next: events.length > 0 ? events[events.length - 1]!.seq : Number(since)}
+          return {events, next: events[events.length - 1]!.seq}
         }
+        waiter.since = since
         const remaining = deadline - Date.now()
         if (remaining <= 0 || this.hub.closed || signal.aborted || waiter.superseded) return {events: [], next: Number(since)}
         await waiter.wait(remaining, signal)

@@ -80,20 +80,20 @@ export class MessageService {
         deliverTo: (tx) => this.groups.recipientsOfSend(tx, sender, groupId, input.epoch!),
       })
     } else {
-      const recipient = await this.accounts.find(input.to.user)
-      stored = await this.messages.store({
+      const recipientId = await this.accounts.idOf(input.to.user)
+      stored = await this.messages.storeDirect({
         ...common,
-        recipientId: recipient.id,
+        recipientId,
         groupId: null,
         epoch: null,
-        conversation: directConversation(sender.userId, recipient.id),
-        deliverTo: [recipient.id],
+        conversation: directConversation(sender.userId, recipientId),
+        deliverTo: [recipientId],
       })
     }
     if (stored.duplicate && !stored.sameContent) {
       throw new ConflictError('FC_IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used for a different message.')
     }
-    // Polls on this server wake at once; others hear the NOTIFY committed with the message.
+    // Polls here wake at once, polls on peers by push; the peers' re-check catches a lost push.
     this.hub.announce(stored.deliveredTo)
     return stored
   }

@@ -3,11 +3,8 @@ import {randomUUID} from 'node:crypto'
 import type {DataSource, EntityManager} from 'typeorm'
 
 import type {MessageKind} from '../entities/message.js'
+import {prepared} from './prepared.js'
 
-/** The Postgres channel every chat server LISTENs on; payload: recipient ids, comma-separated. */
-export const EVENTS_CHANNEL = 'fastchat_events'
-/** NOTIFY payloads must stay under 8000 bytes; ids are at most 20 digits plus a comma. */
-const NOTIFY_IDS_PER_PAYLOAD = 350
 
 export interface NewMessage {
   senderId: string
@@ -83,13 +80,46 @@ export async function appendEvents(
      SELECT user_id, last_seq, $2, $3, $4 FROM bumped`,
     [ids, event.type, event.messageId ?? null, event.payload ? JSON.stringify(event.payload) : null],
   )
-  for (let i = 0; i < ids.length; i += NOTIFY_IDS_PER_PAYLOAD) {
-    await tx.query('SELECT pg_notify($1, $2)', [EVENTS_CHANNEL, ids.slice(i, i + NOTIFY_IDS_PER_PAYLOAD).join(',')])
-  }
 }
 
 export class MessageRepository {
   constructor(private readonly db: DataSource) {}
+
+  /**
+   * A one-to-one message: stored with its recipient's event in ONE statement
+   * (one round trip, committed on its own), which is the whole of the send's
+   * database work. The message is inserted first; only if it is new (no
+   * earlier message with this idempotency key) is the recipient's inbox row
+   * locked, its seq bumped and the event inserted, exactly as appendEvents
+   * does, and the lock is held until the statement's commit. A send that
+   * meets an earlier one with its key finds it with a second query.
+   */
+  async storeDirect(message: NewMessage & {recipientId: string}): Promise<StoredMessage> {
+    const id = randomUUID()
+    const [row] = await prepared<{sentAt: Date}>(
+      this.db,
+      'message-store-direct',
+      `WITH inserted AS (
+         INSERT INTO messages (id, sender_id, recipient_id, conversation, kind, ciphertext, blob_id, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING sent_at
+       ), locked AS (
+         SELECT user_id FROM inboxes WHERE user_id = $3 AND EXISTS (SELECT 1 FROM inserted) FOR UPDATE
+       ), bumped AS (
+         UPDATE inboxes i SET last_seq = i.last_seq + 1 FROM locked l WHERE i.user_id = l.user_id
+         RETURNING i.user_id, i.last_seq
+       ), appended AS (
+         INSERT INTO events (recipient_id, seq, type, message_id) SELECT user_id, last_seq, 'message', $1 FROM bumped
+       )
+       SELECT sent_at AS "sentAt" FROM inserted`,
+      [id, message.senderId, message.recipientId, message.conversation, message.kind, message.ciphertext, message.blobId, message.idempotencyKey],
+    )
+    if (row) return {id, sentAt: row.sentAt, duplicate: false, sameContent: true, deliveredTo: [message.recipientId]}
+    const earlier = await this.findByIdempotencyKey(this.db.manager, message)
+    if (!earlier) throw new Error('idempotency conflict without a stored message')
+    return earlier
+  }
 
   /** Stores the message and its events in one transaction: committed before the sender hears 201. */
   async store(message: NewMessage): Promise<StoredMessage> {
@@ -157,27 +187,35 @@ export class MessageRepository {
 export class EventRepository {
   constructor(private readonly db: DataSource) {}
 
-  /** The head of a stream: the last seq handed out and the last one pruned. */
-  async head(userId: string): Promise<{lastSeq: bigint; prunedThrough: bigint}> {
-    const [row] = (await this.db.query('SELECT last_seq, pruned_through FROM inboxes WHERE user_id = $1', [userId])) as {
-      last_seq: string
-      pruned_through: string
-    }[]
-    return {lastSeq: BigInt(row?.last_seq ?? 0), prunedThrough: BigInt(row?.pruned_through ?? 0)}
-  }
-
-  async after(userId: string, since: bigint, limit: number): Promise<EventRow[]> {
-    return (await this.db.query(
-      `SELECT e.seq, e.type, e.payload, ${MESSAGE_COLUMNS}
-         FROM events e
-         LEFT JOIN messages m ON m.id = e.message_id
-         LEFT JOIN users su ON su.id = m.sender_id
-         LEFT JOIN users ru ON ru.id = m.recipient_id
-        WHERE e.recipient_id = $1 AND e.seq > $2
-        ORDER BY e.seq
-        LIMIT $3`,
+  /**
+   * The head of a stream (the last seq handed out, the last one pruned) and
+   * up to `limit` events after `since`, in one statement.
+   */
+  async read(userId: string, since: bigint, limit: number): Promise<{lastSeq: bigint; prunedThrough: bigint; events: EventRow[]}> {
+    const rows = await prepared<EventRow & {lastSeq: string; prunedThrough: string}>(
+      this.db,
+      'events-read',
+      `SELECT i.last_seq::text AS "lastSeq", i.pruned_through::text AS "prunedThrough", ev.*
+         FROM inboxes i
+         LEFT JOIN LATERAL (
+           SELECT e.seq::text AS seq, e.type, e.payload, ${MESSAGE_COLUMNS}
+             FROM events e
+             LEFT JOIN messages m ON m.id = e.message_id
+             LEFT JOIN users su ON su.id = m.sender_id
+             LEFT JOIN users ru ON ru.id = m.recipient_id
+            WHERE e.recipient_id = i.user_id AND e.seq > $2 AND i.last_seq > $2
+            ORDER BY e.seq
+            LIMIT $3
+         ) ev ON true
+        WHERE i.user_id = $1`,
       [userId, since.toString(), limit],
-    )) as EventRow[]
+    )
+    const head = rows[0]
+    return {
+      lastSeq: BigInt(head?.lastSeq ?? 0),
+      prunedThrough: BigInt(head?.prunedThrough ?? 0),
+      events: rows.filter((row) => row.seq !== null),
+    }
   }
 
   /**

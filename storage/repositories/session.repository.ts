@@ -1,5 +1,7 @@
 import type {DataSource} from 'typeorm'
 
+import {prepared} from './prepared.js'
+
 export interface SessionUser {
   userId: string
   username: string
@@ -19,11 +21,13 @@ export class SessionRepository {
 
   /** The user behind a live token; expired and deleted sessions find nothing. */
   async find(tokenHash: Buffer): Promise<SessionUser | undefined> {
-    const [row] = (await this.db.query(
-      `SELECT u.id AS "userId", u.username FROM sessions s JOIN users u ON u.id = s.user_id
+    const [row] = await prepared<SessionUser>(
+      this.db,
+      'session-find',
+      `SELECT u.id::text AS "userId", u.username FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.token_hash = $1 AND s.expires_at > now()`,
       [tokenHash],
-    )) as SessionUser[]
+    )
     return row
   }
 

@@ -51,8 +51,8 @@ describe('delivery across chat servers', () => {
     await db.destroy()
   })
 
-  it('wakes a poll on server C from a send on server A by peer push alone (NOTIFY off)', async () => {
-    const [a, , c] = await cluster({FASTCHAT_LISTEN_NOTIFY: 'off'})
+  it('wakes a poll on server C from a send on server A by peer push alone (re-check off)', async () => {
+    const [a, , c] = await cluster({FASTCHAT_RECHECK_MS: '0'})
     const alice = await registerAndLogin(a!.url, uniqueName('alice'))
     const bob = await registerAndLogin(c!.url, uniqueName('bob'))
     await poll(bob, 0, 0) // records where bob listens (written a moment later, batched)
@@ -67,7 +67,7 @@ describe('delivery across chat servers', () => {
     expect(await pushCount(a!, 'ok')).to.be.greaterThanOrEqual(before + 5)
   })
 
-  it('still delivers within a second with peer push off (NOTIFY alone)', async () => {
+  it('still delivers within a second with peer push off (the re-check alone)', async () => {
     const [a, , c] = await cluster({FASTCHAT_PEER_PUSH: 'off'})
     const alice = await registerAndLogin(a!.url, uniqueName('alice'))
     const bob = await registerAndLogin(c!.url, uniqueName('bob'))
@@ -77,7 +77,7 @@ describe('delivery across chat servers', () => {
     expect(rows, 'no presence is written when nothing reads it').to.have.length(0)
   })
 
-  it('loses only latency when every push is lost: a poll still wakes through NOTIFY', async () => {
+  it('loses only latency when every push is lost: a poll still wakes through the re-check', async () => {
     const [a, , c] = await cluster({})
     const alice = await registerAndLogin(a!.url, uniqueName('alice'))
     const bob = await registerAndLogin(c!.url, uniqueName('bob'))
