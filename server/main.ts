@@ -3,6 +3,7 @@ import {ClusterMembership} from './cluster-membership.js'
 import type {ServerConfig} from './config.js'
 import {createHttpMetrics} from './http/observability.js'
 import {listen} from './http/listen.js'
+import {withPollFastPath} from './http/poll-fast-path.js'
 import {createLogger} from './logger.js'
 import {openDatabase} from '../storage/data-source.js'
 import {DeliveryHub} from './delivery/hub.js'
@@ -51,7 +52,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
         ? {loginsPerMinute: config.loginsPerMinute, registrationsPerHour: config.registrationsPerHour, sendsPer10s: config.sendsPer10s}
         : undefined,
     })
-  const listening = await listen(app, config.port, config.host)
+  const listening = await listen(withPollFastPath(app, {accounts: services.accounts, events: services.events, lifecycle, metrics, logger}), config.port, config.host)
   const url = config.publicUrl ?? listening.url
   // Peer push: record where our pollers listen, wake peers' pollers after our commits.
   const recorder = config.peerPush && config.clusterSecret ? new PresenceRecorder(presence, url, logger) : undefined

@@ -1,9 +1,8 @@
 import {once} from 'node:events'
-import type {Server} from 'node:http'
+import {createServer, type RequestListener, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import type {Duplex} from 'node:stream'
 
-import type {Express} from 'express'
 
 import {AppError} from './errors.js'
 import {problemBody} from './problem.js'
@@ -43,8 +42,8 @@ function answerClientError(error: Error & {code?: string}, socket: Duplex): void
   )
 }
 
-export async function listen(app: Express, port: number, host: string): Promise<Listening> {
-  const server = app.listen(port, host)
+export async function listen(app: RequestListener, port: number, host: string): Promise<Listening> {
+  const server = createServer(app).listen(port, host)
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS
   // Long-polls last up to a minute; the default 300 s request timeout is fine,
   // but headers must arrive promptly (slowloris).

@@ -81,22 +81,32 @@ export function notFoundHandler(): RequestHandler {
   return (req, _res, next) => next(new NotFoundError('FC_ROUTE_NOT_FOUND', `No route for ${req.method} ${req.path}.`))
 }
 
-/** The one place where errors become HTTP responses. Unknown errors are logged and hidden. */
+/**
+ * The problem an error is answered with: our own errors as they are, the
+ * framework's mapped, a database outage as 503; anything else is a bug,
+ * logged in full and answered 500 with nothing of it shown.
+ */
+export function toProblem(error: unknown, logger: Logger, where: {method: string; path: string}): AppError {
+  let problem = fromFrameworkError(error)
+  if (!problem && isDatabaseUnavailable(error)) {
+    logger.warn({...where, reason: (error as Error).message}, 'database unavailable')
+    problem = new UnavailableError('FC_DATABASE_UNAVAILABLE', 'The database is unavailable; retry shortly.', 1)
+  }
+  if (!problem) {
+    logger.error({err: error, ...where}, 'unhandled error')
+    problem = new InternalError()
+  }
+  return problem
+}
+
+/** The one place where errors become HTTP responses (the poll fast path uses toProblem too). */
 export function problemHandler(logger: Logger): ErrorRequestHandler {
   return (error, req, res, next) => {
     if (res.headersSent) {
       next(error)
       return
     }
-    let problem = fromFrameworkError(error)
-    if (!problem && isDatabaseUnavailable(error)) {
-      logger.warn({method: req.method, path: req.path, reason: (error as Error).message}, 'database unavailable')
-      problem = new UnavailableError('FC_DATABASE_UNAVAILABLE', 'The database is unavailable; retry shortly.', 1)
-    }
-    if (!problem) {
-      logger.error({err: error, method: req.method, path: req.path}, 'unhandled error')
-      problem = new InternalError()
-    }
+    const problem = toProblem(error, logger, {method: req.method, path: req.path})
     for (const [name, value] of Object.entries(problem.headers)) res.setHeader(name, value)
     res.status(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problemBody(problem, req.originalUrl.split('?')[0])))
   }

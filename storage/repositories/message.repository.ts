@@ -184,37 +184,104 @@ export class MessageRepository {
   }
 }
 
+export interface StreamRead {
+  lastSeq: bigint
+  prunedThrough: bigint
+  events: EventRow[]
+}
+
+interface PendingRead {
+  userId: string
+  since: bigint
+  limit: number
+  resolve: (read: StreamRead) => void
+  reject: (error: unknown) => void
+}
+
+type ReadRow = EventRow & {ord?: string; lastSeq: string; prunedThrough: string}
+
+/** Most streams one batched read covers. */
+const READ_BATCH_MAX = 500
+
+const STREAM_EVENTS = `SELECT e.seq::text AS seq, e.type, e.payload, ${MESSAGE_COLUMNS}
+             FROM events e
+             LEFT JOIN messages m ON m.id = e.message_id
+             LEFT JOIN users su ON su.id = m.sender_id
+             LEFT JOIN users ru ON ru.id = m.recipient_id`
+
+const READ_ONE = `SELECT i.last_seq::text AS "lastSeq", i.pruned_through::text AS "prunedThrough", ev.*
+         FROM inboxes i
+         LEFT JOIN LATERAL (
+           ${STREAM_EVENTS}
+            WHERE e.recipient_id = i.user_id AND e.seq > $2 AND i.last_seq > $2
+            ORDER BY e.seq
+            LIMIT $3
+         ) ev ON true
+        WHERE i.user_id = $1
+        ORDER BY (ev.seq)::bigint`
+
+const READ_MANY = `SELECT r.ord::text AS ord, i.last_seq::text AS "lastSeq", i.pruned_through::text AS "prunedThrough", ev.*
+         FROM unnest($1::bigint[], $2::bigint[], $3::int[]) WITH ORDINALITY AS r(user_id, since, lim, ord)
+         JOIN inboxes i ON i.user_id = r.user_id
+         LEFT JOIN LATERAL (
+           ${STREAM_EVENTS}
+            WHERE e.recipient_id = r.user_id AND e.seq > r.since AND i.last_seq > r.since
+            ORDER BY e.seq
+            LIMIT r.lim
+         ) ev ON true
+        ORDER BY r.ord, (ev.seq)::bigint`
+
 export class EventRepository {
   constructor(private readonly db: DataSource) {}
 
   /**
    * The head of a stream (the last seq handed out, the last one pruned) and
-   * up to `limit` events after `since`, in one statement.
+   * up to `limit` events after `since`. Reads asked for in the same turn of
+   * the event loop (the polls one commit woke: a group message wakes up to a
+   * thousand at once) share one statement.
    */
-  async read(userId: string, since: bigint, limit: number): Promise<{lastSeq: bigint; prunedThrough: bigint; events: EventRow[]}> {
-    const rows = await prepared<EventRow & {lastSeq: string; prunedThrough: string}>(
-      this.db,
-      'events-read',
-      `SELECT i.last_seq::text AS "lastSeq", i.pruned_through::text AS "prunedThrough", ev.*
-         FROM inboxes i
-         LEFT JOIN LATERAL (
-           SELECT e.seq::text AS seq, e.type, e.payload, ${MESSAGE_COLUMNS}
-             FROM events e
-             LEFT JOIN messages m ON m.id = e.message_id
-             LEFT JOIN users su ON su.id = m.sender_id
-             LEFT JOIN users ru ON ru.id = m.recipient_id
-            WHERE e.recipient_id = i.user_id AND e.seq > $2 AND i.last_seq > $2
-            ORDER BY e.seq
-            LIMIT $3
-         ) ev ON true
-        WHERE i.user_id = $1`,
-      [userId, since.toString(), limit],
-    )
-    const head = rows[0]
-    return {
-      lastSeq: BigInt(head?.lastSeq ?? 0),
-      prunedThrough: BigInt(head?.prunedThrough ?? 0),
-      events: rows.filter((row) => row.seq !== null),
+  read(userId: string, since: bigint, limit: number): Promise<StreamRead> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({userId, since, limit, resolve, reject})
+      if (this.pending.length === 1) setImmediate(() => void this.flush())
+    })
+  }
+
+  private pending: PendingRead[] = []
+
+  private async flush(): Promise<void> {
+    const batch = this.pending
+    this.pending = []
+    for (let i = 0; i < batch.length; i += READ_BATCH_MAX) {
+      const part = batch.slice(i, i + READ_BATCH_MAX)
+      try {
+        const rows =
+          part.length === 1
+            ? await prepared<ReadRow>(this.db, 'events-read', READ_ONE, [part[0]!.userId, part[0]!.since.toString(), part[0]!.limit])
+            : await prepared<ReadRow>(this.db, 'events-read-many', READ_MANY, [
+                part.map((r) => r.userId),
+                part.map((r) => r.since.toString()),
+                part.map((r) => r.limit),
+              ])
+        const byOrd = new Map<number, ReadRow[]>()
+        for (const row of rows) {
+          const ord = Number(row.ord ?? 1)
+          let list = byOrd.get(ord)
+          if (!list) byOrd.set(ord, (list = []))
+          list.push(row)
+        }
+        part.forEach((request, k) => {
+          const found = byOrd.get(k + 1) ?? []
+          const head = found[0]
+          request.resolve({
+            lastSeq: BigInt(head?.lastSeq ?? 0),
+            prunedThrough: BigInt(head?.prunedThrough ?? 0),
+            events: found.filter((row) => row.seq !== null),
+          })
+        })
+      } catch (error) {
+        for (const request of part) request.reject(error)
+      }
     }
   }
 

@@ -152,6 +152,22 @@ describe('groups (HTTP API)', () => {
     expect(history.body.messages.map((m: any) => m.id)).to.deep.equal([sent.body.id])
   })
 
+  it('wakes every parked member at once, each reading its own stream (reads woken together share one query)', async () => {
+    const others = await Promise.all([...Array(29).keys()].map((i) => registerAndLogin(i % 2 ? a.url : b.url, uniqueName(`m${i}x`), 'bob')))
+    const created = await call(alice, 'POST', '/v1/groups', {name: 'crowd', members: others.map((m) => m.username)})
+    const group = created.body.id as string
+    await keyCurrentEpoch(alice, group)
+    const heads = await Promise.all(others.map(async (member) => (await poll(member, 0, 0, member.server, 1000)).body.next as number))
+    const parked = others.map((member, i) => poll(member, heads[i]!, 10_000))
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const sent = await sendToGroup(alice, group, 1, fakeCiphertext('to the crowd'))
+    expect(sent.status).to.equal(201)
+    const answers = await Promise.all(parked)
+    for (const [i, answer] of answers.entries()) {
+      expect(answer.body.events.map((e: any) => [e.seq, e.id]), others[i]!.username).to.deep.equal([[heads[i]! + 1, sent.body.id]])
+    }
+  })
+
   it('answers a non-member with 403 and a stale epoch with 409', async () => {
     const group = await createGroup()
     await keyCurrentEpoch(alice, group)

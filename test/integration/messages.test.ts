@@ -54,6 +54,24 @@ describe('messages and events', () => {
     })
   })
 
+  it('answers polls (served outside Express) with the same headers, metrics and problems as every route', async () => {
+    const ok = await poll(bob, 0, 0)
+    expect(ok.status).to.equal(200)
+    expect(ok.headers.get('content-type')).to.match(/^application\/json/)
+    expect(ok.headers.get('cache-control')).to.equal('no-store')
+    expect(ok.headers.get('x-content-type-options')).to.equal('nosniff')
+    expect(ok.headers.get('content-security-policy')).to.include("default-src 'self'")
+    const revoked = await http('GET', `${a.url}/v1/events?since=0&timeout=0`, {headers: {authorization: `Bearer ${'A'.repeat(43)}`}})
+    expect(revoked.status).to.equal(401)
+    expect(revoked.headers.get('www-authenticate')).to.equal('Bearer')
+    expect(revoked.body).to.include({code: 'FC_UNAUTHORIZED', instance: '/v1/events'})
+    const odd = await http('GET', `${a.url}/v1/events?since=x`, {headers: bob.auth})
+    expect(odd.status).to.equal(400)
+    expect(odd.body.code).to.equal('FC_VALIDATION')
+    const metrics = (await http('GET', `${a.url}/metrics`)).body as string
+    expect(metrics).to.match(/fastchat_server_http_requests_total\{method="GET",route="\/v1\/events",status="401"\} [1-9]/)
+  })
+
   it('returns an idle poll empty after its timeout, with next unchanged', async () => {
     await send(alice, bob.username, fakeCiphertext(1))
     const started = Date.now()
