@@ -1,5 +1,8 @@
 import {RateMeter} from './throughput.js'
 
+/** Users whose wake-up count is kept; past this all are forgotten (which only costs each a read). */
+const MAX_TRACKED_VERSIONS = 200_000
+
 /**
  * Wakes the long-polls open on this server. A poll subscribes *before* it
  * reads the database and then waits, so a message committed between its read
@@ -121,9 +124,31 @@ export class DeliveryHub {
     this.peers?.wake(userIds)
   }
 
+  /**
+   * How many wake-ups each user has had here: a poll that read a user's stream
+   * at version v knows nothing can have been committed for that user since,
+   * as far as this server has heard, while the version is still v.
+   */
+  private readonly versions = new Map<string, number>()
+  /** Every version handed out comes from this clock, so none repeats... */
+  private clock = 0
+  /** ...and a user forgotten by a clear() gets one newer than any before it. */
+  private floor = 0
+
+  version(userId: string): number {
+    return this.versions.get(userId) ?? this.floor
+  }
+
+  private forgetVersions(): void {
+    this.versions.clear()
+    this.floor = ++this.clock
+  }
+
   /** Wakes every poll of these users; unknown users cost a map lookup. */
   notify(userIds: Iterable<string>): void {
+    if (this.versions.size > MAX_TRACKED_VERSIONS) this.forgetVersions()
     for (const id of userIds) {
+      this.versions.set(id, ++this.clock)
       const set = this.waiters.get(id)
       if (set) for (const waiter of set) waiter.wake()
     }
@@ -144,6 +169,7 @@ export class DeliveryHub {
 
   /** Wakes every open poll: after a missed notification, or to drain. */
   wakeAll(): void {
+    this.forgetVersions()
     for (const set of this.waiters.values()) for (const waiter of set) waiter.wake()
   }
 

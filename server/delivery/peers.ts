@@ -21,6 +21,10 @@ const PUSH_BATCH_MS = 1
 const PUSH_MAX_USERS = 5_000
 /** A push that takes longer is abandoned; the re-check covers it. */
 const PUSH_TIMEOUT_MS = 1_000
+/** How long a presence lookup is reused for the same recipient. */
+const PRESENCE_CACHE_MS = 1_000
+/** Recipients whose presence is cached; past this the cache starts over. */
+const PRESENCE_CACHE_MAX = 100_000
 /** A peer that failed is skipped for this long (it is probably dead or draining). */
 const PEER_BACKOFF_MS = 5_000
 
@@ -72,6 +76,8 @@ export class PresenceRecorder {
 
 export class PeerPush {
   private pending = new Set<string>()
+  /** Where recipients were polling, as last looked up, and until when that answer is used. */
+  private readonly where = new Map<string, {urls: string[]; until: number}>()
   private timer: NodeJS.Timeout | undefined
   private readonly backoff = new Map<string, number>()
   private readonly agent = new Agent({keepAliveTimeout: 30_000, connections: 4, connect: {timeout: PUSH_TIMEOUT_MS}})
@@ -108,12 +114,30 @@ export class PeerPush {
     this.timer = undefined
     const ids = [...this.pending]
     this.pending = new Set()
-    let peers: Map<string, string[]>
-    try {
-      peers = await this.presence.peersOf(ids, this.ownUrl)
-    } catch (error) {
-      this.logger.warn({err: error}, 'could not look up presence; polls elsewhere wait for their re-check')
-      return
+    const now = Date.now()
+    // Where each user polls is looked up at most once a second; a user who just moved
+    // to another server meanwhile is woken by that server's re-check instead.
+    const unknown = ids.filter((id) => (this.where.get(id)?.until ?? 0) <= now)
+    if (unknown.length > 0) {
+      let found: Map<string, string[]>
+      try {
+        found = await this.presence.peersOf(unknown, this.ownUrl)
+      } catch (error) {
+        this.logger.warn({err: error}, 'could not look up presence; polls elsewhere wait for their re-check')
+        return
+      }
+      const urls = new Map<string, string[]>(unknown.map((id) => [id, []]))
+      for (const [url, users] of found) for (const id of users) urls.get(id)?.push(url)
+      if (this.where.size > PRESENCE_CACHE_MAX) this.where.clear()
+      for (const [id, list] of urls) this.where.set(id, {urls: list, until: now + PRESENCE_CACHE_MS})
+    }
+    const peers = new Map<string, string[]>()
+    for (const id of ids) {
+      for (const url of this.where.get(id)?.urls ?? []) {
+        let users = peers.get(url)
+        if (!users) peers.set(url, (users = []))
+        users.push(id)
+      }
     }
     await Promise.all([...peers].map(([url, users]) => this.push(url, users)))
   }

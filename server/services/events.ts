@@ -19,7 +19,13 @@ function eventView(row: EventRow): EventView {
   return {seq, type: row.type, ...(row.payload ?? {})}
 }
 
+/** Users whose last read is remembered; past this all are forgotten (which only costs each a read). */
+const MAX_REMEMBERED_READS = 200_000
+
 export class EventService {
+  /** Per user: the cursor the last read here ended at, and the hub's version for the user before that read. */
+  private readonly lastRead = new Map<string, {next: bigint; version: number}>()
+
   constructor(
     private readonly events: EventRepository,
     private readonly hub: DeliveryHub,
@@ -30,21 +36,38 @@ export class EventService {
    * to `timeoutMs` for one. Subscribe first, then read, then wait: a commit
    * between the read and the wait has already marked the waiter as woken.
    */
+  private remember(userId: string, next: bigint, version: number): void {
+    if (this.lastRead.size > MAX_REMEMBERED_READS) this.lastRead.clear()
+    this.lastRead.set(userId, {next, version})
+  }
+
   async poll(userId: string, since: bigint, timeoutMs: number, limit: number, signal: AbortSignal, client?: string): Promise<{events: EventView[]; next: number}> {
     const deadline = Date.now() + timeoutMs
     const waiter = this.hub.subscribe(userId, client)
     try {
+      // A poll that follows one this server answered for the same cursor, with no
+      // wake-up for this user since, would read nothing: it parks at once.
+      const last = this.lastRead.get(userId)
+      let skipRead = last !== undefined && last.next === since && last.version === this.hub.version(userId)
       for (;;) {
-        const head = await this.events.read(userId, since, limit)
-        if (since < head.prunedThrough) throw new GoneError(head.prunedThrough)
-        if (since > head.lastSeq) {
-          throw new ConflictError('FC_CURSOR_AHEAD', 'This cursor is ahead of your event stream; continue from `last`.', {last: Number(head.lastSeq)})
+        if (!skipRead) {
+          const version = this.hub.version(userId)
+          const head = await this.events.read(userId, since, limit)
+          if (since < head.prunedThrough) throw new GoneError(head.prunedThrough)
+          if (since > head.lastSeq) {
+            throw new ConflictError('FC_CURSOR_AHEAD', 'This cursor is ahead of your event stream; continue from `last`.', {last: Number(head.lastSeq)})
+          }
+          if (head.events.length > 0) {
+            const events = head.events.map(eventView)
+            this.hub.delivered.mark(events.length)
+            const next = events[events.length - 1]!.seq
+            // Only a read that reached the head says the stream ends at `next` (a full page may not).
+            if (BigInt(next) === head.lastSeq) this.remember(userId, head.lastSeq, version)
+            return {events, next}
+          }
+          this.remember(userId, since, version)
         }
-        if (head.events.length > 0) {
-          const events = head.events.map(eventView)
-          this.hub.delivered.mark(events.length)
-          return {events, next: events[events.length - 1]!.seq}
-        }
+        skipRead = false
         waiter.since = since
         const remaining = deadline - Date.now()
         if (remaining <= 0 || this.hub.closed || signal.aborted || waiter.superseded) return {events: [], next: Number(since)}

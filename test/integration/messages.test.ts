@@ -72,6 +72,23 @@ describe('messages and events', () => {
     expect(metrics).to.match(/fastchat_server_http_requests_total\{method="GET",route="\/v1\/events",status="401"\} [1-9]/)
   })
 
+  it('pages a long stream without waiting: a poll after a full page reads on at once', async () => {
+    for (let i = 0; i < 5; i++) await send(alice, bob.username, fakeCiphertext(`page ${i}`))
+    const first = await poll(bob, 0, 0, bob.server, 2)
+    expect(first.body.events.map((e: {seq: number}) => e.seq)).to.deep.equal([1, 2])
+    const started = Date.now()
+    const second = await poll(bob, 2, 5_000, bob.server, 2)
+    expect(second.body.events.map((e: {seq: number}) => e.seq)).to.deep.equal([3, 4])
+    const third = await poll(bob, 4, 5_000, bob.server, 2)
+    expect(third.body.events.map((e: {seq: number}) => e.seq)).to.deep.equal([5])
+    expect(Date.now() - started, 'no page waited for a wake-up').to.be.lessThan(1_000)
+    // The head was reached: the next poll parks, and the next send wakes it.
+    const waiting = poll(bob, 5, 5_000)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    await send(alice, bob.username, fakeCiphertext('after the pages'))
+    expect((await waiting).body.events.map((e: {seq: number}) => e.seq)).to.deep.equal([6])
+  })
+
   it('returns an idle poll empty after its timeout, with next unchanged', async () => {
     await send(alice, bob.username, fakeCiphertext(1))
     const started = Date.now()
