@@ -1,7 +1,6 @@
 import {randomUUID} from 'node:crypto'
 import {Readable} from 'node:stream'
 
-import {request as undiciRequest} from 'undici'
 
 /**
  * A small typed client for the chat server and superserver HTTP API
@@ -277,6 +276,8 @@ export class ApiClient {
   private async transfer(method: string, path: string, options: {headers: Record<string, string>; body?: Readable}) {
     const headers: Record<string, string> = {...options.headers}
     if (this.token) headers.authorization = `Bearer ${this.token}`
+    // Loaded here, not at start-up: only file transfers need it, and it costs every command ~80 ms to load.
+    const {request: undiciRequest} = await import('undici')
     try {
       return await undiciRequest(new URL(path, this.baseUrl), {
         method: method as 'GET' | 'POST',
