@@ -45,10 +45,12 @@ export class EventService {
     const deadline = Date.now() + timeoutMs
     const waiter = this.hub.subscribe(userId, client)
     try {
-      // A poll that follows one this server answered for the same cursor, with no
-      // wake-up for this user since, would read nothing: it parks at once.
+      // A long-poll that follows one this server answered at the same cursor, with no
+      // wake-up for this user since, would most likely read nothing: it parks at once.
+      // If a wake-up was lost on the way, the re-check of parked polls finds the news,
+      // so this costs at most latency. A poll that will not wait (timeout 0) always reads.
       const last = this.lastRead.get(userId)
-      let skipRead = last !== undefined && last.next === since && last.version === this.hub.version(userId)
+      let skipRead = timeoutMs > 0 && last !== undefined && last.next === since && last.version === this.hub.version(userId)
       for (;;) {
         if (!skipRead) {
           const version = this.hub.version(userId)

@@ -77,6 +77,15 @@ describe('delivery across chat servers', () => {
     expect(rows, 'no presence is written when nothing reads it').to.have.length(0)
   })
 
+  it('never answers a poll that will not wait from memory: without any push, a message from another server is there', async () => {
+    const [a, , c] = await cluster({FASTCHAT_PEER_PUSH: 'off', FASTCHAT_RECHECK_MS: '0'})
+    const alice = await registerAndLogin(a!.url, uniqueName('alice'))
+    const bob = await registerAndLogin(c!.url, uniqueName('bob'))
+    expect((await poll(bob, 0, 0)).body.events).to.deep.equal([]) // c has read bob's empty stream
+    expect((await send(alice, bob.username, fakeCiphertext('unannounced'))).status).to.equal(201)
+    expect((await poll(bob, 0, 0)).body.events, 'the second poll read the stream again').to.have.length(1)
+  })
+
   it('loses only latency when every push is lost: a poll still wakes through the re-check', async () => {
     const [a, , c] = await cluster({})
     const alice = await registerAndLogin(a!.url, uniqueName('alice'))
