@@ -4,7 +4,7 @@ import {openPolls} from '../lib/cluster.js'
 import {Http, MessageSender, Pollers, sleep, until} from '../lib/http.js'
 import {sample, scrape, SERVER_RSS} from '../lib/metrics.js'
 import {usersOn, tooManyUsers, type Scenario} from '../lib/scenario.js'
-import {mib, round, table} from '../lib/stats.js'
+import {mib, percentiles, round, table} from '../lib/stats.js'
 import {Deliveries} from '../lib/traffic.js'
 
 /**
@@ -31,11 +31,20 @@ export const idlePolls: Scenario = async (context) => {
   const sender = new MessageSender(http, context.ciphertext)
   const deliveries = new Deliveries()
   let lastReceived = 0
+  /** Every message receipt by id, for the broadcast phase (a member may have it before the sender has the id). */
+  const receipts = new Map<string, number[]>()
+  let broadcasting = false
   const pollers = new Pollers(
     http,
     (_user, events, at) => {
       for (const event of events) {
         if (event.type !== 'message' || !event.id) continue
+        if (broadcasting) {
+          let times = receipts.get(event.id)
+          if (!times) receipts.set(event.id, (times = []))
+          times.push(at)
+          continue
+        }
         deliveries.received(event.id, at)
         lastReceived = at
       }
@@ -77,6 +86,44 @@ export const idlePolls: Scenario = async (context) => {
     const latency = deliveries.latency()
     const allMs = round(lastReceived - start, 0)
     const afterLastAckMs = round(Math.max(0, lastReceived - lastAcked), 0)
+    // Broadcast: one message to every polling user at once, as group messages (groups
+    // hold 1,000 members: the sender and 999 of them), sent together. This is the
+    // wake-up itself, not bounded by how fast one client can send 10,000 messages.
+    const groupSize = 999
+    const groups: {id: string; members: number}[] = []
+    const wrapped = `-----BEGIN PGP MESSAGE-----\n\nbench: the server never reads wrapped keys\n-----END PGP MESSAGE-----\n`
+    for (let i = 0; i < users.length; i += groupSize) {
+      const members = users.slice(i, i + groupSize)
+      const created = await http.call<{id: string}>('POST', `${otherServer}/v1/groups`, {
+        token: from!.token,
+        body: JSON.stringify({name: `idle ${i}`, members: members.map((m) => m.username)}),
+      })
+      if (created.status !== 201) throw new Error(`group create answered ${created.status}`)
+      const keys = Object.fromEntries([from!, ...members].map((member) => [member.username, wrapped]))
+      const put = await http.call('PUT', `${otherServer}/v1/groups/${created.body.id}/keys/1`, {token: from!.token, body: JSON.stringify({keys})})
+      if (put.status !== 204) throw new Error(`key set answered ${put.status}`)
+      groups.push({id: created.body.id, members: members.length})
+    }
+    await sleep(2_000) // the group events woke every poll; they are parked again
+    broadcasting = true
+    const broadcastStart = performance.now()
+    const sent = await Promise.all(
+      groups.map(async (group, i) => {
+        const answer = await http.call<{id: string}>('POST', `${otherServer}/v1/messages`, {
+          token: from!.token,
+          body: JSON.stringify({to: {group: group.id}, epoch: 1, kind: 'text', ciphertext: context.ciphertext}),
+          headers: {'idempotency-key': `bench-idle-broadcast-${i}`},
+        })
+        if (answer.status !== 201) throw new Error(`group send answered ${answer.status}`)
+        return {id: answer.body.id, members: group.members}
+      }),
+    )
+    const broadcastAcked = performance.now()
+    await until(() => sent.every((m) => (receipts.get(m.id)?.length ?? 0) >= m.members), 30_000)
+    const broadcastTimes = sent.flatMap((m) => (receipts.get(m.id) ?? []).map((t) => t - broadcastStart))
+    const broadcast = percentiles(broadcastTimes)
+    const broadcastMissing = sent.reduce((sum, m) => sum + Math.max(0, m.members - (receipts.get(m.id)?.length ?? 0)), 0)
+
     const rssDelta = withPolls.rss - before.rss
     const text = [
       table([
@@ -95,7 +142,12 @@ export const idlePolls: Scenario = async (context) => {
           latency.max,
         ],
       ]),
-      `open polls reported by the superserver: ${withPolls.openPolls}; messages sent through ${otherServer === pollServer ? 'the same' : 'the other'} chat server, ${sendConcurrency} in flight; ` +
+      table([
+        ['broadcast: group messages', 'members each', '201s after ms', 'woken', 'p50 ms', 'p99 ms', 'all woken ms', 'missing'],
+        [groups.length, groupSize, round(broadcastAcked - broadcastStart, 0), broadcastTimes.length, broadcast.p50, broadcast.p99, broadcast.max, broadcastMissing],
+      ]),
+      `1:1 phase: one message to each poll, sent one by one through the other server; broadcast phase: one message to every poll at once, as ${groups.length} group messages sent together. ` +
+        `open polls reported by the superserver: ${withPolls.openPolls}; messages sent through ${otherServer === pollServer ? 'the same' : 'the other'} chat server, ${sendConcurrency} in flight; ` +
         `delivered ${deliveries.delivered}/${count}, missing ${deliveries.outstanding}; polls answered before any message was sent: ${earlyAnswers}; ` +
         `failures: ${deliveries.failures}; poll failures: ${pollers.failures}`,
     ].join('\n')
@@ -115,6 +167,7 @@ export const idlePolls: Scenario = async (context) => {
         latencyMs: latency,
         delivered: deliveries.delivered,
         missing: deliveries.outstanding,
+        broadcast: {groups: groups.length, groupSize, ackedMs: round(broadcastAcked - broadcastStart, 0), woken: broadcastTimes.length, latencyMs: broadcast, missing: broadcastMissing},
         failures: deliveries.failures.toJSON(),
         pollFailures: pollers.failures.toJSON(),
       },
