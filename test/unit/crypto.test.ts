@@ -12,55 +12,10 @@ import {
   generateKeyPair,
   readPublicKey,
   unlockPrivateKey,
-  type CryptoErrorCode,
   type UnlockedKey,
 } from '../../crypto/index.js'
+import {armor, dearmor, expectCryptoError, flipMiddleByte} from '../helpers/armor.js'
 import {FIXTURE_PASSPHRASE, loadFixtureKey, type FixtureKey} from '../helpers/keys.js'
-
-/** Awaits `promise` and asserts it rejects with a CryptoError of `code`. */
-async function expectCryptoError(promise: Promise<unknown>, code: CryptoErrorCode): Promise<CryptoError> {
-  let result: unknown
-  try {
-    result = await promise
-  } catch (error) {
-    expect(error).to.be.instanceOf(CryptoError)
-    expect((error as CryptoError).code).to.equal(code)
-    return error as CryptoError
-  }
-  expect.fail(`expected CryptoError ${code}, got a result: ${JSON.stringify(result)?.slice(0, 200)}`)
-}
-
-// ASCII armor by hand (RFC 9580 section 6), so the tests can reach into a
-// message's bytes without importing openpgp, which only crypto/ may do.
-function dearmor(armored: string): Buffer {
-  const lines = armored.trim().split(/\r?\n/)
-  const body = lines.slice(lines.indexOf('') + 1, -1).filter((line) => !line.startsWith('='))
-  return Buffer.from(body.join(''), 'base64')
-}
-
-function armor(type: 'MESSAGE' | 'PUBLIC KEY BLOCK', bytes: Uint8Array): string {
-  const base64 = Buffer.from(bytes).toString('base64').replace(/.{1,64}/g, '$&\n')
-  const crc = Buffer.from([crc24(bytes) >> 16, (crc24(bytes) >> 8) & 0xff, crc24(bytes) & 0xff]).toString('base64')
-  return `-----BEGIN PGP ${type}-----\n\n${base64}=${crc}\n-----END PGP ${type}-----\n`
-}
-
-function crc24(bytes: Uint8Array): number {
-  let crc = 0xb704ce
-  for (const byte of bytes) {
-    crc ^= byte << 16
-    for (let bit = 0; bit < 8; bit++) {
-      crc <<= 1
-      if (crc & 0x1000000) crc ^= 0x1864cfb
-    }
-  }
-  return crc & 0xffffff
-}
-
-function flipMiddleByte(bytes: Uint8Array): Uint8Array {
-  const copy = Uint8Array.from(bytes)
-  copy[copy.length >> 1]! ^= 0x01
-  return copy
-}
 
 describe('crypto', () => {
   let alice: FixtureKey
@@ -113,9 +68,9 @@ describe('crypto', () => {
       await expectCryptoError(readPublicKey('-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nAAAA\n-----END PGP PUBLIC KEY BLOCK-----\n'), 'FC_BAD_KEY')
       const privateAsPublic = await expectCryptoError(readPublicKey(alice.privateKey), 'FC_BAD_KEY')
       expect(privateAsPublic.message).to.match(/private key/)
-      const twoKeys = armor('PUBLIC KEY BLOCK', Buffer.concat([dearmor(alice.publicKey), dearmor(bob.publicKey)]))
+      const twoKeys = armor(Buffer.concat([dearmor(alice.publicKey), dearmor(bob.publicKey)]), 'PUBLIC KEY BLOCK')
       // The hand-made armor is right: each half alone reads fine.
-      expect((await readPublicKey(armor('PUBLIC KEY BLOCK', dearmor(bob.publicKey)))).fingerprint).to.equal(bob.fingerprint)
+      expect((await readPublicKey(armor(dearmor(bob.publicKey), 'PUBLIC KEY BLOCK'))).fingerprint).to.equal(bob.fingerprint)
       await expectCryptoError(readPublicKey(twoKeys), 'FC_BAD_KEY')
     })
 
@@ -175,10 +130,10 @@ describe('crypto', () => {
       const text = 'Transfer 10 EUR to bob. '.repeat(40)
       const armored = await encryptText({text, to: [bob.publicKey, alice.publicKey], signer: alice.unlocked})
       // The untouched message survives the dearmor/armor round trip, so the failure below is the flip.
-      const rearmored = armor('MESSAGE', dearmor(armored))
+      const rearmored = armor(dearmor(armored))
       expect((await decryptText({armored: rearmored, key: bob.unlocked, senderPublicKey: alice.publicKey})).text).to.equal(text)
 
-      const tampered = armor('MESSAGE', flipMiddleByte(dearmor(armored)))
+      const tampered = armor(flipMiddleByte(dearmor(armored)))
       let outcome: Awaited<ReturnType<typeof decryptText>>
       try {
         outcome = await decryptText({armored: tampered, key: bob.unlocked, senderPublicKey: alice.publicKey})
