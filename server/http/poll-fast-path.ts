@@ -48,9 +48,10 @@ export function withPollFastPath(
     const started = process.hrtime.bigint()
     let status = 200
     try {
-      const user = await deps.accounts.authenticate(token)
+      // Listen for the client going away before the first await: a close during authentication must end the poll too.
       const gone = new AbortController()
       res.once('close', () => gone.abort())
+      const user = await deps.accounts.authenticate(token)
       const result = await deps.events.poll(user.userId, query.since, query.timeout, query.limit, gone.signal, `${token}:${client}`)
       if (res.writableEnded || gone.signal.aborted) return
       answer(res, 200, 'application/json; charset=utf-8', JSON.stringify(result))

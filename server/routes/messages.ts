@@ -32,6 +32,7 @@ export function messageRoutes(accounts: AccountService, messages: MessageService
     // A client that goes away stops its poll at once, not at the timeout.
     const gone = new AbortController()
     res.on('close', () => gone.abort())
+    if (res.destroyed) gone.abort() // closed while the token was being checked
     // A client's new poll replaces its old one: the client is its token plus the optional X-FastChat-Client id.
     const clientId = req.get('x-fastchat-client')
     const client = `${res.locals.token as string}:${clientId === undefined ? '' : parse(clientIdHeader, clientId, 'X-FastChat-Client header')}`
