@@ -252,38 +252,43 @@ export class EventRepository {
   private async flush(): Promise<void> {
     const batch = this.pending
     this.pending = []
-    for (let i = 0; i < batch.length; i += READ_BATCH_MAX) {
-      const part = batch.slice(i, i + READ_BATCH_MAX)
-      try {
-        const rows =
-          part.length === 1
-            ? await prepared<ReadRow>(this.db, 'events-read', READ_ONE, [part[0]!.userId, part[0]!.since.toString(), part[0]!.limit])
-            : await prepared<ReadRow>(this.db, 'events-read-many', READ_MANY, [
-                part.map((r) => r.userId),
-                part.map((r) => r.since.toString()),
-                part.map((r) => r.limit),
-              ])
-        const byOrd = new Map<number, ReadRow[]>()
-        for (const row of rows) {
-          const ord = Number(row.ord ?? 1)
-          let list = byOrd.get(ord)
-          if (!list) byOrd.set(ord, (list = []))
-          list.push(row)
-        }
-        part.forEach((request, k) => {
-          const found = byOrd.get(k + 1) ?? []
-          const head = found[0]
-          request.resolve({
-            lastSeq: BigInt(head?.lastSeq ?? 0),
-            prunedThrough: BigInt(head?.prunedThrough ?? 0),
-            events: found.filter((row) => row.seq !== null),
-          })
-        })
-      } catch (error) {
-        for (const request of part) request.reject(error)
+    const parts: PendingRead[][] = []
+    for (let i = 0; i < batch.length; i += READ_BATCH_MAX) parts.push(batch.slice(i, i + READ_BATCH_MAX))
+    // Parts run side by side, each on its own pool connection.
+    await Promise.all(parts.map((part) => this.readPart(part)))
+  }
+
+  private async readPart(part: PendingRead[]): Promise<void> {
+    try {
+      const rows =
+        part.length === 1
+          ? await prepared<ReadRow>(this.db, 'events-read', READ_ONE, [part[0]!.userId, part[0]!.since.toString(), part[0]!.limit])
+          : await prepared<ReadRow>(this.db, 'events-read-many', READ_MANY, [
+              part.map((r) => r.userId),
+              part.map((r) => r.since.toString()),
+              part.map((r) => r.limit),
+            ])
+      const byOrd = new Map<number, ReadRow[]>()
+      for (const row of rows) {
+        const ord = Number(row.ord ?? 1)
+        let list = byOrd.get(ord)
+        if (!list) byOrd.set(ord, (list = []))
+        list.push(row)
       }
+      part.forEach((request, k) => {
+        const found = byOrd.get(k + 1) ?? []
+        const head = found[0]
+        request.resolve({
+          lastSeq: BigInt(head?.lastSeq ?? 0),
+          prunedThrough: BigInt(head?.prunedThrough ?? 0),
+          events: found.filter((row) => row.seq !== null),
+        })
+      })
+    } catch (error) {
+      for (const request of part) request.reject(error)
     }
   }
+
 
   /**
    * Deletes events older than the retention period and records, per stream,

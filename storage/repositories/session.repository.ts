@@ -7,6 +7,12 @@ export interface SessionUser {
   username: string
 }
 
+interface PendingFind {
+  tokenHash: Buffer
+  resolve: (user: SessionUser | undefined) => void
+  reject: (error: unknown) => void
+}
+
 /** Most tokens one batched lookup covers. */
 const FIND_BATCH_MAX = 500
 
@@ -40,27 +46,31 @@ export class SessionRepository {
     })
   }
 
-  private pending: {tokenHash: Buffer; resolve: (user: SessionUser | undefined) => void; reject: (error: unknown) => void}[] = []
+  private pending: PendingFind[] = []
 
   private async flush(): Promise<void> {
     const batch = this.pending
     this.pending = []
-    for (let i = 0; i < batch.length; i += FIND_BATCH_MAX) {
-      const part = batch.slice(i, i + FIND_BATCH_MAX)
-      try {
-        if (part.length === 1) {
-          const [row] = await prepared<SessionUser>(this.db, 'session-find', FIND_ONE, [part[0]!.tokenHash])
-          part[0]!.resolve(row)
-          continue
-        }
-        const rows = await prepared<SessionUser & {hash: Buffer}>(this.db, 'session-find-many', FIND_MANY, [part.map((p) => p.tokenHash)])
-        const byHash = new Map(rows.map((row) => [row.hash.toString('hex'), {userId: row.userId, username: row.username}]))
-        for (const request of part) request.resolve(byHash.get(request.tokenHash.toString('hex')))
-      } catch (error) {
-        for (const request of part) request.reject(error)
+    const parts: PendingFind[][] = []
+    for (let i = 0; i < batch.length; i += FIND_BATCH_MAX) parts.push(batch.slice(i, i + FIND_BATCH_MAX))
+    await Promise.all(parts.map((part) => this.findPart(part)))
+  }
+
+  private async findPart(part: PendingFind[]): Promise<void> {
+    try {
+      if (part.length === 1) {
+        const [row] = await prepared<SessionUser>(this.db, 'session-find', FIND_ONE, [part[0]!.tokenHash])
+        part[0]!.resolve(row)
+        return
       }
+      const rows = await prepared<SessionUser & {hash: Buffer}>(this.db, 'session-find-many', FIND_MANY, [part.map((p) => p.tokenHash)])
+      const byHash = new Map(rows.map((row) => [row.hash.toString('hex'), {userId: row.userId, username: row.username}]))
+      for (const request of part) request.resolve(byHash.get(request.tokenHash.toString('hex')))
+    } catch (error) {
+      for (const request of part) request.reject(error)
     }
   }
+
 
   async delete(tokenHash: Buffer): Promise<void> {
     await this.db.query('DELETE FROM sessions WHERE token_hash = $1', [tokenHash])
