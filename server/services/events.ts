@@ -16,7 +16,7 @@ export type EventView = Record<string, unknown> & {seq: number; type: string}
 function eventView(row: EventRow): EventView {
   const seq = Number(row.seq)
   if (row.type === 'message' && row.id) return {seq, type: 'message', ...messageView(row as Required<EventRow>)}
-  return {seq, type: row.type, ...(row.payload ?? {})}
+  return {seq, type: row.type, ...(row.payload ?? {}), at: new Date(row.at).toISOString()}
 }
 
 /** Users whose last read is remembered; past this all are forgotten (which only costs each a read). */

@@ -50,6 +50,8 @@ export interface EventRow extends Partial<MessageRow> {
   seq: string
   type: string
   payload: Record<string, unknown> | null
+  /** When the event was appended (a message event has the message's `sentAt` instead). */
+  at: Date
 }
 
 const MESSAGE_COLUMNS = `m.id, su.username AS "from", ru.username AS "toUser", m.group_id AS "groupId", m.kind,
@@ -203,7 +205,7 @@ type ReadRow = EventRow & {ord?: string; lastSeq: string; prunedThrough: string}
 /** Most streams one batched read covers. */
 const READ_BATCH_MAX = 500
 
-const STREAM_EVENTS = `SELECT e.seq::text AS seq, e.type, e.payload, ${MESSAGE_COLUMNS}
+const STREAM_EVENTS = `SELECT e.seq::text AS seq, e.type, e.payload, e.created_at AS "at", ${MESSAGE_COLUMNS}
              FROM events e
              LEFT JOIN messages m ON m.id = e.message_id
              LEFT JOIN users su ON su.id = m.sender_id

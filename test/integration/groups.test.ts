@@ -73,6 +73,7 @@ describe('groups (HTTP API)', () => {
     for (const user of [alice, bob, carol]) {
       const [event] = await eventsOf(user)
       expect(event).to.deep.include({type: 'group.created', group, name: 'friends', epoch: 1, by: alice.username})
+      expect(Date.now() - Date.parse(event.at), 'the event says when').to.be.within(0, 60_000)
       expect(event.users).to.have.members([alice.username, bob.username, carol.username])
     }
     const info = await call(bob, 'GET', `/v1/groups/${group}`)
