@@ -115,7 +115,7 @@ export class DeliveryHub {
   /**
    * After a commit on this server: wakes these users' polls here and, through
    * peer push, on the servers where they listen. Wake-ups that came from
-   * elsewhere (a peer, NOTIFY) use notify() so they are never passed on again.
+   * elsewhere (a peer's push, the re-check) use notify() so they are never passed on again.
    */
   announce(userIds: string[]): void {
     if (userIds.length === 0) return
@@ -167,7 +167,7 @@ export class DeliveryHub {
     return out
   }
 
-  /** Wakes every open poll: after a missed notification, or to drain. */
+  /** Wakes every open poll (to drain). */
   wakeAll(): void {
     this.forgetVersions()
     for (const set of this.waiters.values()) for (const waiter of set) waiter.wake()

@@ -62,7 +62,7 @@ const MESSAGE_COLUMNS = `m.id, su.username AS "from", ru.username AS "toUser", m
  * transaction. The inbox rows are locked in id order (two group sends cannot
  * deadlock) and held until commit, which is what keeps each stream gap-free
  * and in commit order (docs/architecture.md, "Why the cursor cannot skip").
- * Subscribed chat servers hear of it on commit through NOTIFY.
+ * The caller wakes the recipients' polls after the commit (DeliveryHub.announce).
  */
 export async function appendEvents(
   tx: EntityManager,
