@@ -214,6 +214,11 @@ export class ApiClient {
   }
 
   // PATCH /v1/groups/:id/members/:username
+  // POST /v1/groups/:id/epochs
+  newGroupEpoch(id: string): Promise<{epoch: number}> {
+    return this.request('POST', `/v1/groups/${encodeURIComponent(id)}/epochs`)
+  }
+
   setGroupRole(id: string, username: string, role: GroupRole): Promise<{username: string; role: GroupRole}> {
     return this.request('PATCH', `/v1/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(username)}`, {json: {role}})
   }

@@ -58,6 +58,11 @@ export function groupRoutes(accounts: AccountService, groups: GroupService, limi
     res.status(204).end()
   })
 
+  // POST /v1/groups/:id/epochs — a new epoch, same members (admins only)
+  router.post('/v1/groups/:id/epochs', auth, limiters.send, async (req, res) => {
+    res.status(201).json(await groups.rekey(currentUser(res), groupId(req.params.id)))
+  })
+
   // PUT /v1/groups/:id/keys/:epoch
   router.put('/v1/groups/:id/keys/:epoch', auth, limiters.send, requireJson(), express.json({limit: KEY_SET_LIMIT_BYTES}), async (req, res) => {
     const id = groupId(req.params.id)

@@ -193,6 +193,26 @@ export class GroupService {
   }
 
   /**
+   * Starts a new epoch with the same members (admins only). The way out when
+   * an epoch's key set cannot be used (a member uploaded keys the others
+   * cannot open or verify: the first complete set wins and cannot be
+   * replaced), or when an admin wants a fresh key. The members are asked to
+   * key it (`group.rekey_needed`); the admin's own client usually does.
+   */
+  async rekey(actor: SessionUser, groupId: string): Promise<{epoch: number}> {
+    return this.change(groupId, async (tx, group, members) => {
+      requireAdmin(members, actor)
+      const epoch = await this.groups.nextEpoch(tx, groupId)
+      const recipients = members.map((member) => member.userId)
+      await appendEvents(tx, recipients, {
+        type: 'group.rekey_needed',
+        payload: {group: groupId, name: group.name, epoch, by: actor.username, ...listed(members.map((member) => member.username))},
+      })
+      return {result: {epoch}, notify: recipients}
+    })
+  }
+
+  /**
    * Accepts the first complete key set of the current epoch: one wrapped key
    * for exactly each of its members, uploaded by one of them.
    */

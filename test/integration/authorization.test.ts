@@ -56,6 +56,7 @@ const PROBES: Record<string, Probe> = {
     request: (c) => ({path: `/v1/groups/${c.group}/members/${c.bob.username}`, json: {role: 'admin'}}),
   },
   'DELETE /v1/groups/:id/members/:username': {stranger: 403, request: (c) => ({path: `/v1/groups/${c.group}/members/${c.bob.username}`})},
+  'POST /v1/groups/:id/epochs': {stranger: 403, request: (c) => ({path: `/v1/groups/${c.group}/epochs`})},
   'PUT /v1/groups/:id/keys/:epoch': {
     stranger: 403,
     request: (c) => ({path: `/v1/groups/${c.group}/keys/1`, json: {keys: {[c.alice.username]: fakeCiphertext('k')}}}),

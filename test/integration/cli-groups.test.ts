@@ -383,6 +383,22 @@ describe('CLI: groups', function () {
     }
   })
 
+  it('group rekey starts a fresh epoch with the same members, keyed by the admin, and messages flow on', async () => {
+    const group = await alice.json(['group', 'create', `rekey-${randomBytes(2).toString('hex')}`, '--member', bob.username])
+    const fresh = await alice.json(['group', 'rekey', group.id])
+    expect(fresh).to.include({epoch: group.epoch + 1, keyedBy: alice.username, keyedHere: true})
+    expect(fresh.members.map((m: {username: string}) => m.username)).to.have.members([alice.username, bob.username])
+    const refused = await bob.run(['group', 'rekey', group.id])
+    expect(refused.code).to.equal(1)
+    expect(refused.stderr.trim().split('\n')).to.have.length.at.most(2)
+    const sent = await alice.json(['send', group.id, 'under the new key'])
+    expect(sent.group).to.include({epoch: fresh.epoch})
+    const {messages} = await inbox(bob)
+    const got = messages.find((m) => m.id === sent.id)
+    expect(got).to.deep.include({text: 'under the new key'})
+    expect(got.verification.status).to.equal('valid')
+  })
+
   it('refuses non-members, and non-admins, with one clear line', async () => {
     const stored = async () => (await db.query('SELECT count(*)::int AS count FROM messages'))[0].count
     const storedBefore = await stored()

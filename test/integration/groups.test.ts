@@ -266,6 +266,23 @@ describe('groups (HTTP API)', () => {
     expect((await sendToGroup(carol, group, 2, fakeCiphertext('still here'))).status).to.equal(201)
   })
 
+  it('lets an admin start a fresh epoch with the same members, the way out of an unusable key set', async () => {
+    const group = await createGroup()
+    await keyCurrentEpoch(bob, group) // say bob's keys are garbage: nobody can replace them in epoch 1
+    expect((await call(carol, 'POST', `/v1/groups/${group}/epochs`)).body.code).to.equal('FC_GROUP_ADMIN_REQUIRED')
+    const fresh = await call(alice, 'POST', `/v1/groups/${group}/epochs`)
+    expect(fresh.status).to.equal(201)
+    expect(fresh.body).to.deep.equal({epoch: 2})
+    const info = await call(carol, 'GET', `/v1/groups/${group}`)
+    expect(info.body).to.include({epoch: 2, keyedBy: null})
+    expect(info.body.members).to.have.length(3)
+    const asked = (await eventsOf(carol)).find((e) => e.type === 'group.rekey_needed')
+    expect(asked).to.deep.include({group, epoch: 2, by: alice.username, members: 3})
+    expect((await sendToGroup(bob, group, 1, fakeCiphertext('old key'))).body.code).to.equal('FC_GROUP_EPOCH_STALE')
+    expect((await keyCurrentEpoch(alice, group)).status).to.equal(204)
+    expect((await sendToGroup(bob, group, 2, fakeCiphertext('new key'))).status).to.equal(201)
+  })
+
   it('promotes and demotes, but never drops the last admin', async () => {
     const group = await createGroup()
     const promoted = await call(alice, 'PATCH', `/v1/groups/${group}/members/${bob.username}`, {role: 'admin'})
