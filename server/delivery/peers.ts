@@ -30,6 +30,7 @@ const PEER_BACKOFF_MS = 5_000
 
 export class PresenceRecorder {
   private readonly recorded = new Map<string, number>()
+  private sweptAt = Date.now()
   private pending = new Set<string>()
   private timer: NodeJS.Timeout | undefined
 
@@ -56,7 +57,11 @@ export class PresenceRecorder {
       await this.presence.record(ids, this.ownUrl)
       const now = Date.now()
       for (const id of ids) this.recorded.set(id, now)
-      if (this.recorded.size > 10 * ids.length) this.forgetOld(now)
+      // Stale entries only cost memory: sweep them once per refresh period, not on every write.
+      if (now - this.sweptAt >= PRESENCE_REFRESH_MS) {
+        this.sweptAt = now
+        this.forgetOld(now)
+      }
     } catch (error) {
       // The next poll of these users tries again; meanwhile the re-check wakes them.
       this.logger.warn({err: error, users: ids.length}, 'could not record presence')

@@ -1,4 +1,4 @@
-import type {IncomingMessage, RequestListener, ServerResponse} from 'node:http'
+import type {RequestListener, ServerResponse} from 'node:http'
 
 import helmet from 'helmet'
 import type {Logger} from 'pino'
@@ -11,6 +11,20 @@ import type {HttpMetrics} from './observability.js'
 import {PROBLEM_CONTENT_TYPE, problemBody, toProblem} from './problem.js'
 
 const ROUTE = '/v1/events'
+
+/**
+ * Shared by both ways a poll is served. A client's new poll replaces its old
+ * one; the client is its token plus the optional X-FastChat-Client id.
+ */
+export const pollClient = (token: string, clientId: string | undefined) => `${token}:${clientId ?? ''}`
+
+/** Aborts when the client goes away (also if it already has), so its poll stops at once, not at its timeout. */
+export function whileConnected(res: ServerResponse): AbortSignal {
+  const gone = new AbortController()
+  res.once('close', () => gone.abort())
+  if (res.destroyed) gone.abort()
+  return gone.signal
+}
 const QUERY_KEYS = new Set(['since', 'timeout', 'limit'])
 
 /** The headers helmet puts on every Express answer, computed once, so fast answers carry the same. */
@@ -44,16 +58,15 @@ export function withPollFastPath(
     res.end(body)
   }
 
-  const serve = async (req: IncomingMessage, res: ServerResponse, token: string, query: {since: bigint; timeout: number; limit: number}, client: string) => {
+  const serve = async (res: ServerResponse, token: string, query: {since: bigint; timeout: number; limit: number}, clientId: string | undefined) => {
     const started = process.hrtime.bigint()
     let status = 200
     try {
-      // Listen for the client going away before the first await: a close during authentication must end the poll too.
-      const gone = new AbortController()
-      res.once('close', () => gone.abort())
+      // Before the first await: a close during authentication must end the poll too.
+      const signal = whileConnected(res)
       const user = await deps.accounts.authenticate(token)
-      const result = await deps.events.poll(user.userId, query.since, query.timeout, query.limit, gone.signal, `${token}:${client}`)
-      if (res.writableEnded || gone.signal.aborted) return
+      const result = await deps.events.poll(user.userId, query.since, query.timeout, query.limit, signal, pollClient(token, clientId))
+      if (res.writableEnded || signal.aborted) return
       answer(res, 200, 'application/json; charset=utf-8', JSON.stringify(result))
     } catch (error) {
       const problem = toProblem(error, deps.logger, {method: 'GET', path: ROUTE})
@@ -73,8 +86,8 @@ export function withPollFastPath(
       return app(req, res)
     }
     const token = bearerToken(req.headers.authorization)
-    const clientHeader = req.headers['x-fastchat-client']
-    const client = clientHeader === undefined ? '' : typeof clientHeader === 'string' && clientIdHeader.safeParse(clientHeader).success ? clientHeader : undefined
+    const clientId = req.headers['x-fastchat-client']
+    const clientOk = clientId === undefined || (typeof clientId === 'string' && clientIdHeader.safeParse(clientId).success)
     const params = new URLSearchParams(url.slice(ROUTE.length + 1))
     const raw: Record<string, string> = {}
     let plain = true
@@ -83,7 +96,7 @@ export function withPollFastPath(
       raw[key] = value
     }
     const query = plain ? eventsQuery.safeParse(raw) : undefined
-    if (!token || client === undefined || !query?.success) return app(req, res)
-    void serve(req, res, token, query.data, client)
+    if (!token || !clientOk || !query?.success) return app(req, res)
+    void serve(res, token, query.data, clientId as string | undefined)
   }
 }

@@ -1,6 +1,7 @@
 import {Router} from 'express'
 
 import {currentUser, requireUser} from '../http/auth.js'
+import {pollClient, whileConnected} from '../http/poll-fast-path.js'
 import type {Limiters} from '../http/rate-limit.js'
 import {PayloadTooLargeError} from '../http/errors.js'
 import {parse, requireJson} from '../http/validate.js'
@@ -29,15 +30,11 @@ export function messageRoutes(accounts: AccountService, messages: MessageService
   // GET /v1/events?since=C&timeout=MS&limit=N
   router.get('/v1/events', auth, async (req, res) => {
     const query = parse(eventsQuery, req.query, 'query')
-    // A client that goes away stops its poll at once, not at the timeout.
-    const gone = new AbortController()
-    res.on('close', () => gone.abort())
-    if (res.destroyed) gone.abort() // closed while the token was being checked
-    // A client's new poll replaces its old one: the client is its token plus the optional X-FastChat-Client id.
-    const clientId = req.get('x-fastchat-client')
-    const client = `${res.locals.token as string}:${clientId === undefined ? '' : parse(clientIdHeader, clientId, 'X-FastChat-Client header')}`
-    const answer = await events.poll(currentUser(res).userId, query.since, query.timeout, query.limit, gone.signal, client)
-    if (!res.writableEnded && !gone.signal.aborted) res.set('Cache-Control', 'no-store').json(answer)
+    const header = req.get('x-fastchat-client')
+    const client = pollClient(res.locals.token as string, header === undefined ? undefined : parse(clientIdHeader, header, 'X-FastChat-Client header'))
+    const signal = whileConnected(res)
+    const answer = await events.poll(currentUser(res).userId, query.since, query.timeout, query.limit, signal, client)
+    if (!res.writableEnded && !signal.aborted) res.set('Cache-Control', 'no-store').json(answer)
   })
 
   // GET /v1/conversations/:peer?before=&limit= (a username or a group id)

@@ -70,25 +70,18 @@ export class MessageService {
     let stored
     if ('group' in input.to) {
       const groupId = input.to.group
-      stored = await this.messages.store({
+      const epoch = input.epoch! // the schema requires it for a group
+      stored = await this.messages.storeGroup({
         ...common,
-        recipientId: null,
         groupId,
-        epoch: input.epoch ?? null,
+        epoch,
         conversation: groupConversation(groupId),
         // Checked under the group's row lock: delivered to exactly the epoch it was encrypted for.
-        deliverTo: (tx) => this.groups.recipientsOfSend(tx, sender, groupId, input.epoch!),
+        recipients: (tx) => this.groups.recipientsOfSend(tx, sender, groupId, epoch),
       })
     } else {
       const recipientId = await this.accounts.idOf(input.to.user)
-      stored = await this.messages.storeDirect({
-        ...common,
-        recipientId,
-        groupId: null,
-        epoch: null,
-        conversation: directConversation(sender.userId, recipientId),
-        deliverTo: [recipientId],
-      })
+      stored = await this.messages.storeDirect({...common, recipientId, conversation: directConversation(sender.userId, recipientId)})
     }
     if (stored.duplicate && !stored.sameContent) {
       throw new ConflictError('FC_IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used for a different message.')

@@ -6,21 +6,28 @@ import type {MessageKind} from '../entities/message.js'
 import {prepared} from './prepared.js'
 
 
-export interface NewMessage {
+/** What every message carries; the conversation key is `u:<low>:<high>` or `g:<group>`. */
+interface NewMessage {
   senderId: string
-  recipientId: string | null
-  groupId: string | null
-  epoch: number | null
   conversation: string
   kind: MessageKind
   ciphertext: string
   blobId: string | null
   idempotencyKey: string | null
+}
+
+export interface NewDirectMessage extends NewMessage {
+  recipientId: string
+}
+
+export interface NewGroupMessage extends NewMessage {
+  groupId: string
+  epoch: number
   /**
-   * Who gets an event in their stream; a function runs inside the transaction,
-   * after the idempotency check, and may throw to refuse the message.
+   * Who gets an event in their stream; runs inside the transaction, after the
+   * idempotency check, and may throw to refuse the message.
    */
-  deliverTo: string[] | ((tx: EntityManager) => Promise<string[]>)
+  recipients: (tx: EntityManager) => Promise<string[]>
 }
 
 export interface StoredMessage {
@@ -96,7 +103,7 @@ export class MessageRepository {
    * does, and the lock is held until the statement's commit. A send that
    * meets an earlier one with its key finds it with a second query.
    */
-  async storeDirect(message: NewMessage & {recipientId: string}): Promise<StoredMessage> {
+  async storeDirect(message: NewDirectMessage): Promise<StoredMessage> {
     const id = randomUUID()
     const [row] = await prepared<{sentAt: Date}>(
       this.db,
@@ -123,22 +130,22 @@ export class MessageRepository {
     return earlier
   }
 
-  /** Stores the message and its events in one transaction: committed before the sender hears 201. */
-  async store(message: NewMessage): Promise<StoredMessage> {
+  /** A group message and its members' events, in one transaction: committed before the sender hears 201. */
+  async storeGroup(message: NewGroupMessage): Promise<StoredMessage> {
     return this.db.transaction(async (tx) => {
       if (message.idempotencyKey) {
         const earlier = await this.findByIdempotencyKey(tx, message)
         if (earlier) return earlier
       }
-      const deliverTo = typeof message.deliverTo === 'function' ? await message.deliverTo(tx) : message.deliverTo
+      const deliverTo = await message.recipients(tx)
       const id = randomUUID()
       const inserted = (await tx.query(
-        `INSERT INTO messages (id, sender_id, recipient_id, group_id, epoch, conversation, kind, ciphertext, blob_id, idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        `INSERT INTO messages (id, sender_id, group_id, epoch, conversation, kind, ciphertext, blob_id, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING sent_at AS "sentAt"`,
-        [id, message.senderId, message.recipientId, message.groupId, message.epoch, message.conversation, message.kind,
-          message.ciphertext, message.blobId, message.idempotencyKey],
+        [id, message.senderId, message.groupId, message.epoch, message.conversation, message.kind, message.ciphertext, message.blobId,
+          message.idempotencyKey],
       )) as {sentAt: Date}[]
       if (inserted.length === 0) {
         // A concurrent retry with the same key committed first; ours waited for it.
@@ -151,13 +158,15 @@ export class MessageRepository {
     })
   }
 
-  private async findByIdempotencyKey(tx: EntityManager, message: NewMessage): Promise<StoredMessage | undefined> {
+  private async findByIdempotencyKey(tx: EntityManager, message: NewDirectMessage | NewGroupMessage): Promise<StoredMessage | undefined> {
+    const recipientId = 'recipientId' in message ? message.recipientId : null
+    const groupId = 'groupId' in message ? message.groupId : null
     const [row] = (await tx.query(
       `SELECT id, sent_at AS "sentAt",
               (recipient_id IS NOT DISTINCT FROM $3::bigint AND group_id IS NOT DISTINCT FROM $4::uuid
                AND ciphertext = $5 AND kind = $6 AND blob_id IS NOT DISTINCT FROM $7::uuid) AS "sameContent"
          FROM messages WHERE sender_id = $1 AND idempotency_key = $2`,
-      [message.senderId, message.idempotencyKey, message.recipientId, message.groupId, message.ciphertext, message.kind, message.blobId],
+      [message.senderId, message.idempotencyKey, recipientId, groupId, message.ciphertext, message.kind, message.blobId],
     )) as {id: string; sentAt: Date; sameContent: boolean}[]
     return row ? {...row, duplicate: true, deliveredTo: []} : undefined
   }
