@@ -15,6 +15,8 @@ export interface MembershipOptions {
   logger: Logger
   stats: () => Record<string, number | string | boolean>
   isDraining: () => boolean
+  /** Whether this server's database answers; one that does not is not assigned new clients. */
+  databaseOk?: () => boolean
 }
 
 /** Backoff while the superserver is unreachable: 200 ms doubling to 5 s. */
@@ -81,7 +83,8 @@ export class ClusterMembership {
 
   private async heartbeat(id: string): Promise<void> {
     try {
-      await this.call('PUT', `/v1/servers/${id}/heartbeat`, {draining: this.options.isDraining(), stats: this.options.stats()})
+      const database = (this.options.databaseOk?.() ?? true) ? 'ok' : 'unavailable'
+      await this.call('PUT', `/v1/servers/${id}/heartbeat`, {draining: this.options.isDraining(), database, stats: this.options.stats()})
     } catch (error) {
       if ((error as {status?: number}).status === 404) {
         this.options.logger.warn({id}, 'evicted by the superserver; registering again')

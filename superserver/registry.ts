@@ -38,8 +38,8 @@ export class RegistryService {
     return {id, heartbeatMs: this.timing.heartbeatMs}
   }
 
-  async heartbeat(id: string, draining: boolean, stats: ServerStats): Promise<void> {
-    const known = await this.servers.heartbeat(id, draining, stats)
+  async heartbeat(id: string, draining: boolean, stats: ServerStats, databaseOk = true): Promise<void> {
+    const known = await this.servers.heartbeat(id, draining, stats, databaseOk)
     // 404 tells an evicted server to register again.
     if (!known) throw new NotFoundError('FC_SERVER_NOT_REGISTERED', `No chat server ${id} is registered; register again.`)
   }

@@ -2,6 +2,7 @@ import type {EventRepository, EventRow} from '../../storage/repositories/message
 import {AppError, ConflictError} from '../http/errors.js'
 import type {DeliveryHub} from '../delivery/hub.js'
 import {messageView} from './messages.js'
+import {PerUserSlots} from './per-user-slots.js'
 
 export class GoneError extends AppError {
   constructor(oldest: bigint) {
@@ -21,15 +22,27 @@ function eventView(row: EventRow): EventView {
 
 /** Users whose last read is remembered; past this all are forgotten (which only costs each a read). */
 const MAX_REMEMBERED_READS = 200_000
+/**
+ * Reads of one user's stream in flight at once: each may hold up to the byte
+ * cap of events (FASTCHAT_POLL_MAX_BYTES) in memory, so one account opening
+ * many polls waits for its own turns instead of multiplying that (hole 5 of
+ * issue 12). One client needs one; two let a second device through at once.
+ */
+const READS_PER_USER_DEFAULT = 2
 
 export class EventService {
   /** Per user: the cursor the last read here ended at, and the hub's version for the user before that read. */
   private readonly lastRead = new Map<string, {next: bigint; version: number}>()
 
+  private readonly reads: PerUserSlots
+
   constructor(
     private readonly events: EventRepository,
     private readonly hub: DeliveryHub,
-  ) {}
+    options: {readsPerUser?: number} = {},
+  ) {
+    this.reads = new PerUserSlots(options.readsPerUser ?? READS_PER_USER_DEFAULT)
+  }
 
   /**
    * Returns the events after `since` at once if there are any, else waits up
@@ -53,8 +66,20 @@ export class EventService {
       let skipRead = timeoutMs > 0 && last !== undefined && last.next === since && last.version === this.hub.version(userId)
       for (;;) {
         if (!skipRead) {
+          // Waiting for a turn comes after subscribing: a wake-up meanwhile is kept by the waiter.
+          const release = await this.reads.acquire(userId, signal)
+          // Gone, or replaced by a newer poll while it waited: a replaced poll answers empty, as it would have at once.
+          if (!release || waiter.superseded) {
+            release?.()
+            return {events: [], next: Number(since)}
+          }
+          let head: Awaited<ReturnType<EventRepository['read']>>
           const version = this.hub.version(userId)
-          const head = await this.events.read(userId, since, limit)
+          try {
+            head = await this.events.read(userId, since, limit)
+          } finally {
+            release()
+          }
           if (since < head.prunedThrough) throw new GoneError(head.prunedThrough)
           if (since > head.lastSeq) {
             throw new ConflictError('FC_CURSOR_AHEAD', 'This cursor is ahead of your event stream; continue from `last`.', {last: Number(head.lastSeq)})

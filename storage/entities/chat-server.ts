@@ -22,6 +22,10 @@ export class ChatServer {
   @Column({type: 'boolean', default: false})
   draining!: boolean
 
+  /** False while the server reports that its database does not answer: it is not assigned then. */
+  @Column({name: 'database_ok', type: 'boolean', default: true})
+  databaseOk!: boolean
+
   /** What the server reported in its last heartbeat (open polls, throughput). */
   @Column({type: 'jsonb', default: {}})
   stats!: Record<string, unknown>

@@ -8,6 +8,8 @@ export interface ChatServerRow {
   registeredAt: Date
   lastSeen: Date
   draining: boolean
+  /** What the server said of its database in its last heartbeat. */
+  databaseOk: boolean
   healthy: boolean
   stats: Record<string, unknown>
 }
@@ -18,6 +20,7 @@ interface RawRow {
   registered_at: Date
   last_seen: Date
   draining: boolean
+  database_ok: boolean
   healthy: boolean
   stats: Record<string, unknown>
 }
@@ -28,6 +31,7 @@ const toRow = (raw: RawRow): ChatServerRow => ({
   registeredAt: raw.registered_at,
   lastSeen: raw.last_seen,
   draining: raw.draining,
+  databaseOk: raw.database_ok,
   healthy: raw.healthy,
   stats: raw.stats,
 })
@@ -51,10 +55,10 @@ export class ChatServerRepository {
   }
 
   /** Returns false when the server is not (or no longer) registered. */
-  async heartbeat(id: string, draining: boolean, stats: Record<string, unknown>): Promise<boolean> {
+  async heartbeat(id: string, draining: boolean, stats: Record<string, unknown>, databaseOk = true): Promise<boolean> {
     const rows: unknown[] = await this.db.query(
-      `UPDATE chat_servers SET last_seen = now(), draining = $2, stats = $3 WHERE id = $1 RETURNING id`,
-      [id, draining, JSON.stringify(stats)],
+      `UPDATE chat_servers SET last_seen = now(), draining = $2, stats = $3, database_ok = $4 WHERE id = $1 RETURNING id`,
+      [id, draining, JSON.stringify(stats), databaseOk],
     )
     // TypeORM answers an UPDATE ... RETURNING with [rows, count].
     const [returned] = rows as [unknown[], number]
@@ -74,7 +78,7 @@ export class ChatServerRepository {
       `SELECT nextval('chat_server_assign_seq') AS turn,
               coalesce(array_agg(url ORDER BY registered_at, id), '{}') AS urls
          FROM chat_servers
-        WHERE NOT draining AND last_seen > now() - make_interval(secs => $1 / 1000.0)`,
+        WHERE NOT draining AND database_ok AND last_seen > now() - make_interval(secs => $1 / 1000.0)`,
       [healthyWithinMs],
     )) as {turn: string; urls: string[]}[]
     if (!row || row.urls.length === 0) return undefined
@@ -83,8 +87,8 @@ export class ChatServerRepository {
 
   async list(healthyWithinMs: number): Promise<ChatServerRow[]> {
     const rows = (await this.db.query(
-      `SELECT id, url, registered_at, last_seen, draining, stats,
-              (NOT draining AND last_seen > now() - make_interval(secs => $1 / 1000.0)) AS healthy
+      `SELECT id, url, registered_at, last_seen, draining, database_ok, stats,
+              (NOT draining AND database_ok AND last_seen > now() - make_interval(secs => $1 / 1000.0)) AS healthy
          FROM chat_servers ORDER BY registered_at, id`,
       [healthyWithinMs],
     )) as RawRow[]

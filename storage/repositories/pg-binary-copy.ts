@@ -35,6 +35,8 @@ export class SingleByteaColumn extends Transform {
   /** A partial frame (field count + length) that straddles two pieces. */
   private pending = Buffer.alloc(0)
   private done = false
+  /** Rows passed through so far. */
+  rows = 0
 
   override _transform(piece: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     try {
@@ -90,6 +92,7 @@ export class SingleByteaColumn extends Transform {
       } else if (need === 6) {
         this.dataLeft = this.pending.readInt32BE(2)
         if (this.dataLeft < 0) throw new Error('NULL chunk in a blob')
+        this.rows++
       } else {
         continue // the count is in; the length comes next
       }
