@@ -62,7 +62,11 @@ async function main(): Promise<number> {
   let clusterDatabaseUrl = options.databaseUrl
   if (options.superserver && !clusterDatabaseUrl) {
     const local = await readLocalCluster()
-    if (local && local.superserverUrl.replace(/\/+$/, '') === options.superserver) clusterDatabaseUrl = local.databaseUrl
+    if (local && local.superserverUrl.replace(/\/+$/, '') === options.superserver) {
+      clusterDatabaseUrl = local.databaseUrl
+      // Its registry and metrics answer its secret only.
+      process.env.FASTCHAT_CLUSTER_SECRET ||= local.clusterSecret
+    }
   }
 
   const machine = await machineState(adminUrl ?? clusterDatabaseUrl)

@@ -37,6 +37,16 @@ export const serverSettings = {
     doc: 'How long a login stays valid.',
     schema: z.coerce.number().positive().max(24 * 366).default(24 * 30),
   },
+  sessionIdleHours: {
+    env: 'FASTCHAT_SESSION_IDLE_HOURS',
+    doc: 'A login not used for this long ends before its time (its use is recorded at most once an hour, so at least 2).',
+    schema: z.coerce.number().min(2).max(24 * 366).default(24 * 14),
+  },
+  passwordHashesAtOnce: {
+    env: 'FASTCHAT_PASSWORD_HASHES_AT_ONCE',
+    doc: 'Password hashes (scrypt, 128 MiB and ~0.4 s each) one server computes at once; 25 more per slot may wait, beyond that logins get 503.',
+    schema: z.coerce.number().int().min(1).max(64).default(2),
+  },
   retentionDays: {
     env: 'FASTCHAT_RETENTION_DAYS',
     doc: 'How long events are kept for polling; an older cursor gets 410 and re-syncs from history.',
@@ -46,6 +56,56 @@ export const serverSettings = {
     env: 'FASTCHAT_BLOB_LIMIT_BYTES',
     doc: 'Largest file (encrypted blob) accepted by POST /v1/blobs.',
     schema: z.coerce.number().int().min(1024).max(2 ** 40).default(25 * 1024 * 1024),
+  },
+  storageQuotaBytes: {
+    env: 'FASTCHAT_STORAGE_QUOTA_BYTES',
+    doc: 'Per-user storage quota: the bytes of the blobs a user uploaded that still exist; an upload past it is refused with 413.',
+    schema: z.coerce.number().int().min(1024).max(2 ** 50).default(1024 ** 3),
+  },
+  uploadPoolSize: {
+    env: 'FASTCHAT_UPLOAD_POOL_SIZE',
+    doc: 'Database connections set apart for uploads (each holds one for its whole transaction), so slow uploads never starve the main pool.',
+    schema: z.coerce.number().int().min(1).max(200).default(8),
+  },
+  uploadsPerUser: {
+    env: 'FASTCHAT_UPLOADS_PER_USER',
+    doc: 'Uploads one user may have in progress on one server; more answer 429.',
+    schema: z.coerce.number().int().min(1).max(1_000).default(2),
+  },
+  downloadsPerUser: {
+    env: 'FASTCHAT_DOWNLOADS_PER_USER',
+    doc: 'Downloads one user may have in progress on one server; more answer 429.',
+    schema: z.coerce.number().int().min(1).max(1_000).default(4),
+  },
+  transferIdleMs: {
+    env: 'FASTCHAT_TRANSFER_IDLE_MS',
+    doc: 'An upload or download during which no byte moves for this long is cut (an upload answers 408 and is rolled back).',
+    schema: milliseconds.default(30_000),
+  },
+  transferTimeoutMs: {
+    env: 'FASTCHAT_TRANSFER_TIMEOUT_MS',
+    doc: 'Longest an upload or download may take in all, however steadily it moves (Node cuts a request body at 300 s anyway).',
+    schema: milliseconds.default(300_000),
+  },
+  healthTimeoutMs: {
+    env: 'FASTCHAT_HEALTH_TIMEOUT_MS',
+    doc: 'How long the database check of /healthz and the heartbeat (SELECT 1) may take before the database counts as unusable.',
+    schema: milliseconds.default(1_000),
+  },
+  healthCacheMs: {
+    env: 'FASTCHAT_HEALTH_CACHE_MS',
+    doc: 'How long a database check is reused by /healthz and heartbeats (about one heartbeat).',
+    schema: milliseconds.default(2_000),
+  },
+  pollMaxBytes: {
+    env: 'FASTCHAT_POLL_MAX_BYTES',
+    doc: 'Most bytes of events one poll answers (ciphertext and payloads; at least one event, however large), so polls cannot exhaust memory.',
+    schema: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+  },
+  pollReadsPerUser: {
+    env: 'FASTCHAT_POLL_READS_PER_USER',
+    doc: 'Event reads of one user in flight on one server at once; further polls wait their turn.',
+    schema: z.coerce.number().int().min(1).max(100).default(2),
   },
   blobGraceHours: {
     env: 'FASTCHAT_BLOB_GRACE_HOURS',
@@ -69,8 +129,23 @@ export const serverSettings = {
   },
   loginsPerMinute: {
     env: 'FASTCHAT_LOGINS_PER_MINUTE',
-    doc: 'Login attempts per minute per account (per IP address: three times as many).',
-    schema: z.coerce.number().int().min(1).default(10),
+    doc: 'Password checks per minute per IP address, right or wrong (a login refused by the failure limits below is not checked or counted).',
+    schema: z.coerce.number().int().min(1).default(30),
+  },
+  loginFreeFailures: {
+    env: 'FASTCHAT_LOGIN_FREE_FAILURES',
+    doc: 'Failed logins per (account, IP address) answered at once; from the last of them on, each failure makes the pair wait 1 s, 2 s, 4 s... before the next try. A success clears the pair.',
+    schema: z.coerce.number().int().min(1).max(1_000).default(5),
+  },
+  loginBackoffMaxSeconds: {
+    env: 'FASTCHAT_LOGIN_BACKOFF_MAX_SECONDS',
+    doc: 'Longest wait a (account, IP address) pair is given after failed logins.',
+    schema: z.coerce.number().int().min(1).max(86_400).default(900),
+  },
+  loginFailuresPerIpHour: {
+    env: 'FASTCHAT_LOGIN_FAILURES_PER_IP_HOUR',
+    doc: 'Failed logins per hour per IP address, over all accounts; beyond, that address may not log in until the hour is over.',
+    schema: z.coerce.number().int().min(1).default(50),
   },
   registrationsPerHour: {
     env: 'FASTCHAT_REGISTRATIONS_PER_HOUR',

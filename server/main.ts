@@ -11,6 +11,7 @@ import {Rechecker} from './delivery/recheck.js'
 import {createServices} from './services/index.js'
 import {PeerPush, PresenceRecorder} from './delivery/peers.js'
 import {PresenceRepository} from '../storage/repositories/presence.repository.js'
+import {DatabaseHealth} from './health.js'
 
 const HOUR_MS = 3_600_000
 const DAY_MS = 24 * HOUR_MS
@@ -34,9 +35,15 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   const hub = new DeliveryHub(config.maxPollsPerUser)
   const services = createServices(db, hub, {
     sessionTtlMs: config.sessionTtlHours * HOUR_MS,
+    sessionIdleMs: config.sessionIdleHours * HOUR_MS,
+    passwordHashesAtOnce: config.passwordHashesAtOnce,
     retentionMs: config.retentionDays * DAY_MS,
     blobGraceMs: config.blobGraceHours * HOUR_MS,
+    uploadPoolSize: config.uploadPoolSize,
+    pollMaxBytes: config.pollMaxBytes,
+    pollReadsPerUser: config.pollReadsPerUser,
   })
+  const health = new DatabaseHealth(db, {timeoutMs: config.healthTimeoutMs, cacheMs: config.healthCacheMs}, logger)
   const presence = new PresenceRepository(db)
   const housekeeping = setInterval(() => {
     services.prune().catch((error: unknown) => logger.warn({err: error}, 'pruning failed'))
@@ -44,12 +51,25 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   }, PRUNE_EVERY_MS)
   housekeeping.unref()
   const cluster = config.clusterSecret ? {hub, secret: config.clusterSecret} : undefined
-  const app = createApp({db, services, logger, lifecycle, metrics, cluster}, {
+  const app = createApp({db, services, logger, lifecycle, metrics, cluster, health}, {
       ...DEFAULT_APP_CONFIG,
       blobLimitBytes: config.blobLimitBytes,
+      blobTransfers: {
+        quotaBytes: config.storageQuotaBytes,
+        uploadsPerUser: config.uploadsPerUser,
+        downloadsPerUser: config.downloadsPerUser,
+        deadlines: {idleMs: config.transferIdleMs, totalMs: config.transferTimeoutMs},
+      },
       trustProxy: config.trustProxy,
       rateLimits: config.rateLimits
-        ? {loginsPerMinute: config.loginsPerMinute, registrationsPerHour: config.registrationsPerHour, sendsPer10s: config.sendsPer10s}
+        ? {
+            loginsPerMinute: config.loginsPerMinute,
+            loginFreeFailures: config.loginFreeFailures,
+            loginBackoffMaxSeconds: config.loginBackoffMaxSeconds,
+            loginFailuresPerIpHour: config.loginFailuresPerIpHour,
+            registrationsPerHour: config.registrationsPerHour,
+            sendsPer10s: config.sendsPer10s,
+          }
         : undefined,
     })
   const listening = await listen(withPollFastPath(app, {accounts: services.accounts, events: services.events, lifecycle, metrics, logger}), config.port, config.host)
@@ -70,6 +90,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
           publicUrl: url,
           logger,
           isDraining: () => lifecycle.draining,
+          databaseOk: () => health.current().ok,
           stats: () => ({
             openPolls: hub.openPolls,
             listeningUsers: hub.listeningUsers,
@@ -102,6 +123,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
         rechecker?.stop()
         await peers?.stop()
         await membership?.stop()
+        await services.blobs.close()
         await db.destroy()
         logger.info('chat server stopped')
         logger.flush()

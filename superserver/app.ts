@@ -25,6 +25,8 @@ const BODY_LIMIT = '16kb'
 const registerBody = z.strictObject({url: httpUrl})
 const heartbeatBody = z.strictObject({
   draining: z.boolean().default(false),
+  /** A server whose database does not answer says so, and is not assigned until it says "ok" again. */
+  database: z.enum(['ok', 'unavailable']).default('ok'),
   stats: z.record(z.string().max(64), z.union([z.number(), z.string().max(256), z.boolean()])).default({}),
 })
 const serverId = z.uuid()
@@ -44,18 +46,21 @@ export function createSuperserverApp(deps: SuperserverDeps, config: SuperserverA
     res.json({status: 'ok'})
   })
 
+  // The registry's view of the cluster (server URLs, load) and the metrics are for its operators: the cluster secret.
+  const clusterOnly = requireClusterSecret(config.clusterSecret)
+
   // GET /metrics
-  app.get('/metrics', async (_req, res) => {
+  app.get('/metrics', clusterOnly, async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics())
   })
 
-  // GET /v1/assign
+  // GET /v1/assign — public: it is how clients find a server
   app.get('/v1/assign', async (_req, res) => {
     res.set('Cache-Control', 'no-store').json({server: await registry.assign()})
   })
 
   // GET /v1/servers
-  app.get('/v1/servers', async (_req, res) => {
+  app.get('/v1/servers', clusterOnly, async (_req, res) => {
     const servers = await registry.list()
     res.set('Cache-Control', 'no-store').json({
       servers: servers.map((s) => ({
@@ -63,6 +68,7 @@ export function createSuperserverApp(deps: SuperserverDeps, config: SuperserverA
         url: s.url,
         healthy: s.healthy,
         draining: s.draining,
+        databaseOk: s.databaseOk,
         lastSeen: s.lastSeen.toISOString(),
         registeredAt: s.registeredAt.toISOString(),
         ...s.stats,
@@ -71,7 +77,7 @@ export function createSuperserverApp(deps: SuperserverDeps, config: SuperserverA
   })
 
   const cluster = express.Router()
-  cluster.use(requireClusterSecret(config.clusterSecret))
+  cluster.use(clusterOnly)
 
   // POST /v1/servers
   cluster.post('/', requireJson(), async (req, res) => {
@@ -83,8 +89,8 @@ export function createSuperserverApp(deps: SuperserverDeps, config: SuperserverA
   // PUT /v1/servers/:id/heartbeat
   cluster.put('/:id/heartbeat', requireJson(), async (req, res) => {
     const id = parse(serverId, req.params.id, 'server id')
-    const {draining, stats} = parse(heartbeatBody, req.body)
-    await registry.heartbeat(id, draining, stats)
+    const {draining, database, stats} = parse(heartbeatBody, req.body)
+    await registry.heartbeat(id, draining, stats, database === 'ok')
     res.status(204).end()
   })
 

@@ -32,6 +32,8 @@ export interface LocalClusterOptions {
 export interface LocalCluster {
   superserverUrl: string
   serverUrls: string[]
+  /** What GET /v1/servers and /metrics want as a bearer token. */
+  clusterSecret: string
   databaseShown: string
   dataDir: string
   stop(): Promise<void>
@@ -133,10 +135,10 @@ class Child {
   }
 }
 
-async function waitForRegistrations(superserverUrl: string, count: number, timeoutMs: number): Promise<void> {
+async function waitForRegistrations(superserverUrl: string, clusterSecret: string, count: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
-    const response = await fetch(`${superserverUrl}/v1/servers`).catch(() => undefined)
+    const response = await fetch(`${superserverUrl}/v1/servers`, {headers: {authorization: `Bearer ${clusterSecret}`}}).catch(() => undefined)
     if (response?.ok) {
       const {servers} = (await response.json()) as {servers: {healthy: boolean}[]}
       if (servers.filter((s) => s.healthy).length >= count) return
@@ -189,11 +191,11 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       )
     }
     const serverUrls = await Promise.all(children.slice(1).map((child) => child.start()))
-    await waitForRegistrations(superserverUrl, options.servers, CHILD_START_TIMEOUT_MS)
+    await waitForRegistrations(superserverUrl, clusterSecret, options.servers, CHILD_START_TIMEOUT_MS)
 
     const published: LocalClusterFile = {pid: process.pid, superserverUrl, databaseUrl, clusterSecret}
     await writeFile(localClusterFile(dataDir), JSON.stringify(published, null, 2), {mode: 0o600})
-    return {superserverUrl, serverUrls, databaseShown: redactDatabaseUrl(databaseUrl), dataDir, stop}
+    return {superserverUrl, serverUrls, clusterSecret, databaseShown: redactDatabaseUrl(databaseUrl), dataDir, stop}
   } catch (error) {
     await stop()
     throw error

@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -19,6 +20,15 @@ export const DEFAULT_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres'
 const CLI_ENTRY = join(ROOT, 'bin', 'run.js')
 /** Child log lines shown per cluster; more are counted, not printed (a flood of warnings under load helps no one). */
 const LOG_LINES_SHOWN = 20
+
+/**
+ * GET /v1/servers and /metrics answer only the cluster secret: FASTCHAT_CLUSTER_SECRET
+ * (made up for the clusters this run starts; for an existing one, its own).
+ */
+export function clusterAuth(): Record<string, string> {
+  const secret = process.env.FASTCHAT_CLUSTER_SECRET
+  return secret ? {authorization: `Bearer ${secret}`} : {}
+}
 
 /** A database of its own for this run, on the PostgreSQL server at `adminUrl`. */
 export async function createBenchDatabase(adminUrl: string): Promise<{url: string; name: string; drop(): Promise<void>}> {
@@ -54,6 +64,8 @@ export async function startCluster(options: {databaseUrl: string; servers: numbe
   // startLocalCluster hands its children this process's environment.
   // Rate limits (per account and per IP, and everything here comes from 127.0.0.1) would cap the load at a few hundred sends/s.
   const env = {FASTCHAT_RATE_LIMITS: 'off', ...options.env}
+  // Kept after start-up (not restored below): the scenarios read the cluster's metrics with it.
+  process.env.FASTCHAT_CLUSTER_SECRET ||= randomBytes(24).toString('base64url')
   const saved = new Map(Object.keys(env).map((key) => [key, process.env[key]]))
   Object.assign(process.env, env)
   try {
@@ -97,10 +109,13 @@ export async function startCluster(options: {databaseUrl: string; servers: numbe
 
 /** A cluster someone else runs: its healthy chat servers, as the superserver lists them. */
 export async function existingCluster(superserverUrl: string): Promise<Target> {
-  const response = await fetch(`${superserverUrl}/v1/servers`).catch((error: Error) => {
+  const response = await fetch(`${superserverUrl}/v1/servers`, {headers: clusterAuth()}).catch((error: Error) => {
     throw new Error(`cannot reach the superserver at ${superserverUrl}: ${error.message}`)
   })
-  if (!response.ok) throw new Error(`${superserverUrl}/v1/servers answered ${response.status}`)
+  if (!response.ok) {
+    const hint = response.status === 401 ? ' (set FASTCHAT_CLUSTER_SECRET to the cluster\'s secret)' : ''
+    throw new Error(`${superserverUrl}/v1/servers answered ${response.status}${hint}`)
+  }
   const {servers} = (await response.json()) as {servers: {url: string; healthy: boolean}[]}
   const serverUrls = servers.filter((server) => server.healthy).map((server) => server.url)
   if (serverUrls.length === 0) throw new Error(`the superserver at ${superserverUrl} has no healthy chat server`)
@@ -109,7 +124,7 @@ export async function existingCluster(superserverUrl: string): Promise<Target> {
 
 /** Open polls per chat server as the superserver last heard them (heartbeats, every ~2 s). */
 export async function openPolls(superserverUrl: string): Promise<Map<string, number>> {
-  const response = await fetch(`${superserverUrl}/v1/servers`)
+  const response = await fetch(`${superserverUrl}/v1/servers`, {headers: clusterAuth()})
   const {servers} = (await response.json()) as {servers: {url: string; openPolls?: number; stats?: {openPolls?: number}}[]}
   return new Map(servers.map((server) => [server.url, server.openPolls ?? server.stats?.openPolls ?? 0]))
 }

@@ -1,11 +1,12 @@
 import {readdir, readFile} from 'node:fs/promises'
 import {monitorEventLoopDelay} from 'node:perf_hooks'
 
+import {clusterAuth} from './cluster.js'
 import {round} from './stats.js'
 
 /** Prometheus text from `url`/metrics as a map of `name{labels}` → value. */
 export async function scrape(baseUrl: string): Promise<Map<string, number>> {
-  const response = await fetch(`${baseUrl}/metrics`)
+  const response = await fetch(`${baseUrl}/metrics`, {headers: clusterAuth()})
   if (!response.ok) throw new Error(`${baseUrl}/metrics answered ${response.status}`)
   const samples = new Map<string, number>()
   for (const line of (await response.text()).split('\n')) {

@@ -22,14 +22,36 @@ export async function readPassword(options: {stdin: boolean}): Promise<string> {
   throw new CliFailure('No password given.', Exit.input, 'Set FASTCHAT_PASSWORD, pass --password-stdin, or run in a terminal to be asked.')
 }
 
-/** `confirm`: ask twice when creating a key, since a mistyped passphrase locks the key for good. */
+/**
+ * A passphrase chosen for a key is at least this long (in characters): it is
+ * all that protects the private key in a copied profile or export, where it
+ * can be guessed offline at any speed.
+ */
+export const PASSPHRASE_MIN_CHARS = 8
+
+function checkNewPassphrase(passphrase: string, from: string): void {
+  if ([...passphrase].length < PASSPHRASE_MIN_CHARS) {
+    throw new CliFailure(`The key passphrase${from} must be at least ${PASSPHRASE_MIN_CHARS} characters long.`, Exit.input, 'Choose a longer one; a few words work well.')
+  }
+}
+
+/**
+ * `confirm`: a passphrase being chosen for a new key: it must be long enough
+ * (from FASTCHAT_PASSPHRASE too), and on a terminal it is asked twice, since
+ * a mistyped passphrase locks the key for good. Unlocking an existing key
+ * takes the passphrase it has, whatever its length.
+ */
 export async function readPassphrase(options: {confirm?: boolean} = {}): Promise<string> {
-  if (process.env.FASTCHAT_PASSPHRASE) return process.env.FASTCHAT_PASSPHRASE
+  if (process.env.FASTCHAT_PASSPHRASE) {
+    if (options.confirm) checkNewPassphrase(process.env.FASTCHAT_PASSPHRASE, ' in FASTCHAT_PASSPHRASE')
+    return process.env.FASTCHAT_PASSPHRASE
+  }
   if (!interactive()) {
     throw new CliFailure('No passphrase for your private key.', Exit.input, 'Set FASTCHAT_PASSPHRASE, or run in a terminal to be asked.')
   }
   const passphrase = await hiddenPrompt('Key passphrase: ')
   if (!passphrase) throw new CliFailure('The passphrase must not be empty.', Exit.input)
+  if (options.confirm) checkNewPassphrase(passphrase, '')
   if (options.confirm && (await hiddenPrompt('Repeat passphrase: ')) !== passphrase) {
     throw new CliFailure('The passphrases do not match.', Exit.input)
   }

@@ -2,6 +2,7 @@ import {Router} from 'express'
 import {z} from 'zod'
 
 import {currentUser, requireUser} from '../http/auth.js'
+import {UnauthorizedError} from '../http/errors.js'
 import type {Limiters} from '../http/rate-limit.js'
 import {parse, requireJson} from '../http/validate.js'
 import type {AccountService} from '../services/accounts.js'
@@ -26,16 +27,27 @@ export function accountRoutes(accounts: AccountService, limiters: Limiters): Rou
     res.json({username: user.username, publicKey: user.publicKey, fingerprint: user.fingerprint})
   })
 
-  // POST /v1/sessions
-  router.post('/v1/sessions', requireJson(), limiters.login, async (req, res) => {
+  // POST /v1/sessions — the lockout is checked before the password (a locked pair costs no scrypt), the outcome recorded after.
+  router.post('/v1/sessions', requireJson(), async (req, res) => {
     const body = parse(loginBody, req.body)
-    const session = await accounts.login(body.username, body.password)
+    await limiters.login.check(req, body.username)
+    const session = await accounts.login(body.username, body.password).catch(async (error: unknown) => {
+      if (error instanceof UnauthorizedError) await limiters.login.failed(req, body.username)
+      throw error
+    })
+    await limiters.login.succeeded(req, body.username)
     res.status(201).set('Cache-Control', 'no-store').json({token: session.token, expiresAt: session.expiresAt.toISOString(), username: session.username})
   })
 
   // DELETE /v1/sessions/current
   router.delete('/v1/sessions/current', auth, async (_req, res) => {
     await accounts.logout(res.locals.token as string)
+    res.status(204).end()
+  })
+
+  // DELETE /v1/sessions — every session of the caller, on every server ("log out everywhere")
+  router.delete('/v1/sessions', auth, async (_req, res) => {
+    await accounts.logoutEverywhere(currentUser(res))
     res.status(204).end()
   })
 

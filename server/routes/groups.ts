@@ -1,4 +1,4 @@
-import express, {Router} from 'express'
+import express, {type Request, type Response, Router} from 'express'
 
 import {currentUser, requireUser} from '../http/auth.js'
 import type {Limiters} from '../http/rate-limit.js'
@@ -18,11 +18,13 @@ export function groupRoutes(accounts: AccountService, groups: GroupService, limi
   const router = Router()
   const auth = requireUser(accounts)
   const groupId = (value: unknown) => parse(uuid, value, 'group id')
+  // A change appends an event to every member's stream: that many points against the send limit.
+  const charge = (req: Request, res: Response) => (events: number) => limiters.send.charge(req, res, events)
 
   // POST /v1/groups
   router.post('/v1/groups', auth, limiters.send, requireJson(), async (req, res) => {
     const body = parse(createGroup, req.body)
-    res.status(201).json(await groups.create(currentUser(res), body.name, body.members))
+    res.status(201).json(await groups.create(currentUser(res), body.name, body.members, charge(req, res)))
   })
 
   // GET /v1/groups
@@ -39,7 +41,7 @@ export function groupRoutes(accounts: AccountService, groups: GroupService, limi
   router.post('/v1/groups/:id/members', auth, limiters.send, requireJson(), async (req, res) => {
     const id = groupId(req.params.id)
     const body = parse(addMember, req.body)
-    res.status(201).json(await groups.addMember(currentUser(res), id, body.username))
+    res.status(201).json(await groups.addMember(currentUser(res), id, body.username, charge(req, res)))
   })
 
   // PATCH /v1/groups/:id/members/:username
@@ -47,20 +49,20 @@ export function groupRoutes(accounts: AccountService, groups: GroupService, limi
     const id = groupId(req.params.id)
     const member = parse(username, req.params.username, 'username')
     const body = parse(setRole, req.body)
-    res.json(await groups.setRole(currentUser(res), id, member, body.role))
+    res.json(await groups.setRole(currentUser(res), id, member, body.role, charge(req, res)))
   })
 
   // DELETE /v1/groups/:id/members/:username
   router.delete('/v1/groups/:id/members/:username', auth, limiters.send, async (req, res) => {
     const id = groupId(req.params.id)
     const member = parse(username, req.params.username, 'username')
-    await groups.removeMember(currentUser(res), id, member)
+    await groups.removeMember(currentUser(res), id, member, charge(req, res))
     res.status(204).end()
   })
 
   // POST /v1/groups/:id/epochs — a new epoch, same members (admins only)
   router.post('/v1/groups/:id/epochs', auth, limiters.send, async (req, res) => {
-    res.status(201).json(await groups.rekey(currentUser(res), groupId(req.params.id)))
+    res.status(201).json(await groups.rekey(currentUser(res), groupId(req.params.id), charge(req, res)))
   })
 
   // PUT /v1/groups/:id/keys/:epoch
@@ -68,7 +70,7 @@ export function groupRoutes(accounts: AccountService, groups: GroupService, limi
     const id = groupId(req.params.id)
     const epoch = parse(epochParam, req.params.epoch, 'epoch')
     const body = parse(putKeys, req.body)
-    await groups.putKeys(currentUser(res), id, epoch, body.keys)
+    await groups.putKeys(currentUser(res), id, epoch, body.keys, charge(req, res))
     res.status(204).end()
   })
 

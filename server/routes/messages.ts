@@ -23,7 +23,8 @@ export function messageRoutes(accounts: AccountService, messages: MessageService
     const body = parse(sendMessage, req.body)
     const header = req.get('idempotency-key')
     const key = header === undefined ? undefined : parse(idempotencyKey, header, 'Idempotency-Key header')
-    const sent = await messages.send(currentUser(res), body, key)
+    // A group send costs one point per member it reaches, counted before it is stored.
+    const sent = await messages.send(currentUser(res), body, key, (events) => limiters.send.charge(req, res, events))
     res.status(201).json({id: sent.id, sentAt: sent.sentAt.toISOString()})
   })
 

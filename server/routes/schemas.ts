@@ -1,23 +1,16 @@
 import {z} from 'zod'
 
-/** 3 to 32 characters: ASCII letters, digits, `_`, `.` and `-`, starting with a letter or digit. */
-export const username = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$/, 'must be 3-32 characters: letters, digits, _ . - (starting with a letter or digit)')
+import {groupName as groupNameText, MAX_CIPHERTEXT_BYTES, MAX_PUBLIC_KEY_BYTES, username, uuid} from '../../protocol/primitives.js'
+
+// The API's values are defined once, in protocol/, for the server and the client.
+export {MAX_CIPHERTEXT_BYTES, MAX_PUBLIC_KEY_BYTES, username, uuid}
 
 export const password = z.string().min(8, 'must be at least 8 characters').max(1024)
 
-/** An armored OpenPGP public key; a real key of two subkeys is about 1 KiB. */
-export const MAX_PUBLIC_KEY_BYTES = 64 * 1024
 export const publicKey = z
   .string()
   .max(MAX_PUBLIC_KEY_BYTES)
   .refine((value) => value.trimStart().startsWith('-----BEGIN PGP PUBLIC KEY BLOCK-----'), 'must be an armored OpenPGP public key')
-
-/** Armored ciphertext of one text message: 64 KiB, about 47 KiB of text. */
-export const MAX_CIPHERTEXT_BYTES = 64 * 1024
-
-export const uuid = z.uuid()
 
 export const sendMessage = z
   .strictObject({
@@ -66,13 +59,8 @@ export const historyQuery = z.object({
   limit: z.coerce.number().int().min(1).max(200).default(50),
 })
 
-/** A group name: shown to people, so no control characters; need not be unique. */
-export const groupName = z
-  .string()
-  .trim()
-  .min(1, 'must not be empty')
-  .max(64, 'must be at most 64 characters')
-  .refine((value) => !/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(value), 'must not contain control or format characters')
+/** A group name, trimmed: shown to people, so no control characters; need not be unique. */
+export const groupName = z.string().trim().pipe(groupNameText)
 
 /** Matches MAX_GROUP_MEMBERS: the creator plus 999 others. */
 export const createGroup = z.strictObject({

@@ -4,7 +4,7 @@ import {CryptoError, readPublicKey} from '../../crypto/index.js'
 import type {SessionRepository, SessionUser} from '../../storage/repositories/session.repository.js'
 import type {UserRecord, UserRepository} from '../../storage/repositories/user.repository.js'
 import {ConflictError, NotFoundError, UnauthorizedError, ValidationError} from '../http/errors.js'
-import {decoyHash, hashPassword, verifyPassword} from './passwords.js'
+import type {PasswordHasher} from './passwords.js'
 
 /** Usernames are compared case-insensitively: stored as given, unique by their lower case. */
 export const usernameKey = (username: string) => username.toLowerCase()
@@ -24,6 +24,7 @@ export class AccountService {
   constructor(
     private readonly users: UserRepository,
     private readonly sessions: SessionRepository,
+    private readonly passwords: PasswordHasher,
     private readonly config: AccountsConfig,
   ) {}
 
@@ -38,7 +39,7 @@ export class AccountService {
     const id = await this.users.create({
       username: input.username,
       usernameKey: usernameKey(input.username),
-      passwordHash: await hashPassword(input.password),
+      passwordHash: await this.passwords.hash(input.password),
       publicKey: key.armored,
       fingerprint: key.fingerprint,
     })
@@ -46,11 +47,16 @@ export class AccountService {
     return {username: input.username, fingerprint: key.fingerprint}
   }
 
-  /** Unknown user and wrong password get the same answer, after the same work. */
+  /**
+   * Unknown user and wrong password get the same answer, after the same work.
+   * A right password checked against an older, cheaper hash is hashed again
+   * at today's cost (once: the next login finds the new hash).
+   */
   async login(username: string, password: string): Promise<{token: string; expiresAt: Date; username: string}> {
     const credentials = await this.users.credentials(usernameKey(username))
-    const ok = await verifyPassword(password, credentials?.passwordHash ?? (await decoyHash()))
-    if (!credentials || !ok) throw new UnauthorizedError('Wrong username or password.')
+    const check = await this.passwords.verify(password, credentials?.passwordHash ?? (await this.passwords.decoy()))
+    if (!credentials || !check.ok) throw new UnauthorizedError('Wrong username or password.')
+    if (check.stale) await this.users.replacePasswordHash(credentials.id, credentials.passwordHash, await this.passwords.hash(password))
     const token = randomBytes(32).toString('base64url')
     const expiresAt = await this.sessions.create(hashToken(token), credentials.id, this.config.sessionTtlMs)
     return {token, expiresAt, username: credentials.username}
@@ -58,6 +64,11 @@ export class AccountService {
 
   async logout(token: string): Promise<void> {
     await this.sessions.delete(hashToken(token))
+  }
+
+  /** Ends every session of the user, on every server (sessions live in Postgres only). */
+  async logoutEverywhere(user: SessionUser): Promise<void> {
+    await this.sessions.deleteAllOf(user.userId)
   }
 
   /** The user a bearer token belongs to; 401 for no, unknown, expired or revoked tokens. */

@@ -3,12 +3,14 @@ import {randomUUID} from 'node:crypto'
 import type {DataSource, EntityManager} from 'typeorm'
 
 import type {GroupRole} from '../../storage/entities/group.js'
+import type {BlockRepository} from '../../storage/repositories/block.repository.js'
 import type {GroupRepository, GroupRow, GroupSummary, MemberRow} from '../../storage/repositories/group.repository.js'
 import {appendEvents} from '../../storage/repositories/message.repository.js'
 import type {SessionUser} from '../../storage/repositories/session.repository.js'
 import type {DeliveryHub} from '../delivery/hub.js'
 import {AppError, ConflictError, ForbiddenError, NotFoundError} from '../http/errors.js'
 import {type AccountService, usernameKey} from './accounts.js'
+import {NotAcceptedError} from './blocks.js'
 
 /** Largest group, the creator included. A send costs one event per member, in one transaction. */
 export const MAX_GROUP_MEMBERS = 1000
@@ -18,6 +20,13 @@ export class GroupTooLargeError extends AppError {
     super('FC_GROUP_TOO_LARGE', 400, 'Group too large', `A group has at most ${MAX_GROUP_MEMBERS} members.`, {extensions: {limit: MAX_GROUP_MEMBERS}})
   }
 }
+
+/**
+ * Counts an operation's real cost against the caller's rate limit once it is
+ * known, before any of it is written: `events` is how many streams it appends
+ * to. Throws (429) to refuse it. Given by the route; absent, nothing is counted.
+ */
+export type Charge = (events: number) => Promise<void>
 
 export const groupNotFound = (id: string) => new NotFoundError('FC_GROUP_NOT_FOUND', `No group ${id}.`)
 export const notGroupMember = () => new ForbiddenError('You are not a member of this group.', 'FC_NOT_GROUP_MEMBER')
@@ -64,13 +73,18 @@ export class GroupService {
     private readonly groups: GroupRepository,
     private readonly accounts: AccountService,
     private readonly hub: DeliveryHub,
+    private readonly blocks: BlockRepository,
   ) {}
 
-  async create(creator: SessionUser, name: string, memberNames: string[]): Promise<{id: string; name: string; epoch: number}> {
+  async create(creator: SessionUser, name: string, memberNames: string[], charge?: Charge): Promise<{id: string; name: string; epoch: number}> {
     const others = (await this.accounts.findMany(memberNames)).filter((user) => user.id !== creator.userId)
     if (others.length + 1 > MAX_GROUP_MEMBERS) throw new GroupTooLargeError()
     const id = randomUUID()
     const memberIds = [creator.userId, ...others.map((user) => user.id)]
+    // Making a group with someone is adding them to it: not if they block you.
+    const refusing = new Set(await this.blocks.blockersAmong(this.db.manager, creator.userId, memberIds))
+    if (refusing.size > 0) throw new NotAcceptedError(others.filter((user) => refusing.has(user.id)).map((user) => user.username))
+    await charge?.(memberIds.length)
     await this.db.transaction(async (tx) => {
       await this.groups.insert(
         tx,
@@ -114,13 +128,14 @@ export class GroupService {
     })
   }
 
-  async addMember(actor: SessionUser, groupId: string, username: string): Promise<{epoch: number}> {
+  async addMember(actor: SessionUser, groupId: string, username: string, charge?: Charge): Promise<{epoch: number}> {
     const target = await this.accounts.find(username)
-    return this.change(groupId, async (tx, group, members) => {
+    return this.change(groupId, charge, async (tx, group, members) => {
       requireAdmin(members, actor)
       if (members.some((member) => member.userId === target.id)) {
         throw new ConflictError('FC_ALREADY_GROUP_MEMBER', `${target.username} is already a member of this group.`)
       }
+      if ((await this.blocks.blockersAmong(tx, actor.userId, [target.id])).length > 0) throw new NotAcceptedError()
       if (members.length + 1 > MAX_GROUP_MEMBERS) throw new GroupTooLargeError()
       await this.groups.addMember(tx, groupId, target.id, 'member')
       const epoch = await this.groups.nextEpoch(tx, groupId)
@@ -134,9 +149,9 @@ export class GroupService {
   }
 
   /** An admin removes a member, or a member leaves (`username` is themselves). */
-  async removeMember(actor: SessionUser, groupId: string, username: string): Promise<{epoch: number}> {
+  async removeMember(actor: SessionUser, groupId: string, username: string, charge?: Charge): Promise<{epoch: number}> {
     const target = await this.accounts.find(username)
-    return this.change(groupId, async (tx, group, members) => {
+    return this.change(groupId, charge, async (tx, group, members) => {
       const actorMember = members.find((member) => member.userId === actor.userId)
       if (!actorMember) throw notGroupMember()
       const leaving = target.id === actor.userId
@@ -172,9 +187,9 @@ export class GroupService {
     })
   }
 
-  async setRole(actor: SessionUser, groupId: string, username: string, role: GroupRole): Promise<{username: string; role: GroupRole}> {
+  async setRole(actor: SessionUser, groupId: string, username: string, role: GroupRole, charge?: Charge): Promise<{username: string; role: GroupRole}> {
     const target = await this.accounts.find(username)
-    return this.change(groupId, async (tx, group, members) => {
+    return this.change(groupId, charge, async (tx, group, members) => {
       requireAdmin(members, actor)
       const targetMember = members.find((member) => member.userId === target.id)
       if (!targetMember) throw new NotFoundError('FC_GROUP_MEMBER_NOT_FOUND', `${target.username} is not a member of this group.`)
@@ -199,8 +214,8 @@ export class GroupService {
    * replaced), or when an admin wants a fresh key. The members are asked to
    * key it (`group.rekey_needed`); the admin's own client usually does.
    */
-  async rekey(actor: SessionUser, groupId: string): Promise<{epoch: number}> {
-    return this.change(groupId, async (tx, group, members) => {
+  async rekey(actor: SessionUser, groupId: string, charge?: Charge): Promise<{epoch: number}> {
+    return this.change(groupId, charge, async (tx, group, members) => {
       requireAdmin(members, actor)
       const epoch = await this.groups.nextEpoch(tx, groupId)
       const recipients = members.map((member) => member.userId)
@@ -216,8 +231,8 @@ export class GroupService {
    * Accepts the first complete key set of the current epoch: one wrapped key
    * for exactly each of its members, uploaded by one of them.
    */
-  async putKeys(actor: SessionUser, groupId: string, epoch: number, keys: Record<string, string>): Promise<void> {
-    await this.change(groupId, async (tx, group, members) => {
+  async putKeys(actor: SessionUser, groupId: string, epoch: number, keys: Record<string, string>, charge?: Charge): Promise<void> {
+    await this.change(groupId, charge, async (tx, group, members) => {
       if (!members.some((member) => member.userId === actor.userId)) throw notGroupMember()
       if (epoch !== group.epoch) throw staleEpoch(group.epoch)
       const current = await this.groups.epoch(tx, groupId, epoch)
@@ -276,18 +291,20 @@ export class GroupService {
   /**
    * Checks a group send against the epoch it was encrypted for, holding the
    * group row FOR SHARE until the caller's transaction commits, and returns
-   * who receives it: the epoch's members but the sender.
+   * who receives it: the epoch's members but the sender and those who block
+   * the sender (the sender is not told: the others do get the message).
    */
   async recipientsOfSend(tx: EntityManager, sender: SessionUser, groupId: string, epoch: number): Promise<string[]> {
     const group = await this.groups.lock(tx, groupId, 'share')
     if (!group) throw groupNotFound(groupId)
-    const current = (await this.groups.epoch(tx, groupId, group.epoch))!
+    const current = (await this.groups.sendingEpoch(tx, groupId, group.epoch, sender.userId))!
     if (!current.memberIds.includes(sender.userId)) throw notGroupMember()
     if (epoch !== group.epoch) throw staleEpoch(group.epoch)
     if (!current.keyedBy) {
       throw new ConflictError('FC_GROUP_NOT_KEYED', `Epoch ${group.epoch} has no keys yet: upload them, then send again.`, {epoch: group.epoch})
     }
-    return current.memberIds.filter((id) => id !== sender.userId)
+    const skipped = new Set([sender.userId, ...current.blockedBy])
+    return current.memberIds.filter((id) => !skipped.has(id))
   }
 
   /** Members only: 404 for no group, 403 for a non-member. */
@@ -297,15 +314,21 @@ export class GroupService {
     if (!(await this.groups.role(this.db.manager, groupId, user.userId))) throw notGroupMember()
   }
 
-  /** Runs one membership change under the group's row lock, then wakes the polls it concerns. */
+  /**
+   * Runs one membership change under the group's row lock, then wakes the
+   * polls it concerns. It notifies about every member, so that is its cost.
+   */
   private async change<T>(
     groupId: string,
+    charge: Charge | undefined,
     run: (tx: EntityManager, group: GroupRow, members: MemberRow[]) => Promise<{result: T; notify: string[]}>,
   ): Promise<T> {
     const {result, notify} = await this.db.transaction(async (tx) => {
       const group = await this.groups.lock(tx, groupId, 'update')
       if (!group) throw groupNotFound(groupId)
-      return run(tx, group, await this.groups.members(tx, groupId))
+      const members = await this.groups.members(tx, groupId)
+      await charge?.(members.length)
+      return run(tx, group, members)
     })
     if (notify.length > 0) this.hub.announce(notify)
     return result

@@ -5,7 +5,8 @@ import type {SessionUser} from '../../storage/repositories/session.repository.js
 import {ConflictError, NotFoundError} from '../http/errors.js'
 import type {AccountService} from './accounts.js'
 import type {DeliveryHub} from '../delivery/hub.js'
-import type {GroupService} from './groups.js'
+import {NotAcceptedError} from './blocks.js'
+import type {Charge, GroupService} from './groups.js'
 
 export interface SendInput {
   to: {user: string} | {group: string}
@@ -55,7 +56,8 @@ export class MessageService {
     private readonly groups: GroupService,
   ) {}
 
-  async send(sender: SessionUser, input: SendInput, idempotencyKey: string | undefined): Promise<{id: string; sentAt: Date; duplicate: boolean}> {
+  /** `charge` hears how many streams a group send reaches, before it is stored (its cost against the rate limit). */
+  async send(sender: SessionUser, input: SendInput, idempotencyKey: string | undefined, charge?: Charge): Promise<{id: string; sentAt: Date; duplicate: boolean}> {
     // Only your own uploads can be attached: otherwise a guessed id would grant its reader access.
     if (input.blob && !(await this.blobs.uploadedBy(input.blob, sender.userId))) {
       throw new NotFoundError('FC_BLOB_NOT_FOUND', `No blob ${input.blob} uploaded by you.`)
@@ -77,11 +79,17 @@ export class MessageService {
         epoch,
         conversation: groupConversation(groupId),
         // Checked under the group's row lock: delivered to exactly the epoch it was encrypted for.
-        recipients: (tx) => this.groups.recipientsOfSend(tx, sender, groupId, epoch),
+        recipients: async (tx) => {
+          const recipients = await this.groups.recipientsOfSend(tx, sender, groupId, epoch)
+          await charge?.(recipients.length)
+          return recipients
+        },
       })
     } else {
       const recipientId = await this.accounts.idOf(input.to.user)
       stored = await this.messages.storeDirect({...common, recipientId, conversation: directConversation(sender.userId, recipientId)})
+      // The recipient blocks the sender: nothing was stored (docs/security.md, "Blocking").
+      if (!stored) throw new NotAcceptedError()
     }
     if (stored.duplicate && !stored.sameContent) {
       throw new ConflictError('FC_IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used for a different message.')

@@ -1,4 +1,5 @@
 import {Blob, BlobChunk} from './blob.js'
+import {Block} from './block.js'
 import {ChatServer} from './chat-server.js'
 import {Event} from './event.js'
 import {Group, GroupEpoch, GroupKey, GroupMember} from './group.js'
@@ -8,6 +9,6 @@ import {Presence} from './presence.js'
 import {Session} from './session.js'
 import {User} from './user.js'
 
-export {Blob, BlobChunk, ChatServer, Event, Group, GroupEpoch, GroupKey, GroupMember, Inbox, Message, Presence, Session, User}
+export {Blob, BlobChunk, Block, ChatServer, Event, Group, GroupEpoch, GroupKey, GroupMember, Inbox, Message, Presence, Session, User}
 
-export const entities = [User, Inbox, Session, Message, Event, Blob, BlobChunk, Group, GroupMember, GroupEpoch, GroupKey, ChatServer, Presence]
+export const entities = [User, Inbox, Session, Message, Event, Blob, BlobChunk, Group, GroupMember, GroupEpoch, GroupKey, ChatServer, Presence, Block]

@@ -14,4 +14,8 @@ export class Session {
 
   @Column({name: 'expires_at', type: 'timestamptz'})
   expiresAt!: Date
+
+  /** Recorded at most once an hour; a session unused for FASTCHAT_SESSION_IDLE_HOURS ends. */
+  @Column({name: 'last_used_at', type: 'timestamptz', default: () => 'now()'})
+  lastUsedAt!: Date
 }

@@ -123,6 +123,20 @@ export class GroupRepository {
     return row
   }
 
+  /**
+   * An epoch as a send by `senderId` needs it: with the members who block the
+   * sender (`blockedBy`, found by blocks_blocked_id_idx in the same statement).
+   */
+  async sendingEpoch(tx: EntityManager, groupId: string, epoch: number, senderId: string): Promise<(EpochRow & {blockedBy: string[]}) | undefined> {
+    const [row] = (await tx.query(
+      `SELECT ge.epoch, ge.member_ids::text[] AS "memberIds", ge.keyed_by AS "keyedBy",
+              ARRAY(SELECT b.blocker_id::text FROM blocks b WHERE b.blocked_id = $3 AND b.blocker_id = ANY(ge.member_ids)) AS "blockedBy"
+         FROM group_epochs ge WHERE ge.group_id = $1 AND ge.epoch = $2`,
+      [groupId, epoch, senderId],
+    )) as (EpochRow & {blockedBy: string[]})[]
+    return row
+  }
+
   async usernames(tx: EntityManager, userIds: string[]): Promise<Map<string, string>> {
     const rows = (await tx.query('SELECT id, username FROM users WHERE id = ANY($1::bigint[])', [userIds])) as {id: string; username: string}[]
     return new Map(rows.map((row) => [row.id, row.username]))

@@ -97,20 +97,23 @@ export class MessageRepository {
   /**
    * A one-to-one message: stored with its recipient's event in ONE statement
    * (one round trip, committed on its own), which is the whole of the send's
-   * database work. The message is inserted first; only if it is new (no
-   * earlier message with this idempotency key) is the recipient's inbox row
-   * locked, its seq bumped and the event inserted, exactly as appendEvents
-   * does, and the lock is held until the statement's commit. A send that
-   * meets an earlier one with its key finds it with a second query.
+   * database work. The message is inserted first, unless the recipient blocks
+   * the sender (a primary-key lookup in the same statement); only if it is
+   * new (no earlier message with this idempotency key) is the recipient's
+   * inbox row locked, its seq bumped and the event inserted, exactly as
+   * appendEvents does, and the lock is held until the statement's commit. A
+   * send that stores nothing finds the earlier one with its key, or the
+   * block, with a second query. Undefined: refused, the recipient blocks the sender.
    */
-  async storeDirect(message: NewDirectMessage): Promise<StoredMessage> {
+  async storeDirect(message: NewDirectMessage): Promise<StoredMessage | undefined> {
     const id = randomUUID()
     const [row] = await prepared<{sentAt: Date}>(
       this.db,
       'message-store-direct',
       `WITH inserted AS (
          INSERT INTO messages (id, sender_id, recipient_id, conversation, kind, ciphertext, blob_id, idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8
+          WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $3 AND blocked_id = $2)
          ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING sent_at
        ), locked AS (
@@ -125,9 +128,12 @@ export class MessageRepository {
       [id, message.senderId, message.recipientId, message.conversation, message.kind, message.ciphertext, message.blobId, message.idempotencyKey],
     )
     if (row) return {id, sentAt: row.sentAt, duplicate: false, sameContent: true, deliveredTo: [message.recipientId]}
-    const earlier = await this.findByIdempotencyKey(this.db.manager, message)
-    if (!earlier) throw new Error('idempotency conflict without a stored message')
-    return earlier
+    // A retry of a send accepted before the block still answers with its first result.
+    const earlier = message.idempotencyKey ? await this.findByIdempotencyKey(this.db.manager, message) : undefined
+    if (earlier) return earlier
+    const blocked = (await this.db.query('SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = $2', [message.recipientId, message.senderId])) as unknown[]
+    if (blocked.length > 0) return undefined
+    throw new Error('idempotency conflict without a stored message')
   }
 
   /** A group message and its members' events, in one transaction: committed before the sender hears 201. */
@@ -173,7 +179,8 @@ export class MessageRepository {
 
   /**
    * One conversation, newest first, strictly older than message `before` if
-   * given. With `memberId` (a group), only the epochs that user was a member of.
+   * given. With `memberId` (a group), only the epochs that user was a member
+   * of, and nothing from the members that user blocks.
    */
   async history(conversation: string, before: string | undefined, limit: number, memberId?: string): Promise<MessageRow[]> {
     return (await this.db.query(
@@ -183,6 +190,7 @@ export class MessageRepository {
           AND ($2::uuid IS NULL OR (m.sent_at, m.id) < (SELECT sent_at, id FROM messages WHERE id = $2::uuid AND conversation = $1))
           AND ($4::bigint IS NULL OR EXISTS (
                 SELECT 1 FROM group_epochs ge WHERE ge.group_id = m.group_id AND ge.epoch = m.epoch AND $4::bigint = ANY(ge.member_ids)))
+          AND ($4::bigint IS NULL OR NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = $4::bigint AND bl.blocked_id = m.sender_id))
         ORDER BY m.sent_at DESC, m.id DESC
         LIMIT $3`,
       [conversation, before ?? null, limit, memberId ?? null],
@@ -214,19 +222,43 @@ type ReadRow = EventRow & {ord?: string; lastSeq: string; prunedThrough: string}
 /** Most streams one batched read covers. */
 const READ_BATCH_MAX = 500
 
-const STREAM_EVENTS = `SELECT e.seq::text AS seq, e.type, e.payload, e.created_at AS "at", ${MESSAGE_COLUMNS}
-             FROM events e
+/** Default of the byte cap on one read (FASTCHAT_POLL_MAX_BYTES). */
+export const READ_MAX_BYTES_DEFAULT = 1024 * 1024
+/** What an event's JSON carries besides its ciphertext or payload (seq, ids, names, times), counted against the cap. */
+const EVENT_ENVELOPE_BYTES = 256
+
+/**
+ * Up to `limit` events of one stream after `since`, but no more than `cap`
+ * bytes of them, and always the first: the running sum of each event's size
+ * (ciphertext or payload, plus its envelope) is computed over just the seqs
+ * and lengths (octet_length reads a TOASTed value's length without fetching
+ * it), and only the events that fit are then joined with their content. So a
+ * read of a stream full of 64 KiB messages loads about `cap` bytes, never
+ * 1,000 × 64 KiB to cut afterwards. The sizes only grow along the stream, so
+ * what passes is a prefix and the answer's `next` continues exactly after it.
+ */
+const streamEvents = (recipient: string, since: string, limit: string, cap: string, lastSeq: string) => `
+           SELECT e.seq::text AS seq, e.type, e.payload, e.created_at AS "at", ${MESSAGE_COLUMNS}
+             FROM (
+               SELECT sized.seq FROM (
+                 SELECT e.seq, row_number() OVER w AS n,
+                        sum(${EVENT_ENVELOPE_BYTES} + coalesce(octet_length(sm.ciphertext), 0) + coalesce(octet_length(e.payload::text), 0)) OVER w AS upto
+                   FROM events e LEFT JOIN messages sm ON sm.id = e.message_id
+                  WHERE e.recipient_id = ${recipient} AND e.seq > ${since} AND ${lastSeq} > ${since}
+                 WINDOW w AS (ORDER BY e.seq ROWS UNBOUNDED PRECEDING)
+                  ORDER BY e.seq
+                  LIMIT ${limit}
+               ) sized
+               WHERE sized.upto <= ${cap} OR sized.n = 1
+             ) fits
+             JOIN events e ON e.recipient_id = ${recipient} AND e.seq = fits.seq
              LEFT JOIN messages m ON m.id = e.message_id
              LEFT JOIN users su ON su.id = m.sender_id
              LEFT JOIN users ru ON ru.id = m.recipient_id`
 
 const READ_ONE = `SELECT i.last_seq::text AS "lastSeq", i.pruned_through::text AS "prunedThrough", ev.*
          FROM inboxes i
-         LEFT JOIN LATERAL (
-           ${STREAM_EVENTS}
-            WHERE e.recipient_id = i.user_id AND e.seq > $2 AND i.last_seq > $2
-            ORDER BY e.seq
-            LIMIT $3
+         LEFT JOIN LATERAL (${streamEvents('i.user_id', '$2', '$3', '$4', 'i.last_seq')}
          ) ev ON true
         WHERE i.user_id = $1
         ORDER BY (ev.seq)::bigint`
@@ -234,20 +266,24 @@ const READ_ONE = `SELECT i.last_seq::text AS "lastSeq", i.pruned_through::text A
 const READ_MANY = `SELECT r.ord::text AS ord, i.last_seq::text AS "lastSeq", i.pruned_through::text AS "prunedThrough", ev.*
          FROM unnest($1::bigint[], $2::bigint[], $3::int[]) WITH ORDINALITY AS r(user_id, since, lim, ord)
          JOIN inboxes i ON i.user_id = r.user_id
-         LEFT JOIN LATERAL (
-           ${STREAM_EVENTS}
-            WHERE e.recipient_id = r.user_id AND e.seq > r.since AND i.last_seq > r.since
-            ORDER BY e.seq
-            LIMIT r.lim
+         LEFT JOIN LATERAL (${streamEvents('r.user_id', 'r.since', 'r.lim', '$4', 'i.last_seq')}
          ) ev ON true
         ORDER BY r.ord, (ev.seq)::bigint`
 
 export class EventRepository {
-  constructor(private readonly db: DataSource) {}
+  private readonly maxBytes: number
+
+  constructor(
+    private readonly db: DataSource,
+    options: {maxBytes?: number} = {},
+  ) {
+    this.maxBytes = options.maxBytes ?? READ_MAX_BYTES_DEFAULT
+  }
 
   /**
    * The head of a stream (the last seq handed out, the last one pruned) and
-   * up to `limit` events after `since`. Reads asked for in the same turn of
+   * up to `limit` events after `since`, at most `maxBytes` of them (but at
+   * least one; see streamEvents). Reads asked for in the same turn of
    * the event loop (the polls one commit woke: a group message wakes up to a
    * thousand at once) share one statement.
    */
@@ -273,11 +309,12 @@ export class EventRepository {
     try {
       const rows =
         part.length === 1
-          ? await prepared<ReadRow>(this.db, 'events-read', READ_ONE, [part[0]!.userId, part[0]!.since.toString(), part[0]!.limit])
+          ? await prepared<ReadRow>(this.db, 'events-read', READ_ONE, [part[0]!.userId, part[0]!.since.toString(), part[0]!.limit, this.maxBytes])
           : await prepared<ReadRow>(this.db, 'events-read-many', READ_MANY, [
               part.map((r) => r.userId),
               part.map((r) => r.since.toString()),
               part.map((r) => r.limit),
+              this.maxBytes,
             ])
       const byOrd = new Map<number, ReadRow[]>()
       for (const row of rows) {

@@ -53,6 +53,11 @@ export class UserRepository {
     )) as UserRecord[]
   }
 
+  /** Replaces a password hash, unless it changed since `previous` was read (then the newer one stays). */
+  async replacePasswordHash(id: string, previous: string, next: string): Promise<void> {
+    await this.db.query('UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2', [id, previous, next])
+  }
+
   async credentials(usernameKey: string): Promise<Credentials | undefined> {
     const [row] = (await this.db.query(
       'SELECT id, username, password_hash AS "passwordHash" FROM users WHERE username_key = $1',

@@ -6,6 +6,8 @@ import {eventually} from './processes.js'
 import {http} from './http.js'
 
 export const CLUSTER_SECRET = 'test-cluster-secret-0123456789abcdef'
+/** GET /v1/servers (superserver) and /metrics (both) answer only the cluster secret. */
+export const CLUSTER_AUTH: Record<string, string> = {authorization: `Bearer ${CLUSTER_SECRET}`}
 /** Short heartbeats so eviction happens within a test: unhealthy after 250 ms, evicted after 500 ms. */
 export const TEST_HEARTBEAT_MS = 100
 
@@ -35,7 +37,7 @@ export function startTestServer(superserverUrl?: string, env: NodeJS.ProcessEnv 
 export async function waitForHealthy(superserverUrl: string, urls: string[]): Promise<void> {
   const want = [...urls].sort().join(' ')
   await eventually(async () => {
-    const {body} = await http<{servers: {url: string; healthy: boolean}[]}>('GET', `${superserverUrl}/v1/servers`)
+    const {body} = await http<{servers: {url: string; healthy: boolean}[]}>('GET', `${superserverUrl}/v1/servers`, {headers: CLUSTER_AUTH})
     return body.servers.filter((s) => s.healthy).map((s) => s.url).sort().join(' ') === want
   }, `healthy servers to be ${want}`)
 }

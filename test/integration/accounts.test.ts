@@ -1,3 +1,5 @@
+import {randomBytes, scryptSync} from 'node:crypto'
+
 import {expect} from 'chai'
 import type {DataSource} from 'typeorm'
 
@@ -106,6 +108,69 @@ describe('accounts and sessions', () => {
       expect(answer.status).to.equal(401)
       expect(answer.headers.get('www-authenticate')).to.equal('Bearer')
     }
+  })
+
+  const tokenHash = `sha256(convert_to($1, 'UTF8'))`
+
+  it('hole 10: DELETE /v1/sessions ends every session of the caller on every server, and nobody else\'s', async () => {
+    const first = await registerAndLogin(a.url, uniqueName('everywhere'))
+    const others = [await login(a.url, first.username), await login(b.url, first.username), await login(b.url, first.username)]
+    const bystander = await registerAndLogin(b.url, uniqueName('bystander'))
+    // Every token works, on both servers, before.
+    for (const user of [first, ...others]) expect((await http('GET', `${b.url}/v1/me`, {headers: user.auth})).status).to.equal(200)
+
+    expect((await http('DELETE', `${b.url}/v1/sessions`, {headers: others[0]!.auth})).status).to.equal(204)
+    for (const user of [first, ...others]) {
+      for (const server of [a.url, b.url]) expect((await http('GET', `${server}/v1/me`, {headers: user.auth})).status).to.equal(401)
+    }
+    expect((await http('GET', `${a.url}/v1/me`, {headers: bystander.auth})).status).to.equal(200)
+    expect((await http('DELETE', `${a.url}/v1/sessions`, {headers: first.auth})).status, 'a revoked token cannot do it again').to.equal(401)
+    // Logging in again works as ever.
+    expect((await http('GET', `${a.url}/v1/me`, {headers: (await login(a.url, first.username)).auth})).status).to.equal(200)
+  })
+
+  it('hole 10: a session unused for the idle period expires; its use is recorded at most once an hour', async () => {
+    const idle = await registerAndLogin(a.url, uniqueName('idle'))
+    const busy = await login(a.url, idle.username)
+    const lastUsed = async (user: {token: string}) =>
+      ((await db.query(`SELECT last_used_at FROM sessions WHERE token_hash = ${tokenHash}`, [user.token]))[0].last_used_at as Date).getTime()
+    expect(await lastUsed(busy)).to.be.closeTo(Date.now(), 60_000)
+
+    // 15 days unused, with the default idle limit of 14: gone, though its 30 days are not over.
+    await db.query(`UPDATE sessions SET last_used_at = now() - interval '15 days' WHERE token_hash = ${tokenHash}`, [idle.token])
+    const expired = await http('GET', `${b.url}/v1/me`, {headers: idle.auth})
+    expect(expired.status).to.equal(401)
+
+    // Used 30 minutes ago: a request does not write again...
+    await db.query(`UPDATE sessions SET last_used_at = now() - interval '30 minutes' WHERE token_hash = ${tokenHash}`, [busy.token])
+    const halfHourAgo = await lastUsed(busy)
+    expect((await http('GET', `${a.url}/v1/me`, {headers: busy.auth})).status).to.equal(200)
+    expect(await lastUsed(busy)).to.equal(halfHourAgo)
+    // ...but used 13 days 23 hours ago (more than an hour): the use is recorded, and the session lives on.
+    await db.query(`UPDATE sessions SET last_used_at = now() - interval '13 days 23 hours' WHERE token_hash = ${tokenHash}`, [busy.token])
+    expect((await http('GET', `${b.url}/v1/me`, {headers: busy.auth})).status).to.equal(200)
+    expect(await lastUsed(busy), 'recorded before the answer').to.be.closeTo(Date.now(), 60_000)
+    expect((await http('GET', `${a.url}/v1/me`, {headers: busy.auth})).status).to.equal(200)
+  })
+
+  it('hole 10: hashes passwords with scrypt N=2^17, and rehashes an older hash at the next login', async () => {
+    const user = await registerAndLogin(a.url, uniqueName('rehash'))
+    const stored = async () => (await db.query('SELECT password_hash FROM users WHERE username = $1', [user.username]))[0].password_hash as string
+    expect(await stored()).to.match(/^scrypt\$131072\$8\$1\$/)
+
+    // The hash the server made before this change: N=2^15.
+    const salt = randomBytes(16)
+    const old = `scrypt$32768$8$1$${salt.toString('base64')}$${scryptSync(PASSWORD, salt, 32, {N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024}).toString('base64')}`
+    await db.query('UPDATE users SET password_hash = $2 WHERE username = $1', [user.username, old])
+    expect((await http('POST', `${b.url}/v1/sessions`, {json: {username: user.username, password: 'not the password'}})).status).to.equal(401)
+    expect(await stored(), 'a failed login changes nothing').to.equal(old)
+
+    await login(b.url, user.username)
+    const rehashed = await stored()
+    expect(rehashed).to.match(/^scrypt\$131072\$8\$1\$/)
+    expect(rehashed).not.to.include(salt.toString('base64'))
+    await login(a.url, user.username)
+    expect(await stored(), 'rehashed once').to.equal(rehashed)
   })
 
   it('answers 404 for an unknown user', async () => {

@@ -34,12 +34,16 @@ interface Probe {
 
 const PROBES: Record<string, Probe> = {
   'GET /healthz': {public: true, request: () => ({path: '/healthz'})},
-  'GET /metrics': {public: true, request: () => ({path: '/metrics'})},
+  'GET /metrics': {cluster: true, request: () => ({path: '/metrics'})},
   'POST /v1/cluster/wake': {cluster: true, request: () => ({path: '/v1/cluster/wake', json: {users: ['1']}})},
   'POST /v1/users': {public: true, request: () => ({path: '/v1/users', json: {}})},
   'POST /v1/sessions': {public: true, request: () => ({path: '/v1/sessions', json: {}})},
   'GET /v1/users/:username': {stranger: 'own', request: (c) => ({path: `/v1/users/${c.alice.username}`})},
   'DELETE /v1/sessions/current': {stranger: 'own', request: () => ({path: '/v1/sessions/current'})},
+  'DELETE /v1/sessions': {stranger: 'own', request: () => ({path: '/v1/sessions'})},
+  'POST /v1/blocks': {stranger: 'own', request: (c) => ({path: '/v1/blocks', json: {username: c.alice.username}})},
+  'GET /v1/blocks': {stranger: 'own', request: () => ({path: '/v1/blocks'})},
+  'DELETE /v1/blocks/:username': {stranger: 'own', request: (c) => ({path: `/v1/blocks/${c.alice.username}`})},
   'GET /v1/me': {stranger: 'own', request: () => ({path: '/v1/me'})},
   'POST /v1/messages': {
     stranger: 403,
@@ -131,11 +135,13 @@ describe('authorization walk over every route', function () {
   })
 
   it('gives a user with no right to alice\'s group, blob or conversation a 403 or 404, and nothing of hers', async () => {
-    // Logging out ends mallory's session, so it goes last.
-    const keys = Object.keys(PROBES).sort((a, b) => Number(a === 'DELETE /v1/sessions/current') - Number(b === 'DELETE /v1/sessions/current'))
+    // Logging out ends mallory's session, so the two logouts go last, each with a session of its own.
+    const logouts = ['DELETE /v1/sessions/current', 'DELETE /v1/sessions']
+    const keys = Object.keys(PROBES).sort((a, b) => logouts.indexOf(a) - logouts.indexOf(b))
     for (const key of keys) {
       const probe = PROBES[key]!
       if (probe.public || probe.cluster) continue
+      if (logouts.includes(key)) mallory = await login(server.url, mallory.username)
       const answer = await call(key, mallory.auth)
       if (probe.stranger === 'own') {
         expect(answer.status, `${key}: ${JSON.stringify(answer.body)}`).to.be.within(200, 299)
@@ -155,6 +161,8 @@ describe('authorization walk over every route', function () {
 
   it('guards the superserver\'s registry routes with the cluster secret', async () => {
     const routes: [string, string, unknown][] = [
+      ['GET', '/v1/servers', undefined],
+      ['GET', '/metrics', undefined],
       ['POST', '/v1/servers', {url: 'http://127.0.0.1:9'}],
       ['PUT', '/v1/servers/00000000-0000-4000-8000-000000000000/heartbeat', {}],
       ['DELETE', '/v1/servers/00000000-0000-4000-8000-000000000000', undefined],

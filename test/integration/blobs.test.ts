@@ -8,7 +8,7 @@ import type {DataSource} from 'typeorm'
 import type {RunningChatServer} from '../../server/main.js'
 import {createDataSource} from '../../storage/data-source.js'
 import {fakeCiphertext, registerAndLogin, type TestUser, uniqueName} from '../helpers/api.js'
-import {startTestServer, testEnv} from '../helpers/cluster.js'
+import {CLUSTER_AUTH, startTestServer, testEnv} from '../helpers/cluster.js'
 import {http} from '../helpers/http.js'
 import {eventually, startCli} from '../helpers/processes.js'
 
@@ -188,7 +188,7 @@ describe('blobs', function () {
     const server = await startCli(['server', '--port', '0'], testEnv())
     try {
       const rss = async () => {
-        const text = await (await fetch(`${server.url}/metrics`)).text()
+        const text = await (await fetch(`${server.url}/metrics`, {headers: CLUSTER_AUTH})).text()
         return Number(/^fastchat_server_process_resident_memory_bytes (\d+)/m.exec(text)![1])
       }
       const user = await registerAndLogin(server.url, uniqueName('big'), 'alice')

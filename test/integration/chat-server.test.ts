@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
 import type {RunningChatServer} from '../../server/main.js'
-import {startTestServer} from '../helpers/cluster.js'
+import {CLUSTER_AUTH, startTestServer} from '../helpers/cluster.js'
 import {http} from '../helpers/http.js'
 import {startCli} from '../helpers/processes.js'
 import {testEnv} from '../helpers/cluster.js'
@@ -21,11 +21,21 @@ describe('chat server skeleton', () => {
 
   it('exposes Prometheus metrics with per-route counters', async () => {
     await http('GET', `${server.url}/healthz`)
-    const {status, headers, body} = await http<string>('GET', `${server.url}/metrics`)
+    const {status, headers, body} = await http<string>('GET', `${server.url}/metrics`, {headers: CLUSTER_AUTH})
     expect(status).to.equal(200)
     expect(headers.get('content-type')).to.match(/^text\/plain/)
     expect(body).to.match(/^fastchat_server_http_requests_total\{method="GET",route="\/healthz",status="200"\} \d+$/m)
     expect(body).to.match(/^fastchat_server_process_resident_memory_bytes \d+/m)
+  })
+
+  it('hole 10: answers /metrics only to the cluster secret', async () => {
+    for (const headers of [{}, {authorization: 'Bearer wrong-secret-but-long-enough'}] as Record<string, string>[]) {
+      const answer = await http('GET', `${server.url}/metrics`, {headers})
+      expect(answer.status).to.equal(401)
+      expect(answer.body.code).to.equal('FC_UNAUTHORIZED')
+      expect(JSON.stringify(answer.body)).not.to.include('fastchat_server_')
+    }
+    expect((await http('GET', `${server.url}/healthz`)).status).to.equal(200)
   })
 
   it('answers unknown routes with a 404 problem and no stack trace', async () => {

@@ -5,7 +5,7 @@ import type {RunningChatServer} from '../../server/main.js'
 import type {RunningSuperserver} from '../../superserver/main.js'
 import {createDataSource} from '../../storage/data-source.js'
 import {fakeCiphertext, poll, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
-import {CLUSTER_SECRET, startTestServer, startTestSuperserver, waitForHealthy} from '../helpers/cluster.js'
+import {CLUSTER_AUTH, CLUSTER_SECRET, startTestServer, startTestSuperserver, waitForHealthy} from '../helpers/cluster.js'
 import {http} from '../helpers/http.js'
 import {eventually} from '../helpers/processes.js'
 
@@ -25,7 +25,7 @@ async function wakeTime(from: TestUser, to: TestUser): Promise<number> {
 }
 
 const pushCount = async (server: RunningChatServer, result: string): Promise<number> => {
-  const text = (await http('GET', `${server.url}/metrics`)).body as string
+  const text = (await http('GET', `${server.url}/metrics`, {headers: CLUSTER_AUTH})).body as string
   const line = text.split('\n').find((l) => l.startsWith(`fastchat_server_peer_pushes_total{result="${result}"}`))
   return line ? Number(line.split(' ')[1]) : 0
 }
@@ -130,7 +130,7 @@ describe('delivery across chat servers', () => {
       http('GET', `${servers[1]!.url}/v1/events?since=20&timeout=3000`, {headers: {...bob.auth, 'x-fastchat-client': client}}),
     )
     await eventually(async () => {
-      const {body} = await http('GET', `${superserver.url}/v1/servers`)
+      const {body} = await http('GET', `${superserver.url}/v1/servers`, {headers: CLUSTER_AUTH})
       const b = body.servers.find((s: {url: string}) => s.url === servers[1]!.url)
       const a = body.servers.find((s: {url: string}) => s.url === servers[0]!.url)
       return b?.openPolls === 2 && a?.eventsCommittedPerSecond > 0

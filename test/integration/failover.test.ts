@@ -5,7 +5,7 @@ import type {RunningChatServer} from '../../server/main.js'
 import type {RunningSuperserver} from '../../superserver/main.js'
 import {registerAndLogin, type TestUser, uniqueName} from '../helpers/api.js'
 import {CliUser} from '../helpers/cli.js'
-import {startTestServer, startTestSuperserver, testEnv, waitForHealthy} from '../helpers/cluster.js'
+import {CLUSTER_AUTH, startTestServer, startTestSuperserver, testEnv, waitForHealthy} from '../helpers/cluster.js'
 import {listen} from '../helpers/listen.js'
 import {eventually, startCli} from '../helpers/processes.js'
 
@@ -46,7 +46,7 @@ describe('graceful stop with many open polls', function () {
       return {status: answer.statusCode, body: (await answer.body.json()) as {events: unknown[]}}
     })
     await eventually(async () => {
-      const metrics = await (await fetch(`${superserver.url}/v1/servers`)).json()
+      const metrics = await (await fetch(`${superserver.url}/v1/servers`, {headers: CLUSTER_AUTH})).json()
       const entry = metrics.servers.find((s: {url: string}) => s.url === doomed.url)
       return entry && entry.openPolls >= 1_002
     }, 'the doomed server to report 1,002 open polls', 20_000)

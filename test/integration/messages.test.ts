@@ -4,7 +4,7 @@ import type {DataSource} from 'typeorm'
 import type {RunningChatServer} from '../../server/main.js'
 import {createDataSource} from '../../storage/data-source.js'
 import {fakeCiphertext, poll, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
-import {startTestServer} from '../helpers/cluster.js'
+import {CLUSTER_AUTH, startTestServer} from '../helpers/cluster.js'
 import {http} from '../helpers/http.js'
 
 const countMessages = async (db: DataSource): Promise<number> => (await db.query('SELECT count(*)::int AS n FROM messages'))[0].n
@@ -68,7 +68,7 @@ describe('messages and events', () => {
     const odd = await http('GET', `${a.url}/v1/events?since=x`, {headers: bob.auth})
     expect(odd.status).to.equal(400)
     expect(odd.body.code).to.equal('FC_VALIDATION')
-    const metrics = (await http('GET', `${a.url}/metrics`)).body as string
+    const metrics = (await http('GET', `${a.url}/metrics`, {headers: CLUSTER_AUTH})).body as string
     expect(metrics).to.match(/fastchat_server_http_requests_total\{method="GET",route="\/v1\/events",status="401"\} [1-9]/)
   })
 

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import type {RunningChatServer} from '../../server/main.js'
 import type {RunningSuperserver} from '../../superserver/main.js'
-import {CLUSTER_SECRET, startTestServer, startTestSuperserver, testEnv, waitForHealthy} from '../helpers/cluster.js'
+import {CLUSTER_AUTH, CLUSTER_SECRET, startTestServer, startTestSuperserver, testEnv, waitForHealthy} from '../helpers/cluster.js'
 import {http} from '../helpers/http.js'
 import {eventually, startCli} from '../helpers/processes.js'
 import type {DataSource} from 'typeorm'
@@ -75,12 +75,29 @@ describe('superserver', () => {
     expect(got).to.deep.equal([...firstTurn, ...firstTurn, ...firstTurn])
   })
 
+  it('hole 10: lists servers and metrics only to the cluster secret; /v1/assign and /healthz stay public', async () => {
+    const ss = await superserver()
+    const s = await server(ss.url)
+    await waitForHealthy(ss.url, [s.url])
+    for (const path of ['/v1/servers', '/metrics']) {
+      for (const headers of [{}, {authorization: 'Bearer wrong-secret-but-long-enough'}, {authorization: `Basic ${CLUSTER_SECRET}`}] as Record<string, string>[]) {
+        const answer = await http('GET', `${ss.url}${path}`, {headers})
+        expectProblem(answer, 401, 'FC_UNAUTHORIZED')
+        expect(JSON.stringify(answer.body), path).not.to.include(s.url)
+      }
+    }
+    expect((await http('GET', `${ss.url}/v1/servers`, {headers: CLUSTER_AUTH})).body.servers[0]).to.include({url: s.url})
+    expect((await http('GET', `${ss.url}/metrics`, {headers: CLUSTER_AUTH})).body).to.match(/^fastchat_superserver_/m)
+    expect(await assign(ss.url)).to.equal(s.url)
+    expect((await http('GET', `${ss.url}/healthz`)).status).to.equal(200)
+  })
+
   it('lists servers with their health and heartbeat stats', async () => {
     const ss = await superserver()
     const s = await server(ss.url)
     // Stats arrive with the first heartbeat after registration.
     const body = await eventually(async () => {
-      const answer = await http('GET', `${ss.url}/v1/servers`)
+      const answer = await http('GET', `${ss.url}/v1/servers`, {headers: CLUSTER_AUTH})
       return answer.body.servers[0]?.openPolls !== undefined && answer.body
     }, 'a heartbeat with stats')
     expect(body.servers).to.have.length(1)
@@ -115,7 +132,7 @@ describe('superserver', () => {
     for (let i = 0; i < 4; i++) expect(await assign(ss.url)).to.equal(survivor.url)
     // ...and after 5 missed beats the victim is gone from the registry.
     await eventually(async () => {
-      const {body} = await http('GET', `${ss.url}/v1/servers`)
+      const {body} = await http('GET', `${ss.url}/v1/servers`, {headers: CLUSTER_AUTH})
       return body.servers.length === 1 && body.servers[0].url === survivor.url
     }, 'the killed server to be evicted')
   })
@@ -125,7 +142,7 @@ describe('superserver', () => {
     const s = await startCli(['server', '--port', '0', '--superserver', ss.url], testEnv())
     await waitForHealthy(ss.url, [s.url])
     expect(await s.stop('SIGTERM')).to.equal(0)
-    const {body} = await http('GET', `${ss.url}/v1/servers`)
+    const {body} = await http('GET', `${ss.url}/v1/servers`, {headers: CLUSTER_AUTH})
     expect(body.servers).to.deep.equal([])
     expect(s.output()).not.to.match(/error/i)
   })
@@ -151,9 +168,9 @@ describe('superserver', () => {
       expect(reg.body.heartbeatMs).to.equal(100)
       const beat = await http('PUT', `${ss.url}/v1/servers/${reg.body.id}/heartbeat`, {json: {stats: {openPolls: 3}}, headers: auth})
       expect(beat.status).to.equal(204)
-      expect((await http('GET', `${ss.url}/v1/servers`)).body.servers[0]).to.include({openPolls: 3})
+      expect((await http('GET', `${ss.url}/v1/servers`, {headers: CLUSTER_AUTH})).body.servers[0]).to.include({openPolls: 3})
       expect((await http('DELETE', `${ss.url}/v1/servers/${reg.body.id}`, {headers: auth})).status).to.equal(204)
-      expect((await http('GET', `${ss.url}/v1/servers`)).body.servers).to.deep.equal([])
+      expect((await http('GET', `${ss.url}/v1/servers`, {headers: CLUSTER_AUTH})).body.servers).to.deep.equal([])
     })
 
     it('rejects a wrong or missing secret with 401 and stores nothing', async () => {

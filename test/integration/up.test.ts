@@ -116,7 +116,10 @@ describe('fastchat up', function () {
     const dataDir = await mkdtemp(join(tmpdir(), 'fc-join-'))
     const up = await startCli(['up', '--port', '0', '--servers', '1', '--json'], {DATABASE_URL: await freshDatabase('join'), FASTCHAT_DATA_DIR: dataDir})
     const joined = await startCli(['server', '--port', '0'], {DATABASE_URL: '', FASTCHAT_CLUSTER_SECRET: '', FASTCHAT_DATA_DIR: dataDir})
-    const listed = async () => (await http('GET', `${up.url}/v1/servers`)).body.servers.map((s: {url: string}) => s.url)
+    // The registry answers the cluster secret only: `up` published the one it made.
+    const {clusterSecret} = JSON.parse(await readFile(join(dataDir, 'cluster.json'), 'utf8')) as {clusterSecret: string}
+    const listed = async () =>
+      (await http('GET', `${up.url}/v1/servers`, {headers: {authorization: `Bearer ${clusterSecret}`}})).body.servers.map((s: {url: string}) => s.url)
     const deadline = Date.now() + 10_000
     while (!(await listed()).includes(joined.url) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
     expect(await listed()).to.include(joined.url)

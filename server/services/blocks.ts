@@ -1,0 +1,47 @@
+import type {BlockRepository, BlockRow} from '../../storage/repositories/block.repository.js'
+import type {SessionUser} from '../../storage/repositories/session.repository.js'
+import {AppError, ValidationError} from '../http/errors.js'
+import type {AccountService} from './accounts.js'
+
+/**
+ * What a blocked user hears when they message, or try to put in a group,
+ * someone who blocks them. Worded so that it does not say "blocked"; the
+ * status does tell them they were refused (docs/security.md says why).
+ */
+export class NotAcceptedError extends AppError {
+  constructor(users?: string[]) {
+    const who = users && users.length > 1 ? 'These users do' : 'This user does'
+    super('FC_NOT_ACCEPTED', 403, 'Forbidden', `${who} not accept messages or group invitations from you.`, {extensions: users ? {users} : {}})
+  }
+}
+
+export interface BlockView {
+  username: string
+  blockedAt: string
+}
+
+const view = (row: BlockRow): BlockView => ({username: row.username, blockedAt: new Date(row.blockedAt).toISOString()})
+
+/** A user's block list. The server enforces it in MessageService and GroupService. */
+export class BlockService {
+  constructor(
+    private readonly blocks: BlockRepository,
+    private readonly accounts: AccountService,
+  ) {}
+
+  async block(user: SessionUser, username: string): Promise<BlockView & {created: boolean}> {
+    const target = await this.accounts.find(username)
+    if (target.id === user.userId) throw new ValidationError('You cannot block yourself.', [{path: 'username', message: 'is you'}])
+    const {created, blockedAt} = await this.blocks.add(user.userId, target.id)
+    return {...view({username: target.username, blockedAt}), created}
+  }
+
+  async unblock(user: SessionUser, username: string): Promise<void> {
+    const target = await this.accounts.find(username)
+    await this.blocks.remove(user.userId, target.id)
+  }
+
+  async list(user: SessionUser): Promise<BlockView[]> {
+    return (await this.blocks.list(user.userId)).map(view)
+  }
+}
