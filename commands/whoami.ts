@@ -1,5 +1,6 @@
 import {formatFingerprint} from '../crypto/index.js'
 import {BaseCommand} from './_lib/base-command.js'
+import {singleLine} from './_lib/display.js'
 
 export interface WhoamiResult {
   username: string
@@ -29,11 +30,12 @@ export default class Whoami extends BaseCommand<typeof Whoami> {
       expiresAt: profile.expiresAt ?? null,
       profile: this.store.dir,
     }
-    this.log(`${result.username}${result.loggedIn ? '' : ' (logged out)'}`)
-    this.log(`  server       ${result.server}`)
-    this.log(`  superserver  ${result.superserver}`)
+    // The profile holds what servers answered at login: printed as data, like any answer.
+    this.log(`${singleLine(result.username)}${result.loggedIn ? '' : ' (logged out)'}`)
+    this.log(`  server       ${singleLine(result.server)}`)
+    this.log(`  superserver  ${singleLine(result.superserver)}`)
     this.log(`  fingerprint  ${result.fingerprint}`)
-    this.log(`  profile      ${result.profile}`)
+    this.log(`  profile      ${singleLine(result.profile)}`)
     return result
   }
 }

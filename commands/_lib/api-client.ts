@@ -1,11 +1,19 @@
 import {randomUUID} from 'node:crypto'
 import {Readable} from 'node:stream'
 
+import type {z} from 'zod'
+
+import * as answers from '../../protocol/answers.js'
+import {blockEntry, type BlockEntry, blockList} from '../../protocol/blocks.js'
+import {eventSchema, eventsPage, historyMessage, type HistoryMessage, historyPage, type ServerEvent} from '../../protocol/events.js'
+import {seq} from '../../protocol/primitives.js'
 
 /**
  * A small typed client for the chat server and superserver HTTP API
- * (docs/api.md). It knows the shapes; it does not retry or fail over: that is
- * the session's job (./session.ts), which knows which requests are safe to repeat.
+ * (docs/api.md). It knows the shapes, and checks every answer against them
+ * (protocol/): what does not match is a ProtocolError, never data that is
+ * used or printed. It does not retry or fail over: that is the session's job
+ * (./session.ts), which knows which requests are safe to repeat.
  */
 
 /** Ordinary requests: long enough for a slow database, short enough that a dead server is noticed. */
@@ -23,7 +31,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
-    readonly problem: Record<string, unknown> = {},
+    /** The problem document, its fields checked (protocol/answers.ts): a field that did not match is absent. */
+    readonly problem: answers.Problem = {},
   ) {
     super(message)
     this.name = 'ApiError'
@@ -48,38 +57,43 @@ export class NetworkError extends Error {
   }
 }
 
+/**
+ * The server answered, but not what the API says (a broken or hostile
+ * server): the answer is refused. `field` is where it first differs, as
+ * `members[0].username`.
+ */
+export class ProtocolError extends Error {
+  readonly code = 'FC_BAD_RESPONSE'
+
+  constructor(
+    /** The route as documented: `GET /v1/groups/:id`. */
+    readonly route: string,
+    readonly field: string,
+    readonly reason: string,
+  ) {
+    super(`The server's answer to ${route} does not match the API: ${field}: ${reason}.`)
+    this.name = 'ProtocolError'
+  }
+
+  static from(route: string, error: z.ZodError, at: PropertyKey[] = []): ProtocolError {
+    const [issue] = error.issues
+    return new ProtocolError(route, fieldPath([...at, ...(issue?.path ?? [])]), issue?.message ?? 'not valid')
+  }
+}
+
+/** An event (or history message) that did not match the API: skipped, and reported with its `seq` when it had a valid one. */
+export interface Rejected {
+  seq: number | null
+  error: ProtocolError
+}
+
 /** True for the failures that another chat server (or a retry) may not have. */
 export const isFailoverError = (error: unknown): boolean =>
   error instanceof NetworkError || (error instanceof ApiError && error.unavailable)
 
-export interface MessageEvent {
-  seq: number
-  type: 'message'
-  id: string
-  from: string
-  to: {user?: string; group?: string}
-  kind: string
-  ciphertext: string
-  /** For `kind: 'image'`: the blob holding the encrypted file. */
-  blob?: string
-  /** For a group message: the key epoch it was encrypted under. */
-  epoch?: number
-  sentAt: string
-}
-/** Any other event (group events, and types this version does not know), with its fields unchecked. */
-export interface OtherEvent {
-  seq: number
-  type: string
-  [field: string]: unknown
-}
-export type ServerEvent = MessageEvent | OtherEvent
-export type HistoryMessage = Omit<MessageEvent, 'seq' | 'type'>
-
-export interface UserKey {
-  username: string
-  publicKey: string
-  fingerprint: string
-}
+// The answers' types are the schemas' (protocol/): one definition of each shape.
+export type {GroupEvent, HistoryMessage, MessageEvent, OtherEvent, ServerEvent} from '../../protocol/events.js'
+export type {GroupDetails, GroupMember, GroupRole, GroupSummary, Session, UserKey, WrappedGroupKey} from '../../protocol/answers.js'
 
 export type SendBody =
   | {to: {user: string}; kind: 'text'; ciphertext: string}
@@ -88,54 +102,10 @@ export type SendBody =
   | {to: {group: string}; epoch: number; kind: 'text'; ciphertext: string}
   | {to: {group: string}; epoch: number; kind: 'image'; blob: string; ciphertext: string}
 
-export type GroupRole = 'admin' | 'member'
-
-/** An entry of GET /v1/groups: `members` is a count. */
-export interface GroupSummary {
-  id: string
-  name: string
-  epoch: number
-  role: GroupRole
-  members: number
-}
-
-export interface GroupMember {
-  username: string
-  role: GroupRole
-  /** As the server claims it; trust decisions use the pinned key (./trust.ts). */
-  fingerprint: string
-  joinedAt: string
-}
-
-/** GET /v1/groups/:id. `keyedBy` is null while the current epoch has no keys. */
-export interface GroupDetails {
-  id: string
-  name: string
-  epoch: number
-  keyedBy: string | null
-  createdAt: string
-  members: GroupMember[]
-}
-
-/** GET /v1/groups/:id/keys/:epoch: my wrapped copy of the epoch's key, who made it, and the epoch's members. */
-export interface WrappedGroupKey {
-  group: string
-  epoch: number
-  keyedBy: string
-  members: string[]
-  key: string
-}
-
 /** Hears of a transfer's progress: `total` once known (0 if the server did not say), then each chunk. */
 export interface TransferListener {
   start?(total: number): void
   bytes?(count: number): void
-}
-
-export interface Session {
-  token: string
-  expiresAt: string
-  username: string
 }
 
 interface RequestOptions {
@@ -156,97 +126,130 @@ export class ApiClient {
   }
 
   // POST /v1/users
-  register(body: {username: string; password: string; publicKey: string}): Promise<{username: string; fingerprint: string}> {
-    return this.request('POST', '/v1/users', {json: body})
+  register(body: {username: string; password: string; publicKey: string}): Promise<answers.Registered> {
+    return this.checked('POST /v1/users', answers.registered, '/v1/users', {json: body})
   }
 
   // POST /v1/sessions
-  login(body: {username: string; password: string}): Promise<Session> {
-    return this.request('POST', '/v1/sessions', {json: body})
+  login(body: {username: string; password: string}): Promise<answers.Session> {
+    return this.checked('POST /v1/sessions', answers.session, '/v1/sessions', {json: body})
   }
 
   // DELETE /v1/sessions/current
-  logout(): Promise<void> {
-    return this.request('DELETE', '/v1/sessions/current')
+  async logout(): Promise<void> {
+    await this.request('DELETE', '/v1/sessions/current')
+  }
+
+  // DELETE /v1/sessions — every session of this user, on every server
+  async logoutEverywhere(): Promise<void> {
+    await this.request('DELETE', '/v1/sessions')
+  }
+
+  // POST /v1/blocks (201 when new, 200 when already blocked: the same answer)
+  block(username: string): Promise<BlockEntry> {
+    return this.checked('POST /v1/blocks', blockEntry, '/v1/blocks', {json: {username}})
+  }
+
+  // DELETE /v1/blocks/:username
+  async unblock(username: string): Promise<void> {
+    await this.request('DELETE', `/v1/blocks/${encodeURIComponent(username)}`)
+  }
+
+  // GET /v1/blocks
+  blocks(): Promise<{blocks: BlockEntry[]}> {
+    return this.checked('GET /v1/blocks', blockList, '/v1/blocks')
   }
 
   // GET /v1/users/:username
-  user(username: string): Promise<UserKey> {
-    return this.request('GET', `/v1/users/${encodeURIComponent(username)}`)
+  user(username: string): Promise<answers.UserKey> {
+    return this.checked('GET /v1/users/:username', answers.userKey, `/v1/users/${encodeURIComponent(username)}`)
   }
 
   // POST /v1/messages
-  send(body: SendBody, idempotencyKey: string): Promise<{id: string; sentAt: string}> {
-    return this.request('POST', '/v1/messages', {json: body, headers: {'idempotency-key': idempotencyKey}})
+  send(body: SendBody, idempotencyKey: string): Promise<answers.Sent> {
+    return this.checked('POST /v1/messages', answers.sent, '/v1/messages', {json: body, headers: {'idempotency-key': idempotencyKey}})
   }
 
-  // GET /v1/events?since=C&timeout=MS&limit=N
-  events(since: number, timeoutMs: number, limit: number, signal?: AbortSignal): Promise<{events: ServerEvent[]; next: number}> {
+  /**
+   * GET /v1/events?since=C&timeout=MS&limit=N. The page must match the API;
+   * each event is checked on its own, and one that does not match is in
+   * `rejected` instead of `events`: the rest of the page is still read, and
+   * `next` still moves the cursor past it (docs/cli.md "What is printed").
+   */
+  async events(since: number, timeoutMs: number, limit: number, signal?: AbortSignal): Promise<{events: ServerEvent[]; next: number; rejected: Rejected[]}> {
     const query = new URLSearchParams({since: String(since), timeout: String(timeoutMs), limit: String(limit)})
+    const route = 'GET /v1/events'
     // Each process is its own client: a `listen` and an `inbox` of one profile must not replace each other's polls.
-    return this.request('GET', `/v1/events?${query}`, {signal, timeoutMs: timeoutMs + POLL_GRACE_MS, headers: {'x-fastchat-client': CLIENT_ID}})
+    const options = {signal, timeoutMs: timeoutMs + POLL_GRACE_MS, headers: {'x-fastchat-client': CLIENT_ID}}
+    const page = await this.checked(route, eventsPage, `/v1/events?${query}`, options)
+    const {valid: events, rejected} = checkEach(route, 'events', page.events, eventSchema)
+    return {events, next: page.next, rejected}
   }
 
-  // GET /v1/conversations/:peer?before=&limit=
-  conversation(peer: string, limit: number, before?: string): Promise<{messages: HistoryMessage[]; next: string | null}> {
+  // GET /v1/conversations/:peer?before=&limit= — checked message by message, as events are.
+  async conversation(peer: string, limit: number, before?: string): Promise<{messages: HistoryMessage[]; next: string | null; rejected: Rejected[]}> {
     const query = new URLSearchParams({limit: String(limit), ...(before ? {before} : {})})
-    return this.request('GET', `/v1/conversations/${encodeURIComponent(peer)}?${query}`)
+    const route = 'GET /v1/conversations/:peer'
+    const page = await this.checked(route, historyPage, `/v1/conversations/${encodeURIComponent(peer)}?${query}`)
+    const {valid: messages, rejected} = checkEach(route, 'messages', page.messages, () => historyMessage)
+    return {messages, next: page.next, rejected}
   }
 
   // POST /v1/groups
-  createGroup(body: {name: string; members: string[]}): Promise<{id: string; name: string; epoch: number}> {
-    return this.request('POST', '/v1/groups', {json: body})
+  createGroup(body: {name: string; members: string[]}): Promise<answers.GroupCreated> {
+    return this.checked('POST /v1/groups', answers.groupCreated, '/v1/groups', {json: body})
   }
 
   // GET /v1/groups
-  groups(): Promise<{groups: GroupSummary[]}> {
-    return this.request('GET', '/v1/groups')
+  groups(): Promise<{groups: answers.GroupSummary[]}> {
+    return this.checked('GET /v1/groups', answers.groupList, '/v1/groups')
   }
 
   // GET /v1/groups/:id
-  group(id: string): Promise<GroupDetails> {
-    return this.request('GET', `/v1/groups/${encodeURIComponent(id)}`)
+  group(id: string): Promise<answers.GroupDetails> {
+    return this.checked('GET /v1/groups/:id', answers.groupDetails, `/v1/groups/${encodeURIComponent(id)}`)
   }
 
   // POST /v1/groups/:id/members
   addGroupMember(id: string, username: string): Promise<{epoch: number}> {
-    return this.request('POST', `/v1/groups/${encodeURIComponent(id)}/members`, {json: {username}})
+    return this.checked('POST /v1/groups/:id/members', answers.newEpoch, `/v1/groups/${encodeURIComponent(id)}/members`, {json: {username}})
+  }
+
+  // POST /v1/groups/:id/epochs
+  newGroupEpoch(id: string): Promise<{epoch: number}> {
+    return this.checked('POST /v1/groups/:id/epochs', answers.newEpoch, `/v1/groups/${encodeURIComponent(id)}/epochs`)
   }
 
   // PATCH /v1/groups/:id/members/:username
-  // POST /v1/groups/:id/epochs
-  newGroupEpoch(id: string): Promise<{epoch: number}> {
-    return this.request('POST', `/v1/groups/${encodeURIComponent(id)}/epochs`)
-  }
-
-  setGroupRole(id: string, username: string, role: GroupRole): Promise<{username: string; role: GroupRole}> {
-    return this.request('PATCH', `/v1/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(username)}`, {json: {role}})
+  setGroupRole(id: string, username: string, role: answers.GroupRole): Promise<{username: string; role: answers.GroupRole}> {
+    const path = `/v1/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(username)}`
+    return this.checked('PATCH /v1/groups/:id/members/:username', answers.roleSet, path, {json: {role}})
   }
 
   // DELETE /v1/groups/:id/members/:username
-  removeGroupMember(id: string, username: string): Promise<void> {
-    return this.request('DELETE', `/v1/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(username)}`)
+  async removeGroupMember(id: string, username: string): Promise<void> {
+    await this.request('DELETE', `/v1/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(username)}`)
   }
 
   // PUT /v1/groups/:id/keys/:epoch
-  putGroupKeys(id: string, epoch: number, keys: Record<string, string>): Promise<void> {
-    return this.request('PUT', `/v1/groups/${encodeURIComponent(id)}/keys/${epoch}`, {json: {keys}})
+  async putGroupKeys(id: string, epoch: number, keys: Record<string, string>): Promise<void> {
+    await this.request('PUT', `/v1/groups/${encodeURIComponent(id)}/keys/${epoch}`, {json: {keys}})
   }
 
   // GET /v1/groups/:id/keys/:epoch
-  groupKey(id: string, epoch: number): Promise<WrappedGroupKey> {
-    return this.request('GET', `/v1/groups/${encodeURIComponent(id)}/keys/${epoch}`)
+  groupKey(id: string, epoch: number): Promise<answers.WrappedGroupKey> {
+    return this.checked('GET /v1/groups/:id/keys/:epoch', answers.wrappedGroupKey, `/v1/groups/${encodeURIComponent(id)}/keys/${epoch}`)
   }
 
   // POST /v1/blobs: the bytes, streamed (a new stream per call, so a retry sends them again).
-  async uploadBlob(data: Uint8Array, listener: TransferListener = {}): Promise<{blob: string; size: number}> {
+  async uploadBlob(data: Uint8Array, listener: TransferListener = {}): Promise<answers.Uploaded> {
     listener.start?.(data.byteLength)
     // Counted as undici pulls them, which is as the socket takes them (give or take its buffers).
     const body = Readable.from(chunks(data, (count) => listener.bytes?.(count)), {objectMode: false})
     const headers = {'content-type': 'application/octet-stream', 'content-length': String(data.byteLength), accept: 'application/json'}
     const response = await this.transfer('POST', '/v1/blobs', {headers, body})
     const text = await response.body.text()
-    if (response.statusCode === 201) return parseJson(text) as {blob: string; size: number}
+    if (response.statusCode === 201) return checkAnswer('POST /v1/blobs', answers.uploaded, parseJson(text))
     throw problemError(response.statusCode, text)
   }
 
@@ -296,6 +299,13 @@ export class ApiClient {
     }
   }
 
+  /** A request whose answer must match `schema`; `route` names it in errors as documented (`GET /v1/groups/:id`). */
+  async checked<S extends z.ZodType>(route: string, schema: S, path: string, options: RequestOptions = {}): Promise<z.output<S>> {
+    const [method] = route.split(' ')
+    return checkAnswer(route, schema, await this.request<unknown>(method!, path, options))
+  }
+
+  /** A request whose answer is returned unchecked: for answers without a body; anything the caller uses goes through checked(). */
   async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     const url = new URL(path, this.baseUrl).toString()
     const headers: Record<string, string> = {accept: 'application/json', ...options.headers}
@@ -324,17 +334,50 @@ const CLIENT_ID = `cli-${randomUUID()}`
 
 // GET /v1/assign (superserver)
 export async function assignServer(superserverUrl: string): Promise<string> {
-  const {server} = await new ApiClient(superserverUrl).request<{server: string}>('GET', '/v1/assign')
+  const {server} = await new ApiClient(superserverUrl).checked('GET /v1/assign', answers.assigned, '/v1/assign')
   return server
 }
 
-/** An error answer as an ApiError: the RFC 9457 problem's detail and code when there is one. */
+function checkAnswer<S extends z.ZodType>(route: string, schema: S, body: unknown): z.output<S> {
+  const result = schema.safeParse(body)
+  if (!result.success) throw ProtocolError.from(route, result.error)
+  return result.data
+}
+
+/** Checks the items of a list one by one: the ones that match, and the others with what was wrong (`field` under `list[i]`). */
+function checkEach<T>(route: string, list: string, items: unknown[], schemaFor: (item: unknown) => z.ZodType<T>): {valid: T[]; rejected: Rejected[]} {
+  const valid: T[] = []
+  const rejected: Rejected[] = []
+  items.forEach((item, i) => {
+    const result = schemaFor(item).safeParse(item)
+    if (result.success) {
+      valid.push(result.data)
+      return
+    }
+    const position = seq.safeParse((item as {seq?: unknown} | null)?.seq)
+    rejected.push({seq: position.success ? position.data : null, error: ProtocolError.from(route, result.error, [list, i])})
+  })
+  return {valid, rejected}
+}
+
+/** `members[0].username`; the whole answer is `(the answer)`. */
+function fieldPath(path: PropertyKey[]): string {
+  if (path.length === 0) return '(the answer)'
+  return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`)).join('')
+}
+
+/** A reason phrase is the server's text too: kept short, and printed through the sanitizer like a problem's detail. */
+const STATUS_TEXT_MAX_CHARS = 100
+
+/**
+ * An error answer as an ApiError: the RFC 9457 problem's detail (or title)
+ * and code when it has valid ones (protocol/answers.ts), else the status.
+ */
 function problemError(status: number, text: string, statusText = ''): ApiError {
-  const body = parseJson(text)
-  const problem = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {}
-  const detail = typeof problem.detail === 'string' ? problem.detail : typeof problem.title === 'string' ? problem.title : statusText
-  const code = typeof problem.code === 'string' ? problem.code : `HTTP_${status}`
-  return new ApiError(status, code, detail || `HTTP ${status}`, problem)
+  const parsed = answers.problem.safeParse(parseJson(text))
+  const problem = parsed.success ? parsed.data : {}
+  const message = problem.detail || problem.title || statusText.slice(0, STATUS_TEXT_MAX_CHARS) || `HTTP ${status}`
+  return new ApiError(status, problem.code ?? `HTTP_${status}`, message, problem)
 }
 
 function* chunks(data: Uint8Array, taken: (count: number) => void): Generator<Buffer> {

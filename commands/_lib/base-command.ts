@@ -1,5 +1,8 @@
+import {format} from 'node:util'
+
 import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 
+import {jsonText, multiLine, singleLine} from './display.js'
 import {describeFailure} from './errors.js'
 import {profileDirectory, ProfileStore} from './profile-store.js'
 import {ChatSession} from './session.js'
@@ -44,9 +47,24 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return ChatSession.open(this.store)
   }
 
-  /** Notices and warnings that are not the command's output: stderr, and not at all with --json. */
+  /** Notices and warnings that are not the command's output: stderr, and not at all with --json. One line each, whatever they quote. */
   protected note(line: string): void {
-    if (!this.jsonEnabled()) process.stderr.write(`${line}\n`)
+    if (!this.jsonEnabled()) process.stderr.write(`${singleLine(line)}\n`)
+  }
+
+  /**
+   * Output lines. What commands print is already built with the sanitizer
+   * (./display.ts); this passes it through once more, line by line, so that a
+   * field someone forgot still cannot drive the terminal. It changes nothing
+   * in text that is already safe.
+   */
+  public override log(message = '', ...args: unknown[]): void {
+    super.log(multiLine(format(message, ...args), '').join('\n'))
+  }
+
+  /** --json output: the same JSON, with DEL, C1 controls and format characters written as \uXXXX (./display.ts). */
+  public override logJson(json: unknown): void {
+    process.stdout.write(`${jsonText(json, 2)}\n`)
   }
 
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
@@ -55,8 +73,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (this.jsonEnabled()) {
       this.logJson({error: failure})
     } else {
-      process.stderr.write(`Error: ${failure.message}${failure.hint ? ` Hint: ${failure.hint}` : ''}\n`)
-      if (process.env.DEBUG && error.stack) process.stderr.write(`${error.stack}\n`)
+      process.stderr.write(`Error: ${singleLine(failure.message)}${failure.hint ? ` Hint: ${singleLine(failure.hint)}` : ''}\n`)
+      if (process.env.DEBUG && error.stack) process.stderr.write(`${multiLine(error.stack, '').join('\n')}\n`)
     }
     // Already reported: ExitError makes oclif exit with the code and print nothing more.
     throw new Errors.ExitError(failure.exit)

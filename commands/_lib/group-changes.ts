@@ -1,6 +1,6 @@
 import {ApiError, type ApiClient, type GroupDetails, type GroupRole, NetworkError} from './api-client.js'
 import type {Directory} from './directory.js'
-import {printable} from './display.js'
+import {singleLine} from './display.js'
 import {CliFailure, describeFailure, Exit, type ExitCode} from './errors.js'
 import {ensureKeyed, type KeyedGroup} from './group-rekey.js'
 import type {ChatSession} from './session.js'
@@ -89,4 +89,4 @@ export async function keyAfterChange(directory: Directory, groupId: string, done
 }
 
 /** `friends` for messages, safe to print. */
-export const groupName = (group: {name: string}): string => printable(group.name)
+export const groupName = (group: {name: string}): string => singleLine(group.name)

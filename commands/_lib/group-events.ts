@@ -1,8 +1,8 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {ApiError, isFailoverError, type OtherEvent, type ServerEvent} from './api-client.js'
+import {ApiError, type GroupEvent, isFailoverError, type ServerEvent} from './api-client.js'
 import type {Directory} from './directory.js'
-import {printable} from './display.js'
+import {singleLine} from './display.js'
 import {describeFailure} from './errors.js'
 import {ensureKeyed} from './group-rekey.js'
 import {firstUseNote} from './trust.js'
@@ -37,16 +37,13 @@ export interface GroupNotice {
 /** Before answering `group.rekey_needed`: every remaining member hears it at once; a random wait lets one of them go first. */
 const REKEY_JITTER_MS = 500
 
-export const isGroupEvent = (event: ServerEvent): event is OtherEvent => event.type.startsWith('group.') && typeof (event as OtherEvent).group === 'string'
+/** Every `group.*` event the API client passed has been checked against the group event schema (protocol/events.ts). */
+export const isGroupEvent = (event: ServerEvent): event is GroupEvent => event.type.startsWith('group.')
 
 /** The notice for a group event; `isMe` turns our own name into "you". */
-export function groupNotice(event: OtherEvent, isMe: (username: string) => boolean): GroupNotice {
-  const str = (value: unknown) => (typeof value === 'string' ? value : null)
-  const group = event.group as string
-  const name = str(event.name) ?? group
-  const epoch = typeof event.epoch === 'number' ? event.epoch : 0
-  const by = str(event.by)
-  const users = Array.isArray(event.users) ? event.users.filter((user): user is string => typeof user === 'string') : []
+export function groupNotice(event: GroupEvent, isMe: (username: string) => boolean): GroupNotice {
+  const {group, name, epoch, users} = event
+  const by = event.by ?? null
   const notice: GroupNotice = {
     type: event.type,
     // seq is unique in our stream; type, group and epoch guard against a stream that was reset (FC_CURSOR_AHEAD).
@@ -57,9 +54,9 @@ export function groupNotice(event: OtherEvent, isMe: (username: string) => boole
     epoch,
     by,
     users,
-    ...(str(event.role) ? {role: str(event.role)!} : {}),
+    ...(event.role ? {role: event.role} : {}),
     ...(event.left === true ? {left: true} : {}),
-    ...(typeof event.members === 'number' ? {members: event.members} : {}),
+    ...(event.members !== undefined ? {members: event.members} : {}),
     summary: '',
   }
   notice.summary = summarize(notice, isMe)
@@ -67,9 +64,9 @@ export function groupNotice(event: OtherEvent, isMe: (username: string) => boole
 }
 
 function summarize(notice: GroupNotice, isMe: (username: string) => boolean): string {
-  const who = (user: string | null) => (user === null ? 'someone' : isMe(user) ? 'you' : printable(user))
+  const who = (user: string | null) => (user === null ? 'someone' : isMe(user) ? 'you' : singleLine(user))
   const list = (users: string[]) => (users.length === 0 ? 'nobody' : users.map(who).join(', '))
-  const group = printable(notice.name)
+  const group = singleLine(notice.name)
   const by = who(notice.by)
   switch (notice.type) {
     case 'group.created': {
@@ -83,7 +80,7 @@ function summarize(notice: GroupNotice, isMe: (username: string) => boolean): st
         ? `${list(notice.users)} left ${group}`
         : `${by} removed ${list(notice.users)} from ${group}`
     case 'group.role_changed':
-      return `${by} made ${list(notice.users)} ${notice.role === 'admin' ? 'an admin' : `a ${printable(notice.role ?? 'member')}`} of ${group}`
+      return `${by} made ${list(notice.users)} ${notice.role === 'admin' ? 'an admin' : `a ${singleLine(notice.role ?? 'member')}`} of ${group}`
     case 'group.rekey_needed':
       return `${group} needs a new key (epoch ${notice.epoch})`
     case 'group.key': {
@@ -91,7 +88,7 @@ function summarize(notice: GroupNotice, isMe: (username: string) => boolean): st
       return `${by} made the key of ${group} for epoch ${notice.epoch} (${members} member${members === 1 ? '' : 's'})`
     }
     default:
-      return `${group}: ${printable(notice.type)}${notice.by ? ` by ${by}` : ''}`
+      return `${group}: ${singleLine(notice.type)}${notice.by ? ` by ${by}` : ''}`
   }
 }
 
@@ -124,7 +121,7 @@ export class GroupEventResponder {
         const {keys, groupKeys, session} = this.directory
         const keyed = await ensureKeyed(session, keys, groupKeys, group)
         for (const key of keyed.pinned) this.notice(firstUseNote(key))
-        if (keyed.keyedHere) this.notice(`Made the key of ${printable(keyed.group.name)} for epoch ${keyed.group.epoch}.`)
+        if (keyed.keyedHere) this.notice(`Made the key of ${singleLine(keyed.group.name)} for epoch ${keyed.group.epoch}.`)
       } catch (error) {
         // Not in the group any more (removed again, or the group is gone): nothing to do.
         if (error instanceof ApiError && (error.status === 403 || error.status === 404)) continue

@@ -1,6 +1,6 @@
 import {CryptoError, type GroupKey, unwrapGroupKey} from '../../crypto/index.js'
 import {ApiError} from './api-client.js'
-import {printable} from './display.js'
+import {singleLine} from './display.js'
 import {CliFailure, Exit, type ExitCode} from './errors.js'
 import type {ChatSession} from './session.js'
 import type {KeyDirectory} from './trust.js'
@@ -79,7 +79,7 @@ export class GroupKeys {
     }
     if (!wrapped.members.some((member) => member.toLowerCase() === maker.toLowerCase())) {
       throw new GroupKeyUnavailable(
-        `The key of epoch ${epoch} is said to be made by ${printable(maker)}, who was not a member of that epoch.`,
+        `The key of epoch ${epoch} is said to be made by ${singleLine(maker)}, who was not a member of that epoch.`,
         Exit.trust,
         undefined,
         'FC_BAD_GROUP_KEY',
@@ -91,7 +91,7 @@ export class GroupKeys {
       signerPublicKey = own.publicKey
     } else {
       const signer = await this.keys.forVerifying(maker)
-      if (!signer) throw new GroupKeyUnavailable(`${printable(maker)}, who made the key of epoch ${epoch}, has no key on the server.`, Exit.trust, undefined, 'FC_BAD_GROUP_KEY')
+      if (!signer) throw new GroupKeyUnavailable(`${singleLine(maker)}, who made the key of epoch ${epoch}, has no key on the server.`, Exit.trust, undefined, 'FC_BAD_GROUP_KEY')
       signerPublicKey = signer.publicKey
     }
     try {
@@ -99,9 +99,9 @@ export class GroupKeys {
     } catch (error) {
       if (!(error instanceof CryptoError)) throw error
       throw new GroupKeyUnavailable(
-        `Cannot open the key of epoch ${epoch} made by ${printable(maker)}: ${error.message}`,
+        `Cannot open the key of epoch ${epoch} made by ${singleLine(maker)}: ${error.message}`,
         Exit.trust,
-        `Compare ${printable(maker)}'s fingerprint with \`fastchat keys verify ${printable(maker)}\`.`,
+        `Compare ${singleLine(maker)}'s fingerprint with \`fastchat keys verify ${singleLine(maker)}\`.`,
         error.code,
       )
     }

@@ -1,6 +1,6 @@
 import {generateGroupKey, wrapGroupKey} from '../../crypto/index.js'
 import {ApiError, type GroupDetails} from './api-client.js'
-import {printable} from './display.js'
+import {singleLine} from './display.js'
 import {CliFailure, Exit} from './errors.js'
 import type {GroupKeys} from './group-keys.js'
 import type {ChatSession} from './session.js'
@@ -43,7 +43,7 @@ export async function ensureKeyed(
     if (group.keyedBy !== null) return {group, keyedHere: false, pinned}
     if (round >= MAX_REKEY_ROUNDS) {
       throw new CliFailure(
-        `The members of ${printable(group.name)} kept changing: epoch ${group.epoch} could not be keyed after ${MAX_REKEY_ROUNDS} tries.`,
+        `The members of ${singleLine(group.name)} kept changing: epoch ${group.epoch} could not be keyed after ${MAX_REKEY_ROUNDS} tries.`,
         Exit.network,
         'Try again in a moment; any member\'s `send` keys it too.',
         'FC_GROUP_REKEY_FAILED',
@@ -78,7 +78,7 @@ async function memberKeys(session: ChatSession, keys: KeyDirectory, group: Group
           return await keys.forSending(member.username)
         } catch (error) {
           if (!(error instanceof KeyChangedError)) throw error
-          throw new KeyChangedError(error.username, error.pinnedFingerprint, error.currentFingerprint, `no new key was made for ${printable(group.name)}, and nothing was sent`)
+          throw new KeyChangedError(error.username, error.pinnedFingerprint, error.currentFingerprint, `no new key was made for ${singleLine(group.name)}, and nothing was sent`)
         }
       }),
     )

@@ -1,5 +1,5 @@
 import {ApiError, type GroupSummary} from './api-client.js'
-import {printable} from './display.js'
+import {singleLine} from './display.js'
 import {CliFailure, Exit} from './errors.js'
 import type {ChatSession} from './session.js'
 import type {KeyDirectory} from './trust.js'
@@ -34,7 +34,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 export const isGroupId = (text: string): boolean => UUID.test(text)
 
 /** `friends (9d2c…)`, or the id alone when the name is unknown; safe to print. */
-export const describeGroup = (group: GroupRef): string => (group.name === null ? group.id : `${printable(group.name)} (${group.id})`)
+export const describeGroup = (group: GroupRef): string => (group.name === null ? group.id : `${singleLine(group.name)} (${group.id})`)
 
 /** My groups (GET /v1/groups), fetched once per command and refreshed on demand. */
 export class GroupDirectory {
@@ -81,7 +81,7 @@ export class GroupDirectory {
     }
     const found = await this.byName(raw)
     if (!found) {
-      throw new CliFailure(`You have no group named ${printable(raw)}.`, Exit.input, '`fastchat group list` lists your groups; a group you are not in can only be named by its id.', 'FC_GROUP_NOT_FOUND')
+      throw new CliFailure(`You have no group named ${singleLine(raw)}.`, Exit.input, '`fastchat group list` lists your groups; a group you are not in can only be named by its id.', 'FC_GROUP_NOT_FOUND')
     }
     return found
   }
@@ -100,7 +100,7 @@ export class GroupDirectory {
     if (!group) {
       if (user) return {kind: 'user', username: text}
       throw new CliFailure(
-        `There is no user named ${printable(text)}, and none of your groups is.`,
+        `There is no user named ${singleLine(text)}, and none of your groups is.`,
         Exit.input,
         'Check the spelling (usernames are not case-sensitive); `fastchat group list` lists your groups.',
         'FC_USER_NOT_FOUND',
@@ -108,9 +108,9 @@ export class GroupDirectory {
     }
     if (user) {
       throw new CliFailure(
-        `${printable(text)} is both a user and one of your groups.`,
+        `${singleLine(text)} is both a user and one of your groups.`,
         Exit.input,
-        `Write #${printable(text)} for the group or @${printable(text)} for the user.`,
+        `Write #${singleLine(text)} for the group or @${singleLine(text)} for the user.`,
         'FC_AMBIGUOUS_NAME',
       )
     }
@@ -122,7 +122,7 @@ export class GroupDirectory {
     const matches = (await this.mine()).filter((group) => group.name === name)
     if (matches.length > 1) {
       throw new CliFailure(
-        `${matches.length} of your groups are named ${printable(name)}: ${matches.map((g) => g.id).join(', ')}.`,
+        `${matches.length} of your groups are named ${singleLine(name)}: ${matches.map((g) => g.id).join(', ')}.`,
         Exit.input,
         'Name the group by its id.',
         'FC_AMBIGUOUS_GROUP',

@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress'
 
 import {formatSize} from './downloads.js'
-import {printable} from './display.js'
+import {singleLine} from './display.js'
 
 /**
  * Progress bars for uploads and downloads (DESIGN.md section 6: "long
@@ -42,7 +42,7 @@ const shorten = (text: string, max: number) => {
 /** One bar, for a terminal: `label [=====-----] 42% 1.2 MiB/2.9 MiB`. */
 export function transferBar(stream: NodeJS.WritableStream, name: string, total: number): Progress {
   // The label comes from a file name: no escape sequences into the terminal, and short enough for one line.
-  const label = shorten(printable(name), LABEL_CHARS)
+  const label = shorten(singleLine(name), LABEL_CHARS)
   let done = 0
   const size = total > 0 ? formatSize(total) : '?'
   const bar = new cliProgress.SingleBar(

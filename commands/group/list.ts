@@ -1,6 +1,6 @@
 import {BaseCommand} from '../_lib/base-command.js'
 import type {GroupSummary} from '../_lib/api-client.js'
-import {printable} from '../_lib/display.js'
+import {singleLine} from '../_lib/display.js'
 import {GroupDirectory} from '../_lib/group-targets.js'
 
 export interface GroupListResult {
@@ -13,10 +13,10 @@ export default class GroupList extends BaseCommand<typeof GroupList> {
 
   async run(): Promise<GroupListResult> {
     const groups = await new GroupDirectory(await this.openSession()).mine()
-    const width = Math.max(0, ...groups.map((g) => printable(g.name).length))
+    const width = Math.max(0, ...groups.map((g) => singleLine(g.name).length))
     for (const group of groups) {
       const members = `${group.members} member${group.members === 1 ? '' : 's'}`
-      this.log(`${printable(group.name).padEnd(width)}  ${group.id}  ${group.role.padEnd(6)}  ${members}, key epoch ${group.epoch}`)
+      this.log(`${singleLine(group.name).padEnd(width)}  ${group.id}  ${group.role.padEnd(6)}  ${members}, key epoch ${group.epoch}`)
     }
     if (groups.length === 0) this.log('You are in no group yet. `fastchat group create <name> --member <user>` makes one.')
     return {groups}

@@ -2,6 +2,7 @@ import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
 import {Directory} from '../_lib/directory.js'
+import {singleLine} from '../_lib/display.js'
 import {changeMembership, groupName, type GroupState, groupState, keyAfterChange, userArg} from '../_lib/group-changes.js'
 import {describeGroup} from '../_lib/group-targets.js'
 import {firstUseNote} from '../_lib/trust.js'
@@ -28,7 +29,7 @@ export default class GroupRemove extends BaseCommand<typeof GroupRemove> {
     await changeMembership(session, (api) => api.removeGroupMember(group.id, user), (error) => error.code === 'FC_GROUP_MEMBER_NOT_FOUND')
     const keyed = await keyAfterChange(directory, group.id, `Removed ${user} from ${describeGroup(group)}`)
     for (const key of keyed.pinned) this.note(firstUseNote(key))
-    this.log(`Removed ${user} from ${groupName(keyed.group)}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy} for ${keyed.group.members.length} members.`)
+    this.log(`Removed ${singleLine(user)} from ${groupName(keyed.group)}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy} for ${keyed.group.members.length} members.`)
     return {...groupState(keyed.group), removed: user, keyedHere: keyed.keyedHere}
   }
 }

@@ -4,8 +4,9 @@ import {formatFingerprint} from '../../crypto/index.js'
 import type {GroupRole} from '../_lib/api-client.js'
 import {BaseCommand} from '../_lib/base-command.js'
 import {Directory} from '../_lib/directory.js'
-import {printable} from '../_lib/display.js'
+import {singleLine} from '../_lib/display.js'
 import {GroupKeyUnavailable} from '../_lib/group-keys.js'
+import {contactOf} from '../_lib/profile-store.js'
 
 /**
  * How this client knows a member's key: `you`; `verified` (pinned and compared
@@ -46,7 +47,7 @@ export default class GroupShow extends BaseCommand<typeof GroupShow> {
     const group = await session.withFailover((api) => api.group(ref.id))
     const contacts = await this.store.contacts()
     const members = group.members.map((member) => {
-      const pinned = contacts[member.username.toLowerCase()]
+      const pinned = contactOf(contacts, member.username)
       const fingerprint = formatFingerprint(pinned?.fingerprint ?? member.fingerprint)
       let trust: MemberTrust = 'not pinned'
       if (session.isMe(member.username)) trust = 'you'
@@ -69,14 +70,14 @@ export default class GroupShow extends BaseCommand<typeof GroupShow> {
       }
     }
 
-    this.log(`${printable(group.name)}  ${group.id}`)
-    const made = group.keyedBy === null ? '' : `, made by ${group.keyedBy}`
-    this.log(`  key epoch ${group.epoch}${made}: ${key ? `key ${key.id}` : `✘ ${printable(keyProblem ?? '')}`}`)
+    this.log(`${singleLine(group.name)}  ${group.id}`)
+    const made = group.keyedBy === null ? '' : `, made by ${singleLine(group.keyedBy)}`
+    this.log(`  key epoch ${group.epoch}${made}: ${key ? `key ${key.id}` : `✘ ${singleLine(keyProblem ?? '')}`}`)
     this.log(`  ${members.length} member${members.length === 1 ? '' : 's'}:`)
     const width = Math.max(...members.map((m) => m.username.length))
     for (const member of members) {
       const mark = {you: '(you)', verified: '✔ verified', pinned: 'pinned (not verified)', changed: '✘ CHANGED on the server', 'not pinned': 'not pinned (server’s claim)'}[member.trust]
-      this.log(`    ${member.username.padEnd(width)}  ${member.role.padEnd(6)}  ${member.fingerprint}  ${mark}`)
+      this.log(`    ${singleLine(member.username).padEnd(width)}  ${member.role.padEnd(6)}  ${member.fingerprint}  ${mark}`)
     }
     return {id: group.id, name: group.name, createdAt: group.createdAt, epoch: group.epoch, keyedBy: group.keyedBy, key, ...(keyProblem ? {keyProblem} : {}), members}
   }

@@ -125,7 +125,7 @@ describe('progress bars', () => {
     bar.stop()
     bar.stop()
     await new Promise((resolve) => setImmediate(resolve))
-    expect(stream.output).to.include('Uploading photo\\u001b[2J.png [')
+    expect(stream.output).to.include('Uploading photo\\x1b[2J.png [')
     expect(stream.output).to.include('100% 4.0 KiB/4.0 KiB')
     expect(stream.output).not.to.include('\u001b[2J')
   })
