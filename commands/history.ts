@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import type {HistoryMessage} from './_lib/api-client.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {Directory} from './_lib/directory.js'
-import {printable} from './_lib/display.js'
+import {singleLine} from './_lib/display.js'
 import {prepareDownloadDir} from './_lib/downloads.js'
 import type {GroupRef} from './_lib/group-targets.js'
 import {progressFor} from './_lib/progress.js'
@@ -51,6 +51,8 @@ export default class History extends BaseCommand<typeof History> {
     while (newestFirst.length < this.flags.limit) {
       const limit = Math.min(SERVER_PAGE_MAX, this.flags.limit - newestFirst.length)
       const page = await session.withFailover((api) => api.conversation(peer, limit, before))
+      // A message that does not match the API is left out, with one notice (docs/cli.md "What is printed").
+      for (const {error} of page.rejected) this.note(`Notice: skipped a message: ${error.message}`)
       newestFirst.push(...page.messages)
       if (!page.next || page.messages.length === 0) break
       before = page.next
@@ -60,13 +62,20 @@ export default class History extends BaseCommand<typeof History> {
       : undefined
     const opener = new MessageOpener(session, files, directory)
     const messages: OpenedMessage[] = []
-    for (const message of newestFirst.reverse()) messages.push(await opener.open(message))
+    // A signed id met twice is one message stored twice (replayed by the server): shown once, the first time.
+    const signedIds = new Set<string>()
+    for (const message of newestFirst.reverse()) {
+      const opened = await opener.open(message)
+      if (opened.signedId !== undefined && signedIds.has(opened.signedId)) continue
+      if (opened.signedId !== undefined) signedIds.add(opened.signedId)
+      messages.push(opened)
+    }
     for (const message of messages) for (const line of formatMessage(message)) this.log(line)
     if (target.kind === 'group') {
-      if (messages.length === 0) this.log(`No messages in #${printable(target.group.name ?? target.group.id)} yet.`)
+      if (messages.length === 0) this.log(`No messages in #${singleLine(target.group.name ?? target.group.id)} yet.`)
       return {with: `group:${target.group.id}`, group: target.group, messages}
     }
-    if (messages.length === 0) this.log(`No messages with ${target.username} yet.`)
+    if (messages.length === 0) this.log(`No messages with ${singleLine(target.username)} yet.`)
     return {with: target.username, messages}
   }
 }

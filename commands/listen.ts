@@ -5,10 +5,11 @@ import {Flags} from '@oclif/core'
 import {isFailoverError} from './_lib/api-client.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {Directory} from './_lib/directory.js'
-import {prepareDownloadDir} from './_lib/downloads.js'
+import {jsonText, singleLine} from './_lib/display.js'
 import {EventSync, isGroupNotice, type SyncItem} from './_lib/event-sync.js'
 import {formatNotice, GroupEventResponder} from './_lib/group-events.js'
 import {progressFor} from './_lib/progress.js'
+import {receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
 import {formatMessage, MessageOpener} from './_lib/receive.js'
 
 /** Each long poll waits this long: under the 60 s idle timeout of common proxies, and the server's default. */
@@ -22,13 +23,13 @@ export default class Listen extends BaseCommand<typeof Listen> {
   static override description =
     'Long-polls the chat server and prints each message as `inbox` does (with --json: one JSON object per line). ' +
     'When the server goes away it asks the superserver for another and resumes from the saved cursor: nothing is lost or shown twice. ' +
-    'Files and images are saved in <profile>/downloads (or --out DIR). ' +
+    'Files from your contacts up to --max-download MiB are saved in <profile>/downloads (or --out DIR); others are listed (--download saves every file). ' +
     'Group events are shown as one line each (with --json, objects with a `type`), and a group left without a key is keyed.'
 
   static override examples = ['<%= config.bin %> listen', '<%= config.bin %> listen --json | jq .text', '<%= config.bin %> listen --out ~/Downloads']
 
   static override flags = {
-    out: Flags.directory({summary: 'Save received files here instead of <profile>/downloads.', helpValue: 'DIR'}),
+    ...receiveFlags,
   }
 
   async run(): Promise<void> {
@@ -37,13 +38,13 @@ export default class Listen extends BaseCommand<typeof Listen> {
     await session.key()
     const json = this.jsonEnabled()
     const deliver = (item: SyncItem) => {
-      if (json) process.stdout.write(`${JSON.stringify(item)}\n`)
+      if (json) process.stdout.write(`${jsonText(item)}\n`)
       else if (isGroupNotice(item)) this.log(formatNotice(item))
       else for (const line of formatMessage(item)) this.log(line)
     }
-    const files = {dir: () => prepareDownloadDir(this.store.dir, this.flags.out), progress: progressFor({json})}
+    const files = receiveFilesOptions(this.store.dir, this.flags, progressFor({json}))
     const directory = new Directory(session)
-    const note = (line: string) => process.stderr.write(`${line}\n`)
+    const note = (line: string) => process.stderr.write(`${singleLine(line)}\n`)
     const sync = new EventSync(session, new MessageOpener(session, files, directory), note, new GroupEventResponder(directory, note))
 
     const stop = new AbortController()

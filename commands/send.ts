@@ -1,14 +1,13 @@
-import {randomUUID} from 'node:crypto'
-
 import {Args, Flags} from '@oclif/core'
 
 import {encryptText} from '../crypto/index.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {Directory} from './_lib/directory.js'
-import {printable} from './_lib/display.js'
+import {singleLine} from './_lib/display.js'
 import {formatSize} from './_lib/downloads.js'
 import {Exit} from './_lib/errors.js'
 import {readFileToSend, sendFile, type SentFile} from './_lib/file-send.js'
+import {newBinding, packText} from './_lib/message-content.js'
 import {type GroupContent, sendToGroup} from './_lib/group-send.js'
 import type {GroupRef} from './_lib/group-targets.js'
 import type {MessageGroup} from './_lib/opened.js'
@@ -74,15 +73,15 @@ export default class Send extends BaseCommand<typeof Send> {
     this.notePinned([recipient])
     if (file) {
       const sent = await sendFile(session, {file, recipient, caption, progress: progressFor({json: this.jsonEnabled()})})
-      this.log(`Sent ${file.name} (${formatSize(sent.size)}, ${sent.type}) to ${recipient.username} at ${sent.sentAt} (message ${sent.id}).`)
+      this.log(`Sent ${singleLine(file.name)} (${formatSize(sent.size)}, ${singleLine(sent.type)}) to ${singleLine(recipient.username)} at ${sent.sentAt} (message ${sent.id}).`)
       return {...sent, caption: caption !== undefined}
     }
     const key = await session.key()
-    const ciphertext = await encryptText({text, to: [recipient.publicKey, key.publicKey], signer: key})
-    // One key for every try: a retry on another server after a lost answer stores nothing new.
-    const idempotencyKey = randomUUID()
-    const sent = await session.withFailover((api) => api.send({to: {user: recipient.username}, kind: 'text', ciphertext}, idempotencyKey))
-    this.log(`Sent to ${recipient.username} at ${sent.sentAt} (message ${sent.id}).`)
+    const binding = newBinding({user: recipient.username})
+    const ciphertext = await encryptText({text: packText(binding, text), to: [recipient.publicKey, key.publicKey], signer: key})
+    // One key for every try (the message's own signed id): a retry on another server after a lost answer stores nothing new.
+    const sent = await session.withFailover((api) => api.send({to: {user: recipient.username}, kind: 'text', ciphertext}, binding.id))
+    this.log(`Sent to ${singleLine(recipient.username)} at ${sent.sentAt} (message ${sent.id}).`)
     return {id: sent.id, sentAt: sent.sentAt, to: recipient.username}
   }
 
@@ -91,14 +90,14 @@ export default class Send extends BaseCommand<typeof Send> {
     const sent = await sendToGroup(directory.session, directory.keys, directory.groupKeys, ref.id, content.kind === 'image' ? {...content, progress} : content)
     this.notePinned(sent.pinned)
     const group = {id: sent.group.id, name: sent.group.name, epoch: sent.epoch}
-    const where = `#${printable(group.name)} (${sent.group.members.length} members, key epoch ${group.epoch})`
+    const where = `#${singleLine(group.name)} (${sent.group.members.length} members, key epoch ${group.epoch})`
     const base = {id: sent.id, sentAt: sent.sentAt, to: `group:${group.id}`, group}
     if (content.kind === 'text') {
       this.log(`Sent to ${where} at ${sent.sentAt} (message ${sent.id}).`)
       return base
     }
     const {file, caption} = content
-    this.log(`Sent ${file.name} (${formatSize(file.data.byteLength)}, ${file.type}) to ${where} at ${sent.sentAt} (message ${sent.id}).`)
+    this.log(`Sent ${singleLine(file.name)} (${formatSize(file.data.byteLength)}, ${singleLine(file.type)}) to ${where} at ${sent.sentAt} (message ${sent.id}).`)
     return {...base, blob: sent.blob!, name: file.name, type: file.type, size: file.data.byteLength, caption: caption !== undefined}
   }
 

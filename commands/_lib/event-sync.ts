@@ -1,4 +1,4 @@
-import {ApiError, type MessageEvent, type ServerEvent} from './api-client.js'
+import {ApiError, type MessageEvent, type Rejected, type ServerEvent} from './api-client.js'
 import {type GroupEventResponder, type GroupNotice, groupNotice, isGroupEvent} from './group-events.js'
 import type {SyncState} from './profile-store.js'
 import type {MessageOpener, OpenedMessage} from './receive.js'
@@ -42,34 +42,46 @@ export class EventSync {
   /** Polls once (waiting up to `timeoutMs` when nothing is there) and delivers the new messages and group events. */
   async page(timeoutMs: number, deliver: (item: SyncItem) => void, signal?: AbortSignal): Promise<PageResult> {
     const state = (this.state ??= await this.session.store.state())
-    let answer: {events: ServerEvent[]; next: number}
+    let answer: {events: ServerEvent[]; next: number; rejected: Rejected[]}
     try {
       answer = await this.session.api.events(state.cursor, timeoutMs, PAGE_SIZE, signal)
     } catch (error) {
       if (await this.resetCursor(state, error)) return {events: 0, reset: true}
       throw error
     }
+    // An event that does not match the API is skipped, with one notice, and the cursor moves past it: a bad server cannot wedge the stream.
+    for (const {seq, error} of answer.rejected) this.notice(`Notice: skipped ${seq === null ? 'an event' : `event ${seq}`}: ${error.message}`)
     const seen = new Set(state.recentIds)
     const notices = new Map(answer.events.filter(isGroupEvent).map((event) => [event.seq, groupNotice(event, (username) => this.session.isMe(username))]))
     // Before the messages: one may be from a group we left, no longer in our list but named by its events.
     this.groups?.learn([...notices.values()])
     const opened: SyncItem[] = []
+    const shownIds: string[] = []
     for (const event of answer.events) {
       const notice = notices.get(event.seq)
       if (isMessage(event) && !seen.has(event.id)) {
         seen.add(event.id)
-        opened.push(await this.opener.open(event))
+        shownIds.push(event.id)
+        const message = await this.opener.open(event)
+        // The same signed message under a new server id: the operator (or a member) sending it again. Dropped.
+        if (message.signedId !== undefined) {
+          if (seen.has(message.signedId)) continue
+          seen.add(message.signedId)
+          shownIds.push(message.signedId)
+        }
+        opened.push(message)
       } else if (notice && !seen.has(notice.id)) {
         seen.add(notice.id)
+        shownIds.push(notice.id)
         opened.push(notice)
       }
     }
     for (const item of opened) deliver(item)
     const delivered = opened.filter(isGroupNotice)
     if (this.groups && delivered.length > 0) await this.groups.answer(delivered)
-    this.state = {cursor: Math.max(state.cursor, answer.next), recentIds: [...state.recentIds, ...opened.map((m) => m.id)]}
+    this.state = {cursor: Math.max(state.cursor, answer.next), recentIds: [...state.recentIds, ...shownIds]}
     await this.session.store.saveState(this.state)
-    return {events: answer.events.length, reset: false}
+    return {events: answer.events.length + answer.rejected.length, reset: false}
   }
 
   get cursor(): number {

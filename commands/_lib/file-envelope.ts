@@ -1,11 +1,17 @@
 import {basename, extname} from 'node:path'
 
+import {type Binding, bindingSchema} from './message-content.js'
+
 /**
  * What is encrypted when a file is sent (DESIGN.md section 4): the file's name
  * and media type travel inside the OpenPGP message with its bytes, so the
  * server stores and sees neither.
  *
- *   [4-byte big-endian header length N][N bytes: UTF-8 JSON {name, type, size}][size bytes: the file]
+ *   [4-byte big-endian header length N][N bytes: UTF-8 JSON {name, type, size, fastchat, id, to, sentAt}][size bytes: the file]
+ *
+ * `fastchat`, `id`, `to` and `sentAt` bind the file to its conversation
+ * (./message-content.ts); an envelope without them (an older client) is read,
+ * but not verified.
  *
  * `size` must equal the number of bytes after the header: a truncated or
  * padded envelope is refused rather than saved.
@@ -18,6 +24,8 @@ export interface FileHeader {
   type: string
   /** Bytes of file content after the header. */
   size: number
+  /** What the sender bound the file to; null in an envelope made without one. */
+  binding: Binding | null
 }
 
 export class EnvelopeError extends Error {
@@ -55,10 +63,10 @@ const MEDIA_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]
  * kept (the sender's directories are nobody's business). `type` defaults to
  * the guess from the name.
  */
-export function packEnvelope(file: {name: string; type?: string}, data: Uint8Array): Uint8Array {
+export function packEnvelope(file: {name: string; type?: string}, data: Uint8Array, binding: Binding): Uint8Array {
   const name = basename(file.name)
   const type = file.type ?? mediaTypeFor(name)
-  const header = Buffer.from(JSON.stringify({name, type, size: data.byteLength} satisfies FileHeader), 'utf8')
+  const header = Buffer.from(JSON.stringify({name, type, size: data.byteLength, ...binding}), 'utf8')
   if (header.byteLength > MAX_HEADER_BYTES) throw new EnvelopeError(`The file name is too long (${header.byteLength} bytes of header).`)
   const envelope = new Uint8Array(LENGTH_BYTES + header.byteLength + data.byteLength)
   new DataView(envelope.buffer).setUint32(0, header.byteLength, false)
@@ -88,5 +96,6 @@ export function unpackEnvelope(envelope: Uint8Array): {header: FileHeader; data:
   const data = envelope.subarray(LENGTH_BYTES + headerLength)
   if (data.byteLength !== size) throw new EnvelopeError(`The file envelope holds ${data.byteLength} bytes but announces ${size}.`)
   const mediaType = typeof type === 'string' && MEDIA_TYPE.test(type) ? type.toLowerCase() : DEFAULT_MEDIA_TYPE
-  return {header: {name, type: mediaType, size}, data}
+  const bound = bindingSchema.safeParse(parsed)
+  return {header: {name, type: mediaType, size, binding: bound.success ? (bound.data as Binding) : null}, data}
 }

@@ -1,10 +1,11 @@
 import {CryptoError, type Verification} from '../../crypto/index.js'
 import {ApiError, type HistoryMessage, isFailoverError} from './api-client.js'
-import {printable} from './display.js'
+import {singleLine} from './display.js'
 import {formatSize, saveUnique} from './downloads.js'
 import {EnvelopeError, unpackEnvelope} from './file-envelope.js'
 import {MAX_FILE_BYTES} from './file-send.js'
-import {type Decryptor, judge, type MessageVerification, type OpenedBase, type SenderKey, senderLabel, verificationMark} from './opened.js'
+import {type Arrival, type Binding, unpackText} from './message-content.js'
+import {type Decryptor, judge, judgeBinding, type OpenedBase, type SenderKey, senderLabel, verificationMark} from './opened.js'
 import {noProgress, type Progress, type ProgressFactory} from './progress.js'
 import type {ChatSession} from './session.js'
 
@@ -25,12 +26,20 @@ export interface OpenedFile extends OpenedBase {
   type: string | null
   /** Bytes of the file as saved. */
   size: number | null
+  /** Why `inbox`/`listen` listed the file but did not save it: from a sender you never wrote to, or larger than you let in unasked. */
+  held?: 'unknown-sender' | 'too-large'
 }
 
 export interface ReceiveFilesOptions {
   /** The directory to save in, created on first use (so that an inbox without files creates nothing). */
   dir: () => Promise<string>
   progress?: ProgressFactory
+  /**
+   * Without it every file is downloaded (--download). With it only files from
+   * contacts you chose (wrote to, verified, trusted) and of at most `maxBytes`
+   * encrypted are; the others are listed, to be fetched with --download.
+   */
+  automatic?: {maxBytes: number}
 }
 
 /** The encrypted blob is the file plus the envelope header and OpenPGP's overhead. */
@@ -58,59 +67,77 @@ export class FileReceiver {
   ) {}
 
   /** `decrypt` opens the file and its caption; `sender` is who the trust rules judge them by. */
-  async open(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>, decrypt: Decryptor, sender: SenderKey): Promise<OpenedFile> {
+  async open(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>, decrypt: Decryptor, sender: SenderKey, arrival: Arrival): Promise<OpenedFile> {
     const known = this.opened.get(message.id)
     if (known) return known
     const empty = unopenedFile(message, base)
-    const caption = await this.openCaption(message, decrypt, sender)
+    const caption = await this.openCaption(message, decrypt, sender, arrival)
+    const listed = {...empty, caption: caption.text, ...(caption.signedId ? {signedId: caption.signedId} : {})}
     if (!message.blob) return {...empty, verification: {status: 'undecryptable', reason: 'the message references no file'}}
-    if (!this.options) {
-      const verification: MessageVerification = caption.verification ?? {status: 'not-downloaded'}
-      return {...empty, caption: caption.text, verification}
-    }
+    if (!this.options) return {...listed, verification: caption.verification ?? {status: 'not-downloaded'}}
+    const {automatic} = this.options
+    // Unasked, only files from contacts you chose: a stranger's file is not written to your disk.
+    if (automatic && !sender?.known) return {...listed, verification: caption.verification ?? {status: 'not-downloaded'}, held: 'unknown-sender'}
 
     let sealed: Uint8Array
     try {
-      sealed = await this.download(message.blob, message.from)
+      sealed = await this.download(message.blob, message.from, automatic?.maxBytes ?? MAX_BLOB_BYTES)
     } catch (error) {
+      if (automatic && error instanceof ApiError && error.code === 'FC_FILE_TOO_LARGE') {
+        return this.remember({...listed, verification: caption.verification ?? {status: 'not-downloaded'}, held: 'too-large'})
+      }
       // Unavailable, logged out, rate limited: not this file's fault; the caller keeps its cursor and retries.
       if (isFailoverError(error) || !(error instanceof ApiError) || error.status === 401 || error.status === 429) throw error
-      return this.remember({...empty, caption: caption.text, verification: {status: 'undecryptable', reason: `cannot download it: ${error.message}`}})
+      return this.remember({...listed, verification: {status: 'undecryptable', reason: `cannot download it: ${error.message}`}})
     }
-    let file: {verification: Verification; name: string; type: string; data: Uint8Array}
+    let file: {verification: Verification; name: string; type: string; data: Uint8Array; binding: Binding | null}
     try {
       const decrypted = await decrypt.bytes(sealed)
       const {header, data} = unpackEnvelope(decrypted.data)
-      file = {verification: decrypted.verification, name: header.name, type: header.type, data}
+      file = {verification: decrypted.verification, name: header.name, type: header.type, data, binding: header.binding}
     } catch (error) {
       if (!(error instanceof CryptoError || error instanceof EnvelopeError)) throw error
-      return this.remember({...empty, caption: caption.text, verification: {status: 'undecryptable', reason: error.message}})
+      return this.remember({...listed, verification: {status: 'undecryptable', reason: error.message}})
     }
     const path = await saveUnique(await this.options.dir(), file.name, file.data)
-    // Both the file and its caption must verify for the message to be verified.
-    let verification: Verification = judge(file.verification, message.from, sender)
+    // The file and its caption must both verify, and belong together, for the message to be verified.
+    let verification: Verification = judgeBinding(judge(file.verification, message.from, sender), file.binding, arrival)
     if (verification.status === 'valid' && caption.verification && caption.verification.status !== 'valid') verification = caption.verification
-    return this.remember({...empty, caption: caption.text, path, name: file.name, type: file.type, size: file.data.byteLength, verification})
+    if (verification.status === 'valid' && caption.signedId && caption.signedId !== file.binding?.id) {
+      verification = {status: 'invalid', reason: 'the caption was signed for another file'}
+    }
+    const signedId = file.binding?.id ?? caption.signedId
+    return this.remember({...listed, ...(signedId ? {signedId} : {}), path, name: file.name, type: file.type, size: file.data.byteLength, verification})
   }
 
   /** The caption, if any: decrypted and judged like a text message; one that cannot be decrypted makes the message unverified. */
-  private async openCaption(message: HistoryMessage, decrypt: Decryptor, sender: SenderKey): Promise<{text: string | null; verification?: Verification}> {
+  private async openCaption(
+    message: HistoryMessage,
+    decrypt: Decryptor,
+    sender: SenderKey,
+    arrival: Arrival,
+  ): Promise<{text: string | null; verification?: Verification; signedId?: string}> {
     if (!message.ciphertext) return {text: null}
     try {
       const opened = await decrypt.text(message.ciphertext)
-      const verification = judge(opened.verification, message.from, sender)
-      return {text: opened.text, verification: verification.status === 'valid' ? verification : {status: 'invalid', reason: `caption: ${reasonOf(verification)}`}}
+      const content = unpackText(opened.text)
+      const verification = judgeBinding(judge(opened.verification, message.from, sender), content?.binding ?? null, arrival)
+      return {
+        text: content?.text ?? opened.text,
+        verification: verification.status === 'valid' ? verification : {status: 'invalid', reason: `caption: ${reasonOf(verification)}`},
+        ...(content ? {signedId: content.binding.id} : {}),
+      }
     } catch (error) {
       if (!(error instanceof CryptoError)) throw error
       return {text: null, verification: {status: 'invalid', reason: `the caption cannot be decrypted: ${error.message}`}}
     }
   }
 
-  private async download(blob: string, from: string): Promise<Uint8Array> {
+  private async download(blob: string, from: string, maxBytes: number): Promise<Uint8Array> {
     const progress = this.options?.progress ?? noProgress
     let bar: Progress | undefined
     try {
-      return await this.session.api.downloadBlob(blob, MAX_BLOB_BYTES, {
+      return await this.session.api.downloadBlob(blob, maxBytes, {
         start: (total) => (bar = progress(`Downloading from ${from}`, total)),
         bytes: (count) => bar?.advance(count),
       })
@@ -141,18 +168,20 @@ const reasonOf = (verification: Verification) => (verification.status === 'inval
  * then the caption on a line of its own.
  */
 export function formatFile(message: OpenedFile): string[] {
-  const head = `[${message.sentAt}] ${senderLabel(message)}`
+  const head = `[${singleLine(message.sentAt)}] ${senderLabel(message)}`
   const {verification} = message
   const lines: string[] = []
   if (verification.status === 'undecryptable') {
-    lines.push(`${head}: ✘ could not decrypt file ${message.id} (${printable(verification.reason)})`)
+    lines.push(`${head}: ✘ could not decrypt file ${singleLine(message.id)} (${singleLine(verification.reason)})`)
   } else if (message.path === null) {
     const mark = verificationMark(verification)
-    lines.push(`${head} sent a file (not downloaded; --download saves it)${mark ? `  ${mark}` : ''}`)
+    const why = message.held === 'unknown-sender' ? 'not downloaded: you have not written to them' : message.held === 'too-large' ? 'not downloaded: larger than --max-download' : 'not downloaded'
+    lines.push(`${head} sent a file (${why}; --download saves it)${mark ? `  ${mark}` : ''}`)
   } else {
-    const what = `${printable(message.name ?? '')} (${formatSize(message.size ?? 0)}, ${printable(message.type ?? '')})`
-    lines.push(`${head} sent ${what} → ${printable(message.path)}  ${verificationMark(verification)}`)
+    const what = `${singleLine(message.name ?? '')} (${formatSize(message.size ?? 0)}, ${singleLine(message.type ?? '')})`
+    lines.push(`${head} sent ${what} → ${singleLine(message.path)}  ${verificationMark(verification)}`)
   }
-  if (message.caption !== null) lines.push(`  caption: ${printable(message.caption)}`)
+  // On one line: a caption's newlines are escaped like a file name's.
+  if (message.caption !== null) lines.push(`  caption: ${singleLine(message.caption)}`)
   return lines
 }

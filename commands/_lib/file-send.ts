@@ -1,4 +1,3 @@
-import {randomUUID} from 'node:crypto'
 import {readFile, stat} from 'node:fs/promises'
 import {basename} from 'node:path'
 
@@ -7,6 +6,7 @@ import {ApiError, NetworkError} from './api-client.js'
 import {formatSize} from './downloads.js'
 import {CliFailure, Exit} from './errors.js'
 import {mediaTypeFor, packEnvelope} from './file-envelope.js'
+import {newBinding, packText} from './message-content.js'
 import {noProgress, type ProgressFactory} from './progress.js'
 import type {ChatSession} from './session.js'
 import type {KeyForSending} from './trust.js'
@@ -60,14 +60,15 @@ export async function sendFile(
   const {file, recipient} = options
   const key = await session.key()
   const to = [recipient.publicKey, key.publicKey]
-  const sealed = await encryptBytes({data: packEnvelope(file, file.data), to, signer: key})
-  const caption = options.caption ? await encryptText({text: options.caption, to, signer: key}) : ''
+  // The file and its caption are bound to one conversation and one id, which is also the send's idempotency key.
+  const binding = newBinding({user: recipient.username})
+  const sealed = await encryptBytes({data: packEnvelope(file, file.data, binding), to, signer: key})
+  const caption = options.caption ? await encryptText({text: packText(binding, options.caption), to, signer: key}) : ''
 
   const uploaded = await uploadSealed(session, sealed, file, options.progress)
 
-  const idempotencyKey = randomUUID()
   const sent = await session.withFailover((api) =>
-    api.send({to: {user: recipient.username}, kind: 'image', blob: uploaded.blob, ciphertext: caption}, idempotencyKey),
+    api.send({to: {user: recipient.username}, kind: 'image', blob: uploaded.blob, ciphertext: caption}, binding.id),
   )
   return {id: sent.id, sentAt: sent.sentAt, to: recipient.username, blob: uploaded.blob, name: file.name, type: file.type, size: file.data.byteLength}
 }

@@ -1,5 +1,3 @@
-import {randomUUID} from 'node:crypto'
-
 import {encryptGroupBytes, encryptGroupText} from '../../crypto/index.js'
 import {ApiError, type GroupDetails, type SendBody} from './api-client.js'
 import {CliFailure, Exit} from './errors.js'
@@ -7,6 +5,7 @@ import {packEnvelope} from './file-envelope.js'
 import {uploadSealed} from './file-send.js'
 import type {GroupKeys} from './group-keys.js'
 import {ensureKeyed} from './group-rekey.js'
+import {newBinding, packText} from './message-content.js'
 import type {ProgressFactory} from './progress.js'
 import type {ChatSession} from './session.js'
 import type {KeyDirectory, KeyForSending} from './trust.js'
@@ -47,7 +46,9 @@ export async function sendToGroup(
   groupId: string,
   content: GroupContent,
 ): Promise<GroupSent> {
-  const idempotencyKey = randomUUID()
+  // One id for every round: the signed message id and the idempotency key; only the epoch it is bound to changes.
+  const first = newBinding({group: groupId, epoch: 0})
+  const idempotencyKey = first.id
   const pinned: KeyForSending[] = []
   // An uploaded file is kept for retries in the same epoch (it is encrypted under that epoch's key).
   let upload: {epoch: number; blob: string; caption: string} | undefined
@@ -60,13 +61,14 @@ export async function sendToGroup(
     }
     const key = await groupKeys.forEpoch(group.id, group.epoch)
     const signer = await session.key()
+    const binding = {...first, to: {group: group.id, epoch: group.epoch}}
     let body: SendBody
     if (content.kind === 'text') {
-      body = {to: {group: group.id}, epoch: group.epoch, kind: 'text', ciphertext: await encryptGroupText({text: content.text, key, signer})}
+      body = {to: {group: group.id}, epoch: group.epoch, kind: 'text', ciphertext: await encryptGroupText({text: packText(binding, content.text), key, signer})}
     } else {
       if (upload?.epoch !== group.epoch) {
-        const sealed = await encryptGroupBytes({data: packEnvelope(content.file, content.file.data), key, signer})
-        const caption = content.caption ? await encryptGroupText({text: content.caption, key, signer}) : ''
+        const sealed = await encryptGroupBytes({data: packEnvelope(content.file, content.file.data, binding), key, signer})
+        const caption = content.caption ? await encryptGroupText({text: packText(binding, content.caption), key, signer}) : ''
         const {blob} = await uploadSealed(session, sealed, content.file, content.progress)
         upload = {epoch: group.epoch, blob, caption}
       }

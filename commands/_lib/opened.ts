@@ -1,5 +1,6 @@
 import type {Verification} from '../../crypto/index.js'
-import {printable} from './display.js'
+import {singleLine} from './display.js'
+import {type Arrival, type Binding, bindingProblem} from './message-content.js'
 import type {KeyForVerifying} from './trust.js'
 
 /** What received messages of every kind share, and the trust rules they are judged by. */
@@ -29,6 +30,8 @@ export interface OpenedBase {
   verification: MessageVerification
   /** The server has a different key for the sender than the one pinned; the message is shown as not verified. */
   keyChanged: boolean
+  /** The id the sender signed (./message-content.ts), when the message had one: a second message with it is a replay. */
+  signedId?: string
 }
 
 /**
@@ -42,7 +45,7 @@ export interface Decryptor {
 }
 
 /** The key a message is checked against (see KeyDirectory.forVerifying); null when the sender has none. */
-export type SenderKey = Pick<KeyForVerifying, 'publicKey' | 'keyChanged'> | null
+export type SenderKey = Pick<KeyForVerifying, 'publicKey' | 'keyChanged' | 'known'> | null
 
 /**
  * The trust rules (DESIGN.md section 4, docs/cli.md "Trust") applied to what
@@ -58,8 +61,18 @@ export function judge(verification: Verification, from: string, sender: SenderKe
 
 /** Who sent it, as printed: `alice`, or `#friends alice` for a group message. */
 export function senderLabel(message: Pick<OpenedBase, 'from' | 'group'>): string {
-  if (!message.group) return message.from
-  return `#${printable(message.group.name ?? message.group.id)} ${message.from}`
+  if (!message.group) return singleLine(message.from)
+  return `#${singleLine(message.group.name ?? message.group.id)} ${singleLine(message.from)}`
+}
+
+/**
+ * A valid signature over content written for another conversation, or long
+ * ago, is not verified (./message-content.ts); anything else stands.
+ */
+export function judgeBinding(verification: Verification, bound: Binding | null, arrival: Arrival): Verification {
+  if (verification.status !== 'valid') return verification
+  const problem = bindingProblem(bound, arrival)
+  return problem ? {status: 'invalid', reason: problem} : verification
 }
 
 /** `✔ verified` or `✘ NOT VERIFIED (why)`; empty for a file that was not downloaded. */
@@ -72,6 +85,6 @@ export function verificationMark(verification: MessageVerification): string {
     case 'not-downloaded':
       return ''
     default:
-      return `✘ NOT VERIFIED (${printable(verification.reason)})`
+      return `✘ NOT VERIFIED (${singleLine(verification.reason)})`
   }
 }

@@ -30,18 +30,43 @@ export interface Contact {
   pinnedAt: string
   /** True once the user compared fingerprints (`keys verify --fingerprint`). */
   verified: boolean
+  /**
+   * How the pin came about: you wrote to them ('sent'), they wrote to you first
+   * ('received'), or you settled it (`keys verify`, `keys trust`: 'verified').
+   * Files from a 'received'-only contact are not saved without --download.
+   * Absent in profiles older than this field: taken as 'sent'.
+   */
+  origin?: ContactOrigin
+  /**
+   * The fingerprint the server showed instead of the pinned one, once: sending
+   * is refused (exit 4) until the user settles it with `keys trust` or
+   * `keys verify`, even if the server later shows the pinned key again.
+   */
+  changedTo?: string
 }
+export type ContactOrigin = 'sent' | 'received' | 'verified'
+/** Keyed by lower-case username. A null-prototype object: a user named `constructor` is a contact like any other. */
 export type Contacts = Record<string, Contact>
+
+/** The contact pinned for `username`, if any; own properties only. */
+export function contactOf(contacts: Contacts, username: string): Contact | undefined {
+  const id = username.toLowerCase()
+  return Object.hasOwn(contacts, id) ? contacts[id] : undefined
+}
 
 export interface SyncState {
   /** The `seq` of the last event processed; 0 before the first poll. */
   cursor: number
-  /** Ids of the last messages shown, newest last: delivery is at-least-once, the user sees each once. */
+  /** Ids of the last messages shown (the server's and the signed ones), newest last: delivery is at-least-once, the user sees each once. */
   recentIds: string[]
 }
 
-/** Enough to cover any redelivery window (a retried page is at most 1,000 events). */
-export const RECENT_IDS_KEPT = 2_000
+/**
+ * Enough to cover any redelivery window (a retried page is at most 1,000
+ * events), and a replay window: a message keeps two ids here, the server's
+ * and the one its sender signed (./message-content.ts).
+ */
+export const RECENT_IDS_KEPT = 10_000
 
 const FILES = {
   profile: 'profile.json',
@@ -105,7 +130,9 @@ export class ProfileStore {
   }
 
   async contacts(): Promise<Contacts> {
-    return (await this.readJson<Contacts>('contacts')) ?? {}
+    const stored = (await this.readJson<Contacts>('contacts')) ?? {}
+    // JSON.parse makes an ordinary object: `contacts.constructor` would be Object's.
+    return Object.assign(Object.create(null) as Contacts, stored)
   }
 
   /**

@@ -1,14 +1,15 @@
 import {CryptoError, decryptBytes, decryptGroupBytes, decryptGroupText, decryptText, type UnlockedKey} from '../../crypto/index.js'
 import type {HistoryMessage} from './api-client.js'
 import {Directory} from './directory.js'
-import {printable} from './display.js'
+import {multiLine, singleLine} from './display.js'
 import {Exit} from './errors.js'
 import {FileReceiver, formatFile, type OpenedFile, type ReceiveFilesOptions, unopenedFile} from './file-receive.js'
 import {GroupKeyUnavailable} from './group-keys.js'
-import {type Decryptor, judge, type OpenedBase, type SenderKey, senderLabel, verificationMark} from './opened.js'
+import {type Decryptor, judge, judgeBinding, type OpenedBase, type SenderKey, senderLabel, verificationMark} from './opened.js'
+import {type Arrival, unpackText} from './message-content.js'
 import type {ChatSession} from './session.js'
+import {LookupMismatchError} from './trust.js'
 
-export {printable} from './display.js'
 export {judge, type MessageVerification, type OpenedBase, verificationMark} from './opened.js'
 export type {OpenedFile} from './file-receive.js'
 
@@ -52,7 +53,21 @@ export class MessageOpener {
     // The passphrase is asked for at the first message, not before: an empty inbox needs no key.
     const key = await this.session.key()
     // Our own messages (history) were encrypted to us too and are checked against our own key.
-    const sender: SenderKey = this.session.isMe(message.from) ? {publicKey: key.publicKey, keyChanged: false} : await this.directory.keys.forVerifying(message.from)
+    let sender: SenderKey
+    try {
+      sender = this.session.isMe(message.from) ? {publicKey: key.publicKey, keyChanged: false, known: true} : await this.directory.keys.forVerifying(message.from)
+    } catch (error) {
+      // The server tried to pass another name's key off as the sender's: opened as from a sender without a key
+      // (never verified, files not saved unasked), with the refusal as the reason; the other messages go on.
+      if (!(error instanceof LookupMismatchError)) throw error
+      const opened = await this.openFrom(message, base, key, null)
+      return opened.verification.status === 'undecryptable' ? opened : {...opened, verification: {status: 'invalid', reason: error.message}}
+    }
+    return this.openFrom(message, base, key, sender)
+  }
+
+  /** Decrypts and judges `message` with `sender` as the key its signature must be by. */
+  private async openFrom(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>, key: UnlockedKey, sender: SenderKey): Promise<OpenedMessage> {
     const opened = {...base, keyChanged: Boolean(sender?.keyChanged)}
     let decrypt: Decryptor
     try {
@@ -63,14 +78,23 @@ export class MessageOpener {
       if (message.kind === 'image') return unopenedFile(message, opened, error.message)
       return {...opened, kind: 'text', text: null, verification: {status: 'undecryptable', reason: error.message}}
     }
-    if (message.kind === 'image') return this.files.open(message, opened, decrypt, sender)
+    const arrival = this.arrival(message)
+    if (message.kind === 'image') return this.files.open(message, opened, decrypt, sender, arrival)
     try {
-      const text = await decrypt.text(message.ciphertext)
-      return {...opened, kind: 'text', text: text.text, verification: judge(text.verification, message.from, sender)}
+      const decrypted = await decrypt.text(message.ciphertext)
+      const content = unpackText(decrypted.text)
+      const verification = judgeBinding(judge(decrypted.verification, message.from, sender), content?.binding ?? null, arrival)
+      // Older clients' plain text is still shown, as not verified (not bound to this conversation).
+      return {...opened, kind: 'text', text: content?.text ?? decrypted.text, verification, ...(content ? {signedId: content.binding.id} : {})}
     } catch (error) {
       if (!(error instanceof CryptoError)) throw error
       return {...opened, kind: 'text', text: null, verification: {status: 'undecryptable', reason: error.message}}
     }
+  }
+
+  /** How the server delivered `message`: what its signed binding must match. */
+  private arrival(message: HistoryMessage): Arrival {
+    return {to: message.to, epoch: message.epoch, sentAt: message.sentAt, from: message.from, fromMe: this.session.isMe(message.from), me: this.session.username}
   }
 
   /** Our own key for a message to us; the epoch's key for a group message. */
@@ -90,18 +114,24 @@ export class MessageOpener {
   }
 }
 
-/** The human form: `[sentAt] from: text  ✔ verified`, with a warning line before it when the key changed. */
+/**
+ * The human form: `[sentAt] from: text  ✔ verified`, with a warning line
+ * before it when the key changed. The mark is on the header line and covers
+ * the whole message; its further lines follow, each starting with
+ * CONTINUATION (`  | `), so that none can pass for a header (docs/cli.md).
+ */
 export function formatMessage(message: OpenedMessage): string[] {
   const lines: string[] = []
-  if (message.keyChanged) lines.push(`WARNING: ${message.from}'s key has changed; this message is NOT verified`)
+  if (message.keyChanged) lines.push(`WARNING: ${singleLine(message.from)}'s key has changed; this message is NOT verified`)
   if (isFile(message)) return [...lines, ...formatFile(message)]
-  const head = `[${message.sentAt}] ${senderLabel(message)}:`
+  const head = `[${singleLine(message.sentAt)}] ${senderLabel(message)}:`
   const {verification} = message
   if (verification.status === 'undecryptable' || message.text === null) {
-    const reason = 'reason' in verification ? ` (${verification.reason})` : ''
-    lines.push(`${head} ✘ could not decrypt message ${message.id}${reason}`)
+    const reason = 'reason' in verification ? ` (${singleLine(verification.reason)})` : ''
+    lines.push(`${head} ✘ could not decrypt message ${singleLine(message.id)}${reason}`)
     return lines
   }
-  lines.push(`${head} ${printable(message.text)}  ${verificationMark(verification)}`)
+  const [first, ...rest] = multiLine(message.text)
+  lines.push(`${head} ${first}  ${verificationMark(verification)}`, ...rest)
   return lines
 }

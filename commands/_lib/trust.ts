@@ -1,7 +1,8 @@
 import {CryptoError, formatFingerprint, readPublicKey} from '../../crypto/index.js'
 import {ApiError} from './api-client.js'
+import {singleLine} from './display.js'
 import {CliFailure, Exit} from './errors.js'
-import type {Contact} from './profile-store.js'
+import {type Contact, type ContactOrigin, contactOf} from './profile-store.js'
 import type {ChatSession} from './session.js'
 
 /**
@@ -33,9 +34,18 @@ export interface KeyForVerifying {
   fingerprint: string
   /** The server now has a different key than the one pinned (verification used the pinned one). */
   keyChanged: boolean
+  /** A contact the user chose (wrote to, verified, trusted), not one pinned only because they wrote first. */
+  known: boolean
 }
 
 const contactId = (username: string) => username.toLowerCase()
+
+const newContact = (key: ServerKey, verified: boolean): Omit<Contact, 'origin'> => ({
+  fingerprint: key.fingerprint,
+  publicKey: key.publicKey,
+  pinnedAt: new Date().toISOString(),
+  verified,
+})
 
 /** What to tell the user when a key was pinned on first use: compare it out of band. */
 export function firstUseNote(key: ServerKey): string {
@@ -62,6 +72,18 @@ export class KeyChangedError extends CliFailure {
   }
 }
 
+/** The server answered a key lookup for one name with another's: the way to re-pin a trusted contact's key. */
+export class LookupMismatchError extends CliFailure {
+  constructor(asked: string, answered: string) {
+    super(
+      `The server answered the key lookup for ${singleLine(asked)} with a key for ${singleLine(answered)}; refused, nothing was pinned.`,
+      Exit.trust,
+      'A server that does this is not to be trusted with key lookups; tell its operator, or use another server.',
+      'FC_KEY_LOOKUP_MISMATCH',
+    )
+  }
+}
+
 export class KeyDirectory {
   private readonly seen = new Map<string, {at: number; key: ServerKey | null}>()
 
@@ -74,6 +96,8 @@ export class KeyDirectory {
     let key: ServerKey | null
     try {
       const answer = await this.session.withFailover((api) => api.user(username))
+      // A server that answers for another name is trying to file its key under a name we trust.
+      if (contactId(answer.username) !== contactId(username)) throw new LookupMismatchError(username, answer.username)
       key = {username: answer.username, ...(await checkedKey(answer.username, answer.publicKey))}
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 404)) throw error
@@ -91,11 +115,35 @@ export class KeyDirectory {
   }
 
   async pinned(username: string): Promise<Contact | undefined> {
-    return (await this.session.store.contacts())[contactId(username)]
+    return contactOf(await this.session.store.contacts(), username)
   }
 
-  async pin(key: ServerKey, verified: boolean): Promise<Contact> {
-    const contact: Contact = {fingerprint: key.fingerprint, publicKey: key.publicKey, pinnedAt: new Date().toISOString(), verified}
+  /**
+   * Pins `key` on first use: never over an existing pin, whatever the server
+   * says (a concurrent command that pinned first wins; the caller gets that
+   * pin back). Only the user's own act replaces a pin: see replacePin().
+   */
+  async pinFirstUse(key: ServerKey, origin: ContactOrigin): Promise<Contact> {
+    let kept: Contact | undefined
+    await this.session.store.updateContacts((contacts) => {
+      kept = contactOf(contacts, key.username)
+      if (!kept) contacts[contactId(key.username)] = {...newContact(key, false), origin}
+      else if (origin === 'sent' && kept.origin === 'received') contacts[contactId(key.username)] = kept = {...kept, origin}
+    })
+    return kept ?? {...newContact(key, false), origin}
+  }
+
+  /** Remembers that the server showed another key for a pinned contact: sending to them is refused until the user decides. */
+  private async noteChange(username: string, fingerprint: string): Promise<void> {
+    await this.session.store.updateContacts((contacts) => {
+      const pinned = contactOf(contacts, username)
+      if (pinned && pinned.fingerprint !== fingerprint) contacts[contactId(username)] = {...pinned, changedTo: fingerprint}
+    })
+  }
+
+  /** The user's decision (`keys verify --accept/--fingerprint`, `keys trust`): `key` replaces whatever was pinned. */
+  async replacePin(key: ServerKey, verified: boolean): Promise<Contact> {
+    const contact: Contact = {...newContact(key, verified), origin: 'verified'}
     await this.session.store.updateContacts((contacts) => {
       contacts[contactId(key.username)] = contact
     })
@@ -105,14 +153,15 @@ export class KeyDirectory {
   /** The key to encrypt to: pinned on first use; refused (exit 4) if the server's key differs from the pin. */
   async forSending(username: string): Promise<KeyForSending> {
     const current = await this.requireCurrent(username)
-    const pinned = await this.pinned(username)
-    if (!pinned) {
-      await this.pin(current, false)
-      return {...current, firstUse: true}
-    }
+    const before = await this.pinned(username)
+    const pinned = before ?? (await this.pinFirstUse(current, 'sent'))
     if (pinned.fingerprint !== current.fingerprint) throw new KeyChangedError(current.username, pinned.fingerprint, current.fingerprint)
+    // A change seen once (a message under another key, say) stays until the user decides, even if the server turns back.
+    if (pinned.changedTo !== undefined) throw new KeyChangedError(current.username, pinned.fingerprint, pinned.changedTo)
+    // Writing to someone makes them a contact you chose: their files are saved without --download.
+    if (before?.origin === 'received') await this.pinFirstUse(current, 'sent')
     // Encrypt to the pinned copy: it is the one the user trusted.
-    return {...current, publicKey: pinned.publicKey, firstUse: false}
+    return {...current, publicKey: pinned.publicKey, firstUse: before === undefined}
   }
 
   /** The key to verify a message from `username` against: the pinned one, else the server's, pinned now. Null if none exists. */
@@ -121,12 +170,13 @@ export class KeyDirectory {
     const current = await this.current(username)
     if (!pinned) {
       if (!current) return null
-      await this.pin(current, false)
-      return {publicKey: current.publicKey, fingerprint: current.fingerprint, keyChanged: false}
+      const kept = await this.pinFirstUse(current, 'received')
+      return {publicKey: kept.publicKey, fingerprint: kept.fingerprint, keyChanged: kept.fingerprint !== current.fingerprint, known: false}
     }
     // A user the server no longer knows keeps their pinned key: old messages still verify.
     const keyChanged = current !== null && current.fingerprint !== pinned.fingerprint
-    return {publicKey: pinned.publicKey, fingerprint: pinned.fingerprint, keyChanged}
+    if (keyChanged && pinned.changedTo !== current.fingerprint) await this.noteChange(username, current.fingerprint)
+    return {publicKey: pinned.publicKey, fingerprint: pinned.fingerprint, keyChanged, known: pinned.origin !== 'received'}
   }
 }
 

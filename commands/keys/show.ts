@@ -3,6 +3,7 @@ import {Args} from '@oclif/core'
 import {formatFingerprint, readPublicKey} from '../../crypto/index.js'
 import {BaseCommand} from '../_lib/base-command.js'
 import {Exit} from '../_lib/errors.js'
+import {contactOf} from '../_lib/profile-store.js'
 
 export interface KeysShowResult {
   username: string | null
@@ -33,7 +34,7 @@ export default class KeysShow extends BaseCommand<typeof KeysShow> {
   }
 
   private async contact(user: string): Promise<KeysShowResult> {
-    const contact = (await this.store.contacts())[user.toLowerCase()]
+    const contact = contactOf(await this.store.contacts(), user)
     if (!contact) {
       this.error(`No key pinned for ${user} yet.`, {exit: Exit.input, suggestions: [`\`fastchat keys verify ${user}\` fetches ${user}'s key and pins it.`]})
     }

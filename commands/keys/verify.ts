@@ -45,10 +45,11 @@ export default class KeysVerify extends BaseCommand<typeof KeysVerify> {
     const current = await keys.requireCurrent(this.args.user)
     const username = current.username
     const pinned = await keys.pinned(username)
-    const changed = pinned !== undefined && pinned.fingerprint !== current.fingerprint
+    const changed = pinned !== undefined && (pinned.fingerprint !== current.fingerprint || pinned.changedTo !== undefined)
     this.log(`${username}'s key`)
     this.log(`  pinned  ${pinned ? formatFingerprint(pinned.fingerprint) : '(none)'}${pinned?.verified ? '  ✔ verified' : ''}`)
     this.log(`  server  ${formatFingerprint(current.fingerprint)}${changed ? '  ✘ CHANGED' : ''}`)
+    if (pinned?.changedTo && pinned.changedTo !== current.fingerprint) this.log(`  seen    ${formatFingerprint(pinned.changedTo)}  ✘ shown by the server earlier instead of the pinned key`)
     const result = {username, pinned: pinned?.fingerprint ?? null, current: current.fingerprint, changed, verified: pinned?.verified ?? false, accepted: false}
 
     if (this.flags.fingerprint !== undefined) {
@@ -59,12 +60,13 @@ export default class KeysVerify extends BaseCommand<typeof KeysVerify> {
         })
       }
       // Checked with its owner: as good as (better than) --accept.
-      await keys.pin(current, true)
+      await keys.replacePin(current, true)
       this.log(`${username}'s key is verified and pinned.`)
       return {...result, verified: true, accepted: true}
     }
     if (this.flags.accept || !pinned) {
-      await keys.pin(current, false)
+      if (this.flags.accept) await keys.replacePin(current, false)
+      else await keys.pinFirstUse(current, 'sent')
       this.log(this.flags.accept ? `Pinned ${username}'s current key.` : `Pinned ${username}'s key (first use). Compare it with ${username}, then pass --fingerprint.`)
       return {...result, verified: false, accepted: true}
     }

@@ -49,9 +49,14 @@ export class CliUser {
   ) {}
 
   static async create(prefix: string, superserver: string): Promise<CliUser> {
+    return CliUser.named(uniqueName(prefix), superserver)
+  }
+
+  /** A user with exactly this name (most tests want create()'s unique one). */
+  static async named(username: string, superserver: string): Promise<CliUser> {
     const home = join(await mkdtemp(join(tmpdir(), 'fastchat-cli-')), 'profile')
     homes.push(home)
-    return new CliUser(uniqueName(prefix), home, superserver)
+    return new CliUser(username, home, superserver)
   }
 
   env(): NodeJS.ProcessEnv {

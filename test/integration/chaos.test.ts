@@ -3,6 +3,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {expect} from 'chai'
 
+import {newBinding, packText} from '../../commands/_lib/message-content.js'
 import {encryptText} from '../../crypto/index.js'
 import type {RunningSuperserver} from '../../superserver/main.js'
 import {registerAndLogin, type TestUser, uniqueName} from '../helpers/api.js'
@@ -19,7 +20,7 @@ import {eventually, type Started, startCli} from '../helpers/processes.js'
  *
  * The senders behave as the CLI does (one Idempotency-Key per message kept
  * across retries; on a network error or 503, ask the superserver for another
- * server), with real OpenPGP messages made once per sender and recipient; the
+ * server), with real OpenPGP messages made beforehand, one per send; the
  * recipients are the real CLI, decrypting and verifying each message.
  */
 
@@ -56,8 +57,13 @@ describe('chaos: a chat server killed and restarted under traffic', function () 
       KEYS.map(async (name, i) => {
         const key = await loadFixtureKey(name)
         const user = await registerAndLogin(servers[i % servers.length]!.url, uniqueName(`s${i}x`), name)
+        // One real message per send, as the CLI makes it: each signed with its own id, bound to its recipient.
         const ciphertexts = await Promise.all(
-          receiverKeys.map((to, j) => encryptText({text: `from sender ${i} to receiver ${j}`, to: [to, key.publicKey], signer: key.unlocked})),
+          [...Array(MESSAGES / SENDERS).keys()].map((n) => {
+            const j = (i + n) % SENDERS
+            const text = packText(newBinding({user: receivers[j]!.username}), `from sender ${i} to receiver ${j} #${n}`)
+            return encryptText({text, to: [receiverKeys[j]!, key.publicKey], signer: key.unlocked})
+          }),
         )
         return {user, server: user.server, ciphertexts}
       }),
@@ -75,7 +81,7 @@ describe('chaos: a chat server killed and restarted under traffic', function () 
           const answer = await fetch(`${sender.server}/v1/messages`, {
             method: 'POST',
             headers: {...sender.user.auth, 'content-type': 'application/json', 'idempotency-key': key},
-            body: JSON.stringify({to: {user: receivers[to]!.username}, kind: 'text', ciphertext: sender.ciphertexts[to]}),
+            body: JSON.stringify({to: {user: receivers[to]!.username}, kind: 'text', ciphertext: sender.ciphertexts[n]}),
             signal: AbortSignal.timeout(5_000),
           })
           if (answer.status === 201) {
@@ -140,7 +146,7 @@ describe('chaos: a chat server killed and restarted under traffic', function () 
       expect(new Set(ids).size, `receiver ${i}: nothing shown twice`).to.equal(ids.length)
       expect(ids.every((id) => acknowledged.get(id) === i), `receiver ${i}: only its own acknowledged messages`).to.equal(true)
       for (const line of lines) {
-        expect(line.text).to.match(new RegExp(`^from sender \\d to receiver ${i}$`))
+        expect(line.text).to.match(new RegExp(`^from sender \\d to receiver ${i} #\\d+$`))
         expect((line.verification as {status: string}).status).to.equal('valid')
       }
       expect(listener.stderr(), `receiver ${i} stderr`).not.to.match(/error|exception|could not/i)

@@ -25,6 +25,8 @@ const expectNoProgressBar = (run: CliRun) => {
   expect(run.stderr, run.stderr).not.to.match(/\r|\u001b\[|\[=+-*\]|\[-+\]|\d+%/)
 }
 
+// The recipients here have never written to the sender, so `inbox` and `listen` would only list
+// the files (hostile-server.test.ts, hole 6): they pass --download, which saves every file.
 describe('CLI: end-to-end encrypted files and images', function () {
   // Each CLI run is a new node process (~0.3-0.5 s); a test runs several.
   this.timeout(60_000)
@@ -64,7 +66,7 @@ describe('CLI: end-to-end encrypted files and images', function () {
     expect(sent).to.include({to: bob.username, name: 'fastchat.png', type: 'image/png', size: (await stat(FIXTURE)).size, caption: true})
     expect(sent.blob).to.match(/^[0-9a-f-]{36}$/)
 
-    const {messages} = await bob.json<{messages: any[]}>(['inbox'])
+    const {messages} = await bob.json<{messages: any[]}>(['inbox', '--download'])
     expect(messages).to.have.length(1)
     const [received] = messages
     expect(received).to.deep.include({id: sent.id, from: alice.username, kind: 'image', blob: sent.blob, name: 'fastchat.png', type: 'image/png', caption, keyChanged: false})
@@ -112,14 +114,14 @@ describe('CLI: end-to-end encrypted files and images', function () {
     const carol = await newUser('carol')
     await alice.json(['send', carol.username, '--image', image])
     await alice.json(['send', carol.username, '--image', image])
-    const {messages} = await carol.json<{messages: any[]}>(['inbox'])
+    const {messages} = await carol.json<{messages: any[]}>(['inbox', '--download'])
     expect(messages.map((m) => basename(m.path))).to.deep.equal(['fastchat.png', 'fastchat (1).png'])
     expect(messages.map((m) => m.caption)).to.deep.equal([null, null])
     for (const message of messages) expect(await sha256(message.path)).to.equal(fixtureHash)
 
     // And once more in a later inbox.
     await alice.json(['send', carol.username, '--image', image])
-    const later = await carol.json<{messages: any[]}>(['inbox'])
+    const later = await carol.json<{messages: any[]}>(['inbox', '--download'])
     expect(basename(later.messages[0].path)).to.equal('fastchat (2).png')
   })
 
@@ -129,12 +131,12 @@ describe('CLI: end-to-end encrypted files and images', function () {
     const notes = join(scratch, 'notes.txt')
     await writeFile(notes, 'plain text, any file will do\n')
     await alice.json(['send', dave.username, '--image', notes, 'some notes'])
-    const {messages} = await dave.json<{messages: any[]}>(['inbox', '--out', out])
+    const {messages} = await dave.json<{messages: any[]}>(['inbox', '--download', '--out', out])
     expect(messages[0]).to.deep.include({name: 'notes.txt', type: 'text/plain', path: join(out, 'notes.txt'), caption: 'some notes'})
     expect(await readFile(join(out, 'notes.txt'), 'utf8')).to.equal('plain text, any file will do\n')
 
     const listenOut = join(scratch, 'dave-listen')
-    const listener = spawnCli(['listen', '--json', '--out', listenOut], dave.env())
+    const listener = spawnCli(['listen', '--json', '--download', '--out', listenOut], dave.env())
     try {
       const sent = await alice.json(['send', dave.username, '--image', image])
       const line = await eventually(async () => listener.stdout().split('\n').find((l) => l.includes(sent.id)), 'listen to save the file')
@@ -171,7 +173,7 @@ describe('CLI: end-to-end encrypted files and images', function () {
     expect(sent.stdout).to.match(/^Sent fastchat\.png \(7\.8 KiB, image\/png\) to /)
     expectNoProgressBar(sent)
 
-    const inbox = await erin.run(['inbox'])
+    const inbox = await erin.run(['inbox', '--download'])
     expect(inbox.code, inbox.stderr).to.equal(0)
     expectNoProgressBar(inbox)
     const path = join(erin.home, 'downloads', 'fastchat.png')
@@ -186,7 +188,7 @@ describe('CLI: end-to-end encrypted files and images', function () {
     const frank = await newUser('frank')
     await alice.json(['send', frank.username, '--image', image])
     // util-linux `script` runs the command on a pseudo-terminal.
-    const command = `'${process.execPath}' '${CLI}' inbox`
+    const command = `'${process.execPath}' '${CLI}' inbox --download`
     const {stdout} = await promisify(execFile)('script', ['-qec', command, '/dev/null'], {env: {...process.env, ...frank.env()}})
     expect(stdout).to.match(new RegExp(`Downloading from ${alice.username} \\[[=-]+\\]`))
     expect(stdout).to.include('sent fastchat.png').and.include('✔ verified')
@@ -202,7 +204,7 @@ describe('CLI: end-to-end encrypted files and images', function () {
     for (let i = 200; i < 220; i++) flipped[i] = flipped[i]! ^ 0xff
     await db.query('UPDATE blob_chunks SET data = $1 WHERE blob_id = $2 AND idx = 0', [flipped, damaged.blob])
 
-    const inbox = await grace.run(['inbox'])
+    const inbox = await grace.run(['inbox', '--download'])
     expect(inbox.code, inbox.stderr).to.equal(0)
     expect(inbox.stdout).to.include(`✘ could not decrypt file ${damaged.id}`)
     expect(inbox.stdout).to.match(/after the damaged file {2}✔ verified/)

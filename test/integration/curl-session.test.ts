@@ -6,6 +6,7 @@ import {promisify} from 'node:util'
 
 import {expect} from 'chai'
 
+import {bindingProblem, unpackText} from '../../commands/_lib/message-content.js'
 import {decryptText} from '../../crypto/index.js'
 import type {RunningChatServer} from '../../server/main.js'
 import type {RunningSuperserver} from '../../superserver/main.js'
@@ -58,7 +59,10 @@ describe('the curl-only session of docs/api.md', function () {
     const carolKey = (await http('GET', `${server.url}/v1/users/carol`, {headers: bob.auth})).body.publicKey
     const bobKey = await loadFixtureKey('bob')
     const opened = await decryptText({armored: event.ciphertext, key: bobKey.unlocked, senderPublicKey: carolKey})
-    expect(opened.text.trim()).to.equal('hello bob, from curl')
     expect(opened.verification.status).to.equal('valid')
+    const content = unpackText(opened.text)
+    expect(content?.text).to.equal('hello bob, from curl')
+    const arrival = {to: event.to, sentAt: event.sentAt, from: 'carol', fromMe: false, me: 'bob'}
+    expect(bindingProblem(content!.binding, arrival)).to.equal(null)
   })
 })

@@ -4,7 +4,10 @@ import {expect} from 'chai'
 
 import {decryptBytes, encryptBytes} from '../../crypto/index.js'
 import {EnvelopeError, MAX_HEADER_BYTES, mediaTypeFor, packEnvelope, unpackEnvelope} from '../../commands/_lib/file-envelope.js'
+import {newBinding} from '../../commands/_lib/message-content.js'
 import {loadFixtureKey} from '../helpers/keys.js'
+
+const binding = newBinding({user: 'bob'})
 
 /** An envelope built by hand: [u32 BE length][header bytes][data]. */
 function rawEnvelope(header: string | Uint8Array, data: Uint8Array = new Uint8Array(), declaredLength?: number): Uint8Array {
@@ -19,12 +22,12 @@ function rawEnvelope(header: string | Uint8Array, data: Uint8Array = new Uint8Ar
 const expectEnvelopeError = (run: () => unknown, message: RegExp) => expect(run).to.throw(EnvelopeError, message)
 
 describe('file envelope', () => {
-  it('packs [4-byte big-endian header length][UTF-8 JSON {name, type, size}][bytes]', () => {
+  it('packs [4-byte big-endian header length][UTF-8 JSON {name, type, size, fastchat, id, to, sentAt}][bytes]', () => {
     const data = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3])
-    const envelope = packEnvelope({name: 'photo.png'}, data)
+    const envelope = packEnvelope({name: 'photo.png'}, data, binding)
     const length = Buffer.from(envelope).readUInt32BE(0)
     const header = JSON.parse(Buffer.from(envelope.subarray(4, 4 + length)).toString('utf8'))
-    expect(header).to.deep.equal({name: 'photo.png', type: 'image/png', size: 7})
+    expect(header).to.deep.equal({name: 'photo.png', type: 'image/png', size: 7, ...binding})
     expect([...envelope.subarray(4 + length)]).to.deep.equal([...data])
     expect(envelope.byteLength).to.equal(4 + length + 7)
   })
@@ -35,14 +38,14 @@ describe('file envelope', () => {
       ['empty.txt', new Uint8Array()],
       ['no-extension', randomBytes(3)],
     ] as const) {
-      const {header, data: back} = unpackEnvelope(packEnvelope({name}, data))
-      expect(header).to.deep.equal({name, type: mediaTypeFor(name), size: data.byteLength})
+      const {header, data: back} = unpackEnvelope(packEnvelope({name}, data, binding))
+      expect(header).to.deep.equal({name, type: mediaTypeFor(name), size: data.byteLength, binding})
       expect(Buffer.from(back).equals(Buffer.from(data))).to.equal(true)
     }
   })
 
   it('keeps only the base name of a path, so the sender\'s directories stay private', () => {
-    const {header} = unpackEnvelope(packEnvelope({name: '/home/alice/secret-project/plan.pdf'}, new Uint8Array(1)))
+    const {header} = unpackEnvelope(packEnvelope({name: '/home/alice/secret-project/plan.pdf'}, new Uint8Array(1), binding))
     expect(header).to.include({name: 'plan.pdf', type: 'application/pdf'})
   })
 
@@ -60,7 +63,7 @@ describe('file envelope', () => {
   })
 
   it('unpacks a data view without copying, also from an offset into a larger buffer', () => {
-    const envelope = packEnvelope({name: 'x.bin'}, Uint8Array.from([7, 8, 9]))
+    const envelope = packEnvelope({name: 'x.bin'}, Uint8Array.from([7, 8, 9]), binding)
     const padded = new Uint8Array(envelope.byteLength + 10)
     padded.set(envelope, 5)
     const {header, data} = unpackEnvelope(padded.subarray(5, 5 + envelope.byteLength))
@@ -69,7 +72,7 @@ describe('file envelope', () => {
   })
 
   it('refuses truncated, padded and malformed envelopes', () => {
-    const good = packEnvelope({name: 'a.png'}, Uint8Array.from([1, 2, 3]))
+    const good = packEnvelope({name: 'a.png'}, Uint8Array.from([1, 2, 3]), binding)
     expectEnvelopeError(() => unpackEnvelope(new Uint8Array()), /truncated/)
     expectEnvelopeError(() => unpackEnvelope(Uint8Array.from([0, 0, 1])), /truncated/)
     expectEnvelopeError(() => unpackEnvelope(good.subarray(0, good.byteLength - 1)), /announces 3/)
@@ -97,21 +100,21 @@ describe('file envelope', () => {
   })
 
   it('refuses to pack a name too long for the header', () => {
-    expect(() => packEnvelope({name: 'x'.repeat(MAX_HEADER_BYTES)}, new Uint8Array())).to.throw(EnvelopeError, /too long/)
+    expect(() => packEnvelope({name: 'x'.repeat(MAX_HEADER_BYTES)}, new Uint8Array(), binding)).to.throw(EnvelopeError, /too long/)
   })
 
   it('travels inside a signed OpenPGP message: the ciphertext holds neither the name nor the bytes', async () => {
     const [alice, bob] = [await loadFixtureKey('alice'), await loadFixtureKey('bob')]
     const png = Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), randomBytes(2048)])
     const name = 'holiday-at-the-secret-beach.png'
-    const sealed = await encryptBytes({data: packEnvelope({name}, png), to: [bob.publicKey, alice.publicKey], signer: alice.unlocked})
+    const sealed = await encryptBytes({data: packEnvelope({name}, png, binding), to: [bob.publicKey, alice.publicKey], signer: alice.unlocked})
     expect(Buffer.from(sealed).includes(Buffer.from(name))).to.equal(false)
     expect(Buffer.from(sealed).includes(Buffer.from('\x89PNG', 'latin1'))).to.equal(false)
 
     const opened = await decryptBytes({data: sealed, key: bob.unlocked, senderPublicKey: alice.publicKey})
     expect(opened.verification.status).to.equal('valid')
     const {header, data} = unpackEnvelope(opened.data)
-    expect(header).to.deep.equal({name, type: 'image/png', size: png.byteLength})
+    expect(header).to.deep.equal({name, type: 'image/png', size: png.byteLength, binding})
     expect(Buffer.from(data).equals(png)).to.equal(true)
   })
 })
