@@ -1,6 +1,6 @@
 import {ApiError, type MessageEvent, type Rejected, type ServerEvent} from './api-client.js'
 import {type GroupEventResponder, type GroupNotice, groupNotice, isGroupEvent} from './group-events.js'
-import type {SyncState} from './profile-store.js'
+import {RECENT_IDS_KEPT, type SyncState} from './profile-store.js'
 import type {MessageOpener, OpenedMessage} from './receive.js'
 import type {ChatSession} from './session.js'
 
@@ -79,7 +79,8 @@ export class EventSync {
     for (const item of opened) deliver(item)
     const delivered = opened.filter(isGroupNotice)
     if (this.groups && delivered.length > 0) await this.groups.answer(delivered)
-    this.state = {cursor: Math.max(state.cursor, answer.next), recentIds: [...state.recentIds, ...shownIds]}
+    // Trimmed here as on disk: a `listen` that runs for days keeps a window, not every id it ever saw.
+    this.state = {cursor: Math.max(state.cursor, answer.next), recentIds: [...state.recentIds, ...shownIds].slice(-RECENT_IDS_KEPT)}
     await this.session.store.saveState(this.state)
     return {events: answer.events.length + answer.rejected.length, reset: false}
   }

@@ -1,7 +1,5 @@
 import {once} from 'node:events'
-import {request as httpRequest} from 'node:http'
 import {connect, createServer, type Server, type Socket} from 'node:net'
-import {Readable} from 'node:stream'
 
 import {expect} from 'chai'
 import type {DataSource} from 'typeorm'
@@ -13,7 +11,7 @@ import {fakeCiphertext, PASSWORD, poll, registerAndLogin, send, type TestUser, u
 import {startTestServer, startTestSuperserver, waitForHealthy} from '../helpers/cluster.js'
 import {http} from '../helpers/http.js'
 import {eventually} from '../helpers/processes.js'
-import {type StalledDownload, stalledDownload, type TrickledUpload, trickledUpload} from '../helpers/slow-client.js'
+import {type StalledDownload, uploadBytes, stalledDownload, type TrickledUpload, trickledUpload} from '../helpers/slow-client.js'
 
 /*
  * Issue 12, hole 4: one account must not be able to take a chat server's
@@ -30,34 +28,7 @@ const UPLOADS_PER_USER = 2
 /** Far more than the socket buffers on both sides hold (4 MiB here): a download that is not read stalls. */
 const BLOB_BYTES = 48 * MiB
 
-/** `total` bytes, generated as read. */
-function generated(total: number): Readable {
-  let sent = 0
-  return new Readable({
-    read() {
-      if (sent >= total) return this.push(null)
-      const size = Math.min(64 * 1024, total - sent)
-      sent += size
-      this.push(Buffer.alloc(size, sent % 251))
-    },
-  })
-}
-
-function upload(server: string, user: TestUser, total: number): Promise<{status: number; body: any}> {
-  return new Promise((resolve, reject) => {
-    const request = httpRequest(`${server}/v1/blobs`, {
-      method: 'POST',
-      headers: {'content-type': 'application/octet-stream', 'content-length': total, ...user.auth},
-    })
-    request.on('response', (response) => {
-      const parts: Buffer[] = []
-      response.on('data', (part: Buffer) => parts.push(part))
-      response.on('end', () => resolve({status: response.statusCode!, body: JSON.parse(Buffer.concat(parts).toString() || 'null')}))
-    })
-    request.on('error', reject)
-    generated(total).pipe(request)
-  })
-}
+const upload = (server: string, user: TestUser, total: number) => uploadBytes(server, user.auth, total)
 
 /** One round of another user's database routes, each timed. */
 async function victimRound(server: string, victim: TestUser, friend: TestUser, round: number): Promise<{route: string; status: number; ms: number}[]> {

@@ -1,6 +1,3 @@
-import {request as httpRequest} from 'node:http'
-import {Readable} from 'node:stream'
-
 import {expect} from 'chai'
 import type {DataSource} from 'typeorm'
 
@@ -9,6 +6,7 @@ import {createDataSource} from '../../storage/data-source.js'
 import {BlobRepository} from '../../storage/repositories/blob.repository.js'
 import {registerAndLogin, type TestUser, uniqueName} from '../helpers/api.js'
 import {startTestServer} from '../helpers/cluster.js'
+import {uploadBytes} from '../helpers/slow-client.js'
 
 /*
  * Issue 12, hole 6 (storage quota): the bytes of the blobs a user uploaded
@@ -21,34 +19,7 @@ import {startTestServer} from '../helpers/cluster.js'
 const MiB = 1024 * 1024
 const QUOTA = 3 * MiB
 
-function generated(total: number): Readable {
-  let sent = 0
-  return new Readable({
-    read() {
-      if (sent >= total) return this.push(null)
-      const size = Math.min(64 * 1024, total - sent)
-      sent += size
-      this.push(Buffer.alloc(size, 9))
-    },
-  })
-}
-
-/** POST /v1/blobs of `total` bytes, announced (Content-Length) or chunked. */
-function upload(server: string, user: TestUser, total: number, announced: boolean): Promise<{status: number; body: any}> {
-  return new Promise((resolve, reject) => {
-    const request = httpRequest(`${server}/v1/blobs`, {
-      method: 'POST',
-      headers: {'content-type': 'application/octet-stream', ...user.auth, ...(announced ? {'content-length': total} : {})},
-    })
-    request.on('response', (response) => {
-      const parts: Buffer[] = []
-      response.on('data', (part: Buffer) => parts.push(part))
-      response.on('end', () => resolve({status: response.statusCode!, body: JSON.parse(Buffer.concat(parts).toString() || 'null')}))
-    })
-    request.on('error', reject)
-    generated(total).pipe(request)
-  })
-}
+const upload = (server: string, user: TestUser, total: number, announced: boolean) => uploadBytes(server, user.auth, total, announced)
 
 describe('hole 6: per-user storage quota', function () {
   this.timeout(60_000)
