@@ -13,6 +13,7 @@ import type {GroupRef} from './_lib/group-targets.js'
 import type {MessageGroup} from './_lib/opened.js'
 import {progressFor} from './_lib/progress.js'
 import {readStdinText} from './_lib/prompts.js'
+import {assertTextFits} from './_lib/text-limit.js'
 import {firstUseNote, type KeyForSending} from './_lib/trust.js'
 
 export interface SendResult {
@@ -79,6 +80,7 @@ export default class Send extends BaseCommand<typeof Send> {
     const key = await session.key()
     const binding = newBinding({user: recipient.username})
     const ciphertext = await encryptText({text: packText(binding, text), to: [recipient.publicKey, key.publicKey], signer: key})
+    assertTextFits(ciphertext, recipient.username)
     // One key for every try (the message's own signed id): a retry on another server after a lost answer stores nothing new.
     const sent = await session.withFailover((api) => api.send({to: {user: recipient.username}, kind: 'text', ciphertext}, binding.id))
     this.log(`Sent to ${singleLine(recipient.username)} at ${sent.sentAt} (message ${sent.id}).`)

@@ -6,7 +6,7 @@ export interface WhoamiResult {
   username: string
   server: string
   superserver: string
-  /** Formatted for reading aloud: "1A2B 3C4D ...". */
+  /** Lowercase hex, as the API has it; the text output groups it for reading aloud ("1A2B 3C4D ..."). */
   fingerprint: string
   loggedIn: boolean
   expiresAt: string | null
@@ -25,7 +25,7 @@ export default class Whoami extends BaseCommand<typeof Whoami> {
       username: profile.username,
       server: profile.server,
       superserver: profile.superserver,
-      fingerprint: formatFingerprint(profile.fingerprint),
+      fingerprint: profile.fingerprint,
       loggedIn: Boolean(profile.token) && !expired,
       expiresAt: profile.expiresAt ?? null,
       profile: this.store.dir,
@@ -34,7 +34,7 @@ export default class Whoami extends BaseCommand<typeof Whoami> {
     this.log(`${singleLine(result.username)}${result.loggedIn ? '' : ' (logged out)'}`)
     this.log(`  server       ${singleLine(result.server)}`)
     this.log(`  superserver  ${singleLine(result.superserver)}`)
-    this.log(`  fingerprint  ${result.fingerprint}`)
+    this.log(`  fingerprint  ${formatFingerprint(result.fingerprint)}`)
     this.log(`  profile      ${singleLine(result.profile)}`)
     return result
   }

@@ -8,6 +8,7 @@ import {ensureKeyed} from './group-rekey.js'
 import {newBinding, packText} from './message-content.js'
 import type {ProgressFactory} from './progress.js'
 import type {ChatSession} from './session.js'
+import {assertTextFits} from './text-limit.js'
 import type {KeyDirectory, KeyForSending} from './trust.js'
 
 /**
@@ -65,6 +66,7 @@ export async function sendToGroup(
     let body: SendBody
     if (content.kind === 'text') {
       body = {to: {group: group.id}, epoch: group.epoch, kind: 'text', ciphertext: await encryptGroupText({text: packText(binding, content.text), key, signer})}
+      assertTextFits(body.ciphertext, group.id)
     } else {
       if (upload?.epoch !== group.epoch) {
         const sealed = await encryptGroupBytes({data: packEnvelope(content.file, content.file.data, binding), key, signer})

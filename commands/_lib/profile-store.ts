@@ -84,6 +84,17 @@ export function profileDirectory(flag: string | undefined, env: NodeJS.ProcessEn
   return join(config, 'fastchat')
 }
 
+/**
+ * What a hint naming a command must add so that pasting it uses this same
+ * profile: ` --profile DIR` (quoted for the shell when needed), or nothing for
+ * the default directory. Given whether it came from --profile or FASTCHAT_HOME:
+ * the variable may not be set in the shell the hint is pasted into.
+ */
+export function profileHint(dir: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (resolve(dir) === profileDirectory(undefined, {...env, FASTCHAT_HOME: undefined})) return ''
+  return ` --profile ${/^[\w./@%+=:,-]+$/.test(dir) ? dir : `'${dir.replaceAll("'", "'\\''")}'`}`
+}
+
 export class ProfileStore {
   constructor(readonly dir: string) {}
 

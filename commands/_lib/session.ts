@@ -3,7 +3,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {unlockPrivateKey, type UnlockedKey} from '../../crypto/index.js'
 import {ApiClient, assignServer, isFailoverError} from './api-client.js'
 import {CliFailure, Exit} from './errors.js'
-import type {Profile, ProfileStore} from './profile-store.js'
+import {type Profile, profileHint, type ProfileStore} from './profile-store.js'
 import {readPassphrase} from './prompts.js'
 
 export const DEFAULT_SUPERSERVER = 'http://127.0.0.1:4000'
@@ -79,12 +79,9 @@ export class ChatSession {
 
   static async open(store: ProfileStore): Promise<ChatSession> {
     const profile = await store.requireProfile()
-    if (!profile.token) {
-      throw new CliFailure(`${profile.username} is logged out in this profile.`, Exit.input, `Run \`fastchat login ${profile.username}\`.`)
-    }
-    if (profile.expiresAt && Date.parse(profile.expiresAt) <= Date.now()) {
-      throw new CliFailure(`Your session expired on ${profile.expiresAt}.`, Exit.input, `Run \`fastchat login ${profile.username}\`.`)
-    }
+    const login = `Run \`fastchat login ${profile.username}${profileHint(store.dir)}\`.`
+    if (!profile.token) throw new CliFailure(`${profile.username} is logged out in this profile.`, Exit.input, login)
+    if (profile.expiresAt && Date.parse(profile.expiresAt) <= Date.now()) throw new CliFailure(`Your session expired on ${profile.expiresAt}.`, Exit.input, login)
     return new ChatSession(store, {...profile, token: profile.token})
   }
 

@@ -152,6 +152,7 @@ export class KeyDirectory {
 
   /** The key to encrypt to: pinned on first use; refused (exit 4) if the server's key differs from the pin. */
   async forSending(username: string): Promise<KeyForSending> {
+    if (this.session.isMe(username)) return this.ownKey()
     const current = await this.requireCurrent(username)
     const before = await this.pinned(username)
     const pinned = before ?? (await this.pinFirstUse(current, 'sent'))
@@ -162,6 +163,16 @@ export class KeyDirectory {
     if (before?.origin === 'received') await this.pinFirstUse(current, 'sent')
     // Encrypt to the pinned copy: it is the one the user trusted.
     return {...current, publicKey: pinned.publicKey, firstUse: before === undefined}
+  }
+
+  /**
+   * A note to self: encrypted to the key in this profile, the one that will
+   * open it. Nothing is pinned and there is nothing to compare: it is ours.
+   */
+  private async ownKey(): Promise<KeyForSending> {
+    const {publicKey} = await this.session.store.requireKeys()
+    const own = await readPublicKey(publicKey)
+    return {username: this.session.username, publicKey: own.armored, fingerprint: own.fingerprint, firstUse: false}
   }
 
   /** The key to verify a message from `username` against: the pinned one, else the server's, pinned now. Null if none exists. */

@@ -20,12 +20,12 @@ export default class GroupCreate extends BaseCommand<typeof GroupCreate> {
   }
 
   static override flags = {
-    member: Flags.string({char: 'm', summary: 'A member to add (repeat for more).', multiple: true, default: [], helpValue: 'USER'}),
+    member: Flags.string({char: 'm', summary: 'A member to add (repeat for more).', multiple: true, helpValue: 'USER'}),
   }
 
   async run(): Promise<GroupCreateResult> {
     const directory = new Directory(await this.openSession())
-    const members = [...new Set(this.flags.member.map(userArg))]
+    const members = [...new Set((this.flags.member ?? []).map(userArg))]
     const created = await createOnce(directory.session, (api) => api.createGroup({name: this.args.name, members}))
     const keyed = await keyAfterChange(directory, created.id, `Created ${groupName(created)} (${created.id})`)
     for (const key of keyed.pinned) this.note(firstUseNote(key))

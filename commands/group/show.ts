@@ -48,7 +48,7 @@ export default class GroupShow extends BaseCommand<typeof GroupShow> {
     const contacts = await this.store.contacts()
     const members = group.members.map((member) => {
       const pinned = contactOf(contacts, member.username)
-      const fingerprint = formatFingerprint(pinned?.fingerprint ?? member.fingerprint)
+      const fingerprint = (pinned?.fingerprint ?? member.fingerprint).toLowerCase()
       let trust: MemberTrust = 'not pinned'
       if (session.isMe(member.username)) trust = 'you'
       else if (pinned && pinned.fingerprint !== member.fingerprint.toLowerCase()) trust = 'changed'
@@ -77,7 +77,7 @@ export default class GroupShow extends BaseCommand<typeof GroupShow> {
     const width = Math.max(...members.map((m) => m.username.length))
     for (const member of members) {
       const mark = {you: '(you)', verified: '✔ verified', pinned: 'pinned (not verified)', changed: '✘ CHANGED on the server', 'not pinned': 'not pinned (server’s claim)'}[member.trust]
-      this.log(`    ${singleLine(member.username).padEnd(width)}  ${member.role.padEnd(6)}  ${member.fingerprint}  ${mark}`)
+      this.log(`    ${singleLine(member.username).padEnd(width)}  ${member.role.padEnd(6)}  ${formatFingerprint(member.fingerprint)}  ${mark}`)
     }
     return {id: group.id, name: group.name, createdAt: group.createdAt, epoch: group.epoch, keyedBy: group.keyedBy, key, ...(keyProblem ? {keyProblem} : {}), members}
   }

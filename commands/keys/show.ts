@@ -7,7 +7,7 @@ import {contactOf} from '../_lib/profile-store.js'
 
 export interface KeysShowResult {
   username: string | null
-  /** Formatted for reading aloud: "1A2B 3C4D ...". */
+  /** Lowercase hex, as the API has it; the text output groups it for reading aloud ("1A2B 3C4D ..."). */
   fingerprint: string
   /** For a contact: whether you compared the fingerprint with them (`keys verify --fingerprint`). */
   verified?: boolean
@@ -28,8 +28,8 @@ export default class KeysShow extends BaseCommand<typeof KeysShow> {
     const {publicKey} = await this.store.requireKeys()
     const key = await readPublicKey(publicKey)
     const username = (await this.store.profile())?.username ?? null
-    const result = {username, fingerprint: formatFingerprint(key.fingerprint)}
-    this.log(`${username ?? key.userIds.join(', ')}  ${result.fingerprint}`)
+    const result = {username, fingerprint: key.fingerprint}
+    this.log(`${username ?? key.userIds.join(', ')}  ${formatFingerprint(key.fingerprint)}`)
     return result
   }
 
@@ -38,8 +38,8 @@ export default class KeysShow extends BaseCommand<typeof KeysShow> {
     if (!contact) {
       this.error(`No key pinned for ${user} yet.`, {exit: Exit.input, suggestions: [`\`fastchat keys verify ${user}\` fetches ${user}'s key and pins it.`]})
     }
-    const result = {username: user, fingerprint: formatFingerprint(contact.fingerprint), verified: contact.verified, pinnedAt: contact.pinnedAt}
-    this.log(`${user}  ${result.fingerprint}  ${contact.verified ? '✔ verified' : 'not verified (trusted on first use)'}`)
+    const result = {username: user, fingerprint: contact.fingerprint, verified: contact.verified, pinnedAt: contact.pinnedAt}
+    this.log(`${user}  ${formatFingerprint(contact.fingerprint)}  ${contact.verified ? '✔ verified' : 'not verified (trusted on first use)'}`)
     return result
   }
 }

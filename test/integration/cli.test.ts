@@ -293,7 +293,7 @@ describe('CLI: accounts and 1:1 messages', function () {
   it('shows own and pinned fingerprints, exports keys, and logs out', async () => {
     const me = await alice.json(['whoami'])
     expect(me).to.include({username: alice.username, loggedIn: true})
-    expect(me.fingerprint).to.match(/^([0-9A-F]{4} )+[0-9A-F]{4}$/)
+    expect(me.fingerprint, '--json: lowercase hex, as the API has it').to.match(/^[0-9a-f]{40}$/)
     expect((await alice.json(['keys', 'show'])).fingerprint).to.equal(me.fingerprint)
     const pinned = await alice.json(['keys', 'show', bob.username])
     expect(pinned.fingerprint).to.equal((await bob.json(['whoami'])).fingerprint)
