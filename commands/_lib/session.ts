@@ -1,7 +1,7 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {unlockPrivateKey, type UnlockedKey} from '../../crypto/index.js'
-import {ApiClient, assignServer, isFailoverError} from './api-client.js'
+import {ApiClient, ApiError, assignServer, isFailoverError} from './api-client.js'
 import {CliFailure, Exit} from './errors.js'
 import {type Profile, profileHint, type ProfileStore} from './profile-store.js'
 import {readPassphrase} from './prompts.js'
@@ -20,19 +20,34 @@ export function superserverUrl(flag: string | undefined, profile?: Profile): str
 
 const trimSlash = (url: string) => url.replace(/\/+$/, '')
 
+/**
+ * Pauses between asks when the superserver has no healthy chat server (503,
+ * "try again shortly"): a server between two heartbeats, or one coming back,
+ * is usually there again within a second or two. An unreachable superserver
+ * is not retried: that is said at once.
+ */
+const ASSIGN_RETRY_PAUSES_MS = [250, 500, 1_000]
+
 /** Asks the superserver for a chat server, with a clear failure if it cannot answer. */
 export async function assign(superserver: string): Promise<string> {
-  try {
-    return trimSlash(await assignServer(superserver))
-  } catch (error) {
-    if (isFailoverError(error)) {
-      throw new CliFailure(
-        `The superserver ${superserver} could not give a chat server: ${(error as Error).message}`,
-        Exit.network,
-        'Start a local cluster with `fastchat up`, or pass --superserver URL.',
-      )
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return trimSlash(await assignServer(superserver))
+    } catch (error) {
+      const pause = error instanceof ApiError && error.status === 503 ? ASSIGN_RETRY_PAUSES_MS[attempt] : undefined
+      if (pause !== undefined) {
+        await sleep(pause)
+        continue
+      }
+      if (isFailoverError(error)) {
+        throw new CliFailure(
+          `The superserver ${superserver} could not give a chat server: ${(error as Error).message}`,
+          Exit.network,
+          'Start a local cluster with `fastchat up`, or pass --superserver URL.',
+        )
+      }
+      throw error
     }
-    throw error
   }
 }
 

@@ -122,18 +122,26 @@ export interface TwoUserCluster {
 export async function startTwoUserCluster(): Promise<TwoUserCluster> {
   const db = await createDataSource({url: process.env.DATABASE_URL!}).initialize()
   const superserver = await startTestSuperserver()
-  const servers = [await startTestServer(superserver.url), await startTestServer(superserver.url)]
-  await waitForHealthy(superserver.url, servers.map((s) => s.url))
-  const alice = await CliUser.create('alice', superserver.url)
-  const bob = await CliUser.create('bob', superserver.url)
-  await alice.register()
-  await bob.register()
-  return {db, superserver, servers, alice, bob}
+  const servers: RunningChatServer[] = []
+  try {
+    servers.push(await startTestServer(superserver.url), await startTestServer(superserver.url))
+    await waitForHealthy(superserver.url, servers.map((s) => s.url))
+    const alice = await CliUser.create('alice', superserver.url)
+    const bob = await CliUser.create('bob', superserver.url)
+    await alice.register()
+    await bob.register()
+    return {db, superserver, servers, alice, bob}
+  } catch (error) {
+    // A cluster that failed to start must not stay registered and running into the next test file.
+    await stopTwoUserCluster({db, superserver, servers})
+    throw error
+  }
 }
 
-export async function stopTwoUserCluster(cluster: Pick<TwoUserCluster, 'db' | 'superserver' | 'servers'>): Promise<void> {
-  await Promise.all(cluster.servers.map((s) => s.close()))
-  await cluster.superserver.close()
-  await cluster.db.destroy()
+/** Stops what startTwoUserCluster started; safe after a start that failed (mocha still runs `after`). */
+export async function stopTwoUserCluster(cluster: Partial<Pick<TwoUserCluster, 'db' | 'superserver' | 'servers'>>): Promise<void> {
+  await Promise.all((cluster.servers ?? []).map((s) => s.close()))
+  await cluster.superserver?.close()
+  if (cluster.db?.isInitialized) await cluster.db.destroy()
   await removeCliHomes()
 }

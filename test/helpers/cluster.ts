@@ -8,14 +8,22 @@ import {http} from './http.js'
 export const CLUSTER_SECRET = 'test-cluster-secret-0123456789abcdef'
 /** GET /v1/servers (superserver) and /metrics (both) answer only the cluster secret. */
 export const CLUSTER_AUTH: Record<string, string> = {authorization: `Bearer ${CLUSTER_SECRET}`}
-/** Short heartbeats so eviction happens within a test: unhealthy after 250 ms, evicted after 500 ms. */
+/**
+ * Short heartbeats so eviction happens within a test: unhealthy after 500 ms,
+ * evicted after 800 ms. Not shorter: on two cores, with password hashes and
+ * CLI processes running, the suite's own event loop can miss a beat or two.
+ */
 export const TEST_HEARTBEAT_MS = 100
+const TEST_UNHEALTHY_AFTER_BEATS = 5
+const TEST_EVICT_AFTER_BEATS = 8
 
 export function testEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return {
     DATABASE_URL: process.env.DATABASE_URL,
     FASTCHAT_CLUSTER_SECRET: CLUSTER_SECRET,
     FASTCHAT_HEARTBEAT_MS: String(TEST_HEARTBEAT_MS),
+    FASTCHAT_UNHEALTHY_AFTER_BEATS: String(TEST_UNHEALTHY_AFTER_BEATS),
+    FASTCHAT_EVICT_AFTER_BEATS: String(TEST_EVICT_AFTER_BEATS),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
     // See test/setup.ts: off, except where rate-limits.test.ts turns them on.
     FASTCHAT_RATE_LIMITS: process.env.FASTCHAT_RATE_LIMITS ?? 'off',
