@@ -6,3 +6,8 @@ export function formatFingerprint(fpr: string): string {
   if (!/^(?:[0-9A-F]{4})+$/.test(hex)) throw new CryptoError('FC_BAD_KEY', 'Not a hexadecimal key fingerprint.')
   return hex.match(/.{4}/g)!.join(' ')
 }
+
+/** A fingerprint as someone typed or read it ("1A2B 3C4D …") in the form keys carry: lowercase hex, no spaces. */
+export function normalizeFingerprint(fpr: string): string {
+  return fpr.replace(/\s+/g, '').toLowerCase()
+}

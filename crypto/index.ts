@@ -6,6 +6,7 @@
 export {CryptoError, type CryptoErrorCode} from './errors.js'
 export {
   formatFingerprint,
+  normalizeFingerprint,
   generateKeyPair,
   readPublicKey,
   unlockPrivateKey,

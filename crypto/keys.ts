@@ -7,7 +7,7 @@ import {parsePublicKey} from './public-key-cache.js'
 import {createUnlockedKey, type UnlockedKey} from './unlocked-key.js'
 
 export type {UnlockedKey} from './unlocked-key.js'
-export {formatFingerprint} from './fingerprint.js'
+export {formatFingerprint, normalizeFingerprint} from './fingerprint.js'
 
 export interface GeneratedKeyPair {
   /** Armored public key: the part to publish. */

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
-import {formatFingerprint} from '../../crypto/index.js'
+import {formatFingerprint, normalizeFingerprint} from '../../crypto/index.js'
 import {BaseCommand} from '../_lib/base-command.js'
 import {Exit} from '../_lib/errors.js'
 import {KeyDirectory} from '../_lib/trust.js'
@@ -11,8 +11,6 @@ export interface KeysTrustResult {
   previous: string | null
   pinned: string
 }
-
-const normalize = (fingerprint: string) => fingerprint.replace(/\s+/g, '').toLowerCase()
 
 export default class KeysTrust extends BaseCommand<typeof KeysTrust> {
   static override summary = "Pin a contact's key by its fingerprint, replacing the one pinned before (after a key change)."
@@ -35,7 +33,7 @@ export default class KeysTrust extends BaseCommand<typeof KeysTrust> {
     const keys = new KeyDirectory(await this.openSession())
     const current = await keys.requireCurrent(this.args.user)
     const username = current.username
-    if (normalize(this.flags.fingerprint) !== current.fingerprint) {
+    if (normalizeFingerprint(this.flags.fingerprint) !== current.fingerprint) {
       this.error(`The server's key for ${username} is ${formatFingerprint(current.fingerprint)}, not the one you gave; nothing was pinned.`, {
         exit: Exit.trust,
         suggestions: [`Do not trust messages from ${username} until you find out why.`],

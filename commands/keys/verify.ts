@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
-import {formatFingerprint} from '../../crypto/index.js'
+import {formatFingerprint, normalizeFingerprint} from '../../crypto/index.js'
 import {BaseCommand} from '../_lib/base-command.js'
 import {Exit} from '../_lib/errors.js'
 import {KeyDirectory} from '../_lib/trust.js'
@@ -16,8 +16,6 @@ export interface KeysVerifyResult {
   /** Whether the server's current key is now the pinned one. */
   accepted: boolean
 }
-
-const normalize = (fingerprint: string) => fingerprint.replace(/\s+/g, '').toLowerCase()
 
 export default class KeysVerify extends BaseCommand<typeof KeysVerify> {
   static override summary = "Compare a contact's pinned key with the one the server has now; mark it verified or accept a new one."
@@ -53,7 +51,7 @@ export default class KeysVerify extends BaseCommand<typeof KeysVerify> {
     const result = {username, pinned: pinned?.fingerprint ?? null, current: current.fingerprint, changed, verified: pinned?.verified ?? false, accepted: false}
 
     if (this.flags.fingerprint !== undefined) {
-      if (normalize(this.flags.fingerprint) !== current.fingerprint) {
+      if (normalizeFingerprint(this.flags.fingerprint) !== current.fingerprint) {
         this.error(`The fingerprint you gave does not match ${username}'s key on the server; nothing was changed.`, {
           exit: Exit.trust,
           suggestions: [`Do not trust messages from ${username} until you find out why.`],

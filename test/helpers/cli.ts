@@ -4,6 +4,7 @@ import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {expect} from 'chai'
 import type {DataSource} from 'typeorm'
 
 import type {RunningChatServer} from '../../server/main.js'
@@ -19,6 +20,15 @@ export interface CliRun {
   code: number
   stdout: string
   stderr: string
+}
+
+/** One error line (`Error: …`, matching `pattern` if given) and nothing else on stderr: no stack trace. */
+export function expectOneLineError(result: CliRun, pattern?: RegExp): void {
+  const lines = result.stderr.trim().split('\n')
+  expect(lines, result.stderr).to.have.length(1)
+  expect(lines[0]).to.match(/^Error: /)
+  if (pattern) expect(result.stderr).to.match(pattern)
+  expect(result.stderr).not.to.match(/\n\s+at |\.(ts|js):\d+/)
 }
 
 /** Runs the built CLI to completion. Never rejects on a non-zero exit: tests assert on `code`. */

@@ -6,15 +6,9 @@ import type {DataSource} from 'typeorm'
 
 import type {RunningChatServer} from '../../server/main.js'
 import type {RunningSuperserver} from '../../superserver/main.js'
-import {type CliRun, CliUser, runCli, startTwoUserCluster, stopTwoUserCluster} from '../helpers/cli.js'
+import {type CliRun, CliUser, expectOneLineError, runCli, startTwoUserCluster, stopTwoUserCluster} from '../helpers/cli.js'
 import {http} from '../helpers/http.js'
 
-/** One error line, no stack trace. */
-const expectOneLineError = (result: CliRun, pattern: RegExp) => {
-  expect(result.stderr.trim().split('\n'), result.stderr).to.have.length(1)
-  expect(result.stderr).to.match(pattern)
-  expect(result.stderr).not.to.match(/\n\s+at |\.(ts|js):\d+/)
-}
 
 describe('CLI: blocking, sessions and key safety', function () {
   this.timeout(90_000)

@@ -7,20 +7,13 @@ import type {DataSource} from 'typeorm'
 import {encryptText, generateKeyPair, unlockPrivateKey} from '../../crypto/index.js'
 import type {RunningChatServer} from '../../server/main.js'
 import type {RunningSuperserver} from '../../superserver/main.js'
-import {type CliRun, CliUser, PASSPHRASE, runCli, spawnCli, startTwoUserCluster, stopTwoUserCluster} from '../helpers/cli.js'
+import {CliUser, expectOneLineError, PASSPHRASE, runCli, spawnCli, startTwoUserCluster, stopTwoUserCluster} from '../helpers/cli.js'
 import {PASSWORD} from '../helpers/api.js'
 import {http} from '../helpers/http.js'
 import {loadFixtureKey} from '../helpers/keys.js'
 import {startTestServer, waitForHealthy} from '../helpers/cluster.js'
 import {eventually} from '../helpers/processes.js'
 
-/** One error line (plus nothing else), and no stack trace. */
-const expectOneLineError = (result: CliRun) => {
-  const lines = result.stderr.trim().split('\n')
-  expect(lines, result.stderr).to.have.length(1)
-  expect(lines[0]).to.match(/^Error: /)
-  expect(result.stderr).not.to.match(/\n\s+at |\.(ts|js):\d+/)
-}
 
 describe('CLI: accounts and 1:1 messages', function () {
   // Each CLI run is a new node process (~0.3-0.5 s); a test runs several.
