@@ -1,13 +1,13 @@
 import {Args, Flags} from '@oclif/core'
 
-import type {HistoryMessage} from './_lib/api-client.js'
+import type {HistoryMessage} from '../client/api-client.js'
 import {BaseCommand} from './_lib/base-command.js'
-import {Directory} from './_lib/directory.js'
+import {Directory} from '../client/directory.js'
 import {singleLine} from './_lib/display.js'
-import {prepareDownloadDir} from './_lib/downloads.js'
-import type {GroupRef} from './_lib/group-targets.js'
+import {prepareDownloadDir} from '../client/downloads.js'
+import type {GroupRef} from '../client/group-targets.js'
 import {progressFor} from './_lib/progress.js'
-import {formatMessage, MessageOpener, type OpenedMessage} from './_lib/receive.js'
+import {formatMessage, MessageOpener, type OpenedMessage} from '../client/receive.js'
 
 export interface HistoryResult {
   /** The user, or `group:<id>`. */

@@ -1,12 +1,12 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from './_lib/base-command.js'
-import {Directory} from './_lib/directory.js'
-import {EventSync, isGroupNotice, type SyncItem} from './_lib/event-sync.js'
-import {formatNotice, GroupEventResponder, type GroupNotice} from './_lib/group-events.js'
+import {Directory} from '../client/directory.js'
+import {EventSync, isGroupNotice, type SyncItem} from '../client/event-sync.js'
+import {formatNotice, GroupEventResponder, type GroupNotice} from '../client/group-events.js'
 import {progressFor} from './_lib/progress.js'
 import {receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
-import {formatMessage, MessageOpener, type OpenedMessage} from './_lib/receive.js'
+import {formatMessage, MessageOpener, type OpenedMessage} from '../client/receive.js'
 
 export interface InboxResult {
   messages: OpenedMessage[]

@@ -2,15 +2,15 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {Flags} from '@oclif/core'
 
-import {isFailoverError} from './_lib/api-client.js'
+import {isFailoverError} from '../client/api-client.js'
 import {BaseCommand} from './_lib/base-command.js'
-import {Directory} from './_lib/directory.js'
+import {Directory} from '../client/directory.js'
 import {jsonText, singleLine} from './_lib/display.js'
-import {EventSync, isGroupNotice, type SyncItem} from './_lib/event-sync.js'
-import {formatNotice, GroupEventResponder} from './_lib/group-events.js'
+import {EventSync, isGroupNotice, type SyncItem} from '../client/event-sync.js'
+import {formatNotice, GroupEventResponder} from '../client/group-events.js'
 import {progressFor} from './_lib/progress.js'
 import {receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
-import {formatMessage, MessageOpener} from './_lib/receive.js'
+import {formatMessage, MessageOpener} from '../client/receive.js'
 
 /** Each long poll waits this long: under the 60 s idle timeout of common proxies, and the server's default. */
 const LONG_POLL_MS = 30_000

@@ -1,11 +1,11 @@
 import {Args, Flags} from '@oclif/core'
 
 import {formatFingerprint, readPublicKey} from '../crypto/index.js'
-import {ApiClient, ApiError} from './_lib/api-client.js'
+import {ApiClient, ApiError} from '../client/api-client.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {Exit} from './_lib/errors.js'
 import {readPassword} from './_lib/prompts.js'
-import {assign, superserverUrl, withFailover} from './_lib/session.js'
+import {assign, superserverUrl, withFailover} from '../client/session.js'
 
 export interface LoginResult {
   username: string

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 
-import {ApiError} from './_lib/api-client.js'
+import {ApiError} from '../client/api-client.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {Exit} from './_lib/errors.js'
 

@@ -1,11 +1,11 @@
 import {Args, Flags} from '@oclif/core'
 
 import {formatFingerprint, generateKeyPair, readPublicKey, unlockPrivateKey} from '../crypto/index.js'
-import {ApiClient} from './_lib/api-client.js'
+import {ApiClient} from '../client/api-client.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {Exit} from './_lib/errors.js'
 import {readPassphrase, readPassword} from './_lib/prompts.js'
-import {assign, superserverUrl, withFailover} from './_lib/session.js'
+import {assign, superserverUrl, withFailover} from '../client/session.js'
 
 export interface RegisterResult {
   username: string

@@ -4,8 +4,8 @@ import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 
 import {jsonText, multiLine, singleLine} from './display.js'
 import {describeFailure} from './errors.js'
-import {profileDirectory, ProfileStore} from './profile-store.js'
-import {ChatSession} from './session.js'
+import {profileDirectory, ProfileStore} from '../../client/profile-store.js'
+import {ChatSession} from '../../client/session.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>

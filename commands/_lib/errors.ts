@@ -1,7 +1,7 @@
 import {Errors} from '@oclif/core'
 
 import {CryptoError} from '../../crypto/index.js'
-import {ApiError, NetworkError, ProtocolError} from './api-client.js'
+import {ApiError, NetworkError, ProtocolError} from '../../client/api-client.js'
 import {singleLine} from './display.js'
 
 /** The exit code tells scripts the cause (DESIGN.md section 6; signal-cli does the same). */

@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress'
 
-import {formatSize} from './downloads.js'
+import {formatSize} from '../../client/downloads.js'
 import {singleLine} from './display.js'
 
 /**

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
-import {prepareDownloadDir} from './downloads.js'
-import type {ReceiveFilesOptions} from './file-receive.js'
+import {prepareDownloadDir} from '../../client/downloads.js'
+import type {ReceiveFilesOptions} from '../../client/file-receive.js'
 import type {ProgressFactory} from './progress.js'
 
 /**

@@ -1,9 +1,9 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
-import {Directory} from '../_lib/directory.js'
-import {createOnce, groupName, type GroupState, groupState, keyAfterChange, userArg} from '../_lib/group-changes.js'
-import {firstUseNote} from '../_lib/trust.js'
+import {Directory} from '../../client/directory.js'
+import {createOnce, groupName, type GroupState, groupState, keyAfterChange, userArg} from '../../client/group-changes.js'
+import {firstUseNote} from '../../client/trust.js'
 
 export type GroupCreateResult = GroupState & {keyedHere: boolean}
 

@@ -1,9 +1,9 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
-import {changeMembership} from '../_lib/group-changes.js'
-import {describeGroup, GroupDirectory, type GroupRef} from '../_lib/group-targets.js'
-import type {ChatSession} from '../_lib/session.js'
+import {changeMembership} from '../../client/group-changes.js'
+import {describeGroup, GroupDirectory, type GroupRef} from '../../client/group-targets.js'
+import type {ChatSession} from '../../client/session.js'
 
 export interface GroupLeaveResult {
   group: GroupRef

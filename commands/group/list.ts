@@ -1,7 +1,7 @@
 import {BaseCommand} from '../_lib/base-command.js'
-import type {GroupSummary} from '../_lib/api-client.js'
+import type {GroupSummary} from '../../client/api-client.js'
 import {singleLine} from '../_lib/display.js'
-import {GroupDirectory} from '../_lib/group-targets.js'
+import {GroupDirectory} from '../../client/group-targets.js'
 
 export interface GroupListResult {
   groups: GroupSummary[]

@@ -1,9 +1,9 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
-import {Directory} from '../_lib/directory.js'
-import {userArg} from '../_lib/group-changes.js'
-import {describeGroup, type GroupRef} from '../_lib/group-targets.js'
+import {Directory} from '../../client/directory.js'
+import {userArg} from '../../client/group-changes.js'
+import {describeGroup, type GroupRef} from '../../client/group-targets.js'
 
 export interface GroupPromoteResult {
   group: GroupRef

@@ -1,10 +1,10 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
-import {Directory} from '../_lib/directory.js'
-import {groupName, type GroupState, groupState, keyAfterChange} from '../_lib/group-changes.js'
-import {describeGroup} from '../_lib/group-targets.js'
-import {firstUseNote} from '../_lib/trust.js'
+import {Directory} from '../../client/directory.js'
+import {groupName, type GroupState, groupState, keyAfterChange} from '../../client/group-changes.js'
+import {describeGroup} from '../../client/group-targets.js'
+import {firstUseNote} from '../../client/trust.js'
 
 export type GroupRekeyResult = GroupState & {keyedHere: boolean}
 

@@ -1,11 +1,11 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
-import {Directory} from '../_lib/directory.js'
+import {Directory} from '../../client/directory.js'
 import {singleLine} from '../_lib/display.js'
-import {changeMembership, groupName, type GroupState, groupState, keyAfterChange, userArg} from '../_lib/group-changes.js'
-import {describeGroup} from '../_lib/group-targets.js'
-import {firstUseNote} from '../_lib/trust.js'
+import {changeMembership, groupName, type GroupState, groupState, keyAfterChange, userArg} from '../../client/group-changes.js'
+import {describeGroup} from '../../client/group-targets.js'
+import {firstUseNote} from '../../client/trust.js'
 import GroupLeave, {type GroupLeaveResult} from './leave.js'
 
 export type GroupRemoveResult = GroupState & {removed: string; keyedHere: boolean}

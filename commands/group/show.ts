@@ -1,12 +1,12 @@
 import {Args} from '@oclif/core'
 
 import {formatFingerprint} from '../../crypto/index.js'
-import type {GroupRole} from '../_lib/api-client.js'
+import type {GroupRole} from '../../client/api-client.js'
 import {BaseCommand} from '../_lib/base-command.js'
-import {Directory} from '../_lib/directory.js'
+import {Directory} from '../../client/directory.js'
 import {singleLine} from '../_lib/display.js'
-import {GroupKeyUnavailable} from '../_lib/group-keys.js'
-import {contactOf} from '../_lib/profile-store.js'
+import {GroupKeyUnavailable} from '../../client/group-keys.js'
+import {contactOf} from '../../client/profile-store.js'
 
 /**
  * How this client knows a member's key: `you`; `verified` (pinned and compared

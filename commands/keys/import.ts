@@ -5,7 +5,7 @@ import {Args} from '@oclif/core'
 import {CryptoError, formatFingerprint, readPublicKey, unlockPrivateKey} from '../../crypto/index.js'
 import {BaseCommand} from '../_lib/base-command.js'
 import {CliFailure, Exit} from '../_lib/errors.js'
-import {profileHint} from '../_lib/profile-store.js'
+import {profileHint} from '../../client/profile-store.js'
 import {readPassphrase} from '../_lib/prompts.js'
 
 export interface KeysImportResult {

@@ -3,7 +3,7 @@ import {Args} from '@oclif/core'
 import {formatFingerprint, readPublicKey} from '../../crypto/index.js'
 import {BaseCommand} from '../_lib/base-command.js'
 import {Exit} from '../_lib/errors.js'
-import {contactOf} from '../_lib/profile-store.js'
+import {contactOf} from '../../client/profile-store.js'
 
 export interface KeysShowResult {
   username: string | null

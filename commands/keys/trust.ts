@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {formatFingerprint, normalizeFingerprint} from '../../crypto/index.js'
 import {BaseCommand} from '../_lib/base-command.js'
 import {Exit} from '../_lib/errors.js'
-import {KeyDirectory} from '../_lib/trust.js'
+import {KeyDirectory} from '../../client/trust.js'
 
 export interface KeysTrustResult {
   username: string

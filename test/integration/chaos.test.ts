@@ -3,7 +3,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {expect} from 'chai'
 
-import {newBinding, packText} from '../../commands/_lib/message-content.js'
+import {newBinding, packText} from '../../client/message-content.js'
 import {encryptText} from '../../crypto/index.js'
 import type {RunningSuperserver} from '../../superserver/main.js'
 import {registerAndLogin, type TestUser, uniqueName} from '../helpers/api.js'

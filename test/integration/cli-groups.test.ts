@@ -5,7 +5,7 @@ import {readFile} from 'node:fs/promises'
 import {expect} from 'chai'
 import type {DataSource} from 'typeorm'
 
-import {newBinding, packText, unpackText} from '../../commands/_lib/message-content.js'
+import {newBinding, packText, unpackText} from '../../client/message-content.js'
 
 import {
   CryptoError,

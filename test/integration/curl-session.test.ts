@@ -6,7 +6,7 @@ import {promisify} from 'node:util'
 
 import {expect} from 'chai'
 
-import {bindingProblem, unpackText} from '../../commands/_lib/message-content.js'
+import {bindingProblem, unpackText} from '../../client/message-content.js'
 import {decryptText} from '../../crypto/index.js'
 import type {RunningChatServer} from '../../server/main.js'
 import type {RunningSuperserver} from '../../superserver/main.js'

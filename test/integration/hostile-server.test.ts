@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import {expect} from 'chai'
 import type {DataSource} from 'typeorm'
 
-import {newBinding, packText} from '../../commands/_lib/message-content.js'
+import {newBinding, packText} from '../../client/message-content.js'
 import {encryptText, readPublicKey, unlockPrivateKey, type UnlockedKey} from '../../crypto/index.js'
 import type {RunningChatServer} from '../../server/main.js'
 import type {RunningSuperserver} from '../../superserver/main.js'

@@ -5,7 +5,7 @@ import {PassThrough} from 'node:stream'
 
 import {expect} from 'chai'
 
-import {formatSize, MAX_NAME_CHARS, numberedName, prepareDownloadDir, sanitizeFileName, saveUnique} from '../../commands/_lib/downloads.js'
+import {formatSize, MAX_NAME_CHARS, numberedName, prepareDownloadDir, sanitizeFileName, saveUnique} from '../../client/downloads.js'
 import {noProgress, progressFor, transferBar} from '../../commands/_lib/progress.js'
 
 describe('saving received files', () => {

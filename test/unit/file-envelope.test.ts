@@ -3,8 +3,8 @@ import {randomBytes} from 'node:crypto'
 import {expect} from 'chai'
 
 import {decryptBytes, encryptBytes} from '../../crypto/index.js'
-import {EnvelopeError, MAX_HEADER_BYTES, mediaTypeFor, packEnvelope, unpackEnvelope} from '../../commands/_lib/file-envelope.js'
-import {newBinding} from '../../commands/_lib/message-content.js'
+import {EnvelopeError, MAX_HEADER_BYTES, mediaTypeFor, packEnvelope, unpackEnvelope} from '../../client/file-envelope.js'
+import {newBinding} from '../../client/message-content.js'
 import {loadFixtureKey} from '../helpers/keys.js'
 
 const binding = newBinding({user: 'bob'})

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {type Arrival, bindingProblem, newBinding, packText, REPLAY_AGE_MS, unpackText} from '../../commands/_lib/message-content.js'
+import {type Arrival, bindingProblem, newBinding, packText, REPLAY_AGE_MS, unpackText} from '../../client/message-content.js'
 
 const GROUP = '6f1c1f1e-8a43-4b43-9d55-0e3a3f6d3a10'
 const OTHER_GROUP = '0b7d4c1a-1f4e-4a57-8c1b-5a6f1b2e9c77'

@@ -1,7 +1,7 @@
 import {chmod, type FileHandle, mkdir, open, rm} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
-import {CliFailure, Exit} from './errors.js'
+import {CliFailure, Exit} from '../commands/_lib/errors.js'
 
 /**
  * Saving received files. The name comes from the sender (inside the

@@ -1,13 +1,13 @@
 import {readFile, stat} from 'node:fs/promises'
 import {basename} from 'node:path'
 
-import {encryptBytes, encryptText} from '../../crypto/index.js'
+import {encryptBytes, encryptText} from '../crypto/index.js'
 import {ApiError, NetworkError} from './api-client.js'
 import {formatSize} from './downloads.js'
-import {CliFailure, Exit} from './errors.js'
+import {CliFailure, Exit} from '../commands/_lib/errors.js'
 import {mediaTypeFor, packEnvelope} from './file-envelope.js'
 import {newBinding, packText} from './message-content.js'
-import {noProgress, type ProgressFactory} from './progress.js'
+import {noProgress, type ProgressFactory} from '../commands/_lib/progress.js'
 import type {ChatSession} from './session.js'
 import type {KeyForSending} from './trust.js'
 

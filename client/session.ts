@@ -1,10 +1,10 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {unlockPrivateKey, type UnlockedKey} from '../../crypto/index.js'
+import {unlockPrivateKey, type UnlockedKey} from '../crypto/index.js'
 import {ApiClient, ApiError, assignServer, isFailoverError} from './api-client.js'
-import {CliFailure, Exit} from './errors.js'
+import {CliFailure, Exit} from '../commands/_lib/errors.js'
 import {type Profile, profileHint, type ProfileStore} from './profile-store.js'
-import {readPassphrase} from './prompts.js'
+import {readPassphrase} from '../commands/_lib/prompts.js'
 
 export const DEFAULT_SUPERSERVER = 'http://127.0.0.1:4000'
 

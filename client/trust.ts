@@ -1,7 +1,7 @@
-import {CryptoError, formatFingerprint, readPublicKey} from '../../crypto/index.js'
+import {CryptoError, formatFingerprint, readPublicKey} from '../crypto/index.js'
 import {ApiError} from './api-client.js'
-import {singleLine} from './display.js'
-import {CliFailure, Exit} from './errors.js'
+import {singleLine} from '../commands/_lib/display.js'
+import {CliFailure, Exit} from '../commands/_lib/errors.js'
 import {type Contact, type ContactOrigin, contactOf} from './profile-store.js'
 import type {ChatSession} from './session.js'
 

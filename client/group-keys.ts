@@ -1,7 +1,7 @@
-import {CryptoError, type GroupKey, unwrapGroupKey} from '../../crypto/index.js'
+import {CryptoError, type GroupKey, unwrapGroupKey} from '../crypto/index.js'
 import {ApiError} from './api-client.js'
-import {singleLine} from './display.js'
-import {CliFailure, Exit, type ExitCode} from './errors.js'
+import {singleLine} from '../commands/_lib/display.js'
+import {CliFailure, Exit, type ExitCode} from '../commands/_lib/errors.js'
 import type {ChatSession} from './session.js'
 import type {KeyDirectory} from './trust.js'
 

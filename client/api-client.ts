@@ -3,10 +3,10 @@ import {Readable} from 'node:stream'
 
 import type {z} from 'zod'
 
-import * as answers from '../../protocol/answers.js'
-import {blockEntry, type BlockEntry, blockList} from '../../protocol/blocks.js'
-import {eventSchema, eventsPage, historyMessage, type HistoryMessage, historyPage, type ServerEvent} from '../../protocol/events.js'
-import {seq} from '../../protocol/primitives.js'
+import * as answers from '../protocol/answers.js'
+import {blockEntry, type BlockEntry, blockList} from '../protocol/blocks.js'
+import {eventSchema, eventsPage, historyMessage, type HistoryMessage, historyPage, type ServerEvent} from '../protocol/events.js'
+import {seq} from '../protocol/primitives.js'
 
 /**
  * A small typed client for the chat server and superserver HTTP API
@@ -92,8 +92,8 @@ export const isFailoverError = (error: unknown): boolean =>
   error instanceof NetworkError || (error instanceof ApiError && error.unavailable)
 
 // The answers' types are the schemas' (protocol/): one definition of each shape.
-export type {GroupEvent, HistoryMessage, MessageEvent, OtherEvent, ServerEvent} from '../../protocol/events.js'
-export type {GroupDetails, GroupMember, GroupRole, GroupSummary, Session, UserKey, WrappedGroupKey} from '../../protocol/answers.js'
+export type {GroupEvent, HistoryMessage, MessageEvent, OtherEvent, ServerEvent} from '../protocol/events.js'
+export type {GroupDetails, GroupMember, GroupRole, GroupSummary, Session, UserKey, WrappedGroupKey} from '../protocol/answers.js'
 
 export type SendBody =
   | {to: {user: string}; kind: 'text'; ciphertext: string}

@@ -3,7 +3,7 @@ import {chmod, mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
 
-import {CliFailure, Exit} from './errors.js'
+import {CliFailure, Exit} from '../commands/_lib/errors.js'
 
 /**
  * The profile directory: everything the CLI knows about one user on this

@@ -1,12 +1,12 @@
-import {CryptoError, type Verification} from '../../crypto/index.js'
+import {CryptoError, type Verification} from '../crypto/index.js'
 import {ApiError, type HistoryMessage, isFailoverError} from './api-client.js'
-import {singleLine} from './display.js'
+import {singleLine} from '../commands/_lib/display.js'
 import {formatSize, saveUnique} from './downloads.js'
 import {EnvelopeError, unpackEnvelope} from './file-envelope.js'
 import {MAX_FILE_BYTES} from './file-send.js'
 import {type Arrival, type Binding, unpackText} from './message-content.js'
 import {type Decryptor, judge, judgeBinding, type OpenedBase, type SenderKey, senderLabel, verificationMark} from './opened.js'
-import {noProgress, type Progress, type ProgressFactory} from './progress.js'
+import {noProgress, type Progress, type ProgressFactory} from '../commands/_lib/progress.js'
 import type {ChatSession} from './session.js'
 
 /** An image (or any file) message: where it was saved, and what the sender said it is. */

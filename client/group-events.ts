@@ -2,8 +2,8 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {ApiError, type GroupEvent, isFailoverError, type ServerEvent} from './api-client.js'
 import type {Directory} from './directory.js'
-import {singleLine} from './display.js'
-import {describeFailure} from './errors.js'
+import {singleLine} from '../commands/_lib/display.js'
+import {describeFailure} from '../commands/_lib/errors.js'
 import {ensureKeyed} from './group-rekey.js'
 import {firstUseNote} from './trust.js'
 

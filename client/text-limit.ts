@@ -1,5 +1,5 @@
-import {MAX_CIPHERTEXT_BYTES} from '../../protocol/primitives.js'
-import {CliFailure, Exit} from './errors.js'
+import {MAX_CIPHERTEXT_BYTES} from '../protocol/primitives.js'
+import {CliFailure, Exit} from '../commands/_lib/errors.js'
 
 /**
  * The server refuses a text whose armored ciphertext is over

@@ -1,7 +1,7 @@
 import {ApiError, type ApiClient, type GroupDetails, type GroupRole, NetworkError} from './api-client.js'
 import type {Directory} from './directory.js'
-import {singleLine} from './display.js'
-import {CliFailure, describeFailure, Exit, type ExitCode} from './errors.js'
+import {singleLine} from '../commands/_lib/display.js'
+import {CliFailure, describeFailure, Exit, type ExitCode} from '../commands/_lib/errors.js'
 import {ensureKeyed, type KeyedGroup} from './group-rekey.js'
 import type {ChatSession} from './session.js'
 

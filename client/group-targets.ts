@@ -1,6 +1,6 @@
 import {ApiError, type GroupSummary} from './api-client.js'
-import {singleLine} from './display.js'
-import {CliFailure, Exit} from './errors.js'
+import {singleLine} from '../commands/_lib/display.js'
+import {CliFailure, Exit} from '../commands/_lib/errors.js'
 import type {ChatSession} from './session.js'
 import type {KeyDirectory} from './trust.js'
 

@@ -1,5 +1,5 @@
-import type {Verification} from '../../crypto/index.js'
-import {singleLine} from './display.js'
+import type {Verification} from '../crypto/index.js'
+import {singleLine} from '../commands/_lib/display.js'
 import {type Arrival, type Binding, bindingProblem} from './message-content.js'
 import type {KeyForVerifying} from './trust.js'
 
