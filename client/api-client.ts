@@ -7,6 +7,8 @@ import * as answers from '../protocol/answers.js'
 import {blockEntry, type BlockEntry, blockList} from '../protocol/blocks.js'
 import {eventSchema, eventsPage, historyMessage, type HistoryMessage, historyPage, type ServerEvent} from '../protocol/events.js'
 import {seq} from '../protocol/primitives.js'
+import type {CreateGroupBody, LoginBody, RegisterBody, SendBody} from '../protocol/requests.js'
+import {FastChatError} from './errors.js'
 
 /**
  * A small typed client for the chat server and superserver HTTP API
@@ -26,15 +28,15 @@ const TRANSFER_IDLE_MS = 30_000
 const UPLOAD_CHUNK_BYTES = 64 * 1024
 
 /** The server answered with an error (an RFC 9457 problem, or something that is not one). */
-export class ApiError extends Error {
+export class ApiError extends FastChatError {
   constructor(
     readonly status: number,
-    readonly code: string,
+    code: string,
     message: string,
     /** The problem document, its fields checked (protocol/answers.ts): a field that did not match is absent. */
     readonly problem: answers.Problem = {},
   ) {
-    super(message)
+    super(code, message, {...problem, status})
     this.name = 'ApiError'
   }
 
@@ -45,14 +47,14 @@ export class ApiError extends Error {
 }
 
 /** No answer at all: connection refused or reset, DNS, timeout. */
-export class NetworkError extends Error {
+export class NetworkError extends FastChatError {
   constructor(
     readonly url: string,
     /** ECONNREFUSED, EPIPE, "timed out"... */
     readonly reason: string,
     options?: {cause?: unknown},
   ) {
-    super(`Cannot reach ${url} (${reason}).`, options)
+    super('FC_NETWORK', `Cannot reach ${url} (${reason}).`, {url, reason}, options)
     this.name = 'NetworkError'
   }
 }
@@ -62,16 +64,14 @@ export class NetworkError extends Error {
  * server): the answer is refused. `field` is where it first differs, as
  * `members[0].username`.
  */
-export class ProtocolError extends Error {
-  readonly code = 'FC_BAD_RESPONSE'
-
+export class ProtocolError extends FastChatError {
   constructor(
     /** The route as documented: `GET /v1/groups/:id`. */
     readonly route: string,
     readonly field: string,
     readonly reason: string,
   ) {
-    super(`The server's answer to ${route} does not match the API: ${field}: ${reason}.`)
+    super('FC_BAD_RESPONSE', `The server's answer to ${route} does not match the API: ${field}: ${reason}.`)
     this.name = 'ProtocolError'
   }
 
@@ -95,12 +95,7 @@ export const isFailoverError = (error: unknown): boolean =>
 export type {GroupEvent, HistoryMessage, MessageEvent, OtherEvent, ServerEvent} from '../protocol/events.js'
 export type {GroupDetails, GroupMember, GroupRole, GroupSummary, Session, UserKey, WrappedGroupKey} from '../protocol/answers.js'
 
-export type SendBody =
-  | {to: {user: string}; kind: 'text'; ciphertext: string}
-  /** `ciphertext`: the armored caption, or ''. */
-  | {to: {user: string}; kind: 'image'; blob: string; ciphertext: string}
-  | {to: {group: string}; epoch: number; kind: 'text'; ciphertext: string}
-  | {to: {group: string}; epoch: number; kind: 'image'; blob: string; ciphertext: string}
+export type {SendBody} from '../protocol/requests.js'
 
 /** Hears of a transfer's progress: `total` once known (0 if the server did not say), then each chunk. */
 export interface TransferListener {
@@ -126,12 +121,12 @@ export class ApiClient {
   }
 
   // POST /v1/users
-  register(body: {username: string; password: string; publicKey: string}): Promise<answers.Registered> {
+  register(body: RegisterBody): Promise<answers.Registered> {
     return this.checked('POST /v1/users', answers.registered, '/v1/users', {json: body})
   }
 
   // POST /v1/sessions
-  login(body: {username: string; password: string}): Promise<answers.Session> {
+  login(body: LoginBody): Promise<answers.Session> {
     return this.checked('POST /v1/sessions', answers.session, '/v1/sessions', {json: body})
   }
 
@@ -196,7 +191,7 @@ export class ApiClient {
   }
 
   // POST /v1/groups
-  createGroup(body: {name: string; members: string[]}): Promise<answers.GroupCreated> {
+  createGroup(body: CreateGroupBody): Promise<answers.GroupCreated> {
     return this.checked('POST /v1/groups', answers.groupCreated, '/v1/groups', {json: body})
   }
 

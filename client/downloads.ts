@@ -1,7 +1,7 @@
 import {chmod, type FileHandle, mkdir, open, rm} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
-import {CliFailure, Exit} from '../commands/_lib/errors.js'
+import {FastChatError} from './errors.js'
 
 /**
  * Saving received files. The name comes from the sender (inside the
@@ -68,7 +68,7 @@ export async function prepareDownloadDir(profileDir: string, out?: string): Prom
     // Our own downloads directory is private like the profile; a --out directory that existed keeps its mode.
     if (created !== undefined || !out) await chmod(dir, 0o700)
   } catch (error) {
-    throw new CliFailure(`Cannot use ${dir} for received files: ${(error as Error).message}`, Exit.input, 'Pass --out DIR with a directory you can write to.')
+    throw new FastChatError('FC_SAVE_FAILED', `Cannot use ${dir} for received files: ${(error as Error).message}`, {dir}, {cause: error})
   }
   return dir
 }
@@ -102,11 +102,11 @@ export async function saveUnique(dir: string, name: string, data: Uint8Array): P
     }
     return path
   }
-  throw new CliFailure(`Too many files named like ${safe} in ${dir}.`, Exit.input, 'Move some away, or pass --out DIR.')
+  throw new FastChatError('FC_SAVE_FAILED', `Too many files named like ${safe} in ${dir}.`, {dir, name: safe})
 }
 
 const cannotSave = (path: string, error: unknown) =>
-  new CliFailure(`Cannot save ${path}: ${(error as Error).message}`, Exit.input, 'Free some space, or pass --out DIR with a directory you can write to.')
+  new FastChatError('FC_SAVE_FAILED', `Cannot save ${path}: ${(error as Error).message}`, {path}, {cause: error})
 
 /** 512 B, 12.3 KiB, 4.0 MiB. */
 export function formatSize(bytes: number): string {

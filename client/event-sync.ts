@@ -2,6 +2,7 @@ import {ApiError, type MessageEvent, type Rejected, type ServerEvent} from './ap
 import {type GroupEventResponder, type GroupNotice, groupNotice, isGroupEvent} from './group-events.js'
 import {RECENT_IDS_KEPT, type SyncState} from './profile-store.js'
 import type {MessageOpener, OpenedMessage} from './receive.js'
+import type {Reporter} from './reports.js'
 import type {ChatSession} from './session.js'
 
 /** Events per poll: small enough that one batch prints quickly, large enough to catch up fast. */
@@ -14,12 +15,19 @@ export interface PageResult {
   reset: boolean
 }
 
+/** One page, opened: hand out `items`, then commit(). */
+export interface Batch {
+  items: SyncItem[]
+  result: PageResult
+  commit(): Promise<void>
+}
+
 const isMessage = (event: ServerEvent): event is MessageEvent => event.type === 'message' && typeof (event as MessageEvent).id === 'string'
 
 /** What a page delivers, in stream order: messages, and group events (one line each). */
 export type SyncItem = OpenedMessage | GroupNotice
 
-export const isGroupNotice = (item: SyncItem): item is GroupNotice => 'summary' in item
+export const isGroupNotice = (item: SyncItem): item is GroupNotice => 'seq' in item
 
 /**
  * Reads the event stream from the profile's cursor (DESIGN.md section 2):
@@ -35,24 +43,37 @@ export class EventSync {
   constructor(
     private readonly session: ChatSession,
     private readonly opener: MessageOpener,
-    private readonly notice: (line: string) => void,
+    private readonly report: Reporter,
     private readonly groups?: GroupEventResponder,
   ) {}
 
   /** Polls once (waiting up to `timeoutMs` when nothing is there) and delivers the new messages and group events. */
   async page(timeoutMs: number, deliver: (item: SyncItem) => void, signal?: AbortSignal): Promise<PageResult> {
+    const batch = await this.read(timeoutMs, signal)
+    for (const item of batch.items) deliver(item)
+    await batch.commit()
+    return batch.result
+  }
+
+  /**
+   * Polls once and opens the page, but moves nothing: the caller hands the
+   * items out, then calls commit(), which answers group events and saves the
+   * cursor and the seen ids. Not committing (a crash, a consumer that stops)
+   * means the page comes again, deduplicated by id.
+   */
+  async read(timeoutMs: number, signal?: AbortSignal): Promise<Batch> {
     const state = (this.state ??= await this.session.store.state())
     let answer: {events: ServerEvent[]; next: number; rejected: Rejected[]}
     try {
       answer = await this.session.api.events(state.cursor, timeoutMs, PAGE_SIZE, signal)
     } catch (error) {
-      if (await this.resetCursor(state, error)) return {events: 0, reset: true}
+      if (await this.resetCursor(state, error)) return {items: [], result: {events: 0, reset: true}, commit: async () => undefined}
       throw error
     }
     // An event that does not match the API is skipped, with one notice, and the cursor moves past it: a bad server cannot wedge the stream.
-    for (const {seq, error} of answer.rejected) this.notice(`Notice: skipped ${seq === null ? 'an event' : `event ${seq}`}: ${error.message}`)
+    for (const {seq, error} of answer.rejected) this.report({type: 'event.skipped', seq, reason: error.message})
     const seen = new Set(state.recentIds)
-    const notices = new Map(answer.events.filter(isGroupEvent).map((event) => [event.seq, groupNotice(event, (username) => this.session.isMe(username))]))
+    const notices = new Map(answer.events.filter(isGroupEvent).map((event) => [event.seq, groupNotice(event)]))
     // Before the messages: one may be from a group we left, no longer in our list but named by its events.
     this.groups?.learn([...notices.values()])
     const opened: SyncItem[] = []
@@ -76,13 +97,14 @@ export class EventSync {
         opened.push(notice)
       }
     }
-    for (const item of opened) deliver(item)
-    const delivered = opened.filter(isGroupNotice)
-    if (this.groups && delivered.length > 0) await this.groups.answer(delivered)
-    // Trimmed here as on disk: a `listen` that runs for days keeps a window, not every id it ever saw.
-    this.state = {cursor: Math.max(state.cursor, answer.next), recentIds: [...state.recentIds, ...shownIds].slice(-RECENT_IDS_KEPT)}
-    await this.session.store.saveState(this.state)
-    return {events: answer.events.length + answer.rejected.length, reset: false}
+    const commit = async () => {
+      const delivered = opened.filter(isGroupNotice)
+      if (this.groups && delivered.length > 0) await this.groups.answer(delivered)
+      // Trimmed here as on disk: a `listen` that runs for days keeps a window, not every id it ever saw.
+      this.state = {cursor: Math.max(state.cursor, answer.next), recentIds: [...state.recentIds, ...shownIds].slice(-RECENT_IDS_KEPT)}
+      await this.session.store.saveState(this.state)
+    }
+    return {items: opened, result: {events: answer.events.length + answer.rejected.length, reset: false}, commit}
   }
 
   get cursor(): number {
@@ -93,13 +115,10 @@ export class EventSync {
     if (!(error instanceof ApiError)) return false
     const {problem} = error
     if (error.status === 410 && error.code === 'FC_CURSOR_EXPIRED' && typeof problem.oldest === 'number') {
-      this.notice(
-        `Notice: some events expired on the server before this profile fetched them; continuing from ${problem.oldest}. ` +
-          'Use `fastchat history <user>` to see older messages.',
-      )
+      this.report({type: 'cursor.reset', from: state.cursor, to: problem.oldest, reason: 'expired'})
       this.state = {...state, cursor: problem.oldest}
     } else if (error.status === 409 && error.code === 'FC_CURSOR_AHEAD' && typeof problem.last === 'number') {
-      this.notice(`Notice: the saved cursor (${state.cursor}) is ahead of the server's event stream; continuing from ${problem.last}.`)
+      this.report({type: 'cursor.reset', from: state.cursor, to: problem.last, reason: 'ahead'})
       this.state = {...state, cursor: problem.last}
     } else {
       return false

@@ -1,12 +1,14 @@
+import {stat} from 'node:fs/promises'
+import {dirname, resolve} from 'node:path'
+
 import {CryptoError, type Verification} from '../crypto/index.js'
 import {ApiError, type HistoryMessage, isFailoverError} from './api-client.js'
-import {singleLine} from '../commands/_lib/display.js'
-import {formatSize, saveUnique} from './downloads.js'
+import {saveUnique} from './downloads.js'
 import {EnvelopeError, unpackEnvelope} from './file-envelope.js'
 import {MAX_FILE_BYTES} from './file-send.js'
 import {type Arrival, type Binding, unpackText} from './message-content.js'
-import {type Decryptor, judge, judgeBinding, type OpenedBase, type SenderKey, senderLabel, verificationMark} from './opened.js'
-import {noProgress, type Progress, type ProgressFactory} from '../commands/_lib/progress.js'
+import {type Decryptor, judge, judgeBinding, type OpenedBase, type SenderKey} from './opened.js'
+import {noProgress, type Progress, type ProgressFactory} from './progress.js'
 import type {ChatSession} from './session.js'
 
 /** An image (or any file) message: where it was saved, and what the sender said it is. */
@@ -74,6 +76,13 @@ export class FileReceiver {
     const caption = await this.openCaption(message, decrypt, sender, arrival)
     const listed = {...empty, caption: caption.text, ...(caption.signedId ? {signedId: caption.signedId} : {})}
     if (!message.blob) return {...empty, verification: {status: 'undecryptable', reason: 'the message references no file'}}
+    // Saved before (by inbox, listen or history --download) and still there: shown with its name and path, not fetched
+    // or saved again, unless this read saves files somewhere else (--out DIR): then a copy goes there, as asked.
+    const saved = await this.session.store.savedFile(message.id)
+    if (saved && (await stillThere(saved.path, saved.size)) && (!this.options || dirname(saved.path) === resolve(await this.options.dir()))) {
+      const {verification, signedId, ...where} = saved
+      return this.remember({...listed, ...where, ...(signedId ? {signedId} : {}), verification})
+    }
     if (!this.options) return {...listed, verification: caption.verification ?? {status: 'not-downloaded'}}
     const {automatic} = this.options
     // Unasked, only files from contacts you chose: a stranger's file is not written to your disk.
@@ -107,7 +116,9 @@ export class FileReceiver {
       verification = {status: 'invalid', reason: 'the caption was signed for another file'}
     }
     const signedId = file.binding?.id ?? caption.signedId
-    return this.remember({...listed, ...(signedId ? {signedId} : {}), path, name: file.name, type: file.type, size: file.data.byteLength, verification})
+    const opened = {path, name: file.name, type: file.type, size: file.data.byteLength, verification, ...(signedId ? {signedId} : {})}
+    await this.session.store.rememberSavedFile(message.id, opened)
+    return this.remember({...listed, ...opened})
   }
 
   /** The caption, if any: decrypted and judged like a text message; one that cannot be decrypted makes the message unverified. */
@@ -153,6 +164,12 @@ export class FileReceiver {
   }
 }
 
+/** Whether the file saved at `path` is still there, as saved (moved, deleted or changed: no). */
+async function stillThere(path: string, size: number): Promise<boolean> {
+  const info = await stat(path).catch(() => undefined)
+  return info !== undefined && info.isFile() && info.size === size
+}
+
 /** An image message with nothing opened yet; with `reason`, one that cannot be opened at all (no key for its group epoch). */
 export function unopenedFile(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>): Omit<OpenedFile, 'verification'>
 export function unopenedFile(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>, reason: string): OpenedFile
@@ -163,25 +180,3 @@ export function unopenedFile(message: HistoryMessage, base: Omit<OpenedBase, 've
 
 const reasonOf = (verification: Verification) => (verification.status === 'invalid' ? verification.reason : verification.status === 'unsigned' ? 'not signed' : 'verified')
 
-/**
- * `[sentAt] alice sent photo.png (12.3 KiB, image/png) → /path/photo.png  ✔ verified`,
- * then the caption on a line of its own.
- */
-export function formatFile(message: OpenedFile): string[] {
-  const head = `[${singleLine(message.sentAt)}] ${senderLabel(message)}`
-  const {verification} = message
-  const lines: string[] = []
-  if (verification.status === 'undecryptable') {
-    lines.push(`${head}: ✘ could not decrypt file ${singleLine(message.id)} (${singleLine(verification.reason)})`)
-  } else if (message.path === null) {
-    const mark = verificationMark(verification)
-    const why = message.held === 'unknown-sender' ? 'not downloaded: you have not written to them' : message.held === 'too-large' ? 'not downloaded: larger than --max-download' : 'not downloaded'
-    lines.push(`${head} sent a file (${why}; --download saves it)${mark ? `  ${mark}` : ''}`)
-  } else {
-    const what = `${singleLine(message.name ?? '')} (${formatSize(message.size ?? 0)}, ${singleLine(message.type ?? '')})`
-    lines.push(`${head} sent ${what} → ${singleLine(message.path)}  ${verificationMark(verification)}`)
-  }
-  // On one line: a caption's newlines are escaped like a file name's.
-  if (message.caption !== null) lines.push(`  caption: ${singleLine(message.caption)}`)
-  return lines
-}

@@ -4,10 +4,10 @@ import {basename} from 'node:path'
 import {encryptBytes, encryptText} from '../crypto/index.js'
 import {ApiError, NetworkError} from './api-client.js'
 import {formatSize} from './downloads.js'
-import {CliFailure, Exit} from '../commands/_lib/errors.js'
+import {FastChatError} from './errors.js'
 import {mediaTypeFor, packEnvelope} from './file-envelope.js'
 import {newBinding, packText} from './message-content.js'
-import {noProgress, type ProgressFactory} from '../commands/_lib/progress.js'
+import {noProgress, type ProgressFactory} from './progress.js'
 import type {ChatSession} from './session.js'
 import type {KeyForSending} from './trust.js'
 
@@ -34,13 +34,13 @@ export async function readFileToSend(path: string): Promise<{name: string; type:
   let size: number
   try {
     const info = await stat(path)
-    if (!info.isFile()) throw new CliFailure(`${path} is not a file.`, Exit.input)
+    if (!info.isFile()) throw new FastChatError('FC_FILE_UNREADABLE', `${path} is not a file.`, {path})
     size = info.size
   } catch (error) {
-    if (error instanceof CliFailure) throw error
-    throw new CliFailure(`Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.`, Exit.input, 'Check the path given to --image.')
+    if (error instanceof FastChatError) throw error
+    throw new FastChatError('FC_FILE_UNREADABLE', `Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.`, {path}, {cause: error})
   }
-  if (size > MAX_FILE_BYTES) throw new CliFailure(`${path} is too large (${formatSize(size)}; at most ${formatSize(MAX_FILE_BYTES)}).`, Exit.input)
+  if (size > MAX_FILE_BYTES) throw new FastChatError('FC_FILE_TOO_LARGE', `${path} is too large (${formatSize(size)}; at most ${formatSize(MAX_FILE_BYTES)}).`, {path, size, limit: MAX_FILE_BYTES})
   const name = basename(path)
   return {name, type: mediaTypeFor(name), data: await readFile(path)}
 }
@@ -100,19 +100,18 @@ export async function uploadSealed(
  * sees the write fail (EPIPE, ECONNRESET) before it can read the answer. Say
  * what that most likely means instead of "cannot reach the server".
  */
-function cutOff(error: unknown, size: number): CliFailure | undefined {
+function cutOff(error: unknown, size: number): FastChatError | undefined {
   if (!(error instanceof NetworkError) || !['EPIPE', 'ECONNRESET', 'UND_ERR_SOCKET'].includes(error.reason)) return undefined
-  return new CliFailure(
-    `The server closed the connection while receiving the file (${formatSize(size)}): it may be too large for the server (the default limit is 25 MiB), or the server went away.`,
-    Exit.network,
-    'Try a smaller file; if small files fail too, check the server.',
+  return new FastChatError(
     'FC_UPLOAD_CUT_OFF',
+    `The server closed the connection while receiving the file (${formatSize(size)}): it may be too large for the server (the default limit is 25 MiB), or the server went away.`,
+    {size},
   )
 }
 
 /** The server's 413 as a sentence that names its limit. */
-function tooLarge(error: unknown, size: number): CliFailure | undefined {
+function tooLarge(error: unknown, size: number): FastChatError | undefined {
   if (!(error instanceof ApiError) || error.status !== 413) return undefined
   const limit = typeof error.problem.limit === 'number' ? ` (the server takes at most ${formatSize(error.problem.limit)} once encrypted)` : ''
-  return new CliFailure(`The file is too large for the server: ${formatSize(size)}${limit}.`, Exit.input, 'Send a smaller file, or split it.', 'FC_PAYLOAD_TOO_LARGE')
+  return new FastChatError('FC_PAYLOAD_TOO_LARGE', `The file is too large for the server: ${formatSize(size)}${limit}.`, {size})
 }

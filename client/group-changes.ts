@@ -1,7 +1,6 @@
 import {ApiError, type ApiClient, type GroupDetails, type GroupRole, NetworkError} from './api-client.js'
 import type {Directory} from './directory.js'
-import {singleLine} from '../commands/_lib/display.js'
-import {CliFailure, describeFailure, Exit, type ExitCode} from '../commands/_lib/errors.js'
+import {codeOf, FastChatError} from './errors.js'
 import {ensureKeyed, type KeyedGroup} from './group-rekey.js'
 import type {ChatSession} from './session.js'
 
@@ -58,12 +57,7 @@ export async function createOnce<T>(session: ChatSession, call: (api: ApiClient)
       return await call(api)
     } catch (error) {
       if (error instanceof NetworkError && error.reason !== 'ECONNREFUSED') {
-        throw new CliFailure(
-          `No answer from ${error.url} (${error.reason}): the group may or may not have been created.`,
-          Exit.network,
-          '`fastchat group list` shows whether it was; if so, `fastchat send` to it makes its key.',
-          'FC_NETWORK',
-        )
+        throw new FastChatError('FC_NETWORK', `No answer from ${error.url} (${error.reason}): the group may or may not have been created.`, {url: error.url, reason: error.reason, outcome: 'unknown'}, {cause: error})
       }
       throw error
     }
@@ -72,21 +66,16 @@ export async function createOnce<T>(session: ChatSession, call: (api: ApiClient)
 
 /**
  * Keys the new epoch after a change we made. If that fails, the change still
- * stands: say so, with the cause's exit code (4 for a changed key).
+ * stands: say so, with the cause's code and data (FC_KEY_CHANGED, say) and
+ * `rekeyPending`, the cause kept as `cause`.
  */
 export async function keyAfterChange(directory: Directory, groupId: string, done: string): Promise<KeyedGroup> {
   try {
     return await ensureKeyed(directory.session, directory.keys, directory.groupKeys, groupId)
   } catch (error) {
-    const failure = describeFailure(error)
-    throw new CliFailure(
-      `${done}, but the group's new key could not be made: ${failure.message}`,
-      failure.exit as ExitCode,
-      failure.hint ?? "Any member's next `fastchat send` to the group makes it.",
-      failure.code,
-    )
+    const cause = error instanceof FastChatError ? error.data : {}
+    const message = error instanceof Error ? error.message : String(error)
+    throw new FastChatError(codeOf(error) ?? 'FC_GROUP_REKEY_FAILED', `${done}, but the group's new key could not be made: ${message}`, {...cause, rekeyPending: true}, {cause: error})
   }
 }
 
-/** `friends` for messages, safe to print. */
-export const groupName = (group: {name: string}): string => singleLine(group.name)

@@ -1,7 +1,6 @@
 import {CryptoError, type GroupKey, unwrapGroupKey} from '../crypto/index.js'
 import {ApiError} from './api-client.js'
-import {singleLine} from '../commands/_lib/display.js'
-import {CliFailure, Exit, type ExitCode} from '../commands/_lib/errors.js'
+import {FastChatError} from './errors.js'
 import type {ChatSession} from './session.js'
 import type {KeyDirectory} from './trust.js'
 
@@ -12,9 +11,10 @@ import type {KeyDirectory} from './trust.js'
  */
 
 /** This client cannot have the key of an epoch, for a reason that retrying will not change. */
-export class GroupKeyUnavailable extends CliFailure {
-  constructor(message: string, exit: ExitCode, hint?: string, code?: string) {
-    super(message, exit, hint, code)
+export class GroupKeyUnavailable extends FastChatError {
+  /** FC_BAD_GROUP_KEY when the key is not provably from a member (a trust problem); else why we have none. */
+  constructor(message: string, code = 'FC_GROUP_KEY_UNAVAILABLE', data: Record<string, unknown> = {}, options?: {cause?: unknown}) {
+    super(code, message, data, options)
     this.name = 'GroupKeyUnavailable'
   }
 }
@@ -56,34 +56,29 @@ export class GroupKeys {
   }
 
   private async open(group: string, epoch: number): Promise<GroupKey> {
-    if (!Number.isSafeInteger(epoch) || epoch < 1) throw new GroupKeyUnavailable(`There is no key epoch ${epoch}.`, Exit.input)
+    if (!Number.isSafeInteger(epoch) || epoch < 1) throw new GroupKeyUnavailable(`There is no key epoch ${epoch}.`, undefined, {group, epoch})
     let wrapped
     try {
       wrapped = await this.session.withFailover((api) => api.groupKey(group, epoch))
     } catch (error) {
       if (error instanceof ApiError && error.status === 403) {
-        throw new GroupKeyUnavailable(`You were not a member of this group in epoch ${epoch}.`, Exit.input, undefined, error.code)
+        throw new GroupKeyUnavailable(`You were not a member of this group in epoch ${epoch}.`, error.code, {group, epoch})
       }
       // Any other refusal but "log in again" or "slow down" will not change: this message only, the rest goes on.
       if (error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 401 && error.status !== 429) {
-        throw new GroupKeyUnavailable(`Epoch ${epoch} of this group has no key for you (${error.message}).`, Exit.input, undefined, error.code)
+        throw new GroupKeyUnavailable(`Epoch ${epoch} of this group has no key for you (${error.message}).`, error.code, {group, epoch})
       }
       throw error
     }
     const maker = wrapped?.keyedBy
     if (typeof maker !== 'string' || typeof wrapped.key !== 'string' || !Array.isArray(wrapped.members)) {
-      throw new GroupKeyUnavailable('The server answered with something that is not a group key.', Exit.network, undefined, 'FC_BAD_GROUP_KEY')
+      throw new GroupKeyUnavailable('The server answered with something that is not a group key.', 'FC_BAD_RESPONSE', {group, epoch})
     }
     if (wrapped.group !== group || wrapped.epoch !== epoch) {
-      throw new GroupKeyUnavailable('The server answered with the key of another group or epoch.', Exit.trust, undefined, 'FC_BAD_GROUP_KEY')
+      throw new GroupKeyUnavailable('The server answered with the key of another group or epoch.', 'FC_BAD_GROUP_KEY', {group, epoch})
     }
     if (!wrapped.members.some((member) => member.toLowerCase() === maker.toLowerCase())) {
-      throw new GroupKeyUnavailable(
-        `The key of epoch ${epoch} is said to be made by ${singleLine(maker)}, who was not a member of that epoch.`,
-        Exit.trust,
-        undefined,
-        'FC_BAD_GROUP_KEY',
-      )
+      throw new GroupKeyUnavailable(`The key of epoch ${epoch} is said to be made by ${maker}, who was not a member of that epoch.`, 'FC_BAD_GROUP_KEY', {group, epoch, maker})
     }
     const own = await this.session.key()
     let signerPublicKey: string
@@ -91,19 +86,14 @@ export class GroupKeys {
       signerPublicKey = own.publicKey
     } else {
       const signer = await this.keys.forVerifying(maker)
-      if (!signer) throw new GroupKeyUnavailable(`${singleLine(maker)}, who made the key of epoch ${epoch}, has no key on the server.`, Exit.trust, undefined, 'FC_BAD_GROUP_KEY')
+      if (!signer) throw new GroupKeyUnavailable(`${maker}, who made the key of epoch ${epoch}, has no key on the server.`, 'FC_BAD_GROUP_KEY', {group, epoch, maker})
       signerPublicKey = signer.publicKey
     }
     try {
       return await unwrapGroupKey({armored: wrapped.key, key: own, signerPublicKey, group, epoch})
     } catch (error) {
       if (!(error instanceof CryptoError)) throw error
-      throw new GroupKeyUnavailable(
-        `Cannot open the key of epoch ${epoch} made by ${singleLine(maker)}: ${error.message}`,
-        Exit.trust,
-        `Compare ${singleLine(maker)}'s fingerprint with \`fastchat keys verify ${singleLine(maker)}\`.`,
-        error.code,
-      )
+      throw new GroupKeyUnavailable(`Cannot open the key of epoch ${epoch} made by ${maker}: ${error.message}`, error.code, {group, epoch, maker}, {cause: error})
     }
   }
 }

@@ -1,7 +1,6 @@
 import {generateGroupKey, wrapGroupKey} from '../crypto/index.js'
 import {ApiError, type GroupDetails} from './api-client.js'
-import {singleLine} from '../commands/_lib/display.js'
-import {CliFailure, Exit} from '../commands/_lib/errors.js'
+import {FastChatError} from './errors.js'
 import type {GroupKeys} from './group-keys.js'
 import type {ChatSession} from './session.js'
 import {KeyChangedError, type KeyDirectory, type KeyForSending} from './trust.js'
@@ -42,11 +41,10 @@ export async function ensureKeyed(
     const group = round === 0 && known ? known : await session.withFailover((api) => api.group(groupId))
     if (group.keyedBy !== null) return {group, keyedHere: false, pinned}
     if (round >= MAX_REKEY_ROUNDS) {
-      throw new CliFailure(
-        `The members of ${singleLine(group.name)} kept changing: epoch ${group.epoch} could not be keyed after ${MAX_REKEY_ROUNDS} tries.`,
-        Exit.network,
-        'Try again in a moment; any member\'s `send` keys it too.',
+      throw new FastChatError(
         'FC_GROUP_REKEY_FAILED',
+        `The members of ${group.name} kept changing: epoch ${group.epoch} could not be keyed after ${MAX_REKEY_ROUNDS} tries.`,
+        {group: group.id, epoch: group.epoch},
       )
     }
     const members = await memberKeys(session, keys, group, pinned)
@@ -78,7 +76,7 @@ async function memberKeys(session: ChatSession, keys: KeyDirectory, group: Group
           return await keys.forSending(member.username)
         } catch (error) {
           if (!(error instanceof KeyChangedError)) throw error
-          throw new KeyChangedError(error.username, error.pinnedFingerprint, error.currentFingerprint, `no new key was made for ${singleLine(group.name)}, and nothing was sent`)
+          throw new KeyChangedError(error.username, error.pinnedFingerprint, error.currentFingerprint, `no new key was made for ${group.name}, and nothing was sent`)
         }
       }),
     )

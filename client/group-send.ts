@@ -1,12 +1,12 @@
 import {encryptGroupBytes, encryptGroupText} from '../crypto/index.js'
 import {ApiError, type GroupDetails, type SendBody} from './api-client.js'
-import {CliFailure, Exit} from '../commands/_lib/errors.js'
+import {FastChatError} from './errors.js'
 import {packEnvelope} from './file-envelope.js'
 import {uploadSealed} from './file-send.js'
 import type {GroupKeys} from './group-keys.js'
 import {ensureKeyed} from './group-rekey.js'
 import {newBinding, packText} from './message-content.js'
-import type {ProgressFactory} from '../commands/_lib/progress.js'
+import type {ProgressFactory} from './progress.js'
 import type {ChatSession} from './session.js'
 import {assertTextFits} from './text-limit.js'
 import type {KeyDirectory, KeyForSending} from './trust.js'
@@ -82,12 +82,7 @@ export async function sendToGroup(
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 409 && RETRY_CODES.has(error.code))) throw error
       if (round >= MAX_GROUP_SEND_ROUNDS) {
-        throw new CliFailure(
-          `The members of the group kept changing while sending; nothing was sent after ${round} tries.`,
-          Exit.network,
-          'Send it again in a moment.',
-          error.code,
-        )
+        throw new FastChatError('FC_GROUP_REKEY_FAILED', `The members of the group kept changing while sending; nothing was sent after ${round} tries.`, {group: groupId}, {cause: error})
       }
     }
   }

@@ -1,6 +1,5 @@
 import {ApiError, type GroupSummary} from './api-client.js'
-import {singleLine} from '../commands/_lib/display.js'
-import {CliFailure, Exit} from '../commands/_lib/errors.js'
+import {FastChatError} from './errors.js'
 import type {ChatSession} from './session.js'
 import type {KeyDirectory} from './trust.js'
 
@@ -32,9 +31,6 @@ export type Target = {kind: 'user'; username: string} | {kind: 'group'; group: G
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 export const isGroupId = (text: string): boolean => UUID.test(text)
-
-/** `friends (9d2c…)`, or the id alone when the name is unknown; safe to print. */
-export const describeGroup = (group: GroupRef): string => (group.name === null ? group.id : `${singleLine(group.name)} (${group.id})`)
 
 /** My groups (GET /v1/groups), fetched once per command and refreshed on demand. */
 export class GroupDirectory {
@@ -81,7 +77,7 @@ export class GroupDirectory {
     }
     const found = await this.byName(raw)
     if (!found) {
-      throw new CliFailure(`You have no group named ${singleLine(raw)}.`, Exit.input, '`fastchat group list` lists your groups; a group you are not in can only be named by its id.', 'FC_GROUP_NOT_FOUND')
+      throw new FastChatError('FC_GROUP_NOT_FOUND', `You have no group named ${raw}.`, {name: raw})
     }
     return found
   }
@@ -99,20 +95,10 @@ export class GroupDirectory {
     const user = await userExists(keys, text)
     if (!group) {
       if (user) return {kind: 'user', username: text}
-      throw new CliFailure(
-        `There is no user named ${singleLine(text)}, and none of your groups is.`,
-        Exit.input,
-        'Check the spelling (usernames are not case-sensitive); `fastchat group list` lists your groups.',
-        'FC_USER_NOT_FOUND',
-      )
+      throw new FastChatError('FC_USER_NOT_FOUND', `There is no user named ${text}, and none of your groups is.`, {username: text, groupsChecked: true})
     }
     if (user) {
-      throw new CliFailure(
-        `${singleLine(text)} is both a user and one of your groups.`,
-        Exit.input,
-        `Write #${singleLine(text)} for the group or @${singleLine(text)} for the user.`,
-        'FC_AMBIGUOUS_NAME',
-      )
+      throw new FastChatError('FC_AMBIGUOUS_NAME', `${text} is both a user and one of your groups.`, {name: text, group: group.id})
     }
     return {kind: 'group', group}
   }
@@ -121,12 +107,8 @@ export class GroupDirectory {
   private async byName(name: string): Promise<GroupRef | undefined> {
     const matches = (await this.mine()).filter((group) => group.name === name)
     if (matches.length > 1) {
-      throw new CliFailure(
-        `${matches.length} of your groups are named ${singleLine(name)}: ${matches.map((g) => g.id).join(', ')}.`,
-        Exit.input,
-        'Name the group by its id.',
-        'FC_AMBIGUOUS_GROUP',
-      )
+      const ids = matches.map((g) => g.id)
+      throw new FastChatError('FC_AMBIGUOUS_GROUP', `${matches.length} of your groups are named ${name}: ${ids.join(', ')}.`, {name, ids})
     }
     const [match] = matches
     return match ? {id: match.id, name: match.name} : undefined

@@ -1,5 +1,4 @@
 import type {Verification} from '../crypto/index.js'
-import {singleLine} from '../commands/_lib/display.js'
 import {type Arrival, type Binding, bindingProblem} from './message-content.js'
 import type {KeyForVerifying} from './trust.js'
 
@@ -59,12 +58,6 @@ export function judge(verification: Verification, from: string, sender: SenderKe
   return verification
 }
 
-/** Who sent it, as printed: `alice`, or `#friends alice` for a group message. */
-export function senderLabel(message: Pick<OpenedBase, 'from' | 'group'>): string {
-  if (!message.group) return singleLine(message.from)
-  return `#${singleLine(message.group.name ?? message.group.id)} ${singleLine(message.from)}`
-}
-
 /**
  * A valid signature over content written for another conversation, or long
  * ago, is not verified (./message-content.ts); anything else stands.
@@ -75,16 +68,3 @@ export function judgeBinding(verification: Verification, bound: Binding | null, 
   return problem ? {status: 'invalid', reason: problem} : verification
 }
 
-/** `✔ verified` or `✘ NOT VERIFIED (why)`; empty for a file that was not downloaded. */
-export function verificationMark(verification: MessageVerification): string {
-  switch (verification.status) {
-    case 'valid':
-      return '✔ verified'
-    case 'unsigned':
-      return '✘ NOT VERIFIED (not signed)'
-    case 'not-downloaded':
-      return ''
-    default:
-      return `✘ NOT VERIFIED (${singleLine(verification.reason)})`
-  }
-}

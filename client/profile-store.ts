@@ -3,7 +3,10 @@ import {chmod, mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
 
-import {CliFailure, Exit} from '../commands/_lib/errors.js'
+import {FastChatError} from './errors.js'
+import {type Contacts, requireKeys, requireProfile, type Profile, RECENT_IDS_KEPT, SAVED_FILES_KEPT, type SavedFile, type Store, type SyncState} from './store.js'
+
+export {contactOf, type Contact, type ContactOrigin, type Contacts, type Profile, RECENT_IDS_KEPT, type SyncState} from './store.js'
 
 /**
  * The profile directory: everything the CLI knows about one user on this
@@ -13,67 +16,13 @@ import {CliFailure, Exit} from '../commands/_lib/errors.js'
  * never leaves a half-written file behind.
  */
 
-export interface Profile {
-  username: string
-  superserver: string
-  server: string
-  /** Absent once logged out. */
-  token?: string
-  expiresAt?: string
-  /** Primary key fingerprint of the user's own key, lowercase hex. */
-  fingerprint: string
-}
-
-export interface Contact {
-  fingerprint: string
-  publicKey: string
-  pinnedAt: string
-  /** True once the user compared fingerprints (`keys verify --fingerprint`). */
-  verified: boolean
-  /**
-   * How the pin came about: you wrote to them ('sent'), they wrote to you first
-   * ('received'), or you settled it (`keys verify`, `keys trust`: 'verified').
-   * Files from a 'received'-only contact are not saved without --download.
-   * Absent in profiles older than this field: taken as 'sent'.
-   */
-  origin?: ContactOrigin
-  /**
-   * The fingerprint the server showed instead of the pinned one, once: sending
-   * is refused (exit 4) until the user settles it with `keys trust` or
-   * `keys verify`, even if the server later shows the pinned key again.
-   */
-  changedTo?: string
-}
-export type ContactOrigin = 'sent' | 'received' | 'verified'
-/** Keyed by lower-case username. A null-prototype object: a user named `constructor` is a contact like any other. */
-export type Contacts = Record<string, Contact>
-
-/** The contact pinned for `username`, if any; own properties only. */
-export function contactOf(contacts: Contacts, username: string): Contact | undefined {
-  const id = username.toLowerCase()
-  return Object.hasOwn(contacts, id) ? contacts[id] : undefined
-}
-
-export interface SyncState {
-  /** The `seq` of the last event processed; 0 before the first poll. */
-  cursor: number
-  /** Ids of the last messages shown (the server's and the signed ones), newest last: delivery is at-least-once, the user sees each once. */
-  recentIds: string[]
-}
-
-/**
- * Enough to cover any redelivery window (a retried page is at most 1,000
- * events), and a replay window: a message keeps two ids here, the server's
- * and the one its sender signed (./message-content.ts).
- */
-export const RECENT_IDS_KEPT = 10_000
-
 const FILES = {
   profile: 'profile.json',
   privateKey: 'private-key.asc',
   publicKey: 'public-key.asc',
   contacts: 'contacts.json',
   state: 'state.json',
+  savedFiles: 'saved-files.json',
 } as const
 
 /** --profile, else FASTCHAT_HOME, else the XDG config directory. */
@@ -95,8 +44,13 @@ export function profileHint(dir: string, env: NodeJS.ProcessEnv = process.env): 
   return ` --profile ${/^[\w./@%+=:,-]+$/.test(dir) ? dir : `'${dir.replaceAll("'", "'\\''")}'`}`
 }
 
-export class ProfileStore {
+/** The on-disk Store: a profile directory. */
+export class ProfileStore implements Store {
   constructor(readonly dir: string) {}
+
+  get location(): string {
+    return this.dir
+  }
 
   path(name: keyof typeof FILES): string {
     return join(this.dir, FILES[name])
@@ -106,13 +60,8 @@ export class ProfileStore {
     return this.readJson<Profile>('profile')
   }
 
-  /** The profile of a registered user, or a clear error saying how to get one. */
-  async requireProfile(): Promise<Profile> {
-    const profile = await this.profile()
-    if (!profile?.username) {
-      throw new CliFailure(`No FastChat account in ${this.dir}.`, Exit.input, 'Run `fastchat register <username>` or `fastchat login <username>`, or pass --profile DIR.')
-    }
-    return profile
+  requireProfile(): Promise<Profile> {
+    return requireProfile(this)
   }
 
   saveProfile(profile: Profile): Promise<void> {
@@ -127,12 +76,8 @@ export class ProfileStore {
     return this.readText('publicKey')
   }
 
-  async requireKeys(): Promise<{privateKey: string; publicKey: string}> {
-    const [privateKey, publicKey] = await Promise.all([this.privateKey(), this.publicKey()])
-    if (!privateKey || !publicKey) {
-      throw new KeysMissing(this.dir)
-    }
-    return {privateKey, publicKey}
+  requireKeys(): Promise<{privateKey: string; publicKey: string}> {
+    return requireKeys(this)
   }
 
   async saveKeys(keys: {privateKey: string; publicKey: string}): Promise<void> {
@@ -176,12 +121,34 @@ export class ProfileStore {
     return this.writeJson('state', {cursor: state.cursor, recentIds: state.recentIds.slice(-RECENT_IDS_KEPT)})
   }
 
+  async savedFile(messageId: string): Promise<SavedFile | undefined> {
+    const files = (await this.readJson<Record<string, SavedFile>>('savedFiles')) ?? {}
+    return Object.hasOwn(files, messageId) ? files[messageId] : undefined
+  }
+
+  /** Newest last; the oldest are dropped past SAVED_FILES_KEPT. Serialized like contacts, so concurrent saves in a page all land. */
+  rememberSavedFile(messageId: string, file: SavedFile): Promise<void> {
+    const update = this.contactsUpdate.then(async () => {
+      const files = (await this.readJson<Record<string, SavedFile>>('savedFiles')) ?? {}
+      delete files[messageId]
+      files[messageId] = file
+      const ids = Object.keys(files)
+      for (const id of ids.slice(0, Math.max(0, ids.length - SAVED_FILES_KEPT))) delete files[id]
+      await this.writeJson('savedFiles', files)
+    })
+    this.contactsUpdate = update.then(
+      () => undefined,
+      () => undefined,
+    )
+    return update
+  }
+
   private async readText(name: keyof typeof FILES): Promise<string | undefined> {
     try {
       return await readFile(this.path(name), 'utf8')
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      throw new CliFailure(`Cannot read ${this.path(name)}: ${(error as Error).message}`, Exit.input)
+      throw new FastChatError('FC_PROFILE_UNREADABLE', `Cannot read ${this.path(name)}: ${(error as Error).message}`, {path: this.path(name)}, {cause: error})
     }
   }
 
@@ -191,7 +158,7 @@ export class ProfileStore {
     try {
       return JSON.parse(text) as T
     } catch {
-      throw new CliFailure(`${this.path(name)} is not valid JSON.`, Exit.input, 'Fix or remove the file; it is written by FastChat only.')
+      throw new FastChatError('FC_PROFILE_UNREADABLE', `${this.path(name)} is not valid JSON.`, {path: this.path(name), notJson: true})
     }
   }
 
@@ -217,15 +184,5 @@ export class ProfileStore {
     await mkdir(this.dir, {recursive: true, mode: 0o700})
     // mkdir's mode is filtered by the umask and ignored for a directory that exists.
     await chmod(this.dir, 0o700)
-  }
-}
-
-class KeysMissing extends CliFailure {
-  constructor(dir: string) {
-    super(
-      `No key pair in ${dir}.`,
-      Exit.input,
-      'Import your private key with `fastchat keys import FILE` (or copy private-key.asc and public-key.asc into the profile), or create one with `fastchat keys generate`.',
-    )
   }
 }

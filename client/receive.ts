@@ -1,16 +1,14 @@
 import {CryptoError, decryptBytes, decryptGroupBytes, decryptGroupText, decryptText, type UnlockedKey} from '../crypto/index.js'
 import type {HistoryMessage} from './api-client.js'
 import {Directory} from './directory.js'
-import {multiLine, singleLine} from '../commands/_lib/display.js'
-import {Exit} from '../commands/_lib/errors.js'
-import {FileReceiver, formatFile, type OpenedFile, type ReceiveFilesOptions, unopenedFile} from './file-receive.js'
+import {FileReceiver, type OpenedFile, type ReceiveFilesOptions, unopenedFile} from './file-receive.js'
 import {GroupKeyUnavailable} from './group-keys.js'
-import {type Decryptor, judge, judgeBinding, type OpenedBase, type SenderKey, senderLabel, verificationMark} from './opened.js'
+import {type Decryptor, judge, judgeBinding, type OpenedBase, type SenderKey} from './opened.js'
 import {type Arrival, unpackText} from './message-content.js'
 import type {ChatSession} from './session.js'
 import {LookupMismatchError} from './trust.js'
 
-export {judge, type MessageVerification, type OpenedBase, verificationMark} from './opened.js'
+export {judge, type MessageVerification, type OpenedBase} from './opened.js'
 export type {OpenedFile} from './file-receive.js'
 
 /** A text message (or one of a kind this version cannot show). */
@@ -105,7 +103,7 @@ export class MessageOpener {
     if (!groupId) {
       return {text: (armored) => decryptText({armored, key, senderPublicKey}), bytes: (data) => decryptBytes({data, key, senderPublicKey})}
     }
-    if (typeof message.epoch !== 'number') throw new GroupKeyUnavailable('This group message names no key epoch.', Exit.input)
+    if (typeof message.epoch !== 'number') throw new GroupKeyUnavailable('This group message names no key epoch.')
     const groupKey = await this.directory.groupKeys.forEpoch(groupId, message.epoch)
     return {
       text: (armored) => decryptGroupText({armored, key: groupKey, senderPublicKey}),
@@ -114,24 +112,3 @@ export class MessageOpener {
   }
 }
 
-/**
- * The human form: `[sentAt] from: text  ✔ verified`, with a warning line
- * before it when the key changed. The mark is on the header line and covers
- * the whole message; its further lines follow, each starting with
- * CONTINUATION (`  | `), so that none can pass for a header (docs/cli.md).
- */
-export function formatMessage(message: OpenedMessage): string[] {
-  const lines: string[] = []
-  if (message.keyChanged) lines.push(`WARNING: ${singleLine(message.from)}'s key has changed; this message is NOT verified`)
-  if (isFile(message)) return [...lines, ...formatFile(message)]
-  const head = `[${singleLine(message.sentAt)}] ${senderLabel(message)}:`
-  const {verification} = message
-  if (verification.status === 'undecryptable' || message.text === null) {
-    const reason = 'reason' in verification ? ` (${singleLine(verification.reason)})` : ''
-    lines.push(`${head} ✘ could not decrypt message ${singleLine(message.id)}${reason}`)
-    return lines
-  }
-  const [first, ...rest] = multiLine(message.text)
-  lines.push(`${head} ${first}  ${verificationMark(verification)}`, ...rest)
-  return lines
-}

@@ -2,9 +2,11 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {unlockPrivateKey, type UnlockedKey} from '../crypto/index.js'
 import {ApiClient, ApiError, assignServer, isFailoverError} from './api-client.js'
-import {CliFailure, Exit} from '../commands/_lib/errors.js'
-import {type Profile, profileHint, type ProfileStore} from './profile-store.js'
-import {readPassphrase} from '../commands/_lib/prompts.js'
+import {FastChatError} from './errors.js'
+import {type Profile, requireKeys, requireProfile, type Store} from './store.js'
+
+/** Asked for the key passphrase when the private key is first needed (a prompt, an environment variable, a secret store). */
+export type PassphraseProvider = () => Promise<string>
 
 export const DEFAULT_SUPERSERVER = 'http://127.0.0.1:4000'
 
@@ -40,11 +42,7 @@ export async function assign(superserver: string): Promise<string> {
         continue
       }
       if (isFailoverError(error)) {
-        throw new CliFailure(
-          `The superserver ${superserver} could not give a chat server: ${(error as Error).message}`,
-          Exit.network,
-          'Start a local cluster with `fastchat up`, or pass --superserver URL.',
-        )
+        throw new FastChatError('FC_NO_CHAT_SERVER', `The superserver ${superserver} could not give a chat server: ${(error as Error).message}`, {superserver}, {cause: error})
       }
       throw error
     }
@@ -83,21 +81,25 @@ export async function withFailover<T>(
 /** A logged-in profile: its API client, which follows failovers, and its key. */
 export class ChatSession {
   private client: ApiClient
-  private unlocked?: UnlockedKey
+  private unlocked?: Promise<UnlockedKey>
 
   private constructor(
-    readonly store: ProfileStore,
+    readonly store: Store,
     private current: Profile & {token: string},
+    private readonly passphrase: PassphraseProvider,
   ) {
     this.client = new ApiClient(current.server, current.token)
   }
 
-  static async open(store: ProfileStore): Promise<ChatSession> {
-    const profile = await store.requireProfile()
-    const login = `Run \`fastchat login ${profile.username}${profileHint(store.dir)}\`.`
-    if (!profile.token) throw new CliFailure(`${profile.username} is logged out in this profile.`, Exit.input, login)
-    if (profile.expiresAt && Date.parse(profile.expiresAt) <= Date.now()) throw new CliFailure(`Your session expired on ${profile.expiresAt}.`, Exit.input, login)
-    return new ChatSession(store, {...profile, token: profile.token})
+  /** The logged-in session of `store`'s profile: FC_NO_PROFILE, FC_LOGGED_OUT or FC_SESSION_EXPIRED when there is none. */
+  static async open(store: Store, passphrase: PassphraseProvider): Promise<ChatSession> {
+    const profile = await requireProfile(store)
+    const data = {username: profile.username, location: store.location}
+    if (!profile.token) throw new FastChatError('FC_LOGGED_OUT', `${profile.username} is logged out in this profile.`, data)
+    if (profile.expiresAt && Date.parse(profile.expiresAt) <= Date.now()) {
+      throw new FastChatError('FC_SESSION_EXPIRED', `Your session expired on ${profile.expiresAt}.`, {...data, expiresAt: profile.expiresAt})
+    }
+    return new ChatSession(store, {...profile, token: profile.token}, passphrase)
   }
 
   get profile(): Profile {
@@ -128,13 +130,16 @@ export class ChatSession {
     return server
   }
 
-  /** Unlocks the private key once per command, asking for the passphrase if needed. */
+  /** Unlocks the private key once per session, asking the passphrase provider the first time it is needed. */
   async key(): Promise<UnlockedKey> {
-    if (!this.unlocked) {
-      const {privateKey} = await this.store.requireKeys()
-      this.unlocked = await unlockPrivateKey(privateKey, await readPassphrase())
+    this.unlocked ??= requireKeys(this.store).then(async ({privateKey}) => unlockPrivateKey(privateKey, await this.passphrase()))
+    try {
+      return await this.unlocked
+    } catch (error) {
+      // A wrong passphrase (or none) is not remembered: the next call asks again.
+      this.unlocked = undefined
+      throw error
     }
-    return this.unlocked
   }
 
   private async switchTo(server: string): Promise<void> {

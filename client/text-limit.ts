@@ -1,5 +1,5 @@
 import {MAX_CIPHERTEXT_BYTES} from '../protocol/primitives.js'
-import {CliFailure, Exit} from '../commands/_lib/errors.js'
+import {FastChatError} from './errors.js'
 
 /**
  * The server refuses a text whose armored ciphertext is over
@@ -10,10 +10,9 @@ import {CliFailure, Exit} from '../commands/_lib/errors.js'
 export function assertTextFits(ciphertext: string, to: string): void {
   const bytes = Buffer.byteLength(ciphertext)
   if (bytes <= MAX_CIPHERTEXT_BYTES) return
-  throw new CliFailure(
-    `Messages are at most ${MAX_CIPHERTEXT_BYTES / 1024} KiB once encrypted (this one is ${Math.ceil(bytes / 1024)} KiB); nothing was sent.`,
-    Exit.input,
-    `Send it as a file: fastchat send ${to} --image FILE`,
+  throw new FastChatError(
     'FC_MESSAGE_TOO_LARGE',
+    `Messages are at most ${MAX_CIPHERTEXT_BYTES / 1024} KiB once encrypted (this one is ${Math.ceil(bytes / 1024)} KiB); nothing was sent.`,
+    {to, bytes, limit: MAX_CIPHERTEXT_BYTES},
   )
 }

@@ -1,8 +1,7 @@
 import {CryptoError, formatFingerprint, readPublicKey} from '../crypto/index.js'
 import {ApiError} from './api-client.js'
-import {singleLine} from '../commands/_lib/display.js'
-import {CliFailure, Exit} from '../commands/_lib/errors.js'
-import {type Contact, type ContactOrigin, contactOf} from './profile-store.js'
+import {FastChatError} from './errors.js'
+import {type Contact, type ContactOrigin, contactOf, requireKeys} from './store.js'
 import type {ChatSession} from './session.js'
 
 /**
@@ -47,15 +46,7 @@ const newContact = (key: ServerKey, verified: boolean): Omit<Contact, 'origin'> 
   verified,
 })
 
-/** What to tell the user when a key was pinned on first use: compare it out of band. */
-export function firstUseNote(key: ServerKey): string {
-  return (
-    `Pinned ${key.username}'s key ${formatFingerprint(key.fingerprint)} (first use). ` +
-    `Compare it with ${key.username} and run \`fastchat keys verify ${key.username} --fingerprint ...\`.`
-  )
-}
-
-export class KeyChangedError extends CliFailure {
+export class KeyChangedError extends FastChatError {
   /** `outcome`: what did not happen because of it. */
   constructor(
     readonly username: string,
@@ -64,23 +55,19 @@ export class KeyChangedError extends CliFailure {
     outcome = 'nothing was sent',
   ) {
     super(
-      `${username}'s key has changed since you pinned it (pinned ${formatFingerprint(pinnedFingerprint)}, the server now has ${formatFingerprint(currentFingerprint)}); ${outcome}.`,
-      Exit.trust,
-      `Run \`fastchat keys verify ${username}\` to compare fingerprints and accept it.`,
       'FC_KEY_CHANGED',
+      `${username}'s key has changed since you pinned it (pinned ${formatFingerprint(pinnedFingerprint)}, the server now has ${formatFingerprint(currentFingerprint)}); ${outcome}.`,
+      {username, pinned: pinnedFingerprint, current: currentFingerprint},
     )
+    this.name = 'KeyChangedError'
   }
 }
 
 /** The server answered a key lookup for one name with another's: the way to re-pin a trusted contact's key. */
-export class LookupMismatchError extends CliFailure {
+export class LookupMismatchError extends FastChatError {
   constructor(asked: string, answered: string) {
-    super(
-      `The server answered the key lookup for ${singleLine(asked)} with a key for ${singleLine(answered)}; refused, nothing was pinned.`,
-      Exit.trust,
-      'A server that does this is not to be trusted with key lookups; tell its operator, or use another server.',
-      'FC_KEY_LOOKUP_MISMATCH',
-    )
+    super('FC_KEY_LOOKUP_MISMATCH', `The server answered the key lookup for ${asked} with a key for ${answered}; refused, nothing was pinned.`, {asked, answered})
+    this.name = 'LookupMismatchError'
   }
 }
 
@@ -110,7 +97,7 @@ export class KeyDirectory {
   /** The current key of an existing user, or an input error naming them. */
   async requireCurrent(username: string): Promise<ServerKey> {
     const key = await this.current(username)
-    if (!key) throw new CliFailure(`There is no user named ${username}.`, Exit.input, 'Check the spelling (usernames are not case-sensitive).', 'FC_USER_NOT_FOUND')
+    if (!key) throw new FastChatError('FC_USER_NOT_FOUND', `There is no user named ${username}.`, {username})
     return key
   }
 
@@ -170,7 +157,7 @@ export class KeyDirectory {
    * open it. Nothing is pinned and there is nothing to compare: it is ours.
    */
   private async ownKey(): Promise<KeyForSending> {
-    const {publicKey} = await this.session.store.requireKeys()
+    const {publicKey} = await requireKeys(this.session.store)
     const own = await readPublicKey(publicKey)
     return {username: this.session.username, publicKey: own.armored, fingerprint: own.fingerprint, firstUse: false}
   }
@@ -198,6 +185,6 @@ async function checkedKey(username: string, armored: string): Promise<{publicKey
     return {publicKey: info.armored, fingerprint: info.fingerprint}
   } catch (error) {
     if (!(error instanceof CryptoError)) throw error
-    throw new CliFailure(`The server's key for ${username} is not usable: ${error.message}`, Exit.trust, `Ask ${username} to publish a new key.`, 'FC_BAD_KEY')
+    throw new FastChatError('FC_BAD_KEY', `The server's key for ${username} is not usable: ${error.message}`, {username, fromServer: true}, {cause: error})
   }
 }

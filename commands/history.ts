@@ -1,13 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 
-import type {HistoryMessage} from '../client/api-client.js'
-import {BaseCommand} from './_lib/base-command.js'
-import {Directory} from '../client/directory.js'
-import {singleLine} from './_lib/display.js'
 import {prepareDownloadDir} from '../client/downloads.js'
 import type {GroupRef} from '../client/group-targets.js'
+import type {OpenedMessage} from '../client/receive.js'
+import {BaseCommand} from './_lib/base-command.js'
+import {singleLine} from './_lib/display.js'
+import {formatMessage} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
-import {formatMessage, MessageOpener, type OpenedMessage} from '../client/receive.js'
 
 export interface HistoryResult {
   /** The user, or `group:<id>`. */
@@ -17,9 +16,6 @@ export interface HistoryResult {
   /** Oldest first. */
   messages: OpenedMessage[]
 }
-
-/** The server's largest page for a conversation. */
-const SERVER_PAGE_MAX = 200
 
 export default class History extends BaseCommand<typeof History> {
   static override summary = 'Show the latest messages with a user or in a group, oldest first, decrypted and verified.'
@@ -42,40 +38,17 @@ export default class History extends BaseCommand<typeof History> {
   }
 
   async run(): Promise<HistoryResult> {
-    const session = await this.openSession()
-    const directory = new Directory(session)
-    const target = await directory.groups.target(this.args.with, directory.keys)
-    const peer = target.kind === 'group' ? target.group.id : target.username
-    const newestFirst: HistoryMessage[] = []
-    let before: string | undefined
-    while (newestFirst.length < this.flags.limit) {
-      const limit = Math.min(SERVER_PAGE_MAX, this.flags.limit - newestFirst.length)
-      const page = await session.withFailover((api) => api.conversation(peer, limit, before))
-      // A message that does not match the API is left out, with one notice (docs/cli.md "What is printed").
-      for (const {error} of page.rejected) this.note(`Notice: skipped a message: ${error.message}`)
-      newestFirst.push(...page.messages)
-      if (!page.next || page.messages.length === 0) break
-      before = page.next
-    }
     const files = this.flags.download
       ? {dir: () => prepareDownloadDir(this.store.dir, this.flags.out), progress: progressFor({json: this.jsonEnabled()})}
       : undefined
-    const opener = new MessageOpener(session, files, directory)
-    const messages: OpenedMessage[] = []
-    // A signed id met twice is one message stored twice (replayed by the server): shown once, the first time.
-    const signedIds = new Set<string>()
-    for (const message of newestFirst.reverse()) {
-      const opened = await opener.open(message)
-      if (opened.signedId !== undefined && signedIds.has(opened.signedId)) continue
-      if (opened.signedId !== undefined) signedIds.add(opened.signedId)
-      messages.push(opened)
-    }
+    const client = await this.openClient(files)
+    const {with: peer, messages} = await client.history(this.args.with, {limit: this.flags.limit})
     for (const message of messages) for (const line of formatMessage(message)) this.log(line)
-    if (target.kind === 'group') {
-      if (messages.length === 0) this.log(`No messages in #${singleLine(target.group.name ?? target.group.id)} yet.`)
-      return {with: `group:${target.group.id}`, group: target.group, messages}
+    if (peer.kind === 'group') {
+      if (messages.length === 0) this.log(`No messages in #${singleLine(peer.group.name ?? peer.group.id)} yet.`)
+      return {with: `group:${peer.group.id}`, group: peer.group, messages}
     }
-    if (messages.length === 0) this.log(`No messages with ${singleLine(target.username)} yet.`)
-    return {with: target.username, messages}
+    if (messages.length === 0) this.log(`No messages with ${singleLine(peer.username)} yet.`)
+    return {with: peer.username, messages}
   }
 }

@@ -1,17 +1,16 @@
 import {Flags} from '@oclif/core'
 
+import {isGroupNotice} from '../client/event-sync.js'
+import type {OpenedMessage} from '../client/receive.js'
 import {BaseCommand} from './_lib/base-command.js'
-import {Directory} from '../client/directory.js'
-import {EventSync, isGroupNotice, type SyncItem} from '../client/event-sync.js'
-import {formatNotice, GroupEventResponder, type GroupNotice} from '../client/group-events.js'
+import {formatMessage, formatNotice, type ShownNotice, summarize} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
 import {receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
-import {formatMessage, MessageOpener, type OpenedMessage} from '../client/receive.js'
 
 export interface InboxResult {
   messages: OpenedMessage[]
   /** Group events (members added or removed, roles, keys), in stream order. */
-  events: GroupNotice[]
+  events: ShownNotice[]
   /** The event cursor saved in the profile after this run. */
   cursor: number
 }
@@ -34,33 +33,21 @@ export default class Inbox extends BaseCommand<typeof Inbox> {
   }
 
   async run(): Promise<InboxResult> {
-    const session = await this.openSession()
-    const directory = new Directory(session)
-    const files = receiveFilesOptions(this.store.dir, this.flags, progressFor({json: this.jsonEnabled()}))
-    const note = (line: string) => this.note(line)
-    const sync = new EventSync(session, new MessageOpener(session, files, directory), note, new GroupEventResponder(directory, note))
+    const client = await this.openClient(receiveFilesOptions(this.store.dir, this.flags, progressFor({json: this.jsonEnabled()})))
+    const isMe = (username: string) => client.session.isMe(username)
     const messages: OpenedMessage[] = []
-    const events: GroupNotice[] = []
-    const deliver = (item: SyncItem) => {
+    const events: ShownNotice[] = []
+    // Pages of events until one comes back empty; only the first may wait.
+    for await (const item of client.messages({follow: false, waitMs: this.flags.timeout})) {
       if (isGroupNotice(item)) {
-        events.push(item)
-        this.log(formatNotice(item))
+        events.push({...item, summary: summarize(item, isMe)})
+        this.log(formatNotice(item, isMe))
       } else {
         messages.push(item)
         for (const line of formatMessage(item)) this.log(line)
       }
     }
-    // Pages of events until one comes back empty; only the first may wait.
-    let timeout = this.flags.timeout
-    for (;;) {
-      const cursor = sync.cursor
-      const page = await session.withFailover(() => sync.page(timeout, deliver))
-      if (page.events === 0 && !page.reset) break
-      // Events that do not move the cursor (a broken or hostile server) would keep this loop going forever.
-      if (!page.reset && sync.cursor === cursor) break
-      if (page.events > 0) timeout = 0
-    }
     if (messages.length === 0) this.log('No new messages.')
-    return {messages, events, cursor: sync.cursor}
+    return {messages, events, cursor: await client.cursor()}
   }
 }

@@ -1,22 +1,9 @@
-import {setTimeout as sleep} from 'node:timers/promises'
-
-import {Flags} from '@oclif/core'
-
-import {isFailoverError} from '../client/api-client.js'
+import {isGroupNotice} from '../client/event-sync.js'
 import {BaseCommand} from './_lib/base-command.js'
-import {Directory} from '../client/directory.js'
-import {jsonText, singleLine} from './_lib/display.js'
-import {EventSync, isGroupNotice, type SyncItem} from '../client/event-sync.js'
-import {formatNotice, GroupEventResponder} from '../client/group-events.js'
+import {jsonText} from './_lib/display.js'
+import {formatMessage, formatNotice, summarize} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
 import {receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
-import {formatMessage, MessageOpener} from '../client/receive.js'
-
-/** Each long poll waits this long: under the 60 s idle timeout of common proxies, and the server's default. */
-const LONG_POLL_MS = 30_000
-/** Reconnection backoff: quick for a server switch, capped so a long outage costs at most 5 s once it ends. */
-const BACKOFF_START_MS = 200
-const BACKOFF_MAX_MS = 5_000
 
 export default class Listen extends BaseCommand<typeof Listen> {
   static override summary = 'Follow new messages as they arrive, until Ctrl-C.'
@@ -33,43 +20,21 @@ export default class Listen extends BaseCommand<typeof Listen> {
   }
 
   async run(): Promise<void> {
-    const session = await this.openSession()
-    // Ask for the passphrase now rather than at the first message, which may come hours later.
-    await session.key()
     const json = this.jsonEnabled()
-    const deliver = (item: SyncItem) => {
-      if (json) process.stdout.write(`${jsonText(item)}\n`)
-      else if (isGroupNotice(item)) this.log(formatNotice(item))
-      else for (const line of formatMessage(item)) this.log(line)
-    }
-    const files = receiveFilesOptions(this.store.dir, this.flags, progressFor({json}))
-    const directory = new Directory(session)
-    const note = (line: string) => process.stderr.write(`${singleLine(line)}\n`)
-    const sync = new EventSync(session, new MessageOpener(session, files, directory), note, new GroupEventResponder(directory, note))
-
+    const client = await this.openClient(receiveFilesOptions(this.store.dir, this.flags, progressFor({json})))
+    // Ask for the passphrase now rather than at the first message, which may come hours later.
+    await client.session.key()
+    const isMe = (username: string) => client.session.isMe(username)
     const stop = new AbortController()
     const onSignal = () => stop.abort()
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)
-    this.note(`Listening as ${session.username} on ${session.profile.server}. Ctrl-C to stop.`)
-    let backoff = BACKOFF_START_MS
-    let failing = false
+    this.note(`Listening as ${client.username} on ${client.profile.server}. Ctrl-C to stop.`)
     try {
-      while (!stop.signal.aborted) {
-        try {
-          await sync.page(LONG_POLL_MS, deliver, stop.signal)
-          if (failing) this.note(`reconnected to ${session.profile.server}`)
-          failing = false
-          backoff = BACKOFF_START_MS
-        } catch (error) {
-          if (stop.signal.aborted) break
-          if (!isFailoverError(error)) throw error
-          failing = true
-          await sleep(backoff, undefined, {signal: stop.signal}).catch(() => undefined)
-          backoff = Math.min(backoff * 2, BACKOFF_MAX_MS)
-          // The superserver may be down too: then the next round retries where we were.
-          if (!stop.signal.aborted) await session.failover().catch(() => undefined)
-        }
+      for await (const item of client.messages({signal: stop.signal})) {
+        if (json) process.stdout.write(`${jsonText(isGroupNotice(item) ? {...item, summary: summarize(item, isMe)} : item)}\n`)
+        else if (isGroupNotice(item)) this.log(formatNotice(item, isMe))
+        else for (const line of formatMessage(item)) this.log(line)
       }
     } finally {
       process.off('SIGINT', onSignal)

@@ -1,11 +1,11 @@
 import {Args, Flags} from '@oclif/core'
 
-import {formatFingerprint, readPublicKey} from '../crypto/index.js'
-import {ApiClient, ApiError} from '../client/api-client.js'
+import {formatFingerprint} from '../crypto/index.js'
+import {FastChatClient} from '../client/fastchat-client.js'
+import {requireKeys} from '../client/store.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {Exit} from './_lib/errors.js'
-import {readPassword} from './_lib/prompts.js'
-import {assign, superserverUrl, withFailover} from '../client/session.js'
+import {readPassphrase, readPassword} from './_lib/prompts.js'
 
 export interface LoginResult {
   username: string
@@ -37,41 +37,22 @@ export default class Login extends BaseCommand<typeof Login> {
     if (existing?.username && existing.username.toLowerCase() !== this.args.username.toLowerCase()) {
       this.error(`This profile (${this.store.dir}) belongs to ${existing.username}.`, {
         exit: Exit.input,
+        code: 'FC_PROFILE_IN_USE',
         suggestions: ['Use another --profile DIR (or FASTCHAT_HOME) for another account.'],
       })
     }
-    const {publicKey} = await this.store.requireKeys()
-    const local = await readPublicKey(publicKey)
-    const superserver = superserverUrl(this.flags.superserver, existing)
+    // Before the password: without a key pair there is nothing to log in with.
+    await requireKeys(this.store)
     const password = await readPassword({stdin: this.flags['password-stdin']})
-
-    let client = new ApiClient(await assign(superserver))
-    const remember = (url: string) => void (client = client.withServer(url))
-    const session = await withFailover({superserver, client}, (api) => api.login({username: this.args.username, password}), remember).catch(
-      (error: unknown) => {
-        if (error instanceof ApiError && error.status === 401) this.error('Wrong username or password.', {exit: Exit.input})
-        throw error
-      },
-    )
-    await this.store.saveProfile({
-      username: session.username,
-      superserver,
-      server: client.baseUrl,
-      token: session.token,
-      expiresAt: session.expiresAt,
-      fingerprint: local.fingerprint,
-    })
-
-    // Messages to us are encrypted to the key the server publishes: if it is not ours, we cannot read them.
-    const published = await new ApiClient(client.baseUrl, session.token).user(session.username).catch(() => undefined)
-    const keyMatches = published ? (await readPublicKey(published.publicKey).catch(() => undefined))?.fingerprint === local.fingerprint : null
+    const {client, keyMatches} = await FastChatClient.login({store: this.store, username: this.args.username, password, superserver: this.flags.superserver, passphrase: readPassphrase})
+    const {username, server, expiresAt, fingerprint} = client.profile
     if (keyMatches === false) {
       this.note(
-        `Warning: the server publishes another key for ${session.username} than the one in this profile (${formatFingerprint(local.fingerprint)}): ` +
+        `Warning: the server publishes another key for ${username} than the one in this profile (${formatFingerprint(fingerprint)}): ` +
           'you will not be able to read messages sent to you. Import the matching private key with `fastchat keys import`.',
       )
     }
-    this.log(`Logged in as ${session.username} on ${client.baseUrl} (session valid until ${session.expiresAt}).`)
-    return {username: session.username, server: client.baseUrl, expiresAt: session.expiresAt, keyMatches}
+    this.log(`Logged in as ${username} on ${server} (session valid until ${expiresAt}).`)
+    return {username, server, expiresAt: expiresAt ?? '', keyMatches}
   }
 }

@@ -1,11 +1,10 @@
 import {Args, Flags} from '@oclif/core'
 
-import {formatFingerprint, generateKeyPair, readPublicKey, unlockPrivateKey} from '../crypto/index.js'
-import {ApiClient} from '../client/api-client.js'
+import {formatFingerprint} from '../crypto/index.js'
+import {checkPassword, checkUsername, FastChatClient} from '../client/fastchat-client.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {Exit} from './_lib/errors.js'
 import {readPassphrase, readPassword} from './_lib/prompts.js'
-import {assign, superserverUrl, withFailover} from '../client/session.js'
 
 export interface RegisterResult {
   username: string
@@ -37,62 +36,30 @@ export default class Register extends BaseCommand<typeof Register> {
   }
 
   async run(): Promise<RegisterResult> {
+    const {username} = this.args
+    // Everything that can be wrong locally is said before anything is asked, generated or sent.
+    checkUsername(username)
     const existing = await this.store.profile()
     if (existing?.username) {
       this.error(`This profile (${this.store.dir}) already belongs to ${existing.username}.`, {
         exit: Exit.input,
+        code: 'FC_PROFILE_IN_USE',
         suggestions: ['Use another --profile DIR (or FASTCHAT_HOME) for another account.'],
       })
     }
-    const superserver = superserverUrl(this.flags.superserver)
-    const password = await readPassword({stdin: this.flags['password-stdin']})
-    // Ask for a server first: no point making a key (and asking for a passphrase) if no server is up.
-    let client = new ApiClient(await assign(superserver))
-    const keys = await this.keyPair(this.args.username)
-    const remember = (url: string) => void (client = client.withServer(url))
-    const registered = await withFailover({superserver, client}, (api) => api.register({username: this.args.username, password, publicKey: keys.publicKey}), remember).catch(
-      async (error: {code?: string}) => {
-        if (error.code !== 'FC_USERNAME_TAKEN') throw error
-        // A retry after a lost answer finds the name taken by its own first try: ours if it holds our key.
-        if (await holdsKey(client, this.args.username, password, keys.fingerprint)) return {username: this.args.username}
-        this.error(`The username ${this.args.username} is taken.`, {exit: Exit.input, suggestions: ['Choose another one.']})
-      },
-    )
-    // The account exists from here on: keep the key first, so a failed login can simply be retried with `login`.
-    await this.store.saveKeys(keys)
-    const session = await withFailover({superserver, client}, (api) => api.login({username: registered.username, password}), remember)
-    await this.store.saveProfile({
-      username: session.username,
-      superserver,
-      server: client.baseUrl,
-      token: session.token,
-      expiresAt: session.expiresAt,
-      fingerprint: keys.fingerprint,
+    const password = await readPassword({stdin: this.flags['password-stdin'], confirm: true, check: checkPassword})
+    const client = await FastChatClient.register({
+      store: this.store,
+      username,
+      password,
+      superserver: this.flags.superserver,
+      passphrase: readPassphrase,
+      newPassphrase: () => readPassphrase({confirm: true}),
     })
-    this.log(`Registered ${session.username} on ${client.baseUrl} and logged in.`)
-    this.log(`Your key fingerprint: ${formatFingerprint(keys.fingerprint)}`)
+    const {server, superserver, fingerprint} = client.profile
+    this.log(`Registered ${client.username} on ${server} and logged in.`)
+    this.log(`Your key fingerprint: ${formatFingerprint(fingerprint)}`)
     this.log(`Profile: ${this.store.dir}`)
-    return {username: session.username, server: client.baseUrl, superserver, fingerprint: keys.fingerprint, profile: this.store.dir}
-  }
-
-  /** A key pair from `keys generate` already in the profile is used as is; otherwise a new one. */
-  private async keyPair(username: string): Promise<{publicKey: string; privateKey: string; fingerprint: string}> {
-    const [privateKey, publicKey] = await Promise.all([this.store.privateKey(), this.store.publicKey()])
-    if (privateKey && publicKey) {
-      const unlocked = await unlockPrivateKey(privateKey, await readPassphrase())
-      return {privateKey, publicKey: unlocked.publicKey, fingerprint: unlocked.fingerprint}
-    }
-    return generateKeyPair({username, passphrase: await readPassphrase({confirm: true})})
-  }
-}
-
-/** Whether `username` logs in with `password` and publishes the key with `fingerprint`. */
-async function holdsKey(client: ApiClient, username: string, password: string, fingerprint: string): Promise<boolean> {
-  try {
-    const session = await client.login({username, password})
-    const published = await new ApiClient(client.baseUrl, session.token).user(username)
-    return (await readPublicKey(published.publicKey)).fingerprint === fingerprint
-  } catch {
-    return false
+    return {username: client.username, server, superserver, fingerprint, profile: this.store.dir}
   }
 }

@@ -1,20 +1,14 @@
 import {Args, Flags} from '@oclif/core'
 
-import {encryptText} from '../crypto/index.js'
-import {BaseCommand} from './_lib/base-command.js'
-import {Directory} from '../client/directory.js'
-import {singleLine} from './_lib/display.js'
+import type {Sent} from '../client/fastchat-client.js'
 import {formatSize} from '../client/downloads.js'
-import {Exit} from './_lib/errors.js'
-import {readFileToSend, sendFile, type SentFile} from '../client/file-send.js'
-import {newBinding, packText} from '../client/message-content.js'
-import {type GroupContent, sendToGroup} from '../client/group-send.js'
-import type {GroupRef} from '../client/group-targets.js'
+import {readFileToSend, type SentFile} from '../client/file-send.js'
 import type {MessageGroup} from '../client/opened.js'
+import {BaseCommand} from './_lib/base-command.js'
+import {singleLine} from './_lib/display.js'
+import {Exit} from './_lib/errors.js'
 import {progressFor} from './_lib/progress.js'
 import {readStdinText} from './_lib/prompts.js'
-import {assertTextFits} from '../client/text-limit.js'
-import {firstUseNote, type KeyForSending} from '../client/trust.js'
 
 export interface SendResult {
   id: string
@@ -65,45 +59,22 @@ export default class Send extends BaseCommand<typeof Send> {
     const file = image ? await readFileToSend(image) : undefined
     const caption = text.trim() === '' ? undefined : text
 
-    const directory = new Directory(await this.openSession())
-    const target = await directory.groups.target(this.args.to, directory.keys)
-    if (target.kind === 'group') return this.toGroup(directory, target.group, file ? {kind: 'image', file, caption} : {kind: 'text', text})
-
-    const session = directory.session
-    const recipient = await directory.keys.forSending(target.username)
-    this.notePinned([recipient])
+    const client = await this.openClient()
     if (file) {
-      const sent = await sendFile(session, {file, recipient, caption, progress: progressFor({json: this.jsonEnabled()})})
-      this.log(`Sent ${singleLine(file.name)} (${formatSize(sent.size)}, ${singleLine(sent.type)}) to ${singleLine(recipient.username)} at ${sent.sentAt} (message ${sent.id}).`)
-      return {...sent, caption: caption !== undefined}
+      const sent = await client.sendFile(this.args.to, file, {caption, progress: progressFor({json: this.jsonEnabled()})})
+      this.log(`Sent ${singleLine(file.name)} (${formatSize(sent.size)}, ${singleLine(sent.type)}) to ${where(sent)} at ${sent.sentAt} (message ${sent.id}).`)
+      const {members: _members, ...result} = sent
+      return {...result, caption: caption !== undefined}
     }
-    const key = await session.key()
-    const binding = newBinding({user: recipient.username})
-    const ciphertext = await encryptText({text: packText(binding, text), to: [recipient.publicKey, key.publicKey], signer: key})
-    assertTextFits(ciphertext, recipient.username)
-    // One key for every try (the message's own signed id): a retry on another server after a lost answer stores nothing new.
-    const sent = await session.withFailover((api) => api.send({to: {user: recipient.username}, kind: 'text', ciphertext}, binding.id))
-    this.log(`Sent to ${singleLine(recipient.username)} at ${sent.sentAt} (message ${sent.id}).`)
-    return {id: sent.id, sentAt: sent.sentAt, to: recipient.username}
+    const sent = await client.send(this.args.to, text)
+    this.log(`Sent to ${where(sent)} at ${sent.sentAt} (message ${sent.id}).`)
+    const {members: _members, ...result} = sent
+    return result
   }
+}
 
-  private async toGroup(directory: Directory, ref: GroupRef, content: GroupContent): Promise<SendResult | SendFileResult> {
-    const progress = progressFor({json: this.jsonEnabled()})
-    const sent = await sendToGroup(directory.session, directory.keys, directory.groupKeys, ref.id, content.kind === 'image' ? {...content, progress} : content)
-    this.notePinned(sent.pinned)
-    const group = {id: sent.group.id, name: sent.group.name, epoch: sent.epoch}
-    const where = `#${singleLine(group.name)} (${sent.group.members.length} members, key epoch ${group.epoch})`
-    const base = {id: sent.id, sentAt: sent.sentAt, to: `group:${group.id}`, group}
-    if (content.kind === 'text') {
-      this.log(`Sent to ${where} at ${sent.sentAt} (message ${sent.id}).`)
-      return base
-    }
-    const {file, caption} = content
-    this.log(`Sent ${singleLine(file.name)} (${formatSize(file.data.byteLength)}, ${singleLine(file.type)}) to ${where} at ${sent.sentAt} (message ${sent.id}).`)
-    return {...base, blob: sent.blob!, name: file.name, type: file.type, size: file.data.byteLength, caption: caption !== undefined}
-  }
-
-  private notePinned(keys: KeyForSending[]): void {
-    for (const key of keys.filter((k) => k.firstUse)) this.note(firstUseNote(key))
-  }
+/** `bob`, or `#friends (3 members, key epoch 2)`. */
+function where(sent: Sent): string {
+  if (!sent.group) return singleLine(sent.to)
+  return `#${singleLine(sent.group.name ?? sent.group.id)} (${sent.members} members, key epoch ${sent.group.epoch})`
 }

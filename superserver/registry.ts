@@ -1,6 +1,6 @@
 import type {Logger} from 'pino'
 
-import {NotFoundError, UnavailableError} from '../server/http/errors.js'
+import {AppError, UnavailableError} from '../server/services/errors.js'
 import type {ChatServerRepository, ChatServerRow} from '../storage/repositories/chat-server.repository.js'
 
 export interface RegistryTiming {
@@ -41,7 +41,7 @@ export class RegistryService {
   async heartbeat(id: string, draining: boolean, stats: ServerStats, databaseOk = true): Promise<void> {
     const known = await this.servers.heartbeat(id, draining, stats, databaseOk)
     // 404 tells an evicted server to register again.
-    if (!known) throw new NotFoundError('FC_SERVER_NOT_REGISTERED', `No chat server ${id} is registered; register again.`)
+    if (!known) throw new AppError('FC_SERVER_NOT_REGISTERED', `No chat server ${id} is registered; register again.`)
   }
 
   async deregister(id: string): Promise<void> {

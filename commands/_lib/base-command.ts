@@ -5,7 +5,11 @@ import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 import {jsonText, multiLine, singleLine} from './display.js'
 import {describeFailure} from './errors.js'
 import {profileDirectory, ProfileStore} from '../../client/profile-store.js'
+import {FastChatClient} from '../../client/fastchat-client.js'
+import type {ReceiveFilesOptions} from '../../client/file-receive.js'
 import {ChatSession} from '../../client/session.js'
+import {formatReport} from './format.js'
+import {readPassphrase} from './prompts.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -44,7 +48,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected openSession(): Promise<ChatSession> {
-    return ChatSession.open(this.store)
+    return ChatSession.open(this.store, readPassphrase)
+  }
+
+  /** The client library on this profile; its reports (keys pinned, cursor resets...) become notes on stderr. */
+  protected openClient(files?: ReceiveFilesOptions): Promise<FastChatClient> {
+    return FastChatClient.open({store: this.store, passphrase: readPassphrase, onReport: (report) => this.note(formatReport(report)), files})
   }
 
   /** Notices and warnings that are not the command's output: stderr, and not at all with --json. One line each, whatever they quote. */
@@ -69,7 +78,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
     if (error instanceof Errors.ExitError) throw error
-    const failure = describeFailure(error, this.id)
+    const failure = describeFailure(error, this.id, this.store?.dir)
     if (this.jsonEnabled()) {
       this.logJson({error: failure})
     } else {

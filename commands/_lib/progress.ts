@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress'
 
 import {formatSize} from '../../client/downloads.js'
+import {noProgress, type Progress, type ProgressFactory} from '../../client/progress.js'
 import {singleLine} from './display.js'
 
 /**
@@ -10,20 +11,7 @@ import {singleLine} from './display.js'
  * every call here does nothing, so callers never check.
  */
 
-export interface Progress {
-  /** `bytes` more were transferred. */
-  advance(bytes: number): void
-  /** The transfer ended (done or failed): the bar is cleared from the terminal. */
-  stop(): void
-}
-
-const silent: Progress = {advance: () => undefined, stop: () => undefined}
-
-/** Makes one Progress per transfer; `total` is the byte count to expect (0 when unknown). */
-export type ProgressFactory = (label: string, total: number) => Progress
-
-/** No bars at all: for --json, pipes, tests. */
-export const noProgress: ProgressFactory = () => silent
+export {noProgress, type Progress, type ProgressFactory} from '../../client/progress.js'
 
 /** Bars on `stream` when it is a terminal and `json` is off; otherwise noProgress. */
 export function progressFor(options: {json: boolean; stream?: NodeJS.WriteStream}): ProgressFactory {

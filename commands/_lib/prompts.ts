@@ -11,14 +11,27 @@ import {CliFailure, Exit} from './errors.js'
 
 const interactive = () => Boolean(process.stdin.isTTY && process.stderr.isTTY)
 
-export async function readPassword(options: {stdin: boolean}): Promise<string> {
+/**
+ * The account password. `confirm` (registration): asked twice on a terminal.
+ * `check` runs on it as soon as it is read, before the second prompt and
+ * before anything else happens (a server asked, a key generated).
+ */
+export async function readPassword(options: {stdin: boolean; confirm?: boolean; check?: (password: string) => void}): Promise<string> {
+  const checked = (password: string) => {
+    options.check?.(password)
+    return password
+  }
   if (options.stdin) {
     const line = await readStdinLine()
     if (!line) throw new CliFailure('--password-stdin was given but stdin is empty.', Exit.input)
-    return line
+    return checked(line)
   }
-  if (process.env.FASTCHAT_PASSWORD) return process.env.FASTCHAT_PASSWORD
-  if (interactive()) return hiddenPrompt('Password: ')
+  if (process.env.FASTCHAT_PASSWORD) return checked(process.env.FASTCHAT_PASSWORD)
+  if (interactive()) {
+    const password = checked(await hiddenPrompt('Password: '))
+    if (options.confirm && (await hiddenPrompt('Repeat password: ')) !== password) throw new CliFailure('The passwords do not match.', Exit.input)
+    return password
+  }
   throw new CliFailure('No password given.', Exit.input, 'Set FASTCHAT_PASSWORD, pass --password-stdin, or run in a terminal to be asked.')
 }
 

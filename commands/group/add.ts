@@ -2,9 +2,8 @@ import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
 import {Directory} from '../../client/directory.js'
-import {changeMembership, groupName, type GroupState, groupState, keyAfterChange, userArg} from '../../client/group-changes.js'
-import {describeGroup} from '../../client/group-targets.js'
-import {firstUseNote} from '../../client/trust.js'
+import {changeMembership, type GroupState, groupState, keyAfterChange, userArg} from '../../client/group-changes.js'
+import {describeGroup, firstUseNote, groupName} from '../_lib/format.js'
 
 export type GroupAddResult = GroupState & {added: string; keyedHere: boolean}
 

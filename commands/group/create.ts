@@ -2,8 +2,8 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
 import {Directory} from '../../client/directory.js'
-import {createOnce, groupName, type GroupState, groupState, keyAfterChange, userArg} from '../../client/group-changes.js'
-import {firstUseNote} from '../../client/trust.js'
+import {createOnce, type GroupState, groupState, keyAfterChange, userArg} from '../../client/group-changes.js'
+import {firstUseNote, groupName} from '../_lib/format.js'
 
 export type GroupCreateResult = GroupState & {keyedHere: boolean}
 

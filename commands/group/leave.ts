@@ -2,8 +2,9 @@ import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
 import {changeMembership} from '../../client/group-changes.js'
-import {describeGroup, GroupDirectory, type GroupRef} from '../../client/group-targets.js'
+import {GroupDirectory, type GroupRef} from '../../client/group-targets.js'
 import type {ChatSession} from '../../client/session.js'
+import {describeGroup} from '../_lib/format.js'
 
 export interface GroupLeaveResult {
   group: GroupRef

@@ -3,7 +3,8 @@ import {Args} from '@oclif/core'
 import {BaseCommand} from '../_lib/base-command.js'
 import {Directory} from '../../client/directory.js'
 import {userArg} from '../../client/group-changes.js'
-import {describeGroup, type GroupRef} from '../../client/group-targets.js'
+import {type GroupRef} from '../../client/group-targets.js'
+import {describeGroup} from '../_lib/format.js'
 
 export interface GroupPromoteResult {
   group: GroupRef

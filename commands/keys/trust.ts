@@ -36,6 +36,7 @@ export default class KeysTrust extends BaseCommand<typeof KeysTrust> {
     if (normalizeFingerprint(this.flags.fingerprint) !== current.fingerprint) {
       this.error(`The server's key for ${username} is ${formatFingerprint(current.fingerprint)}, not the one you gave; nothing was pinned.`, {
         exit: Exit.trust,
+        code: 'FC_KEY_MISMATCH',
         suggestions: [`Do not trust messages from ${username} until you find out why.`],
       })
     }

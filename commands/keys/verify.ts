@@ -54,6 +54,7 @@ export default class KeysVerify extends BaseCommand<typeof KeysVerify> {
       if (normalizeFingerprint(this.flags.fingerprint) !== current.fingerprint) {
         this.error(`The fingerprint you gave does not match ${username}'s key on the server; nothing was changed.`, {
           exit: Exit.trust,
+          code: 'FC_KEY_MISMATCH',
           suggestions: [`Do not trust messages from ${username} until you find out why.`],
         })
       }
@@ -71,6 +72,7 @@ export default class KeysVerify extends BaseCommand<typeof KeysVerify> {
     if (changed) {
       this.error(`${username}'s key has changed since you pinned it.`, {
         exit: Exit.trust,
+        code: 'FC_KEY_CHANGED',
         suggestions: [`Compare the new fingerprint with ${username}, then run \`fastchat keys verify ${username} --accept\` (or --fingerprint).`],
       })
     }

@@ -2,7 +2,7 @@ import type {RequestHandler, Response} from 'express'
 
 import type {SessionUser} from '../../storage/repositories/session.repository.js'
 import type {AccountService} from '../services/accounts.js'
-import {UnauthorizedError} from './errors.js'
+import {UnauthorizedError} from '../services/errors.js'
 
 /** A token is 43 base64url characters; anything much longer is not one of ours. */
 const MAX_TOKEN_LENGTH = 256

@@ -2,7 +2,7 @@ import {createHash, timingSafeEqual} from 'node:crypto'
 
 import type {RequestHandler} from 'express'
 
-import {UnauthorizedError} from './errors.js'
+import {UnauthorizedError} from '../services/errors.js'
 
 const digest = (value: string) => createHash('sha256').update(value).digest()
 

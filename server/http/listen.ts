@@ -4,8 +4,8 @@ import type {AddressInfo} from 'node:net'
 import type {Duplex} from 'node:stream'
 
 
-import {AppError} from './errors.js'
-import {problemBody} from './problem.js'
+import {AppError} from '../services/errors.js'
+import {problemBody, problemTitle} from './problem.js'
 
 export interface Listening {
   server: Server
@@ -33,11 +33,11 @@ function answerClientError(error: Error & {code?: string}, socket: Duplex): void
   }
   const tooLarge = error.code === 'HPE_HEADER_OVERFLOW'
   const problem = tooLarge
-    ? new AppError('FC_HEADERS_TOO_LARGE', 431, 'Request header fields too large', 'The request line and headers must stay under 16 KiB.')
-    : new AppError('FC_BAD_REQUEST', 400, 'Bad request', 'The request is not valid HTTP/1.1.')
+    ? new AppError('FC_HEADERS_TOO_LARGE', 'The request line and headers must stay under 16 KiB.')
+    : new AppError('FC_BAD_REQUEST', 'The request is not valid HTTP/1.1.')
   const body = JSON.stringify(problemBody(problem))
   socket.end(
-    `HTTP/1.1 ${problem.status} ${problem.title}\r\nContent-Type: application/problem+json\r\n` +
+    `HTTP/1.1 ${problem.status} ${problemTitle(problem)}\r\nContent-Type: application/problem+json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   )
 }

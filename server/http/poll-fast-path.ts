@@ -8,7 +8,7 @@ import type {AccountService} from '../services/accounts.js'
 import type {EventService} from '../services/events.js'
 import {bearerToken} from './auth.js'
 import type {HttpMetrics} from './observability.js'
-import {PROBLEM_CONTENT_TYPE, problemBody, toProblem} from './problem.js'
+import {PROBLEM_CONTENT_TYPE, problemBody, problemHeaders, toProblem} from './problem.js'
 
 const ROUTE = '/v1/events'
 
@@ -71,7 +71,7 @@ export function withPollFastPath(
     } catch (error) {
       const problem = toProblem(error, deps.logger, {method: 'GET', path: ROUTE})
       status = problem.status
-      if (!res.headersSent && !res.writableEnded) answer(res, status, PROBLEM_CONTENT_TYPE, JSON.stringify(problemBody(problem, ROUTE)), problem.headers)
+      if (!res.headersSent && !res.writableEnded) answer(res, status, PROBLEM_CONTENT_TYPE, JSON.stringify(problemBody(problem, ROUTE)), problemHeaders(problem))
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9
       deps.metrics.requests.inc({method: 'GET', route: ROUTE, status: String(status)})

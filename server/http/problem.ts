@@ -1,30 +1,54 @@
 import type {ErrorRequestHandler, RequestHandler} from 'express'
 import type {Logger} from 'pino'
 
-import {
-  AppError,
-  InternalError,
-  MalformedJsonError,
-  NotFoundError,
-  PayloadTooLargeError,
-  UnavailableError,
-  UnsupportedMediaTypeError,
-  ValidationError,
-} from './errors.js'
+import {AppError, type ErrorStatus, UnavailableError, ValidationError} from '../services/errors.js'
+import {InternalError, MalformedJsonError, PayloadTooLargeError, RouteNotFoundError, UnsupportedMediaTypeError} from './errors.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 /** Problem `type` URIs resolve to the error reference, one anchor per code. */
 const PROBLEM_TYPE_BASE = 'https://fastchat.dev/docs/errors#'
 
+/** Titles by status, the same for every problem of a code (RFC 9457 section 3.1.3); a status new to the table must be given one. */
+const TITLES: Readonly<Record<ErrorStatus, string>> = {
+  400: 'Invalid request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not found',
+  408: 'Request timeout',
+  409: 'Conflict',
+  410: 'Gone',
+  413: 'Payload too large',
+  415: 'Unsupported media type',
+  429: 'Too many requests',
+  431: 'Request header fields too large',
+  500: 'Internal server error',
+  503: 'Service unavailable',
+}
+
+export const problemTitle = (error: AppError): string => TITLES[error.status]
+
 export function problemBody(error: AppError, instance?: string): Record<string, unknown> {
   return {
     type: PROBLEM_TYPE_BASE + error.code.toLowerCase(),
-    title: error.title,
+    title: problemTitle(error),
     status: error.status,
     detail: error.message,
     code: error.code,
     ...(instance ? {instance} : {}),
     ...error.extensions,
+  }
+}
+
+/**
+ * What a problem says in headers: when to retry, how to authenticate, and,
+ * for an upload cut at its deadline, that the connection is done (the rest of
+ * its body is not read).
+ */
+export function problemHeaders(error: AppError): Record<string, string> {
+  return {
+    ...(error.retryAfterSeconds === undefined ? {} : {'Retry-After': String(error.retryAfterSeconds)}),
+    ...(error.code === 'FC_UNAUTHORIZED' ? {'WWW-Authenticate': 'Bearer'} : {}),
+    ...(error.code === 'FC_TRANSFER_TIMEOUT' ? {Connection: 'close'} : {}),
   }
 }
 
@@ -78,7 +102,7 @@ function fromFrameworkError(error: unknown): AppError | undefined {
 }
 
 export function notFoundHandler(): RequestHandler {
-  return (req, _res, next) => next(new NotFoundError('FC_ROUTE_NOT_FOUND', `No route for ${req.method} ${req.path}.`))
+  return (req, _res, next) => next(new RouteNotFoundError(req.method, req.path))
 }
 
 /**
@@ -107,7 +131,7 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
       return
     }
     const problem = toProblem(error, logger, {method: req.method, path: req.path})
-    for (const [name, value] of Object.entries(problem.headers)) res.setHeader(name, value)
+    for (const [name, value] of Object.entries(problemHeaders(problem))) res.setHeader(name, value)
     res.status(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problemBody(problem, req.originalUrl.split('?')[0])))
   }
 }

@@ -1,12 +1,12 @@
 import type {Request, RequestHandler, Response} from 'express'
 import {RateLimiterMemory, RateLimiterRes} from 'rate-limiter-flexible'
 
-import {AppError} from './errors.js'
+import {AppError} from '../services/errors.js'
 
-export class RateLimitedError extends AppError {
+export class RateLimitedError extends AppError<'FC_RATE_LIMITED'> {
   constructor(retryAfterSeconds: number, what: string) {
-    super('FC_RATE_LIMITED', 429, 'Too many requests', `Too many ${what}; try again in ${retryAfterSeconds} s.`, {
-      headers: {'Retry-After': String(retryAfterSeconds)},
+    super('FC_RATE_LIMITED', `Too many ${what}; try again in ${retryAfterSeconds} s.`, {
+      retryAfterSeconds,
       extensions: {retryAfter: retryAfterSeconds},
     })
   }

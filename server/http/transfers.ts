@@ -1,6 +1,6 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
 
-import {AppError} from './errors.js'
+import {AppError} from '../services/errors.js'
 
 /**
  * Bounds on blob transfers (issue 12, hole 4): how many one user may run at
@@ -9,23 +9,22 @@ import {AppError} from './errors.js'
  * when it still can be, and its transaction rolled back.
  */
 
-export class TooManyTransfersError extends AppError {
+export class TooManyTransfersError extends AppError<'FC_TOO_MANY_TRANSFERS'> {
   constructor(what: 'uploads' | 'downloads', limit: number) {
-    super('FC_TOO_MANY_TRANSFERS', 429, 'Too many requests', `You already have ${limit} ${what} in progress on this server; wait for one to finish.`, {
-      headers: {'Retry-After': '1'},
+    super('FC_TOO_MANY_TRANSFERS', `You already have ${limit} ${what} in progress on this server; wait for one to finish.`, {
+      retryAfterSeconds: 1,
       extensions: {limit, retryAfter: 1},
     })
   }
 }
 
-export class TransferTimeoutError extends AppError {
+/** Answered with `Connection: close` (./problem.ts): the rest of the body is not read. */
+export class TransferTimeoutError extends AppError<'FC_TRANSFER_TIMEOUT'> {
   constructor(reason: 'idle' | 'total', ms: number) {
     super(
       'FC_TRANSFER_TIMEOUT',
-      408,
-      'Request timeout',
       reason === 'idle' ? `No byte of the body arrived for ${ms} ms.` : `The transfer took longer than ${ms} ms in all.`,
-      {headers: {Connection: 'close'}, extensions: {timeoutMs: ms}},
+      {extensions: {timeoutMs: ms}},
     )
   }
 }

@@ -1,7 +1,8 @@
 import type {RequestHandler} from 'express'
 import {z} from 'zod'
 
-import {UnsupportedMediaTypeError, ValidationError} from './errors.js'
+import {ValidationError} from '../services/errors.js'
+import {UnsupportedMediaTypeError} from './errors.js'
 
 /** Parses `value` with `schema` or throws a 400 problem listing each bad field. */
 export function parse<S extends z.ZodType>(schema: S, value: unknown, what = 'request body'): z.output<S> {

@@ -1,15 +1,11 @@
 import {Router} from 'express'
-import {z} from 'zod'
 
 import {currentUser, requireUser} from '../http/auth.js'
-import {UnauthorizedError} from '../http/errors.js'
 import type {Limiters} from '../http/rate-limit.js'
 import {parse, requireJson} from '../http/validate.js'
 import type {AccountService} from '../services/accounts.js'
-import {password, publicKey, username} from './schemas.js'
-
-const registerBody = z.strictObject({username, password, publicKey})
-const loginBody = z.strictObject({username: z.string().max(64), password: z.string().max(1024)})
+import {UnauthorizedError} from '../services/errors.js'
+import {loginBody, registerBody, username} from './schemas.js'
 
 export function accountRoutes(accounts: AccountService, limiters: Limiters): Router {
   const router = Router()

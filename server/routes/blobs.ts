@@ -6,10 +6,11 @@ import {type Request, Router} from 'express'
 import {type BlobRepository, BlobTooLargeError, StorageQuotaError, UploadPoolBusyError} from '../../storage/repositories/blob.repository.js'
 import {currentUser, requireUser} from '../http/auth.js'
 import type {Limiters} from '../http/rate-limit.js'
-import {AppError, NotFoundError, PayloadTooLargeError, UnavailableError, UnsupportedMediaTypeError} from '../http/errors.js'
+import {PayloadTooLargeError, UnsupportedMediaTypeError} from '../http/errors.js'
 import {bodyPieces, TooManyTransfersError, type TransferDeadlines, TransferTimeoutError, watchTransfer, type WatchedTransfer} from '../http/transfers.js'
 import {parse} from '../http/validate.js'
 import type {AccountService} from '../services/accounts.js'
+import {type AppError, BlobError, StorageQuotaExceededError, UnavailableError} from '../services/errors.js'
 import {PerUserSlots} from '../services/per-user-slots.js'
 import {uuid} from './schemas.js'
 
@@ -17,18 +18,6 @@ import {uuid} from './schemas.js'
 const LINGER_MS = 5_000
 /** Bytes a download reads ahead of what the client took: one piece, on top of the page in hand. */
 const DOWNLOAD_READ_AHEAD_BYTES = 64 * 1024
-
-export class StorageQuotaExceededError extends AppError {
-  constructor(quotaBytes: number, usageBytes: number) {
-    super(
-      'FC_STORAGE_QUOTA_EXCEEDED',
-      413,
-      'Storage quota exceeded',
-      `This upload would take your files past your storage quota of ${quotaBytes} bytes (${usageBytes} in use); files no message references are deleted after a grace period.`,
-      {extensions: {quota: quotaBytes, usage: usageBytes}},
-    )
-  }
-}
 
 export interface BlobRouteConfig {
   /** Largest file accepted. */
@@ -105,7 +94,7 @@ export function blobRoutes(accounts: AccountService, blobs: BlobRepository, conf
     if (!release) throw new TooManyTransfersError('downloads', config.downloadsPerUser)
     try {
       const size = await blobs.readableSize(id, userId)
-      if (size === undefined) throw new NotFoundError('FC_BLOB_NOT_FOUND', `No blob ${id}.`)
+      if (size === undefined) throw new BlobError('FC_BLOB_NOT_FOUND', `No blob ${id}.`)
       const pieces = blobs.chunks(id)
       // The first page before the headers: a database failure here is still a clear 503.
       const first = await pieces.next()

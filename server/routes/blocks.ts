@@ -1,14 +1,11 @@
 import {Router} from 'express'
-import {z} from 'zod'
 
 import {currentUser, requireUser} from '../http/auth.js'
 import type {Limiters} from '../http/rate-limit.js'
 import {parse, requireJson} from '../http/validate.js'
 import type {AccountService} from '../services/accounts.js'
 import type {BlockService} from '../services/blocks.js'
-import {username} from './schemas.js'
-
-const blockBody = z.strictObject({username})
+import {blockBody, username} from './schemas.js'
 
 export function blockRoutes(accounts: AccountService, blocks: BlockService, limiters: Limiters): Router {
   const router = Router()

@@ -3,7 +3,7 @@ import {createHash, randomBytes} from 'node:crypto'
 import {CryptoError, readPublicKey} from '../../crypto/index.js'
 import type {SessionRepository, SessionUser} from '../../storage/repositories/session.repository.js'
 import type {UserRecord, UserRepository} from '../../storage/repositories/user.repository.js'
-import {ConflictError, NotFoundError, UnauthorizedError, ValidationError} from '../http/errors.js'
+import {AccountError, UnauthorizedError, ValidationError} from './errors.js'
 import type {PasswordHasher} from './passwords.js'
 
 /** Usernames are compared case-insensitively: stored as given, unique by their lower case. */
@@ -43,7 +43,7 @@ export class AccountService {
       publicKey: key.armored,
       fingerprint: key.fingerprint,
     })
-    if (!id) throw new ConflictError('FC_USERNAME_TAKEN', `The username "${input.username}" is taken.`)
+    if (!id) throw new AccountError('FC_USERNAME_TAKEN', `The username "${input.username}" is taken.`)
     return {username: input.username, fingerprint: key.fingerprint}
   }
 
@@ -84,7 +84,7 @@ export class AccountService {
     const found = new Map((await this.users.findManyByKey(keys)).map((user) => [usernameKey(user.username), user]))
     const unknown = usernames.filter((name) => !found.has(usernameKey(name)))
     if (unknown.length > 0) {
-      throw new NotFoundError('FC_USER_NOT_FOUND', `No user ${unknown.map((name) => `"${name}"`).join(', ')}.`, {users: unknown})
+      throw new AccountError('FC_USER_NOT_FOUND', `No user ${unknown.map((name) => `"${name}"`).join(', ')}.`, {extensions: {users: unknown}})
     }
     return keys.map((key) => found.get(key)!)
   }
@@ -105,7 +105,7 @@ export class AccountService {
 
   async find(username: string): Promise<UserRecord> {
     const user = await this.users.findByKey(usernameKey(username))
-    if (!user) throw new NotFoundError('FC_USER_NOT_FOUND', `No user "${username}".`)
+    if (!user) throw new AccountError('FC_USER_NOT_FOUND', `No user "${username}".`)
     return user
   }
 }

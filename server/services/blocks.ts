@@ -1,19 +1,7 @@
 import type {BlockRepository, BlockRow} from '../../storage/repositories/block.repository.js'
 import type {SessionUser} from '../../storage/repositories/session.repository.js'
-import {AppError, ValidationError} from '../http/errors.js'
 import type {AccountService} from './accounts.js'
-
-/**
- * What a blocked user hears when they message, or try to put in a group,
- * someone who blocks them. Worded so that it does not say "blocked"; the
- * status does tell them they were refused (docs/security.md says why).
- */
-export class NotAcceptedError extends AppError {
-  constructor(users?: string[]) {
-    const who = users && users.length > 1 ? 'These users do' : 'This user does'
-    super('FC_NOT_ACCEPTED', 403, 'Forbidden', `${who} not accept messages or group invitations from you.`, {extensions: users ? {users} : {}})
-  }
-}
+import {ValidationError} from './errors.js'
 
 export interface BlockView {
   username: string

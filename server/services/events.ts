@@ -1,16 +1,8 @@
 import type {EventRepository, EventRow} from '../../storage/repositories/message.repository.js'
-import {AppError, ConflictError} from '../http/errors.js'
 import type {DeliveryHub} from '../delivery/hub.js'
+import {CursorError} from './errors.js'
 import {messageView} from './messages.js'
 import {PerUserSlots} from './per-user-slots.js'
-
-export class GoneError extends AppError {
-  constructor(oldest: bigint) {
-    super('FC_CURSOR_EXPIRED', 410, 'Gone', 'Events after this cursor were removed by retention; re-sync from history and continue from `oldest`.', {
-      extensions: {oldest: Number(oldest)},
-    })
-  }
-}
 
 export type EventView = Record<string, unknown> & {seq: number; type: string}
 
@@ -80,9 +72,13 @@ export class EventService {
           } finally {
             release()
           }
-          if (since < head.prunedThrough) throw new GoneError(head.prunedThrough)
+          if (since < head.prunedThrough) {
+            throw new CursorError('FC_CURSOR_EXPIRED', 'Events after this cursor were removed by retention; re-sync from history and continue from `oldest`.', {
+              extensions: {oldest: Number(head.prunedThrough)},
+            })
+          }
           if (since > head.lastSeq) {
-            throw new ConflictError('FC_CURSOR_AHEAD', 'This cursor is ahead of your event stream; continue from `last`.', {last: Number(head.lastSeq)})
+            throw new CursorError('FC_CURSOR_AHEAD', 'This cursor is ahead of your event stream; continue from `last`.', {extensions: {last: Number(head.lastSeq)}})
           }
           if (head.events.length > 0) {
             const events = head.events.map(eventView)

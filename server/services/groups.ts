@@ -8,18 +8,11 @@ import type {GroupRepository, GroupRow, GroupSummary, MemberRow} from '../../sto
 import {appendEvents} from '../../storage/repositories/message.repository.js'
 import type {SessionUser} from '../../storage/repositories/session.repository.js'
 import type {DeliveryHub} from '../delivery/hub.js'
-import {AppError, ConflictError, ForbiddenError, NotFoundError} from '../http/errors.js'
 import {type AccountService, usernameKey} from './accounts.js'
-import {NotAcceptedError} from './blocks.js'
+import {GroupError, NotAcceptedError} from './errors.js'
 
 /** Largest group, the creator included. A send costs one event per member, in one transaction. */
 export const MAX_GROUP_MEMBERS = 1000
-
-export class GroupTooLargeError extends AppError {
-  constructor() {
-    super('FC_GROUP_TOO_LARGE', 400, 'Group too large', `A group has at most ${MAX_GROUP_MEMBERS} members.`, {extensions: {limit: MAX_GROUP_MEMBERS}})
-  }
-}
 
 /**
  * Counts an operation's real cost against the caller's rate limit once it is
@@ -28,11 +21,13 @@ export class GroupTooLargeError extends AppError {
  */
 export type Charge = (events: number) => Promise<void>
 
-export const groupNotFound = (id: string) => new NotFoundError('FC_GROUP_NOT_FOUND', `No group ${id}.`)
-export const notGroupMember = () => new ForbiddenError('You are not a member of this group.', 'FC_NOT_GROUP_MEMBER')
-const adminRequired = () => new ForbiddenError('Only an admin of this group can do this.', 'FC_GROUP_ADMIN_REQUIRED')
+export const groupNotFound = (id: string) => new GroupError('FC_GROUP_NOT_FOUND', `No group ${id}.`)
+export const notGroupMember = () => new GroupError('FC_NOT_GROUP_MEMBER', 'You are not a member of this group.')
+const adminRequired = () => new GroupError('FC_GROUP_ADMIN_REQUIRED', 'Only an admin of this group can do this.')
 export const staleEpoch = (current: number) =>
-  new ConflictError('FC_GROUP_EPOCH_STALE', `The group is at epoch ${current}: fetch its key and try again.`, {epoch: current})
+  new GroupError('FC_GROUP_EPOCH_STALE', `The group is at epoch ${current}: fetch its key and try again.`, {extensions: {epoch: current}})
+const groupTooLarge = () =>
+  new GroupError('FC_GROUP_TOO_LARGE', `A group has at most ${MAX_GROUP_MEMBERS} members.`, {extensions: {limit: MAX_GROUP_MEMBERS}})
 
 /**
  * Events that concern a whole epoch name at most this many members (and say
@@ -78,7 +73,7 @@ export class GroupService {
 
   async create(creator: SessionUser, name: string, memberNames: string[], charge?: Charge): Promise<{id: string; name: string; epoch: number}> {
     const others = (await this.accounts.findMany(memberNames)).filter((user) => user.id !== creator.userId)
-    if (others.length + 1 > MAX_GROUP_MEMBERS) throw new GroupTooLargeError()
+    if (others.length + 1 > MAX_GROUP_MEMBERS) throw groupTooLarge()
     const id = randomUUID()
     const memberIds = [creator.userId, ...others.map((user) => user.id)]
     // Making a group with someone is adding them to it: not if they block you.
@@ -133,10 +128,10 @@ export class GroupService {
     return this.change(groupId, charge, async (tx, group, members) => {
       requireAdmin(members, actor)
       if (members.some((member) => member.userId === target.id)) {
-        throw new ConflictError('FC_ALREADY_GROUP_MEMBER', `${target.username} is already a member of this group.`)
+        throw new GroupError('FC_ALREADY_GROUP_MEMBER', `${target.username} is already a member of this group.`)
       }
       if ((await this.blocks.blockersAmong(tx, actor.userId, [target.id])).length > 0) throw new NotAcceptedError()
-      if (members.length + 1 > MAX_GROUP_MEMBERS) throw new GroupTooLargeError()
+      if (members.length + 1 > MAX_GROUP_MEMBERS) throw groupTooLarge()
       await this.groups.addMember(tx, groupId, target.id, 'member')
       const epoch = await this.groups.nextEpoch(tx, groupId)
       const recipients = [...members.map((member) => member.userId), target.id]
@@ -157,7 +152,7 @@ export class GroupService {
       const leaving = target.id === actor.userId
       if (!leaving && actorMember.role !== 'admin') throw adminRequired()
       const targetMember = members.find((member) => member.userId === target.id)
-      if (!targetMember) throw new NotFoundError('FC_GROUP_MEMBER_NOT_FOUND', `${target.username} is not a member of this group.`)
+      if (!targetMember) throw new GroupError('FC_GROUP_MEMBER_NOT_FOUND', `${target.username} is not a member of this group.`)
 
       await this.groups.removeMember(tx, groupId, target.id)
       const remaining = members.filter((member) => member.userId !== target.id)
@@ -192,10 +187,10 @@ export class GroupService {
     return this.change(groupId, charge, async (tx, group, members) => {
       requireAdmin(members, actor)
       const targetMember = members.find((member) => member.userId === target.id)
-      if (!targetMember) throw new NotFoundError('FC_GROUP_MEMBER_NOT_FOUND', `${target.username} is not a member of this group.`)
+      if (!targetMember) throw new GroupError('FC_GROUP_MEMBER_NOT_FOUND', `${target.username} is not a member of this group.`)
       if (targetMember.role === role) return {result: {username: target.username, role}, notify: []}
       if (role === 'member' && members.filter((member) => member.role === 'admin').length === 1) {
-        throw new ConflictError('FC_LAST_ADMIN', 'A group keeps at least one admin: promote someone else first.')
+        throw new GroupError('FC_LAST_ADMIN', 'A group keeps at least one admin: promote someone else first.')
       }
       await this.groups.setRole(tx, groupId, target.id, role)
       const recipients = members.map((member) => member.userId)
@@ -236,15 +231,14 @@ export class GroupService {
       if (!members.some((member) => member.userId === actor.userId)) throw notGroupMember()
       if (epoch !== group.epoch) throw staleEpoch(group.epoch)
       const current = await this.groups.epoch(tx, groupId, epoch)
-      if (current?.keyedBy) throw new ConflictError('FC_GROUP_ALREADY_KEYED', `Epoch ${epoch} already has its keys: fetch yours.`)
+      if (current?.keyedBy) throw new GroupError('FC_GROUP_ALREADY_KEYED', `Epoch ${epoch} already has its keys: fetch yours.`)
       const byKey = new Map(members.map((member) => [usernameKey(member.username), member]))
       const given = new Map(Object.entries(keys).map(([name, wrapped]) => [usernameKey(name), {name, wrapped}]))
       const missing = members.filter((member) => !given.has(usernameKey(member.username))).map((member) => member.username)
       const unexpected = [...given.values()].filter((entry) => !byKey.has(usernameKey(entry.name))).map((entry) => entry.name)
       if (missing.length > 0 || unexpected.length > 0 || given.size !== Object.keys(keys).length) {
-        throw new ConflictError('FC_GROUP_KEYS_MISMATCH', `The keys must cover exactly the ${members.length} members of epoch ${epoch}.`, {
-          missing,
-          unexpected,
+        throw new GroupError('FC_GROUP_KEYS_MISMATCH', `The keys must cover exactly the ${members.length} members of epoch ${epoch}.`, {
+          extensions: {missing, unexpected},
         })
       }
       await this.groups.storeKeys(
@@ -272,11 +266,11 @@ export class GroupService {
       if (!row) {
         // Only members may learn which epochs exist.
         if (!(await this.groups.role(tx, groupId, user.userId))) throw notGroupMember()
-        throw new NotFoundError('FC_GROUP_KEY_NOT_FOUND', `Epoch ${epoch} does not exist.`)
+        throw new GroupError('FC_GROUP_KEY_NOT_FOUND', `Epoch ${epoch} does not exist.`)
       }
-      if (!row.memberIds.includes(user.userId)) throw new ForbiddenError(`You were not a member of this group in epoch ${epoch}.`, 'FC_NOT_GROUP_MEMBER')
+      if (!row.memberIds.includes(user.userId)) throw new GroupError('FC_NOT_GROUP_MEMBER', `You were not a member of this group in epoch ${epoch}.`)
       const key = row.keyedBy ? await this.groups.wrappedKey(tx, groupId, epoch, user.userId) : undefined
-      if (!row.keyedBy || !key) throw new NotFoundError('FC_GROUP_KEY_NOT_FOUND', `Epoch ${epoch} has no keys yet.`)
+      if (!row.keyedBy || !key) throw new GroupError('FC_GROUP_KEY_NOT_FOUND', `Epoch ${epoch} has no keys yet.`)
       const names = await this.groups.usernames(tx, [...row.memberIds, row.keyedBy])
       return {
         group: groupId,
@@ -301,7 +295,7 @@ export class GroupService {
     if (!current.memberIds.includes(sender.userId)) throw notGroupMember()
     if (epoch !== group.epoch) throw staleEpoch(group.epoch)
     if (!current.keyedBy) {
-      throw new ConflictError('FC_GROUP_NOT_KEYED', `Epoch ${group.epoch} has no keys yet: upload them, then send again.`, {epoch: group.epoch})
+      throw new GroupError('FC_GROUP_NOT_KEYED', `Epoch ${group.epoch} has no keys yet: upload them, then send again.`, {extensions: {epoch: group.epoch}})
     }
     const skipped = new Set([sender.userId, ...current.blockedBy])
     return current.memberIds.filter((id) => !skipped.has(id))

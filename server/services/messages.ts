@@ -2,10 +2,9 @@ import type {MessageKind} from '../../storage/entities/message.js'
 import type {BlobRepository} from '../../storage/repositories/blob.repository.js'
 import type {MessageRepository, MessageRow} from '../../storage/repositories/message.repository.js'
 import type {SessionUser} from '../../storage/repositories/session.repository.js'
-import {ConflictError, NotFoundError} from '../http/errors.js'
 import type {AccountService} from './accounts.js'
 import type {DeliveryHub} from '../delivery/hub.js'
-import {NotAcceptedError} from './blocks.js'
+import {BlobError, MessageError, NotAcceptedError} from './errors.js'
 import type {Charge, GroupService} from './groups.js'
 
 export interface SendInput {
@@ -60,7 +59,7 @@ export class MessageService {
   async send(sender: SessionUser, input: SendInput, idempotencyKey: string | undefined, charge?: Charge): Promise<{id: string; sentAt: Date; duplicate: boolean}> {
     // Only your own uploads can be attached: otherwise a guessed id would grant its reader access.
     if (input.blob && !(await this.blobs.uploadedBy(input.blob, sender.userId))) {
-      throw new NotFoundError('FC_BLOB_NOT_FOUND', `No blob ${input.blob} uploaded by you.`)
+      throw new BlobError('FC_BLOB_NOT_FOUND', `No blob ${input.blob} uploaded by you.`)
     }
     const common = {
       senderId: sender.userId,
@@ -92,7 +91,7 @@ export class MessageService {
       if (!stored) throw new NotAcceptedError()
     }
     if (stored.duplicate && !stored.sameContent) {
-      throw new ConflictError('FC_IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used for a different message.')
+      throw new MessageError('FC_IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used for a different message.')
     }
     // Polls here wake at once, polls on peers by push; the peers' re-check catches a lost push.
     this.hub.announce(stored.deliveredTo)
@@ -110,7 +109,7 @@ export class MessageService {
       conversation = directConversation(user.userId, other.id)
     }
     if (before && !(await this.messages.exists(conversation, before))) {
-      throw new NotFoundError('FC_MESSAGE_NOT_FOUND', `No message ${before} in this conversation.`)
+      throw new MessageError('FC_MESSAGE_NOT_FOUND', `No message ${before} in this conversation.`)
     }
     const rows = await this.messages.history(conversation, before, limit, 'group' in peer ? user.userId : undefined)
     return {messages: rows.map(messageView), next: rows.length === limit ? rows[rows.length - 1]!.id : null}

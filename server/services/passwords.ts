@@ -1,6 +1,6 @@
 import {randomBytes, scrypt, timingSafeEqual} from 'node:crypto'
 
-import {UnavailableError} from '../http/errors.js'
+import {UnavailableError} from './errors.js'
 
 /**
  * scrypt (memory-hard, in Node's standard library) at N=2^17, r=8, p=1: the

@@ -1,5 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {cp, mkdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import {cp, mkdir, readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {expect} from 'chai'
@@ -8,7 +8,9 @@ import type {DataSource} from 'typeorm'
 import {MAX_CIPHERTEXT_BYTES} from '../../protocol/primitives.js'
 import type {RunningChatServer} from '../../server/main.js'
 import type {RunningSuperserver} from '../../superserver/main.js'
-import {CliUser, runCli, startTwoUserCluster, stopTwoUserCluster} from '../helpers/cli.js'
+import {CliUser, runCli, spawnCli, startTwoUserCluster, stopTwoUserCluster} from '../helpers/cli.js'
+import {MaliciousProxy} from '../helpers/malicious-proxy.js'
+import {eventually} from '../helpers/processes.js'
 
 /** Issue 13, part 4 ("a day of use without friction"): the CLI-only items. */
 describe('CLI: a day of use without friction (issue 13, part 4)', function () {
@@ -180,6 +182,116 @@ describe('CLI: a day of use without friction (issue 13, part 4)', function () {
     expect(help.code, help.stderr).to.equal(0)
     expect(help.stdout).to.include('--member')
     expect(help.stdout).not.to.include('[default: ]')
+  })
+
+  it('register checks the name and the password before asking for anything else, and says plainly why', async () => {
+    const fresh = await CliUser.create('newbie', superserver.url)
+    // No FASTCHAT_PASSPHRASE and no terminal: had it got as far as the passphrase, it would have failed on that instead.
+    const {FASTCHAT_PASSPHRASE: _passphrase, ...noPassphrase} = fresh.env()
+    const badName = await runCli(['register', 'a!'], {env: noPassphrase})
+    expect(badName.code, badName.stderr).to.equal(1)
+    expect(badName.stderr).to.match(/^Error: The username a! is not valid: it must be 3-32 characters/)
+    const shortPassword = await runCli(['register', fresh.username], {env: {...noPassphrase, FASTCHAT_PASSWORD: 'short'}})
+    expect(shortPassword.code, shortPassword.stderr).to.equal(1)
+    expect(shortPassword.stderr).to.match(/^Error: The password must be at least 8 characters\. Hint: /)
+    await expectMissing(fresh.file('private-key.asc'))
+    // A passphrase for a new key is checked as well (FASTCHAT_PASSPHRASE included), before a key is made.
+    const shortPassphrase = await runCli(['register', fresh.username], {env: {...fresh.env(), FASTCHAT_PASSPHRASE: 'x'}})
+    expect(shortPassphrase.code, shortPassphrase.stderr).to.equal(1)
+    expect(shortPassphrase.stderr).to.match(/passphrase in FASTCHAT_PASSPHRASE must be at least 8 characters/)
+    await expectMissing(fresh.file('private-key.asc'))
+    expect((await fresh.json(['register', fresh.username])).username).to.equal(fresh.username)
+  })
+
+  it('a session the server refused (401) is answered with the login command for this --profile', async () => {
+    const dir = await copyProfile(alice, 'revoked', {keys: true})
+    const profile = JSON.parse(await readFile(join(dir, 'profile.json'), 'utf8'))
+    await writeFile(join(dir, 'profile.json'), JSON.stringify({...profile, token: randomBytes(32).toString('base64url')}))
+    const {FASTCHAT_HOME: _home, ...base} = alice.env()
+    const refused = await runCli(['inbox', '--profile', dir], {env: base})
+    expect(refused.code, refused.stderr).to.equal(1)
+    expect(refused.stderr).to.include(`Run \`fastchat login <username> --profile ${dir}\``)
+  })
+
+  it('listen says "connection lost, retrying" once during an outage and "reconnected" after it, then goes on', async () => {
+    // A user of its own (its messages stay out of alice's inbox), pointed at a proxy in front of its real server: the proxy plays the outage.
+    const carol = await (await CliUser.create('carol', superserver.url)).register()
+    const dir = await copyProfile(carol, 'outage', {keys: true})
+    const profile = JSON.parse(await readFile(join(dir, 'profile.json'), 'utf8'))
+    const proxy = await MaliciousProxy.start(profile.server)
+    let down = false
+    let refused = 0
+    proxy.answer('GET', /^\/v1\/events$/, () => {
+      if (!down) return undefined
+      refused++
+      return {status: 503, json: {type: 'about:blank', title: 'Service Unavailable', status: 503, code: 'FC_DATABASE_UNAVAILABLE'}, contentType: 'application/problem+json'}
+    })
+    await writeFile(join(dir, 'profile.json'), JSON.stringify({...profile, server: proxy.url, superserver: proxy.url}))
+    const listener = spawnCli(['listen', '--profile', dir], {...carol.env(), FASTCHAT_HOME: undefined})
+    try {
+      await eventually(async () => listener.stderr().includes('Listening as'), 'listen to start')
+      down = true
+      // A message ends the long poll in flight; the polls after it are refused.
+      await bob.json(['send', carol.username, 'before the outage'])
+      await eventually(async () => refused >= 3, 'several polls to be refused')
+      down = false
+      await eventually(async () => /Reconnected/.test(listener.stderr()), `listen to reconnect (stderr: ${listener.stderr()})`)
+      await bob.json(['send', carol.username, 'after the outage'])
+      await eventually(async () => listener.stdout().includes('after the outage'), 'the message after the outage')
+      const lines = listener.stderr().split('\n')
+      expect(lines.filter((line) => /lost.*retrying/i.test(line)), listener.stderr()).to.have.length(1)
+      expect(lines.filter((line) => /Reconnected/.test(line))).to.have.length(1)
+      expect(listener.stdout()).to.include('before the outage')
+    } finally {
+      listener.child.kill('SIGKILL')
+      await proxy.close()
+    }
+  })
+
+  it('history shows the name and path of a file saved before, and --download never saves a second copy', async () => {
+    const [sender, receiver] = await Promise.all([CliUser.create('sender', superserver.url), CliUser.create('receiver', superserver.url)])
+    await sender.register()
+    await receiver.register()
+    const png = join(sender.home, '..', 'photo.png')
+    await writeFile(png, randomBytes(2048))
+    // The receiver has written to the sender: a contact, so the receiver's inbox saves the file unasked.
+    await receiver.json(['send', sender.username, 'send me the photo'])
+    const sent = await sender.json(['send', receiver.username, '--image', png, 'the photo'])
+    const inbox = await receiver.json<{messages: Array<{id: string; path: string | null}>}>(['inbox'])
+    const saved = inbox.messages.find((m) => m.id === sent.id)!.path
+    expect(saved).to.be.a('string')
+    const listed = (await receiver.json<{messages: Array<{id: string; name: string | null; path: string | null; verification: {status: string}}>}>(['history', sender.username])).messages.find((m) => m.id === sent.id)!
+    expect(listed).to.deep.include({name: 'photo.png', path: saved})
+    expect(listed.verification.status).to.equal('valid')
+    const human = await receiver.run(['history', sender.username])
+    expect(human.stdout).to.include(`sent photo.png (2.0 KiB, image/png) → ${saved}`)
+    for (let i = 0; i < 2; i++) {
+      const again = (await receiver.json<{messages: Array<{id: string; path: string | null}>}>(['history', sender.username, '--download'])).messages.find((m) => m.id === sent.id)!
+      expect(again.path).to.equal(saved)
+    }
+    expect((await readdir(join(receiver.home, 'downloads'))).filter((name) => name.startsWith('photo'))).to.deep.equal(['photo.png'])
+    // Gone from disk: --download fetches it again.
+    await rm(saved!)
+    const fetched = (await receiver.json<{messages: Array<{id: string; path: string | null}>}>(['history', sender.username, '--download'])).messages.find((m) => m.id === sent.id)!
+    expect(fetched.path).to.be.a('string')
+    expect((await stat(fetched.path!)).size).to.equal(2048)
+  })
+
+  it('every error has a code in --json, the CLI\'s own refusals included', async () => {
+    const empty = await CliUser.create('nocode', superserver.url)
+    const cases: Array<[string[], NodeJS.ProcessEnv, string]> = [
+      [['send', bob.username, '--json'], alice.env(), 'FC_USAGE'],
+      [['send', bob.username, '   ', '--json'], alice.env(), 'FC_USAGE'],
+      [['inbox', '--json'], empty.env(), 'FC_NO_PROFILE'],
+      [['keys', 'show', 'nobody-pinned', '--json'], alice.env(), 'FC_USAGE'],
+      [['send', 'nobody-here', 'hi', '--json'], alice.env(), 'FC_USER_NOT_FOUND'],
+      [['register', alice.username, '--json'], alice.env(), 'FC_PROFILE_IN_USE'],
+    ]
+    for (const [args, env, code] of cases) {
+      const result = await runCli(args, {env})
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).to.not.equal(0)
+      expect(JSON.parse(result.stdout).error, args.join(' ')).to.include({code})
+    }
   })
 
   it('--json gives every fingerprint as lowercase hex (keys show, whoami, group show); people still read spaced groups', async () => {

@@ -153,7 +153,9 @@ describe('CLI: end-to-end encrypted files and images', function () {
 
     const listed = await dave.run(['history', alice.username])
     expect(listed.code, listed.stderr).to.equal(0)
-    expect(listed.stdout).to.include(`${alice.username} sent a file (not downloaded`).and.include('caption: some notes')
+    // Saved by inbox and listen before: history shows their names and where they are, without fetching them again.
+    expect(listed.stdout).to.include(`${alice.username} sent notes.txt (29 B, text/plain) → ${join(out, 'notes.txt')}`).and.include('caption: some notes')
+    expect(listed.stdout).to.include(`sent fastchat.png (7.8 KiB, image/png) → ${join(listenOut, 'fastchat.png')}`)
     const historyOut = join(scratch, 'dave-history')
     const history = await dave.json(['history', alice.username, '--download', '--out', historyOut])
     expect(history.messages.map((m: any) => [m.name, m.verification.status])).to.deep.equal([

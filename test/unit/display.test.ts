@@ -2,7 +2,8 @@ import {expect} from 'chai'
 import fc from 'fast-check'
 
 import {CONTINUATION, jsonText, multiLine, singleLine} from '../../commands/_lib/display.js'
-import {formatMessage, type OpenedMessage} from '../../client/receive.js'
+import {formatMessage} from '../../commands/_lib/format.js'
+import type {OpenedMessage} from '../../client/receive.js'
 
 /** Issue 12, hole 2 (and 3): the one sanitizer every string from outside passes before it is printed. */
 

@@ -1,0 +1,374 @@
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {encryptText, generateKeyPair, readPublicKey, unlockPrivateKey} from '../crypto/index.js'
+import {password as passwordSchema, username as usernameSchema} from '../protocol/primitives.js'
+import {ApiClient, type HistoryMessage, isFailoverError} from './api-client.js'
+import {Directory} from './directory.js'
+import {FastChatError} from './errors.js'
+import {EventSync, type SyncItem} from './event-sync.js'
+import {readFileToSend, sendFile} from './file-send.js'
+import {GroupEventResponder} from './group-events.js'
+import {sendToGroup} from './group-send.js'
+import type {GroupRef} from './group-targets.js'
+import {newBinding, packText} from './message-content.js'
+import type {MessageGroup} from './opened.js'
+import type {ProgressFactory} from './progress.js'
+import {type OpenedMessage, MessageOpener} from './receive.js'
+import type {ReceiveFilesOptions} from './file-receive.js'
+import type {Report, Reporter} from './reports.js'
+import {assign, ChatSession, type PassphraseProvider, superserverUrl, withFailover} from './session.js'
+import {type Profile, requireKeys, type Store} from './store.js'
+import {assertTextFits} from './text-limit.js'
+import type {KeyForSending} from './trust.js'
+
+/**
+ * The client library's front door (DESIGN.md section 7): what the CLI, the
+ * daemon and any program do with FastChat, end to end encrypted, with no
+ * terminal in sight. It prints nothing and exits nothing; it throws
+ * FastChatError (a code and data); what it has to tell besides its results
+ * goes to `onReport` as data (./reports.ts).
+ *
+ *     const client = await FastChatClient.open({store, passphrase: async () => process.env.PASS!})
+ *     await client.send('bob', 'hello')
+ *     for await (const item of client.messages()) if (isMessage(item)) console.log(item.from, item.text)
+ */
+
+export interface ClientOptions {
+  store: Store
+  /** Asked once, when the private key is first needed. */
+  passphrase: PassphraseProvider
+  /** Notices: keys pinned on first use, cursor resets, skipped events, connection lost and back. Ignored by default. */
+  onReport?: Reporter
+  /** Where and how received files are saved; without it files are listed, not downloaded. */
+  files?: ReceiveFilesOptions
+}
+
+export interface AccountOptions extends ClientOptions {
+  username: string
+  password: string
+  /** The superserver's URL; default: the profile's, else FASTCHAT_SUPERSERVER, else http://127.0.0.1:4000. */
+  superserver?: string
+}
+
+export interface RegisterOptions extends AccountOptions {
+  /** For a new key pair: the passphrase it is encrypted with (at least 8 characters). Not asked when the store already has keys. */
+  newPassphrase: PassphraseProvider
+}
+
+export interface Sent {
+  id: string
+  sentAt: string
+  /** A username, or `group:<id>`. */
+  to: string
+  /** For a group: which, and the key epoch the message was encrypted under. */
+  group?: MessageGroup
+  /** Members in the group at the time (for a group message). */
+  members?: number
+}
+
+export interface SentFileResult extends Sent {
+  blob: string
+  name: string
+  type: string
+  size: number
+}
+
+/** What `messages()` hands out: a decrypted, verified message, or a group event. */
+export type Received = SyncItem
+
+/** A message, not a group event. */
+export const isMessage = (item: Received): item is OpenedMessage => 'kind' in item
+
+export interface MessagesOptions {
+  /** Ends the iteration (and any poll in flight). */
+  signal?: AbortSignal
+  /** Keep waiting for new messages forever (true, the default), or end once the stream has nothing more (an inbox). */
+  follow?: boolean
+  /** How long each long poll waits, in ms; with follow: false, only the first one waits. Default 30,000 (0 without follow). */
+  waitMs?: number
+}
+
+/** Each long poll waits this long: under the 60 s idle timeout of common proxies, and the server's default. */
+const LONG_POLL_MS = 30_000
+/** Reconnection backoff: quick for a server switch, capped so a long outage costs at most 5 s once it ends. */
+const BACKOFF_START_MS = 200
+const BACKOFF_MAX_MS = 5_000
+
+export function checkUsername(username: string): void {
+  const result = usernameSchema.safeParse(username)
+  if (!result.success) throw new FastChatError('FC_VALIDATION', `The username ${username} is not valid: it ${result.error.issues[0]?.message ?? 'is not valid'}.`, {field: 'username'})
+}
+
+export function checkPassword(password: string): void {
+  const result = passwordSchema.safeParse(password)
+  if (!result.success) throw new FastChatError('FC_VALIDATION', `The password ${result.error.issues[0]?.message ?? 'is not valid'}.`, {field: 'password'})
+}
+
+export class FastChatClient {
+  readonly directory: Directory
+  private readonly report: Reporter
+
+  private constructor(
+    readonly session: ChatSession,
+    private readonly options: ClientOptions,
+  ) {
+    this.directory = new Directory(session)
+    this.report = options.onReport ?? (() => undefined)
+  }
+
+  /** The account already logged in in `store`. */
+  static async open(options: ClientOptions): Promise<FastChatClient> {
+    return new FastChatClient(await ChatSession.open(options.store, options.passphrase), options)
+  }
+
+  /**
+   * Creates the account: a key pair (or the one already in the store, from
+   * `keys generate`), the user on a chat server the superserver assigns, and
+   * a session. Input is checked before anything else is asked or sent.
+   */
+  static async register(options: RegisterOptions): Promise<FastChatClient> {
+    const {store, username, password} = options
+    checkUsername(username)
+    checkPassword(password)
+    const existing = await store.profile()
+    if (existing?.username) throw new FastChatError('FC_PROFILE_IN_USE', `This profile (${store.location}) already belongs to ${existing.username}.`, {location: store.location, username: existing.username})
+    const superserver = superserverUrl(options.superserver)
+    // Ask for a server first: no point making a key (and asking for a passphrase) if no server is up.
+    let client = new ApiClient(await assign(superserver))
+    const keys = await keyPair(options)
+    const remember = (url: string) => void (client = client.withServer(url))
+    const registered = await withFailover({superserver, client}, (api) => api.register({username, password, publicKey: keys.publicKey}), remember).catch(
+      async (error: {code?: string}) => {
+        if (error.code !== 'FC_USERNAME_TAKEN') throw error
+        // A retry after a lost answer finds the name taken by its own first try: ours if it holds our key.
+        if (await holdsKey(client, username, password, keys.fingerprint)) return {username}
+        throw new FastChatError('FC_USERNAME_TAKEN', `The username ${username} is taken.`, {username})
+      },
+    )
+    // The account exists from here on: keep the key first, so a failed login can simply be retried with login().
+    await store.saveKeys(keys)
+    await loginTo(store, {superserver, client, remember}, registered.username, password, keys.fingerprint)
+    return FastChatClient.open(options)
+  }
+
+  /**
+   * Logs in with the key pair already in the store. `keyMatches` is false when
+   * the server publishes another key for the user than the store's (messages
+   * to them cannot be read here), null when it could not be checked.
+   */
+  static async login(options: AccountOptions): Promise<{client: FastChatClient; keyMatches: boolean | null}> {
+    const {store, username, password} = options
+    const existing = await store.profile()
+    if (existing?.username && existing.username.toLowerCase() !== username.toLowerCase()) {
+      throw new FastChatError('FC_PROFILE_IN_USE', `This profile (${store.location}) belongs to ${existing.username}.`, {location: store.location, username: existing.username})
+    }
+    const local = await readPublicKey((await requireKeys(store)).publicKey)
+    const superserver = superserverUrl(options.superserver, existing)
+    let client = new ApiClient(await assign(superserver))
+    const remember = (url: string) => void (client = client.withServer(url))
+    const profile = await loginTo(store, {superserver, client, remember}, username, password, local.fingerprint).catch((error: unknown) => {
+      if ((error as {status?: number}).status === 401) throw new FastChatError('FC_WRONG_PASSWORD', 'Wrong username or password.', {username})
+      throw error
+    })
+    // Messages to us are encrypted to the key the server publishes: if it is not ours, we cannot read them.
+    const published = await new ApiClient(profile.server, profile.token).user(profile.username).catch(() => undefined)
+    const keyMatches = published ? (await readPublicKey(published.publicKey).catch(() => undefined))?.fingerprint === local.fingerprint : null
+    return {client: await FastChatClient.open(options), keyMatches}
+  }
+
+  get username(): string {
+    return this.session.username
+  }
+
+  get profile(): Profile {
+    return this.session.profile
+  }
+
+  /**
+   * Sends a text to a user (`bob`, `@bob`) or a group (its id, `#name`, or a
+   * bare name that is one of your groups). Encrypted to the recipient and to
+   * you, signed, sent once whatever the failovers (its id is the idempotency key).
+   */
+  async send(to: string, text: string): Promise<Sent> {
+    const target = await this.directory.groups.target(to, this.directory.keys)
+    if (target.kind === 'group') return this.toGroup(target.group, {kind: 'text', text})
+    const recipient = await this.recipient(target.username)
+    const key = await this.session.key()
+    const binding = newBinding({user: recipient.username})
+    const ciphertext = await encryptText({text: packText(binding, text), to: [recipient.publicKey, key.publicKey], signer: key})
+    assertTextFits(ciphertext, recipient.username)
+    const sent = await this.session.withFailover((api) => api.send({to: {user: recipient.username}, kind: 'text', ciphertext}, binding.id))
+    return {id: sent.id, sentAt: sent.sentAt, to: recipient.username}
+  }
+
+  /** Sends a file (a path, or name, type and bytes), with an optional caption. */
+  async sendFile(
+    to: string,
+    file: string | {name: string; type: string; data: Uint8Array},
+    options: {caption?: string; progress?: ProgressFactory} = {},
+  ): Promise<SentFileResult> {
+    const content = typeof file === 'string' ? await readFileToSend(file) : file
+    const target = await this.directory.groups.target(to, this.directory.keys)
+    if (target.kind === 'group') {
+      const sent = await this.toGroup(target.group, {kind: 'image', file: content, caption: options.caption, progress: options.progress})
+      return {...sent, blob: sent.blob!, name: content.name, type: content.type, size: content.data.byteLength}
+    }
+    const recipient = await this.recipient(target.username)
+    const sent = await sendFile(this.session, {file: content, recipient, caption: options.caption, progress: options.progress})
+    return {...sent, to: recipient.username}
+  }
+
+  /**
+   * The event stream from the stored cursor, decrypted and verified: each
+   * message and group event once, in order (DESIGN.md section 2). The cursor
+   * moves only after the consumer has taken a page's items (the loop body ran
+   * for each): a crash or a `break` shows them again, never loses them. A
+   * failed server is replaced by another from the superserver; with `follow`
+   * the stream goes on through outages (reported as connection.lost and
+   * connection.restored), without it a failure is thrown.
+   */
+  async *messages(options: MessagesOptions = {}): AsyncGenerator<Received, void, undefined> {
+    const follow = options.follow ?? true
+    const {signal} = options
+    const opener = new MessageOpener(this.session, this.options.files, this.directory)
+    const sync = new EventSync(this.session, opener, this.report, new GroupEventResponder(this.directory, this.report))
+    let waitMs = options.waitMs ?? (follow ? LONG_POLL_MS : 0)
+    let backoff = BACKOFF_START_MS
+    let lost = false
+    while (!signal?.aborted) {
+      let batch
+      try {
+        // After an outage the first poll does not wait: it tells at once whether the server is back.
+        batch = follow ? await sync.read(lost ? 0 : waitMs, signal) : await this.session.withFailover(() => sync.read(waitMs, signal))
+        if (!follow && batch.result.events === 0 && !batch.result.reset) return
+      } catch (error) {
+        if (signal?.aborted) return
+        if (!follow || !isFailoverError(error)) throw error
+        if (!lost) this.report({type: 'connection.lost', server: this.session.profile.server, reason: (error as Error).message})
+        lost = true
+        await sleep(backoff, undefined, {signal}).catch(() => undefined)
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS)
+        // The superserver may be down too: then the next round retries where we were.
+        if (!signal?.aborted) await this.session.failover().catch(() => undefined)
+        continue
+      }
+      if (lost) this.report({type: 'connection.restored', server: this.session.profile.server})
+      lost = false
+      backoff = BACKOFF_START_MS
+      const before = sync.cursor
+      for (const item of batch.items) yield item
+      await batch.commit()
+      if (!follow) {
+        // Events that do not move the cursor (a broken or hostile server) would keep an inbox going forever.
+        if (!batch.result.reset && sync.cursor === before) return
+        if (batch.result.events > 0) waitMs = 0
+      }
+    }
+  }
+
+  /** The position in the event stream: the seq of the last event taken. */
+  async cursor(): Promise<number> {
+    return (await this.session.store.state()).cursor
+  }
+
+  /**
+   * The latest `limit` messages with a user or a group, oldest first,
+   * decrypted and verified; a signed message stored twice is shown once.
+   * `files`: how this call saves files, instead of the client's (the daemon
+   * serves several commands, each with its own --download).
+   */
+  async history(peer: string, options: {limit?: number; files?: ReceiveFilesOptions} = {}): Promise<{with: {kind: 'user'; username: string} | {kind: 'group'; group: GroupRef}; messages: OpenedMessage[]}> {
+    const limit = options.limit ?? 20
+    const target = await this.directory.groups.target(peer, this.directory.keys)
+    const id = target.kind === 'group' ? target.group.id : target.username
+    const newestFirst: HistoryMessage[] = []
+    let before: string | undefined
+    while (newestFirst.length < limit) {
+      const page = await this.session.withFailover((api) => api.conversation(id, Math.min(HISTORY_PAGE_MAX, limit - newestFirst.length), before))
+      for (const {error} of page.rejected) this.report({type: 'message.skipped', reason: error.message})
+      newestFirst.push(...page.messages)
+      if (!page.next || page.messages.length === 0) break
+      before = page.next
+    }
+    const opener = new MessageOpener(this.session, options.files ?? this.options.files, this.directory)
+    const messages: OpenedMessage[] = []
+    const signedIds = new Set<string>()
+    for (const message of newestFirst.reverse()) {
+      const opened = await opener.open(message)
+      if (opened.signedId !== undefined && signedIds.has(opened.signedId)) continue
+      if (opened.signedId !== undefined) signedIds.add(opened.signedId)
+      messages.push(opened)
+    }
+    return {with: target.kind === 'group' ? {kind: 'group', group: target.group} : {kind: 'user', username: target.username}, messages}
+  }
+
+  /** Ends this session on the server and forgets the token in the store. */
+  async logout(): Promise<void> {
+    await this.session.api.logout()
+    const profile = (await this.session.store.profile()) ?? this.session.profile
+    const {token: _token, expiresAt: _expires, ...rest} = profile
+    await this.session.store.saveProfile(rest)
+  }
+
+  private async recipient(username: string): Promise<KeyForSending> {
+    const key = await this.directory.keys.forSending(username)
+    if (key.firstUse) this.report({type: 'key.pinned', username: key.username, fingerprint: key.fingerprint})
+    return key
+  }
+
+  private async toGroup(ref: GroupRef, content: Parameters<typeof sendToGroup>[4]): Promise<Sent & {blob?: string}> {
+    const {keys, groupKeys} = this.directory
+    const sent = await sendToGroup(this.session, keys, groupKeys, ref.id, content)
+    for (const key of sent.pinned) this.report({type: 'key.pinned', username: key.username, fingerprint: key.fingerprint})
+    const group = {id: sent.group.id, name: sent.group.name, epoch: sent.epoch}
+    return {id: sent.id, sentAt: sent.sentAt, to: `group:${group.id}`, group, members: sent.group.members.length, ...(sent.blob ? {blob: sent.blob} : {})}
+  }
+}
+
+/** The server's largest history page. */
+const HISTORY_PAGE_MAX = 200
+
+export type {Report}
+
+/** A key pair from `keys generate` already in the store is used as is (after checking its passphrase); otherwise a new one. */
+async function keyPair(options: RegisterOptions): Promise<{publicKey: string; privateKey: string; fingerprint: string}> {
+  const [privateKey, publicKey] = await Promise.all([options.store.privateKey(), options.store.publicKey()])
+  if (privateKey && publicKey) {
+    const unlocked = await unlockPrivateKey(privateKey, await options.passphrase())
+    return {privateKey, publicKey: unlocked.publicKey, fingerprint: unlocked.fingerprint}
+  }
+  return generateKeyPair({username: options.username, passphrase: await options.newPassphrase()})
+}
+
+/** Logs in (failing over) and saves the session in the profile. */
+async function loginTo(
+  store: Store,
+  at: {superserver: string; client: ApiClient; remember: (url: string) => void},
+  username: string,
+  password: string,
+  fingerprint: string,
+): Promise<Profile & {token: string}> {
+  let server = at.client.baseUrl
+  const session = await withFailover(
+    {superserver: at.superserver, client: at.client},
+    (api) => {
+      server = api.baseUrl
+      return api.login({username, password})
+    },
+    at.remember,
+  )
+  const profile = {username: session.username, superserver: at.superserver, server, token: session.token, expiresAt: session.expiresAt, fingerprint}
+  await store.saveProfile(profile)
+  return profile
+}
+
+/** Whether `username` logs in with `password` and publishes the key with `fingerprint`. */
+async function holdsKey(client: ApiClient, username: string, password: string, fingerprint: string): Promise<boolean> {
+  try {
+    const session = await client.login({username, password})
+    const published = await new ApiClient(client.baseUrl, session.token).user(username)
+    return (await readPublicKey(published.publicKey)).fingerprint === fingerprint
+  } catch {
+    return false
+  }
+}

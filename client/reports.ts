@@ -1,0 +1,24 @@
+/**
+ * What the client library has to tell besides messages and group events, as
+ * data: a program decides what to do with it, the CLI turns each into a line
+ * (commands/_lib/format.ts).
+ */
+export type Report =
+  /** A key was pinned on first use: the user has never compared its fingerprint. */
+  | {type: 'key.pinned'; username: string; fingerprint: string}
+  /** The server's copy of the stream lost events before we read them (`expired`), or is behind our cursor (`ahead`). */
+  | {type: 'cursor.reset'; from: number; to: number; reason: 'expired' | 'ahead'}
+  /** An event that does not match the API was skipped (the cursor moved past it). `seq` is null when it had none. */
+  | {type: 'event.skipped'; seq: number | null; reason: string}
+  /** We made the key of a group's new epoch, answering `group.rekey_needed`. */
+  | {type: 'group.keyed'; group: string; name: string; epoch: number}
+  /** Answering `group.rekey_needed` failed; another member, or the next send, keys it. */
+  | {type: 'group.rekey_failed'; group: string; code: string | undefined; message: string; network: boolean}
+  /** A history page held a message that does not match the API: left out. */
+  | {type: 'message.skipped'; reason: string}
+  /** A stream that follows (`messages()`) lost its server; it retries, failing over, until one answers. */
+  | {type: 'connection.lost'; server: string; reason: string}
+  /** ...and is back, on `server`. */
+  | {type: 'connection.restored'; server: string}
+
+export type Reporter = (report: Report) => void

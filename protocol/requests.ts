@@ -1,0 +1,108 @@
+import {z} from 'zod'
+
+import {groupName as groupNameText, MAX_CIPHERTEXT_BYTES, MAX_PUBLIC_KEY_BYTES, password, username, uuid} from './primitives.js'
+
+export {MAX_CIPHERTEXT_BYTES, MAX_PUBLIC_KEY_BYTES, password, username, uuid}
+
+/**
+ * The HTTP API's requests (docs/api.md): bodies, queries and headers as zod
+ * schemas. The server's routes validate with them; the client builds its
+ * requests with their types, so the two cannot drift apart.
+ */
+
+export const publicKey = z
+  .string()
+  .max(MAX_PUBLIC_KEY_BYTES)
+  .refine((value) => value.trimStart().startsWith('-----BEGIN PGP PUBLIC KEY BLOCK-----'), 'must be an armored OpenPGP public key')
+
+export const sendMessage = z
+  .strictObject({
+    to: z.union([z.strictObject({user: username}), z.strictObject({group: uuid})]),
+    kind: z.enum(['text', 'image']),
+    ciphertext: z.string(),
+    blob: uuid.optional(),
+    epoch: z.number().int().min(1).max(2 ** 31 - 1).optional(),
+  })
+  .superRefine((message, ctx) => {
+    const armored = message.ciphertext.trimStart().startsWith('-----BEGIN PGP MESSAGE-----')
+    if (message.kind === 'text' && !armored) {
+      ctx.addIssue({code: 'custom', path: ['ciphertext'], message: 'must be an armored OpenPGP message'})
+    }
+    if (message.kind === 'image') {
+      if (!message.blob) ctx.addIssue({code: 'custom', path: ['blob'], message: 'is required for an image'})
+      if (message.ciphertext !== '' && !armored) {
+        ctx.addIssue({code: 'custom', path: ['ciphertext'], message: 'must be empty or an armored OpenPGP message'})
+      }
+    }
+    if (message.kind === 'text' && message.blob) ctx.addIssue({code: 'custom', path: ['blob'], message: 'only images carry a blob'})
+    if ('group' in message.to && message.epoch === undefined) {
+      ctx.addIssue({code: 'custom', path: ['epoch'], message: 'is required for a group message'})
+    }
+  })
+
+/** Printable ASCII without spaces, as most APIs that take one (Stripe, IETF draft) do. */
+export const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,255}$/, 'must be 1-255 printable ASCII characters')
+
+/** Names one client of an account (e.g. one `fastchat listen`), so its polls replace each other but not other clients'. */
+export const clientIdHeader = z.string().regex(/^[\x21-\x7e]{1,64}$/, 'must be 1-64 printable ASCII characters')
+
+/** Long-polls wait at most a minute: under the 60 s+ idle timeouts of common proxies plus margin for their own. */
+export const POLL_TIMEOUT_MAX_MS = 60_000
+export const POLL_TIMEOUT_DEFAULT_MS = 30_000
+export const EVENTS_LIMIT_MAX = 1_000
+
+export const eventsQuery = z.object({
+  since: z.string().regex(/^\d{1,18}$/, 'must be a non-negative integer').default('0').transform((v) => BigInt(v)),
+  timeout: z.coerce.number().int().min(0).max(POLL_TIMEOUT_MAX_MS).default(POLL_TIMEOUT_DEFAULT_MS),
+  limit: z.coerce.number().int().min(1).max(EVENTS_LIMIT_MAX).default(100),
+})
+
+export const historyQuery = z.object({
+  before: uuid.optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+})
+
+/** A group name, trimmed: shown to people, so no control characters; need not be unique. */
+export const groupName = z.string().trim().pipe(groupNameText)
+
+/** Matches MAX_GROUP_MEMBERS: the creator plus 999 others. */
+export const createGroup = z.strictObject({
+  name: groupName,
+  members: z.array(username).max(999, 'a group has at most 1000 members').default([]),
+})
+
+export const addMember = z.strictObject({username})
+
+export const setRole = z.strictObject({role: z.enum(['admin', 'member'])})
+
+export const epochParam = z.coerce.number().int().min(1).max(2 ** 31 - 1)
+
+/** A wrapped group key is one small armored OpenPGP message. */
+export const MAX_WRAPPED_KEY_BYTES = 16 * 1024
+export const putKeys = z.strictObject({
+  keys: z
+    .record(
+      username,
+      z
+        .string()
+        .max(MAX_WRAPPED_KEY_BYTES)
+        .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message'),
+    )
+    .refine((keys) => Object.keys(keys).length <= 1000, 'at most 1000 keys'),
+})
+
+/** POST /v1/users */
+export const registerBody = z.strictObject({username, password, publicKey})
+/** POST /v1/sessions: any name and password are checked against the database (a wrong one is a 401, not a 400). */
+export const loginBody = z.strictObject({username: z.string().max(64), password: z.string().max(1024)})
+/** POST /v1/blocks */
+export const blockBody = z.strictObject({username})
+
+export type RegisterBody = z.input<typeof registerBody>
+export type LoginBody = z.input<typeof loginBody>
+export type SendBody = z.input<typeof sendMessage>
+export type CreateGroupBody = z.input<typeof createGroup>
+export type PutKeysBody = z.input<typeof putKeys>
+
+/** A history peer: a group id, else a username. */
+export const peer = z.union([uuid.transform((group) => ({group})), username.transform((user) => ({user}))])

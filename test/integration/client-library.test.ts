@@ -1,0 +1,128 @@
+import {spawn} from 'node:child_process'
+import {once} from 'node:events'
+import {dirname, join, resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {expect} from 'chai'
+
+import {FastChatClient, FastChatError, isMessage, MemoryStore, type Received, type Report} from '../../client/index.js'
+import {PASSWORD} from '../helpers/api.js'
+import {PASSPHRASE, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
+import {eventually} from '../helpers/processes.js'
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
+
+/** Issue 13: the client library as a program uses it, and the echo bot built on it. */
+describe('client library', function () {
+  this.timeout(90_000)
+
+  let cluster: TwoUserCluster
+
+  before(async () => {
+    cluster = await startTwoUserCluster()
+  })
+
+  after(async () => {
+    await stopTwoUserCluster(cluster ?? {})
+  })
+
+  it('examples/echo-bot.ts answers every message it gets, end to end encrypted and verified', async () => {
+    const {alice, bob} = cluster
+    // The bot runs as bob, from bob's profile; it imports 'fastchat/client' like any program would.
+    const bot = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'examples/echo-bot.ts')], {
+      cwd: ROOT,
+      env: {...process.env, FASTCHAT_HOME: bob.home, FASTCHAT_PASSPHRASE: PASSPHRASE},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    bot.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
+    bot.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    try {
+      await eventually(async () => stderr.includes('echo-bot: answering'), 'the bot to start')
+      const first = await alice.json(['send', bob.username, 'ping'])
+      const second = await alice.json(['send', bob.username, 'two\nlines'])
+      await eventually(async () => stdout.includes(second.id), `the bot to answer (stderr: ${stderr})`)
+      const echoed = stdout.trim().split('\n').map((line) => JSON.parse(line) as {echoed: string; to: string})
+      expect(echoed.map((e) => e.echoed)).to.deep.equal([first.id, second.id])
+      const inbox = await alice.json<{messages: Array<{from: string; text: string; verification: {status: string}}>}>(['inbox', '--timeout', '10000'])
+      expect(inbox.messages.map((m) => [m.from, m.text, m.verification.status])).to.deep.equal([
+        [bob.username, 'ping', 'valid'],
+        [bob.username, 'two\nlines', 'valid'],
+      ])
+      const exited = once(bot, 'exit')
+      bot.kill('SIGINT')
+      expect((await exited)[0], stderr).to.equal(0)
+    } finally {
+      bot.kill('SIGKILL')
+    }
+  })
+
+  it('a program with a MemoryStore registers, sends, receives in order and resumes from its cursor; its errors carry a code and data', async () => {
+    const {alice} = cluster
+    const reports: Report[] = []
+    const store = new MemoryStore()
+    const username = `mem${Date.now().toString(36)}`
+    const client = await FastChatClient.register({
+      store,
+      username,
+      password: PASSWORD,
+      superserver: cluster.superserver.url,
+      passphrase: async () => PASSPHRASE,
+      newPassphrase: async () => PASSPHRASE,
+      onReport: (report) => reports.push(report),
+    })
+    expect(client.username).to.equal(username)
+
+    const sent = await client.send(alice.username, 'from a program')
+    expect(reports).to.deep.include({type: 'key.pinned', username: alice.username, fingerprint: (await store.contacts())[alice.username.toLowerCase()]!.fingerprint})
+    const inbox = await alice.json<{messages: Array<{id: string; from: string; text: string; verification: {status: string}}>}>(['inbox', '--timeout', '10000'])
+    expect(inbox.messages.map((m) => [m.from, m.text, m.verification.status])).to.deep.equal([[username, 'from a program', 'valid']])
+    expect(sent.to).to.equal(alice.username)
+
+    await alice.json(['send', username, 'one'])
+    await alice.json(['send', username, 'two'])
+    const take = async (count: number) => {
+      const items: Received[] = []
+      const stop = new AbortController()
+      for await (const item of client.messages({signal: stop.signal, waitMs: 5_000})) {
+        items.push(item)
+        if (items.length === count) stop.abort()
+      }
+      return items.filter(isMessage).map((m) => [m.from, 'text' in m ? m.text : null, m.verification.status])
+    }
+    expect(await take(2)).to.deep.equal([
+      [alice.username, 'one', 'valid'],
+      [alice.username, 'two', 'valid'],
+    ])
+    // The cursor was kept in the store: the next read starts after them.
+    await alice.json(['send', username, 'three'])
+    expect(await take(1)).to.deep.equal([[alice.username, 'three', 'valid']])
+
+    const error = await client.send('nobody-by-this-name', 'hello?').then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(error).to.be.instanceOf(FastChatError)
+    expect(error).to.include({code: 'FC_USER_NOT_FOUND'})
+    expect((error as FastChatError).data).to.deep.include({username: 'nobody-by-this-name'})
+  })
+
+  it('refuses a short password before asking for a passphrase or reaching a server', async () => {
+    let asked = false
+    const error = await FastChatClient.register({
+      store: new MemoryStore(),
+      username: 'shortpass',
+      password: 'x',
+      superserver: 'http://127.0.0.1:9', // nothing listens there: a request would fail with FC_NETWORK/FC_NO_CHAT_SERVER
+      passphrase: async () => ((asked = true), PASSPHRASE),
+      newPassphrase: async () => ((asked = true), PASSPHRASE),
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(error).to.include({code: 'FC_VALIDATION'})
+    expect((error as FastChatError).data).to.deep.equal({field: 'password'})
+    expect(asked).to.equal(false)
+  })
+})
