@@ -19,6 +19,8 @@ export interface PageResult {
 export interface Batch {
   items: SyncItem[]
   result: PageResult
+  /** The cursor once committed. */
+  next: number
   commit(): Promise<void>
 }
 
@@ -40,11 +42,17 @@ export const isGroupNotice = (item: SyncItem): item is GroupNotice => 'seq' in i
 export class EventSync {
   private state?: SyncState
 
+  /**
+   * `from`: read from this cursor instead of the store's, and keep the
+   * position in memory only: the store's cursor and seen ids are neither read
+   * nor saved (the daemon's `?since=`, where the caller keeps its own cursor).
+   */
   constructor(
     private readonly session: ChatSession,
     private readonly opener: MessageOpener,
     private readonly report: Reporter,
     private readonly groups?: GroupEventResponder,
+    private readonly from?: {cursor: number},
   ) {}
 
   /** Polls once (waiting up to `timeoutMs` when nothing is there) and delivers the new messages and group events. */
@@ -62,12 +70,12 @@ export class EventSync {
    * means the page comes again, deduplicated by id.
    */
   async read(timeoutMs: number, signal?: AbortSignal): Promise<Batch> {
-    const state = (this.state ??= await this.session.store.state())
+    const state = (this.state ??= this.from ? {cursor: this.from.cursor, recentIds: []} : await this.session.store.state())
     let answer: {events: ServerEvent[]; next: number; rejected: Rejected[]}
     try {
       answer = await this.session.api.events(state.cursor, timeoutMs, PAGE_SIZE, signal)
     } catch (error) {
-      if (await this.resetCursor(state, error)) return {items: [], result: {events: 0, reset: true}, commit: async () => undefined}
+      if (await this.resetCursor(state, error)) return {items: [], result: {events: 0, reset: true}, next: this.cursor, commit: async () => undefined}
       throw error
     }
     // An event that does not match the API is skipped, with one notice, and the cursor moves past it: a bad server cannot wedge the stream.
@@ -97,14 +105,15 @@ export class EventSync {
         opened.push(notice)
       }
     }
+    const next = Math.max(state.cursor, answer.next)
     const commit = async () => {
       const delivered = opened.filter(isGroupNotice)
       if (this.groups && delivered.length > 0) await this.groups.answer(delivered)
       // Trimmed here as on disk: a `listen` that runs for days keeps a window, not every id it ever saw.
-      this.state = {cursor: Math.max(state.cursor, answer.next), recentIds: [...state.recentIds, ...shownIds].slice(-RECENT_IDS_KEPT)}
-      await this.session.store.saveState(this.state)
+      this.state = {cursor: next, recentIds: [...state.recentIds, ...shownIds].slice(-RECENT_IDS_KEPT)}
+      if (!this.from) await this.session.store.saveState(this.state)
     }
-    return {items: opened, result: {events: answer.events.length + answer.rejected.length, reset: false}, commit}
+    return {items: opened, result: {events: answer.events.length + answer.rejected.length, reset: false}, next, commit}
   }
 
   get cursor(): number {
@@ -123,7 +132,7 @@ export class EventSync {
     } else {
       return false
     }
-    await this.session.store.saveState(this.state)
+    if (!this.from) await this.session.store.saveState(this.state)
     return true
   }
 }

@@ -1,12 +1,14 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {encryptText, generateKeyPair, readPublicKey, unlockPrivateKey} from '../crypto/index.js'
+import {encryptText, formatFingerprint, generateKeyPair, normalizeFingerprint, readPublicKey, unlockPrivateKey} from '../crypto/index.js'
 import {password as passwordSchema, username as usernameSchema} from '../protocol/primitives.js'
-import {ApiClient, type HistoryMessage, isFailoverError} from './api-client.js'
+import {ApiClient, type GroupSummary, type HistoryMessage, isFailoverError} from './api-client.js'
 import {Directory} from './directory.js'
 import {FastChatError} from './errors.js'
 import {EventSync, type SyncItem} from './event-sync.js'
 import {readFileToSend, sendFile} from './file-send.js'
+import {changeMembership, createOnce, keyAfterChange, userArg} from './group-changes.js'
+import type {KeyedGroup} from './group-rekey.js'
 import {GroupEventResponder} from './group-events.js'
 import {sendToGroup} from './group-send.js'
 import type {GroupRef} from './group-targets.js'
@@ -17,7 +19,7 @@ import {type OpenedMessage, MessageOpener} from './receive.js'
 import type {ReceiveFilesOptions} from './file-receive.js'
 import type {Report, Reporter} from './reports.js'
 import {assign, ChatSession, type PassphraseProvider, superserverUrl, withFailover} from './session.js'
-import {type Profile, requireKeys, type Store} from './store.js'
+import {type Contacts, type Profile, requireKeys, type Store} from './store.js'
 import {assertTextFits} from './text-limit.js'
 import type {KeyForSending} from './trust.js'
 
@@ -300,6 +302,81 @@ export class FastChatClient {
       messages.push(opened)
     }
     return {with: target.kind === 'group' ? {kind: 'group', group: target.group} : {kind: 'user', username: target.username}, messages}
+  }
+
+  /** My groups: name, id, my role, how many members, the current key epoch. */
+  groups(): Promise<GroupSummary[]> {
+    return this.directory.groups.mine()
+  }
+
+  /**
+   * Creates a group with me as its admin, and makes its first key (wrapped
+   * to each member's pinned key; members never written to are pinned now and
+   * reported as key.pinned). Sent once across failovers.
+   */
+  async createGroup(name: string, members: string[]): Promise<KeyedGroup> {
+    const unique = [...new Set(members.map(userArg))]
+    const created = await createOnce(this.session, (api) => api.createGroup({name, members: unique}))
+    return this.keyed(await keyAfterChange(this.directory, created.id, `Created ${created.name} (${created.id})`))
+  }
+
+  /** Adds a member (admins only) and keys the new epoch, which the new member can read and earlier ones stay closed to. */
+  async addMember(group: string, username: string): Promise<KeyedGroup> {
+    const ref = await this.directory.groups.resolve(group)
+    const user = userArg(username)
+    await changeMembership(this.session, (api) => api.addGroupMember(ref.id, user), (error) => error.code === 'FC_ALREADY_GROUP_MEMBER')
+    return this.keyed(await keyAfterChange(this.directory, ref.id, `Added ${user} to ${ref.name ?? ref.id}`))
+  }
+
+  /** Removes a member (admins only; anyone may remove themselves: leaveGroup) and keys the new epoch without them. */
+  async removeMember(group: string, username: string): Promise<KeyedGroup> {
+    const ref = await this.directory.groups.resolve(group)
+    const user = userArg(username)
+    await changeMembership(this.session, (api) => api.removeGroupMember(ref.id, user), (error) => error.code === 'FC_GROUP_MEMBER_NOT_FOUND')
+    return this.keyed(await keyAfterChange(this.directory, ref.id, `Removed ${user} from ${ref.name ?? ref.id}`))
+  }
+
+  /** Leaves a group; a retry after a lost answer that finds us gone (or the group deleted) is not an error. */
+  async leaveGroup(group: string): Promise<GroupRef> {
+    const ref = await this.directory.groups.resolve(group)
+    const gone = (code: string) => code === 'FC_NOT_GROUP_MEMBER' || code === 'FC_GROUP_NOT_FOUND' || code === 'FC_GROUP_MEMBER_NOT_FOUND'
+    await changeMembership(this.session, (api) => api.removeGroupMember(ref.id, this.username), (error) => gone(error.code))
+    return ref
+  }
+
+  /** My own key's fingerprint (lowercase hex), from the key in the store. */
+  async fingerprint(): Promise<string> {
+    return (await readPublicKey((await requireKeys(this.session.store)).publicKey)).fingerprint
+  }
+
+  /** The keys pinned for my contacts, by lowercase username. */
+  pins(): Promise<Contacts> {
+    return this.session.store.contacts()
+  }
+
+  /**
+   * Pins the server's key for `username` if, and only if, its fingerprint is
+   * `fingerprint` (compared out of band): FC_KEY_MISMATCH otherwise, and
+   * nothing changes. Replaces an earlier pin (a key change the user settled).
+   */
+  async trust(username: string, fingerprint: string): Promise<{username: string; previous: string | null; pinned: string}> {
+    const {keys} = this.directory
+    const current = await keys.requireCurrent(username)
+    if (normalizeFingerprint(fingerprint) !== current.fingerprint) {
+      throw new FastChatError('FC_KEY_MISMATCH', `The server's key for ${current.username} is ${formatFingerprint(current.fingerprint)}, not the one you gave; nothing was pinned.`, {
+        username: current.username,
+        given: fingerprint,
+        current: current.fingerprint,
+      })
+    }
+    const previous = (await keys.pinned(current.username))?.fingerprint ?? null
+    await keys.replacePin(current, false)
+    return {username: current.username, previous, pinned: current.fingerprint}
+  }
+
+  private keyed(keyed: KeyedGroup): KeyedGroup {
+    for (const key of keyed.pinned) this.report({type: 'key.pinned', username: key.username, fingerprint: key.fingerprint})
+    return keyed
   }
 
   /** Ends this session on the server and forgets the token in the store. */

@@ -1,11 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 
+import {findDaemon} from '../client/daemon/connection.js'
 import {prepareDownloadDir} from '../client/downloads.js'
 import type {GroupRef} from '../client/group-targets.js'
 import type {OpenedMessage} from '../client/receive.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {singleLine} from './_lib/display.js'
-import {formatMessage} from './_lib/format.js'
+import {formatMessage, formatReport} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
 
 export interface HistoryResult {
@@ -41,7 +42,9 @@ export default class History extends BaseCommand<typeof History> {
     const files = this.flags.download
       ? {dir: () => prepareDownloadDir(this.store.dir, this.flags.out), progress: progressFor({json: this.jsonEnabled()})}
       : undefined
-    const client = await this.openClient(files)
+    // A daemon of this profile holds the unlocked key: it reads, and nobody is asked for the passphrase.
+    const daemonFiles = {files: this.flags.download ? 'all' : 'none', out: this.flags.out} as const
+    const client = (await findDaemon(this.store.dir, {onReport: (report) => this.note(formatReport(report)), files: daemonFiles})) ?? (await this.openClient(files))
     const {with: peer, messages} = await client.history(this.args.with, {limit: this.flags.limit})
     for (const message of messages) for (const line of formatMessage(message)) this.log(line)
     if (peer.kind === 'group') {

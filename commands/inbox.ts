@@ -1,9 +1,10 @@
 import {Flags} from '@oclif/core'
 
+import {findDaemon} from '../client/daemon/connection.js'
 import {isGroupNotice} from '../client/event-sync.js'
 import type {OpenedMessage} from '../client/receive.js'
 import {BaseCommand} from './_lib/base-command.js'
-import {formatMessage, formatNotice, type ShownNotice, summarize} from './_lib/format.js'
+import {formatMessage, formatNotice, formatReport, type ShownNotice, summarize} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
 import {receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
 
@@ -33,8 +34,12 @@ export default class Inbox extends BaseCommand<typeof Inbox> {
   }
 
   async run(): Promise<InboxResult> {
-    const client = await this.openClient(receiveFilesOptions(this.store.dir, this.flags, progressFor({json: this.jsonEnabled()})))
-    const isMe = (username: string) => client.session.isMe(username)
+    // A daemon of this profile holds the unlocked key: it reads (and moves the cursor), and nobody is asked for the passphrase.
+    const files = {files: this.flags.download ? 'all' : 'contacts', maxDownload: this.flags['max-download'], out: this.flags.out} as const
+    const client =
+      (await findDaemon(this.store.dir, {onReport: (report) => this.note(formatReport(report)), files})) ??
+      (await this.openClient(receiveFilesOptions(this.store.dir, this.flags, progressFor({json: this.jsonEnabled()}))))
+    const isMe = (username: string) => username.toLowerCase() === client.username.toLowerCase()
     const messages: OpenedMessage[] = []
     const events: ShownNotice[] = []
     // Pages of events until one comes back empty; only the first may wait.

@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
+import {findDaemon} from '../client/daemon/connection.js'
 import type {Sent} from '../client/fastchat-client.js'
 import {formatSize} from '../client/downloads.js'
 import {readFileToSend, type SentFile} from '../client/file-send.js'
@@ -7,6 +8,7 @@ import type {MessageGroup} from '../client/opened.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {singleLine} from './_lib/display.js'
 import {Exit} from './_lib/errors.js'
+import {formatReport} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
 import {readStdinText} from './_lib/prompts.js'
 
@@ -59,14 +61,17 @@ export default class Send extends BaseCommand<typeof Send> {
     const file = image ? await readFileToSend(image) : undefined
     const caption = text.trim() === '' ? undefined : text
 
-    const client = await this.openClient()
+    // A daemon of this profile holds the unlocked key: it sends, and nobody is asked for the passphrase.
+    const daemon = await findDaemon(this.store.dir, {onReport: (report) => this.note(formatReport(report))})
     if (file) {
-      const sent = await client.sendFile(this.args.to, file, {caption, progress: progressFor({json: this.jsonEnabled()})})
+      const sent = daemon
+        ? await daemon.sendFile(this.args.to, image!, {caption})
+        : await (await this.openClient()).sendFile(this.args.to, file, {caption, progress: progressFor({json: this.jsonEnabled()})})
       this.log(`Sent ${singleLine(file.name)} (${formatSize(sent.size)}, ${singleLine(sent.type)}) to ${where(sent)} at ${sent.sentAt} (message ${sent.id}).`)
       const {members: _members, ...result} = sent
       return {...result, caption: caption !== undefined}
     }
-    const sent = await client.send(this.args.to, text)
+    const sent = await (daemon ?? (await this.openClient())).send(this.args.to, text)
     this.log(`Sent to ${where(sent)} at ${sent.sentAt} (message ${sent.id}).`)
     const {members: _members, ...result} = sent
     return result

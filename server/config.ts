@@ -47,6 +47,13 @@ export const serverSettings = {
     doc: 'Password hashes (scrypt, 128 MiB and ~0.4 s each) one server computes at once; 25 more per slot may wait, beyond that logins get 503.',
     schema: z.coerce.number().int().min(1).max(64).default(2),
   },
+  passwordScryptLog2N: {
+    env: 'FASTCHAT_SCRYPT_LOG2_N',
+    doc:
+      'The scrypt cost of new password hashes, as log2 of N (17: 128 MiB and ~0.4 s, the OWASP minimum). Lower only for a test cluster: ' +
+      'each step down halves what a guesser with the database spends. Hashes keep their own cost; a login re-hashes one that differs.',
+    schema: z.coerce.number().int().min(14).max(18).default(17),
+  },
   retentionDays: {
     env: 'FASTCHAT_RETENTION_DAYS',
     doc: 'How long events are kept for polling; an older cursor gets 410 and re-syncs from history.',

@@ -37,6 +37,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
     sessionTtlMs: config.sessionTtlHours * HOUR_MS,
     sessionIdleMs: config.sessionIdleHours * HOUR_MS,
     passwordHashesAtOnce: config.passwordHashesAtOnce,
+    passwordScryptLog2N: config.passwordScryptLog2N,
     retentionMs: config.retentionDays * DAY_MS,
     blobGraceMs: config.blobGraceHours * HOUR_MS,
     uploadPoolSize: config.uploadPoolSize,

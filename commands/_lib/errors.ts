@@ -167,7 +167,7 @@ const CLIENT_ERRORS: Record<string, (error: FastChatError) => Omit<Failure, 'mes
   FC_NETWORK: () => ({exit: Exit.network, hint: 'Check that the server is running (`fastchat up` starts a local cluster), then retry.'}),
   FC_BAD_RESPONSE: () => ({exit: Exit.network, hint: 'The server is misconfigured, out of date or not to be trusted; retry later, or ask its operator.'}),
   FC_DAEMON_UNAVAILABLE: () => ({exit: Exit.network, hint: 'Start it again with `fastchat daemon` (or `fastchat unlock`), or stop it with `fastchat lock`.'}),
-  FC_KEY_MISMATCH: () => ({exit: Exit.trust}),
+  FC_KEY_MISMATCH: (error) => ({exit: Exit.trust, ...(error.data.current ? {hint: `Do not trust messages from ${text(error.data.username)} until you find out why.`} : {})}),
   FC_START_FAILED: () => ({exit: Exit.network}),
   FC_UNEXPECTED: () => ({exit: Exit.unexpected, hint: 'Run again with DEBUG=1 for details, and report it if it persists.'}),
   FC_NO_CHAT_SERVER: () => ({exit: Exit.network, hint: 'Start a local cluster with `fastchat up`, or pass --superserver URL.'}),

@@ -1,9 +1,8 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
-import {Directory} from '../../client/directory.js'
-import {changeMembership, type GroupState, groupState, keyAfterChange, userArg} from '../../client/group-changes.js'
-import {describeGroup, firstUseNote, groupName} from '../_lib/format.js'
+import {type GroupState, groupState, userArg} from '../../client/group-changes.js'
+import {groupName} from '../_lib/format.js'
 
 export type GroupAddResult = GroupState & {added: string; keyedHere: boolean}
 
@@ -17,12 +16,9 @@ export default class GroupAdd extends BaseCommand<typeof GroupAdd> {
   }
 
   async run(): Promise<GroupAddResult> {
-    const directory = new Directory(await this.openSession())
-    const group = await directory.groups.resolve(this.args.group)
+    const client = await this.openClient()
     const user = userArg(this.args.user)
-    await changeMembership(directory.session, (api) => api.addGroupMember(group.id, user), (error) => error.code === 'FC_ALREADY_GROUP_MEMBER')
-    const keyed = await keyAfterChange(directory, group.id, `Added ${user} to ${describeGroup(group)}`)
-    for (const key of keyed.pinned) this.note(firstUseNote(key))
+    const keyed = await client.addMember(this.args.group, user)
     const added = keyed.group.members.find((m) => m.username.toLowerCase() === user.toLowerCase())?.username ?? user
     this.log(`Added ${added} to ${groupName(keyed.group)}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy} for ${keyed.group.members.length} members.`)
     return {...groupState(keyed.group), added, keyedHere: keyed.keyedHere}

@@ -1,9 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
-import {Directory} from '../../client/directory.js'
-import {createOnce, type GroupState, groupState, keyAfterChange, userArg} from '../../client/group-changes.js'
-import {firstUseNote, groupName} from '../_lib/format.js'
+import {type GroupState, groupState} from '../../client/group-changes.js'
+import {groupName} from '../_lib/format.js'
 
 export type GroupCreateResult = GroupState & {keyedHere: boolean}
 
@@ -24,13 +23,10 @@ export default class GroupCreate extends BaseCommand<typeof GroupCreate> {
   }
 
   async run(): Promise<GroupCreateResult> {
-    const directory = new Directory(await this.openSession())
-    const members = [...new Set((this.flags.member ?? []).map(userArg))]
-    const created = await createOnce(directory.session, (api) => api.createGroup({name: this.args.name, members}))
-    const keyed = await keyAfterChange(directory, created.id, `Created ${groupName(created)} (${created.id})`)
-    for (const key of keyed.pinned) this.note(firstUseNote(key))
-    const others = keyed.group.members.filter((m) => !directory.session.isMe(m.username)).map((m) => m.username)
-    this.log(`Created ${groupName(created)} (${created.id})${others.length > 0 ? ` with ${others.join(', ')}` : ''}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy}.`)
+    const client = await this.openClient()
+    const keyed = await client.createGroup(this.args.name, this.flags.member ?? [])
+    const others = keyed.group.members.filter((m) => !client.session.isMe(m.username)).map((m) => m.username)
+    this.log(`Created ${groupName(keyed.group)} (${keyed.group.id})${others.length > 0 ? ` with ${others.join(', ')}` : ''}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy}.`)
     return {...groupState(keyed.group), keyedHere: keyed.keyedHere}
   }
 }

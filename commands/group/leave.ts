@@ -1,9 +1,8 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
-import {changeMembership} from '../../client/group-changes.js'
-import {GroupDirectory, type GroupRef} from '../../client/group-targets.js'
-import type {ChatSession} from '../../client/session.js'
+import type {FastChatClient} from '../../client/fastchat-client.js'
+import type {GroupRef} from '../../client/group-targets.js'
 import {describeGroup} from '../_lib/format.js'
 
 export interface GroupLeaveResult {
@@ -24,16 +23,13 @@ export default class GroupLeave extends BaseCommand<typeof GroupLeave> {
   }
 
   /** Shared with `group remove <group> <yourself>`. */
-  static async leave(command: {log(line: string): void}, session: ChatSession, text: string): Promise<GroupLeaveResult> {
-    const group = await new GroupDirectory(session).resolve(text)
-    // A retry after a lost answer finds us gone (or the group deleted, if we were the last).
-    const gone = (code: string) => code === 'FC_NOT_GROUP_MEMBER' || code === 'FC_GROUP_NOT_FOUND' || code === 'FC_GROUP_MEMBER_NOT_FOUND'
-    await changeMembership(session, (api) => api.removeGroupMember(group.id, session.username), (error) => gone(error.code))
+  static async leave(command: {log(line: string): void}, client: FastChatClient, text: string): Promise<GroupLeaveResult> {
+    const group = await client.leaveGroup(text)
     command.log(`You left ${describeGroup(group)}.`)
     return {group, left: true}
   }
 
   async run(): Promise<GroupLeaveResult> {
-    return GroupLeave.leave(this, await this.openSession(), this.args.group)
+    return GroupLeave.leave(this, await this.openClient(), this.args.group)
   }
 }

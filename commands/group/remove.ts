@@ -1,11 +1,10 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
-import {Directory} from '../../client/directory.js'
+import {type GroupState, groupState, userArg} from '../../client/group-changes.js'
 import {singleLine} from '../_lib/display.js'
-import {changeMembership, type GroupState, groupState, keyAfterChange, userArg} from '../../client/group-changes.js'
+import {groupName} from '../_lib/format.js'
 import GroupLeave, {type GroupLeaveResult} from './leave.js'
-import {describeGroup, firstUseNote, groupName} from '../_lib/format.js'
 
 export type GroupRemoveResult = GroupState & {removed: string; keyedHere: boolean}
 
@@ -20,14 +19,10 @@ export default class GroupRemove extends BaseCommand<typeof GroupRemove> {
   }
 
   async run(): Promise<GroupRemoveResult | GroupLeaveResult> {
-    const session = await this.openSession()
+    const client = await this.openClient()
     const user = userArg(this.args.user)
-    if (session.isMe(user)) return GroupLeave.leave(this, session, this.args.group)
-    const directory = new Directory(session)
-    const group = await directory.groups.resolve(this.args.group)
-    await changeMembership(session, (api) => api.removeGroupMember(group.id, user), (error) => error.code === 'FC_GROUP_MEMBER_NOT_FOUND')
-    const keyed = await keyAfterChange(directory, group.id, `Removed ${user} from ${describeGroup(group)}`)
-    for (const key of keyed.pinned) this.note(firstUseNote(key))
+    if (client.session.isMe(user)) return GroupLeave.leave(this, client, this.args.group)
+    const keyed = await client.removeMember(this.args.group, user)
     this.log(`Removed ${singleLine(user)} from ${groupName(keyed.group)}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy} for ${keyed.group.members.length} members.`)
     return {...groupState(keyed.group), removed: user, keyedHere: keyed.keyedHere}
   }

@@ -1,9 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
-import {formatFingerprint, normalizeFingerprint} from '../../crypto/index.js'
+import {formatFingerprint} from '../../crypto/index.js'
 import {BaseCommand} from '../_lib/base-command.js'
-import {Exit} from '../_lib/errors.js'
-import {KeyDirectory} from '../../client/trust.js'
 
 export interface KeysTrustResult {
   username: string
@@ -30,19 +28,9 @@ export default class KeysTrust extends BaseCommand<typeof KeysTrust> {
   }
 
   async run(): Promise<KeysTrustResult> {
-    const keys = new KeyDirectory(await this.openSession())
-    const current = await keys.requireCurrent(this.args.user)
-    const username = current.username
-    if (normalizeFingerprint(this.flags.fingerprint) !== current.fingerprint) {
-      this.error(`The server's key for ${username} is ${formatFingerprint(current.fingerprint)}, not the one you gave; nothing was pinned.`, {
-        exit: Exit.trust,
-        code: 'FC_KEY_MISMATCH',
-        suggestions: [`Do not trust messages from ${username} until you find out why.`],
-      })
-    }
-    const previous = (await keys.pinned(username))?.fingerprint ?? null
-    await keys.replacePin(current, false)
-    this.log(`Pinned ${username}'s key ${formatFingerprint(current.fingerprint)}${previous && previous !== current.fingerprint ? ` (replacing ${formatFingerprint(previous)})` : ''}.`)
-    return {username, previous, pinned: current.fingerprint}
+    const client = await this.openClient()
+    const {username, previous, pinned} = await client.trust(this.args.user, this.flags.fingerprint)
+    this.log(`Pinned ${username}'s key ${formatFingerprint(pinned)}${previous && previous !== pinned ? ` (replacing ${formatFingerprint(previous)})` : ''}.`)
+    return {username, previous, pinned}
   }
 }

@@ -12,7 +12,7 @@ import {BlockService} from './blocks.js'
 import {EventService} from './events.js'
 import {GroupService} from './groups.js'
 import {MessageService} from './messages.js'
-import {PasswordHasher} from './passwords.js'
+import {PasswordHasher, SCRYPT_COST} from './passwords.js'
 
 export interface Services {
   accounts: AccountService
@@ -31,6 +31,7 @@ export interface ServicesConfig {
   sessionIdleMs: number
   /** Password hashes computed at once (each holds 128 MiB). */
   passwordHashesAtOnce: number
+  passwordScryptLog2N: number
   retentionMs: number
   blobGraceMs: number
   /** Connections set apart for uploads (BlobRepository.store). */
@@ -46,7 +47,11 @@ const PASSWORD_QUEUE_PER_SLOT = 25
 
 export function createServices(db: DataSource, hub: DeliveryHub, config: ServicesConfig): Services {
   const sessions = new SessionRepository(db, {idleMs: config.sessionIdleMs})
-  const passwords = new PasswordHasher({concurrency: config.passwordHashesAtOnce, maxWaiting: config.passwordHashesAtOnce * PASSWORD_QUEUE_PER_SLOT})
+  const passwords = new PasswordHasher({
+    concurrency: config.passwordHashesAtOnce,
+    maxWaiting: config.passwordHashesAtOnce * PASSWORD_QUEUE_PER_SLOT,
+    cost: {...SCRYPT_COST, N: 2 ** config.passwordScryptLog2N},
+  })
   const blockRepository = new BlockRepository(db)
   const eventRepository = new EventRepository(db, {maxBytes: config.pollMaxBytes})
   const blobs = new BlobRepository(db, {uploadPoolSize: config.uploadPoolSize})

@@ -33,6 +33,8 @@ export interface HashingLimits {
    * concurrency) under the CLI's 15 s request timeout.
    */
   maxWaiting: number
+  /** The cost of new hashes; SCRYPT_COST unless configured (FASTCHAT_SCRYPT_LOG2_N). */
+  cost?: {N: number; r: number; p: number}
 }
 
 export class HashingBusyError extends UnavailableError {
@@ -58,11 +60,15 @@ export class PasswordHasher {
   private hashes = 0
   private decoyHash: Promise<string> | undefined
 
-  constructor(private readonly limits: HashingLimits) {}
+  private readonly cost: {N: number; r: number; p: number}
+
+  constructor(private readonly limits: HashingLimits) {
+    this.cost = limits.cost ?? SCRYPT_COST
+  }
 
   async hash(password: string): Promise<string> {
     const salt = randomBytes(SALT_BYTES)
-    const {N, r, p} = SCRYPT_COST
+    const {N, r, p} = this.cost
     const key = await this.derive(password, salt, N, r, p)
     return `scrypt$${N}$${r}$${p}$${salt.toString('base64')}$${key.toString('base64')}`
   }
@@ -78,7 +84,7 @@ export class PasswordHasher {
     const expected = Buffer.from(key, 'base64')
     const actual = await this.derive(password, Buffer.from(salt, 'base64'), n, r, p)
     const ok = actual.length === expected.length && timingSafeEqual(actual, expected)
-    const current = n === SCRYPT_COST.N && r === SCRYPT_COST.r && p === SCRYPT_COST.p
+    const current = n === this.cost.N && r === this.cost.r && p === this.cost.p
     return {ok, stale: ok && !current}
   }
 

@@ -27,6 +27,9 @@ export function testEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
     // See test/setup.ts: off, except where rate-limits.test.ts turns them on.
     FASTCHAT_RATE_LIMITS: process.env.FASTCHAT_RATE_LIMITS ?? 'off',
+    // Password hashes at 16 MiB and ~40 ms instead of 128 MiB and ~0.4 s: the suite registers and logs in hundreds of
+    // times. accounts.test.ts checks the production cost (2^17) and the re-hash on a server left at its default.
+    FASTCHAT_SCRYPT_LOG2_N: '14',
     ...extra,
   }
 }

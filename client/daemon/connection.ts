@@ -1,0 +1,192 @@
+import {resolve} from 'node:path'
+
+import {Agent, request} from 'undici'
+import type {z} from 'zod'
+
+import {ProtocolError} from '../api-client.js'
+import {FastChatError} from '../errors.js'
+import type {FastChatClient, Received, Sent, SentFileResult} from '../fastchat-client.js'
+import type {Report, Reporter} from '../reports.js'
+import {isAlive, readDaemonInfo} from './daemon-file.js'
+import {fromProblem} from './problem.js'
+import {
+  type DaemonInfo,
+  type DaemonStatus,
+  type FileChoice,
+  historyAnswer,
+  messagesAnswer,
+  POLL_TIMEOUT_DEFAULT_MS,
+  sentAnswer,
+  sentFileAnswer,
+  statusAnswer,
+} from './protocol.js'
+
+/**
+ * How a CLI command finds the daemon of its profile, and talks to it: the
+ * same operations as the library's FastChatClient, with the same results,
+ * done by the daemon that holds the unlocked key (so nobody is asked for a
+ * passphrase). Errors come back as the classes the library throws.
+ */
+
+export interface DaemonClientOptions {
+  /** Reports the daemon made while doing what was asked (keys pinned on first use...). */
+  onReport?: Reporter
+  /** Which received files the daemon saves for this client's `messages()` and `history()` (relative `out` is taken from here). */
+  files?: FileChoice
+}
+
+/** A daemon has this long to say it is there: one that cannot is taken as gone. */
+const STATUS_TIMEOUT_MS = 5_000
+/** Sends and history may upload or download files of hundreds of MiB. */
+const TRANSFER_TIMEOUT_MS = 10 * 60_000
+/** On top of a long poll's own wait. */
+const POLL_GRACE_MS = 10_000
+
+/**
+ * The daemon running for `profileDir`, or undefined: no daemon.json, its
+ * process gone, or no answer to GET /v1/status (a stale file is ignored).
+ */
+export async function findDaemon(profileDir: string, options: DaemonClientOptions = {}): Promise<DaemonClient | undefined> {
+  const info = await readDaemonInfo(profileDir)
+  if (!info || !isAlive(info.pid)) return undefined
+  const client = new DaemonClient(info, options)
+  const status = await client.status().catch(() => undefined)
+  // Another process may have the port now: only ours answers with our token and our pid.
+  if (status?.pid !== info.pid) {
+    await client.close()
+    return undefined
+  }
+  client.username = status.username
+  return client
+}
+
+type History = Awaited<ReturnType<FastChatClient['history']>>
+
+export class DaemonClient {
+  /** The daemon's user, once its status was read. */
+  username = ''
+  private readonly dispatcher: Agent
+  private lastCursor?: number
+
+  constructor(
+    readonly info: DaemonInfo,
+    private readonly options: DaemonClientOptions = {},
+  ) {
+    this.dispatcher = new Agent(info.socket ? {connect: {socketPath: info.socket}} : {})
+  }
+
+  // GET /v1/status
+  status(): Promise<DaemonStatus> {
+    return this.call('GET /v1/status', statusAnswer, {timeoutMs: STATUS_TIMEOUT_MS})
+  }
+
+  // POST /v1/send {to, text}
+  async send(to: string, text: string): Promise<Sent> {
+    return this.reported(await this.call('POST /v1/send', sentAnswer, {body: {to, text}, timeoutMs: TRANSFER_TIMEOUT_MS}))
+  }
+
+  // POST /v1/send {to, file, caption?}: the daemon reads the file itself.
+  async sendFile(to: string, path: string, options: {caption?: string} = {}): Promise<SentFileResult> {
+    const body = {to, file: resolve(path), ...(options.caption === undefined ? {} : {caption: options.caption})}
+    return this.reported(await this.call('POST /v1/send', sentFileAnswer, {body, timeoutMs: TRANSFER_TIMEOUT_MS}))
+  }
+
+  /**
+   * As FastChatClient.messages(), from the profile's stored cursor, which
+   * the daemon moves once a page is answered: without `follow`, pages until
+   * one has nothing (only the first waits `waitMs`).
+   */
+  async *messages(options: {follow?: boolean; waitMs?: number; signal?: AbortSignal} = {}): AsyncGenerator<Received, void, undefined> {
+    const follow = options.follow ?? true
+    let waitMs = options.waitMs ?? (follow ? POLL_TIMEOUT_DEFAULT_MS : 0)
+    while (!options.signal?.aborted) {
+      const query = {timeout: String(waitMs), ...this.fileQuery()}
+      const page = this.reported(await this.call('GET /v1/messages', messagesAnswer, {query, timeoutMs: waitMs + POLL_GRACE_MS, signal: options.signal}))
+      this.lastCursor = page.next
+      if (page.items.length === 0 && !follow) return
+      yield* page.items
+      if (!follow) waitMs = 0
+    }
+  }
+
+  /** The stored cursor: as the last page left it, else as the daemon says. */
+  async cursor(): Promise<number> {
+    return this.lastCursor ?? (await this.status()).cursor
+  }
+
+  // GET /v1/history?with=X&limit=N
+  async history(peer: string, options: {limit?: number} = {}): Promise<History> {
+    const query = {with: peer, ...(options.limit === undefined ? {} : {limit: String(options.limit)}), ...this.fileQuery()}
+    return this.reported(await this.call('GET /v1/history', historyAnswer, {query, timeoutMs: TRANSFER_TIMEOUT_MS})) as unknown as History
+  }
+
+  // POST /v1/shutdown
+  async shutdown(): Promise<void> {
+    await this.call('POST /v1/shutdown', undefined, {timeoutMs: STATUS_TIMEOUT_MS})
+  }
+
+  close(): Promise<void> {
+    return this.dispatcher.close()
+  }
+
+  private fileQuery(): Record<string, string> {
+    const {files, maxDownload, out} = this.options.files ?? {}
+    return {
+      ...(files === undefined ? {} : {files}),
+      ...(maxDownload === undefined ? {} : {maxDownload: String(maxDownload)}),
+      ...(out === undefined ? {} : {out: resolve(out)}),
+    }
+  }
+
+  /** Hands the answer's reports to onReport, and returns the rest. */
+  private reported<T extends {reports?: unknown[]}>(answer: T): Omit<T, 'reports'> {
+    const {reports, ...rest} = answer
+    for (const report of reports ?? []) this.options.onReport?.(report as Report)
+    return rest
+  }
+
+  /**
+   * One request. A daemon that cannot be reached is FC_DAEMON_UNAVAILABLE;
+   * a problem is rebuilt as the error it stands for. The answer is checked
+   * against `schema`, and returned as sent: checked, not rebuilt, so that
+   * `--json` shows the library's values with their keys in the same order.
+   */
+  private async call<S extends z.ZodType>(
+    route: string,
+    schema: S | undefined,
+    options: {query?: Record<string, string>; body?: unknown; timeoutMs: number; signal?: AbortSignal},
+  ): Promise<z.output<S>> {
+    const [method, path] = route.split(' ') as [string, string]
+    const url = new URL(path, this.info.url)
+    for (const [key, value] of Object.entries(options.query ?? {})) url.searchParams.set(key, value)
+    let status: number
+    let body: unknown
+    try {
+      const answer = await request(url, {
+        method: method as 'GET' | 'POST',
+        dispatcher: this.dispatcher,
+        headers: {
+          accept: 'application/json',
+          ...(this.info.token ? {authorization: `Bearer ${this.info.token}`} : {}),
+          ...(options.body === undefined ? {} : {'content-type': 'application/json'}),
+        },
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        headersTimeout: options.timeoutMs,
+        bodyTimeout: options.timeoutMs,
+        signal: options.signal,
+      })
+      status = answer.statusCode
+      const text = await answer.body.text()
+      body = text === '' ? undefined : (JSON.parse(text) as unknown)
+    } catch (error) {
+      if (options.signal?.aborted) throw error
+      const where = this.info.socket ?? this.info.url
+      throw new FastChatError('FC_DAEMON_UNAVAILABLE', `The daemon at ${where} cannot be reached (${(error as Error).message}).`, {url: this.info.url, socket: this.info.socket, pid: this.info.pid}, {cause: error})
+    }
+    if (status < 200 || status >= 300) throw fromProblem(status, body)
+    if (!schema) return body as z.output<S>
+    const checked = schema.safeParse(body)
+    if (!checked.success) throw ProtocolError.from(route, checked.error)
+    return body as z.output<S>
+  }
+}

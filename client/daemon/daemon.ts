@@ -1,0 +1,78 @@
+import {randomBytes} from 'node:crypto'
+import {once} from 'node:events'
+import {rm} from 'node:fs/promises'
+
+import type {FastChatClient} from '../fastchat-client.js'
+import type {ReceiveFilesOptions} from '../file-receive.js'
+import {removeDaemonInfo, writeDaemonInfo} from './daemon-file.js'
+import {Feed} from './feed.js'
+import type {DaemonInfo, FileChoice} from './protocol.js'
+import type {ReportRouter} from './reports.js'
+import {DaemonServer, type ListenAt} from './server.js'
+import {runWebhook} from './webhook.js'
+
+/**
+ * A daemon for one profile (DESIGN.md section 9): its API served, its
+ * daemon.json written, its webhook followed, until stop(), POST /v1/shutdown
+ * or `idleTimeoutMs` without a request; then all of it undone.
+ */
+
+export interface DaemonOptions {
+  /** Opened with `reports.reporter` as its onReport, its key unlocked already. */
+  client: FastChatClient
+  reports: ReportRouter
+  profileDir: string
+  listen: ListenAt
+  /** False: no token (--no-auth). */
+  auth: boolean
+  files: (choice: FileChoice) => ReceiveFilesOptions | undefined
+  defaultFiles: FileChoice
+  webhook?: string
+  idleTimeoutMs?: number
+  log: (line: string) => void
+}
+
+export interface RunningDaemon {
+  info: DaemonInfo
+  /** Settles once stopped and cleaned up; rejects with what stopped the webhook, if that is what stopped it. */
+  stopped: Promise<void>
+  stop(): void
+}
+
+/** 32 random bytes: not guessable, and short enough for a header. */
+const TOKEN_BYTES = 32
+
+export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
+  const {client, reports, files, defaultFiles, log, profileDir} = options
+  const stop = new AbortController()
+  const feed = new Feed(client, reports)
+  const token = options.auth ? randomBytes(TOKEN_BYTES).toString('base64url') : undefined
+  const server = new DaemonServer({client, feed, reports, files, defaultFiles, token, onShutdown: () => stop.abort(), log})
+  const at = await server.listen(options.listen)
+  const info: DaemonInfo = {...at, ...(token ? {token} : {}), pid: process.pid, startedAt: new Date().toISOString()}
+  try {
+    await writeDaemonInfo(profileDir, info)
+  } catch (error) {
+    await server.close()
+    throw error
+  }
+  if (options.idleTimeoutMs !== undefined) server.exitWhenIdle(options.idleTimeoutMs, () => stop.abort())
+
+  let failure: unknown
+  const webhook = options.webhook
+    ? runWebhook(feed, {url: options.webhook, files: files(defaultFiles), signal: stop.signal, log}).catch((error: unknown) => {
+        if (stop.signal.aborted) return
+        failure = error
+        stop.abort()
+      })
+    : Promise.resolve()
+  const stopped = (async () => {
+    if (!stop.signal.aborted) await once(stop.signal, 'abort')
+    await server.close()
+    await webhook
+    await removeDaemonInfo(profileDir, process.pid)
+    if (at.socket) await rm(at.socket, {force: true})
+    if (failure) throw failure
+  })()
+  return {info, stopped, stop: () => stop.abort()}
+}

@@ -1,0 +1,196 @@
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {isFailoverError} from '../api-client.js'
+import {type Batch, EventSync} from '../event-sync.js'
+import type {FastChatClient, Received} from '../fastchat-client.js'
+import type {ReceiveFilesOptions} from '../file-receive.js'
+import {GroupEventResponder} from '../group-events.js'
+import {MessageOpener} from '../receive.js'
+import type {Report} from '../reports.js'
+import {SEND_ATTEMPTS} from '../session.js'
+import type {ReportRouter} from './reports.js'
+
+/**
+ * The daemon's reading of the event stream, for its long poll, its stream
+ * and its webhook: from the profile's stored cursor (which moves once a page
+ * is delivered, like `fastchat inbox`), or from a cursor the caller keeps
+ * (`since`: nothing stored is read or moved).
+ *
+ * Two rules keep several readers in one process correct:
+ * - one poll of the chat server at a time: the daemon's polls share one
+ *   client id, and the server answers a poll at once, empty, when a newer one
+ *   of the same client replaces it (two readers would replace each other
+ *   forever);
+ * - one reader of the stored cursor at a time, from its read to its commit,
+ *   or two would deliver the same page.
+ * A reader that wants an answer now (an `inbox`: timeout 0) does not wait
+ * behind someone's 30 s poll: that poll gives way and is made again after.
+ */
+
+export interface Page {
+  items: Received[]
+  /** The cursor after this page: `since` for the next read. */
+  next: number
+  /** What the library reported while reading it (keys pinned on first use, a cursor reset...). */
+  reports: Report[]
+}
+
+/** Hands a page to its reader; true once it has it (written to the socket, answered 2xx): then the page is committed. */
+export type Deliver = (page: Page) => Promise<boolean>
+
+export interface Reading {
+  /** Undefined: the profile's stored cursor. */
+  since?: number
+  /** How received files are saved; undefined: listed, not downloaded. */
+  files?: ReceiveFilesOptions
+  /** The reader went away, or the daemon stops. */
+  signal: AbortSignal
+}
+
+/** A follower's long poll, as the library's `messages()`. */
+const FOLLOW_POLL_MS = 30_000
+/** A follower's reconnection backoff, as the library's. */
+const BACKOFF_START_MS = 200
+const BACKOFF_MAX_MS = 5_000
+
+const PREEMPTED = Symbol('preempted')
+
+export class Feed {
+  private readonly storedCursor = new Turns()
+  private readonly upstream = new Turns()
+  /** The long poll in flight, which a reader that wants an answer now interrupts. */
+  private polling?: AbortController
+
+  constructor(
+    private readonly client: FastChatClient,
+    private readonly reports: ReportRouter,
+  ) {}
+
+  /**
+   * One answer: the first page with something in it, waiting up to
+   * `timeoutMs` for one; else an empty page once the time is up or the
+   * stream has nothing more. `deliver` is called exactly once.
+   */
+  async once(reading: Reading, timeoutMs: number, deliver: Deliver): Promise<void> {
+    if (timeoutMs === 0) this.polling?.abort()
+    const deadline = Date.now() + timeoutMs
+    const remaining = () => Math.max(0, deadline - Date.now())
+    const sync = reading.since === undefined ? undefined : this.sync(reading)
+    for (let failures = 0; ; ) {
+      let done: boolean | typeof PREEMPTED
+      try {
+        done = await this.turn(reading, sync, remaining, async (batch, from) => {
+          if (batch.result.reset) return false
+          // A page of duplicates only: past it, and read on (waiting what is left of the time) until something or nothing comes.
+          const last = batch.items.length > 0 || batch.result.events === 0 || batch.next === from
+          if (last && !(await deliver(page(batch)))) return true
+          await this.commit(batch)
+          return last
+        })
+      } catch (error) {
+        if (reading.signal.aborted || !isFailoverError(error) || ++failures >= SEND_ATTEMPTS) throw error
+        await this.client.session.failover().catch(() => undefined)
+        continue
+      }
+      if (done === true) return
+    }
+  }
+
+  /**
+   * Every page from here on, until the signal or until `deliver` says the
+   * reader is gone. Outages are ridden out (failing over, backing off) and
+   * reported, as the library's `messages()` does.
+   */
+  async follow(reading: Reading, deliver: Deliver): Promise<void> {
+    const sync = reading.since === undefined ? undefined : this.sync(reading)
+    let backoff = BACKOFF_START_MS
+    let lost = false
+    while (!reading.signal.aborted) {
+      let going: boolean | typeof PREEMPTED
+      try {
+        going = await this.turn(reading, sync, () => FOLLOW_POLL_MS, async (batch) => {
+          if (batch.result.reset) return true
+          if (!(await deliver(page(batch)))) return false
+          await this.commit(batch)
+          return true
+        })
+      } catch (error) {
+        if (reading.signal.aborted) return
+        if (!isFailoverError(error)) throw error
+        if (!lost) this.reports.reporter({type: 'connection.lost', server: this.client.profile.server, reason: (error as Error).message})
+        lost = true
+        await sleep(backoff, undefined, {signal: reading.signal}).catch(() => undefined)
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS)
+        if (!reading.signal.aborted) await this.client.session.failover().catch(() => undefined)
+        continue
+      }
+      if (going === false) return
+      if (lost) this.reports.reporter({type: 'connection.restored', server: this.client.profile.server})
+      lost = false
+      backoff = BACKOFF_START_MS
+    }
+  }
+
+  /** A reader of `reading`'s cursor: for the stored one, made anew from what is saved at each turn. */
+  private sync(reading: Reading): EventSync {
+    const {session, directory} = this.client
+    const opener = new MessageOpener(session, reading.files, directory)
+    const from = reading.since === undefined ? undefined : {cursor: reading.since}
+    return new EventSync(session, opener, this.reports.reporter, new GroupEventResponder(directory, this.reports.reporter), from)
+  }
+
+  /** One read and what `handle` does with it, holding the stored cursor throughout when it is the one read. */
+  private async turn<T>(
+    reading: Reading,
+    sync: EventSync | undefined,
+    waitMs: () => number,
+    handle: (batch: ReadBatch, from: number) => Promise<T>,
+  ): Promise<T | typeof PREEMPTED> {
+    const run = async () => {
+      const current = sync ?? this.sync(reading)
+      const batch = await this.read(current, waitMs(), reading.signal)
+      return batch === PREEMPTED ? PREEMPTED : handle(batch, current.cursor)
+    }
+    return reading.since === undefined ? this.storedCursor.take(run) : run()
+  }
+
+  /** One poll of the chat server, alone; a long one gives way (PREEMPTED) when an impatient reader comes. */
+  private read(sync: EventSync, waitMs: number, signal: AbortSignal): Promise<ReadBatch | typeof PREEMPTED> {
+    return this.upstream.take(async () => {
+      const preempt = new AbortController()
+      if (waitMs > 0) this.polling = preempt
+      try {
+        const {value, reports} = await this.reports.collect(() => sync.read(waitMs, AbortSignal.any([signal, preempt.signal])))
+        return {...value, reports}
+      } catch (error) {
+        if (preempt.signal.aborted && !signal.aborted) return PREEMPTED
+        throw error
+      } finally {
+        if (this.polling === preempt) this.polling = undefined
+      }
+    })
+  }
+
+  /** Saves the cursor; what it reports (a group keyed) is the daemon's to log: the page is answered already. */
+  private async commit(batch: Batch): Promise<void> {
+    const {reports} = await this.reports.collect(() => batch.commit())
+    for (const report of reports) this.reports.fallback(report)
+  }
+}
+
+/** A batch with what was reported while it was read. */
+type ReadBatch = Batch & {reports: Report[]}
+
+const page = (batch: ReadBatch): Page => ({items: batch.items, next: batch.next, reports: batch.reports})
+
+/** Takes turns in the order asked; the place in line is taken when take() is called, not when it first awaits. */
+class Turns {
+  private tail: Promise<void> = Promise.resolve()
+
+  take<T>(work: () => Promise<T>): Promise<T> {
+    const before = this.tail
+    let release!: () => void
+    this.tail = new Promise((resolve) => (release = resolve))
+    return before.then(work).finally(release)
+  }
+}
