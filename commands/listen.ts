@@ -1,7 +1,9 @@
+import {findDaemon} from '../client/daemon/connection.js'
 import {isGroupNotice} from '../client/event-sync.js'
+import {FastChatClient} from '../client/fastchat-client.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {jsonText} from './_lib/display.js'
-import {formatMessage, formatNotice, summarize} from './_lib/format.js'
+import {formatMessage, formatNotice, formatReport, summarize} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
 import {receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
 
@@ -21,24 +23,32 @@ export default class Listen extends BaseCommand<typeof Listen> {
 
   async run(): Promise<void> {
     const json = this.jsonEnabled()
-    const client = await this.openClient(receiveFilesOptions(this.store.dir, this.flags, progressFor({json})))
+    // A daemon of this profile holds the unlocked key: listen follows its stream, and nobody is asked for the passphrase.
+    const files = {files: this.flags.download ? 'all' : 'contacts', maxDownload: this.flags['max-download'], out: this.flags.out} as const
+    const daemon = await findDaemon(this.store.dir, {onReport: (report) => this.note(formatReport(report)), files})
+    const client = daemon ?? (await this.openClient(receiveFilesOptions(this.store.dir, this.flags, progressFor({json}))))
     // Ask for the passphrase now rather than at the first message, which may come hours later.
-    await client.session.key()
-    const isMe = (username: string) => client.session.isMe(username)
+    if (client instanceof FastChatClient) await client.session.key()
+    const server = client instanceof FastChatClient ? client.profile.server : `the daemon of ${this.store.dir}`
+    const isMe = (username: string) => username.toLowerCase() === client.username.toLowerCase()
     const stop = new AbortController()
     const onSignal = () => stop.abort()
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)
-    this.note(`Listening as ${client.username} on ${client.profile.server}. Ctrl-C to stop.`)
+    this.note(`Listening as ${client.username} on ${server}. Ctrl-C to stop.`)
     try {
       for await (const item of client.messages({signal: stop.signal})) {
         if (json) process.stdout.write(`${jsonText(isGroupNotice(item) ? {...item, summary: summarize(item, isMe)} : item)}\n`)
         else if (isGroupNotice(item)) this.log(formatNotice(item, isMe))
         else for (const line of formatMessage(item)) this.log(line)
       }
+    } catch (error) {
+      // Ctrl-C during a poll of the daemon aborts the request: that is the end, not a failure.
+      if (!stop.signal.aborted) throw error
     } finally {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
+      await daemon?.close()
     }
   }
 }

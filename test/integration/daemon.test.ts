@@ -225,6 +225,24 @@ describe('fastchat daemon: a local JSON API holding the unlocked key (issue 13, 
     const texts = (JSON.parse(history.stdout) as {with: string; messages: Item[]}).messages.map((m) => m.text)
     expect(texts).to.include.members(['hello over plain HTTP', 'sent by the CLI through the daemon', 'streamed to alice'])
 
+    // listen follows the daemon's stream, with no passphrase either, and stops cleanly on Ctrl-C.
+    const {FASTCHAT_PASSPHRASE: _p, ...noPassphrase} = {...process.env, ...alice.env()}
+    const listener = spawn(process.execPath, [CLI, 'listen', '--json'], {env: noPassphrase, stdio: ['pipe', 'pipe', 'pipe']})
+    let listened = ''
+    let listenErr = ''
+    listener.stdout.on('data', (chunk: Buffer) => (listened += chunk.toString()))
+    listener.stderr.on('data', (chunk: Buffer) => (listenErr += chunk.toString()))
+    try {
+      // listen reads from the stored cursor: a message sent before its first poll is still its first line.
+      expect((await bob.run(['send', alice.username, 'to a listen through the daemon'])).code).to.equal(0)
+      await eventually(async () => listened.includes('to a listen through the daemon'), `listen to print it (stderr: ${listenErr})`)
+      const exited = once(listener, 'exit')
+      listener.kill('SIGINT')
+      expect((await exited)[0], listenErr).to.equal(0)
+    } finally {
+      listener.kill('SIGKILL')
+    }
+
     // The proof that it was the daemon: the same command on its own has no passphrase to unlock the key with.
     const alone = await runWithoutPassphrase(bob, ['send', alice.username, 'bob has no daemon'])
     expect(alone.code).to.equal(1)
