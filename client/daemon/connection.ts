@@ -6,6 +6,8 @@ import type {z} from 'zod'
 import {ProtocolError} from '../api-client.js'
 import {FastChatError} from '../errors.js'
 import type {FastChatClient, Received, Sent, SentFileResult} from '../fastchat-client.js'
+import type {KeyedGroup} from '../group-rekey.js'
+import type {GroupRef} from '../group-targets.js'
 import type {Report, Reporter} from '../reports.js'
 import {isAlive, readDaemonInfo} from './daemon-file.js'
 import {fromProblem} from './problem.js'
@@ -13,12 +15,15 @@ import {
   type DaemonInfo,
   type DaemonStatus,
   type FileChoice,
+  groupRefAnswer,
   historyAnswer,
+  keyedGroupAnswer,
   messagesAnswer,
   POLL_TIMEOUT_DEFAULT_MS,
   sentAnswer,
   sentFileAnswer,
   statusAnswer,
+  trustAnswer,
 } from './protocol.js'
 
 /**
@@ -89,6 +94,31 @@ export class DaemonClient {
   async sendFile(to: string, path: string, options: {caption?: string} = {}): Promise<SentFileResult> {
     const body = {to, file: resolve(path), ...(options.caption === undefined ? {} : {caption: options.caption})}
     return this.reported(await this.call('POST /v1/send', sentFileAnswer, {body, timeoutMs: TRANSFER_TIMEOUT_MS}))
+  }
+
+  // POST /v1/groups {name, members}
+  async createGroup(name: string, members: string[]): Promise<KeyedGroup> {
+    return this.reported(await this.call('POST /v1/groups', keyedGroupAnswer, {body: {name, members}, timeoutMs: TRANSFER_TIMEOUT_MS})) as unknown as KeyedGroup
+  }
+
+  // POST /v1/groups/add {group, user}
+  async addMember(group: string, user: string): Promise<KeyedGroup> {
+    return this.reported(await this.call('POST /v1/groups/add', keyedGroupAnswer, {body: {group, user}, timeoutMs: TRANSFER_TIMEOUT_MS})) as unknown as KeyedGroup
+  }
+
+  // POST /v1/groups/remove {group, user}
+  async removeMember(group: string, user: string): Promise<KeyedGroup> {
+    return this.reported(await this.call('POST /v1/groups/remove', keyedGroupAnswer, {body: {group, user}, timeoutMs: TRANSFER_TIMEOUT_MS})) as unknown as KeyedGroup
+  }
+
+  // POST /v1/groups/leave {group}
+  async leaveGroup(group: string): Promise<GroupRef> {
+    return this.reported(await this.call('POST /v1/groups/leave', groupRefAnswer, {body: {group}, timeoutMs: TRANSFER_TIMEOUT_MS}))
+  }
+
+  // POST /v1/keys/trust {user, fingerprint}
+  async trust(user: string, fingerprint: string): Promise<{username: string; previous: string | null; pinned: string}> {
+    return this.reported(await this.call('POST /v1/keys/trust', trustAnswer, {body: {user, fingerprint}, timeoutMs: STATUS_TIMEOUT_MS * 3}))
   }
 
   /**

@@ -55,6 +55,13 @@ export const sendBody = z
   .refine((body) => body.caption === undefined || body.file !== undefined, {message: 'a caption goes with a file', path: ['caption']})
 export type SendBody = z.infer<typeof sendBody>
 
+// POST /v1/groups {name, members}; POST /v1/groups/add|remove {group, user}; POST /v1/groups/leave {group}
+export const createGroupBody = z.strictObject({name: z.string().min(1), members: z.array(z.string().min(1)).max(999).default([])})
+export const memberBody = z.strictObject({group: z.string().min(1), user: z.string().min(1)})
+export const leaveBody = z.strictObject({group: z.string().min(1)})
+// POST /v1/keys/trust {user, fingerprint}
+export const trustBody = z.strictObject({user: z.string().min(1), fingerprint: z.string().min(1)})
+
 // GET /v1/messages?since=C&timeout=MS
 export const messagesQuery = z.strictObject({
   since: nonNegative.optional(),
@@ -104,6 +111,13 @@ export const sentFileAnswer = z.object({
 export const messagesAnswer = z.object({items: z.array(item), next: z.number().int().min(0), reports})
 // GET /v1/history → 200
 export const historyAnswer = z.object({with: z.looseObject({kind: z.enum(['user', 'group'])}), messages: z.array(message), reports})
+
+// The group changes → 200: the library's KeyedGroup (the group as it is now, with its members), and GroupRef for a leave
+const groupDetails = z.looseObject({id: z.string(), name: z.string(), epoch: z.number().int(), members: z.array(z.looseObject({username: z.string()}))})
+export const keyedGroupAnswer = z.object({group: groupDetails, keyedHere: z.boolean(), pinned: z.array(z.looseObject({username: z.string(), fingerprint: z.string()})), reports})
+export const groupRefAnswer = z.object({id: z.string(), name: z.string().nullable(), reports})
+// POST /v1/keys/trust → 200
+export const trustAnswer = z.object({username: z.string(), previous: z.string().nullable(), pinned: z.string(), reports})
 
 /** Reports travel with the answer they belong to. */
 export type WithReports<T> = T & {reports?: Report[]}

@@ -9,7 +9,7 @@ import type {FastChatClient} from '../fastchat-client.js'
 import type {ReceiveFilesOptions} from '../file-receive.js'
 import {type Feed, type Page} from './feed.js'
 import {DaemonError, PROBLEM_CONTENT_TYPE, toProblem} from './problem.js'
-import {type FileChoice, historyQuery, lastEventId, messagesQuery, sendBody, streamQuery} from './protocol.js'
+import {createGroupBody, type FileChoice, historyQuery, lastEventId, leaveBody, memberBody, messagesQuery, sendBody, streamQuery, trustBody} from './protocol.js'
 import type {ReportRouter} from './reports.js'
 import {eventName} from './webhook.js'
 
@@ -191,6 +191,34 @@ export class DaemonServer {
         const {with: peer, limit, ...choice} = parse(historyQuery, query, 'query')
         const {value, reports: made} = await reports.collect(() => client.history(peer, {limit, files: this.deps.files({files: 'none', ...choice})}))
         await answer(res, 200, withReports(value, made))
+        return
+      }
+      // POST /v1/groups {name, members}: created, and its first key made here
+      case 'POST /v1/groups': {
+        const body = parse(createGroupBody, await readJson(req), 'body')
+        const {value, reports: made} = await reports.collect(() => client.createGroup(body.name, body.members))
+        await answer(res, 201, withReports(value, made))
+        return
+      }
+      // POST /v1/groups/add {group, user} and /v1/groups/remove {group, user}: the change, and the new epoch's key
+      case 'POST /v1/groups/add':
+      case 'POST /v1/groups/remove': {
+        const body = parse(memberBody, await readJson(req), 'body')
+        const change = url.pathname.endsWith('/add') ? () => client.addMember(body.group, body.user) : () => client.removeMember(body.group, body.user)
+        const {value, reports: made} = await reports.collect(change)
+        await answer(res, 200, withReports(value, made))
+        return
+      }
+      // POST /v1/groups/leave {group}
+      case 'POST /v1/groups/leave': {
+        const body = parse(leaveBody, await readJson(req), 'body')
+        await answer(res, 200, await client.leaveGroup(body.group))
+        return
+      }
+      // POST /v1/keys/trust {user, fingerprint}
+      case 'POST /v1/keys/trust': {
+        const body = parse(trustBody, await readJson(req), 'body')
+        await answer(res, 200, await client.trust(body.user, body.fingerprint))
         return
       }
       // POST /v1/shutdown

@@ -5,6 +5,7 @@ import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 import {jsonText, multiLine, singleLine} from './display.js'
 import {describeFailure} from './errors.js'
 import {profileDirectory, ProfileStore} from '../../client/profile-store.js'
+import {type DaemonClient, findDaemon} from '../../client/daemon/connection.js'
 import {FastChatClient} from '../../client/fastchat-client.js'
 import type {ReceiveFilesOptions} from '../../client/file-receive.js'
 import {ChatSession} from '../../client/session.js'
@@ -49,6 +50,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected openSession(): Promise<ChatSession> {
     return ChatSession.open(this.store, readPassphrase)
+  }
+
+  /**
+   * The daemon of this profile when one runs (it holds the unlocked key: the
+   * passphrase is not asked), else the client library on the profile.
+   */
+  protected async daemonOrClient(): Promise<FastChatClient | DaemonClient> {
+    return (await findDaemon(this.store.dir, {onReport: (report) => this.note(formatReport(report))})) ?? this.openClient()
   }
 
   /** The client library on this profile; its reports (keys pinned, cursor resets...) become notes on stderr. */

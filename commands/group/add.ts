@@ -16,7 +16,7 @@ export default class GroupAdd extends BaseCommand<typeof GroupAdd> {
   }
 
   async run(): Promise<GroupAddResult> {
-    const client = await this.openClient()
+    const client = await this.daemonOrClient()
     const user = userArg(this.args.user)
     const keyed = await client.addMember(this.args.group, user)
     const added = keyed.group.members.find((m) => m.username.toLowerCase() === user.toLowerCase())?.username ?? user

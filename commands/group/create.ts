@@ -23,9 +23,9 @@ export default class GroupCreate extends BaseCommand<typeof GroupCreate> {
   }
 
   async run(): Promise<GroupCreateResult> {
-    const client = await this.openClient()
+    const client = await this.daemonOrClient()
     const keyed = await client.createGroup(this.args.name, this.flags.member ?? [])
-    const others = keyed.group.members.filter((m) => !client.session.isMe(m.username)).map((m) => m.username)
+    const others = keyed.group.members.filter((m) => m.username.toLowerCase() !== client.username.toLowerCase()).map((m) => m.username)
     this.log(`Created ${groupName(keyed.group)} (${keyed.group.id})${others.length > 0 ? ` with ${others.join(', ')}` : ''}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy}.`)
     return {...groupState(keyed.group), keyedHere: keyed.keyedHere}
   }

@@ -23,13 +23,13 @@ export default class GroupLeave extends BaseCommand<typeof GroupLeave> {
   }
 
   /** Shared with `group remove <group> <yourself>`. */
-  static async leave(command: {log(line: string): void}, client: FastChatClient, text: string): Promise<GroupLeaveResult> {
+  static async leave(command: {log(line: string): void}, client: Pick<FastChatClient, 'leaveGroup'>, text: string): Promise<GroupLeaveResult> {
     const group = await client.leaveGroup(text)
     command.log(`You left ${describeGroup(group)}.`)
     return {group, left: true}
   }
 
   async run(): Promise<GroupLeaveResult> {
-    return GroupLeave.leave(this, await this.openClient(), this.args.group)
+    return GroupLeave.leave(this, await this.daemonOrClient(), this.args.group)
   }
 }

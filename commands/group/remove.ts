@@ -19,9 +19,9 @@ export default class GroupRemove extends BaseCommand<typeof GroupRemove> {
   }
 
   async run(): Promise<GroupRemoveResult | GroupLeaveResult> {
-    const client = await this.openClient()
+    const client = await this.daemonOrClient()
     const user = userArg(this.args.user)
-    if (client.session.isMe(user)) return GroupLeave.leave(this, client, this.args.group)
+    if (user.toLowerCase() === client.username.toLowerCase()) return GroupLeave.leave(this, client, this.args.group)
     const keyed = await client.removeMember(this.args.group, user)
     this.log(`Removed ${singleLine(user)} from ${groupName(keyed.group)}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy} for ${keyed.group.members.length} members.`)
     return {...groupState(keyed.group), removed: user, keyedHere: keyed.keyedHere}

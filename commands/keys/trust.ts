@@ -28,7 +28,7 @@ export default class KeysTrust extends BaseCommand<typeof KeysTrust> {
   }
 
   async run(): Promise<KeysTrustResult> {
-    const client = await this.openClient()
+    const client = await this.daemonOrClient()
     const {username, previous, pinned} = await client.trust(this.args.user, this.flags.fingerprint)
     this.log(`Pinned ${username}'s key ${formatFingerprint(pinned)}${previous && previous !== pinned ? ` (replacing ${formatFingerprint(previous)})` : ''}.`)
     return {username, previous, pinned}

@@ -243,6 +243,14 @@ describe('fastchat daemon: a local JSON API holding the unlocked key (issue 13, 
       listener.kill('SIGKILL')
     }
 
+    // Group changes too: the daemon makes each new epoch's key.
+    const created = await runWithoutPassphrase(alice, ['group', 'create', 'daemon-made', '--member', bob.username, '--json'])
+    expect(created.code, created.stderr).to.equal(0)
+    const group = JSON.parse(created.stdout) as {id: string; epoch: number; keyedHere: boolean}
+    expect(group).to.include({keyedHere: true, epoch: 1})
+    const left = await runWithoutPassphrase(alice, ['group', 'leave', group.id, '--json'])
+    expect(left.code, left.stderr).to.equal(0)
+
     // The proof that it was the daemon: the same command on its own has no passphrase to unlock the key with.
     const alone = await runWithoutPassphrase(bob, ['send', alice.username, 'bob has no daemon'])
     expect(alone.code).to.equal(1)
