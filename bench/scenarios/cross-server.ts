@@ -55,7 +55,7 @@ export const crossServer: Scenario = async (context) => {
 async function measure(context: ScenarioContext, target: Target): Promise<DeliverySummary & {rate: number; peerPushes: number; generatorLoopDelayMs: {p99: number}; pollFailures: Record<string, number>}> {
   const quick = context.options.quick
   const rate = 50
-  const runMs = quick ? 3_000 : 10_000
+  const runMs = quick ? 1_500 : 10_000
   const count = 20
   const serverA = target.serverUrls[0]!
   const serverC = target.serverUrls[Math.min(2, target.serverUrls.length - 1)]!

@@ -14,9 +14,9 @@ import {median, round, table} from '../lib/stats.js'
  */
 export const crypto: Scenario = async (context) => {
   const quick = context.options.quick
-  const groups = await runCryptoGroupsBench({iterations: quick ? 20 : 200})
+  const groups = await runCryptoGroupsBench({iterations: quick ? 5 : 200})
 
-  const imageRuns = quick ? 2 : 7
+  const imageRuns = quick ? 1 : 7
   const image = randomBytes(5 * 1024 * 1024)
   const {alice, bob} = context.fixtures
   const to = [bob.publicKey, alice.publicKey]

@@ -16,8 +16,8 @@ export const fixedLoad: Scenario = async (context) => {
   const quick = context.options.quick
   const count = quick ? 100 : 200
   const steps = [
-    {rate: 500, ms: quick ? 3_000 : 30_000},
-    {rate: 2_000, ms: quick ? 2_000 : 15_000},
+    {rate: 500, ms: quick ? 1_500 : 30_000},
+    {rate: 2_000, ms: quick ? 1_000 : 15_000},
   ]
   const warmUpMs = quick ? 500 : 2_000
   /** Beyond this many unanswered sends the system is not keeping up; more would only measure our queue. */

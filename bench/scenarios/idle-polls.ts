@@ -15,7 +15,7 @@ import {Deliveries} from '../lib/traffic.js'
  */
 export const idlePolls: Scenario = async (context) => {
   const quick = context.options.quick
-  const count = quick ? 1_000 : 10_000
+  const count = quick ? 500 : 10_000
   /** Polls are opened in batches, so the server's accept backlog (511) never overflows. */
   const openBatch = 500
   const sendConcurrency = 64

@@ -1,6 +1,6 @@
 import {resolve} from 'node:path'
 
-import {Agent, request} from 'undici'
+import type {Agent} from 'undici'
 import type {z} from 'zod'
 
 import {ProtocolError} from '../api-client.js'
@@ -70,14 +70,14 @@ type History = Awaited<ReturnType<FastChatClient['history']>>
 export class DaemonClient {
   /** The daemon's user, once its status was read. */
   username = ''
-  private readonly dispatcher: Agent
+  /** Made at the first request: every CLI command looks for a daemon, and undici costs a few hundred ms to load. */
+  private dispatcher?: Promise<Agent>
   private lastCursor?: number
 
   constructor(
     readonly info: DaemonInfo,
     private readonly options: DaemonClientOptions = {},
   ) {
-    this.dispatcher = new Agent(info.socket ? {connect: {socketPath: info.socket}} : {})
   }
 
   // GET /v1/status
@@ -155,8 +155,14 @@ export class DaemonClient {
     await this.call('POST /v1/shutdown', undefined, {timeoutMs: STATUS_TIMEOUT_MS})
   }
 
+  private agent(): Promise<Agent> {
+    const {socket} = this.info
+    this.dispatcher ??= import('undici').then(({Agent}) => new Agent(socket ? {connect: {socketPath: socket}} : {}))
+    return this.dispatcher
+  }
+
   close(): Promise<void> {
-    return this.dispatcher.close()
+    return this.dispatcher?.then((agent) => agent.close()) ?? Promise.resolve()
   }
 
   private fileQuery(): Record<string, string> {
@@ -192,9 +198,10 @@ export class DaemonClient {
     let status: number
     let body: unknown
     try {
+      const {request} = await import('undici')
       const answer = await request(url, {
         method: method as 'GET' | 'POST',
-        dispatcher: this.dispatcher,
+        dispatcher: await this.agent(),
         headers: {
           accept: 'application/json',
           ...(this.info.token ? {authorization: `Bearer ${this.info.token}`} : {}),
