@@ -265,10 +265,8 @@ describe('CLI: a day of use without friction (issue 13, part 4)', function () {
     expect(listed.verification.status).to.equal('valid')
     const human = await receiver.run(['history', sender.username])
     expect(human.stdout).to.include(`sent photo.png (2.0 KiB, image/png) → ${saved}`)
-    for (let i = 0; i < 2; i++) {
-      const again = (await receiver.json<{messages: Array<{id: string; path: string | null}>}>(['history', sender.username, '--download'])).messages.find((m) => m.id === sent.id)!
-      expect(again.path).to.equal(saved)
-    }
+    const again = (await receiver.json<{messages: Array<{id: string; path: string | null}>}>(['history', sender.username, '--download'])).messages.find((m) => m.id === sent.id)!
+    expect(again.path).to.equal(saved)
     expect((await readdir(join(receiver.home, 'downloads'))).filter((name) => name.startsWith('photo'))).to.deep.equal(['photo.png'])
     // Gone from disk: --download fetches it again.
     await rm(saved!)
@@ -287,11 +285,11 @@ describe('CLI: a day of use without friction (issue 13, part 4)', function () {
       [['send', 'nobody-here', 'hi', '--json'], alice.env(), 'FC_USER_NOT_FOUND'],
       [['register', alice.username, '--json'], alice.env(), 'FC_PROFILE_IN_USE'],
     ]
-    for (const [args, env, code] of cases) {
-      const result = await runCli(args, {env})
-      expect(result.code, `${args.join(' ')}: ${result.stderr}`).to.not.equal(0)
-      expect(JSON.parse(result.stdout).error, args.join(' ')).to.include({code})
-    }
+    const results = await Promise.all(cases.map(([args, env]) => runCli(args, {env})))
+    cases.forEach(([args, , code], i) => {
+      expect(results[i]!.code, `${args.join(' ')}: ${results[i]!.stderr}`).to.not.equal(0)
+      expect(JSON.parse(results[i]!.stdout).error, args.join(' ')).to.include({code})
+    })
   })
 
   it('--json gives every fingerprint as lowercase hex (keys show, whoami, group show); people still read spaced groups', async () => {
