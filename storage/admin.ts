@@ -31,6 +31,14 @@ export async function ensureDatabase(adminUrl: string, name: string): Promise<st
   return databaseUrl(adminUrl, name)
 }
 
+/** The databases whose names start with `prefix` (test runs: one per mocha worker). */
+export async function databasesNamed(adminUrl: string, prefix: string): Promise<string[]> {
+  return withAdmin(adminUrl, async (client) => {
+    const rows = await client.query<{datname: string}>("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", [prefix])
+    return rows.rows.map((row) => row.datname)
+  })
+}
+
 export async function dropDatabase(adminUrl: string, name: string): Promise<void> {
   await withAdmin(adminUrl, (client) => client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`))
 }

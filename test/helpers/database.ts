@@ -5,7 +5,7 @@ import {join} from 'node:path'
 
 import type {DataSource} from 'typeorm'
 
-import {canConnect, dropDatabase, ensureDatabase} from '../../storage/admin.js'
+import {canConnect, databasesNamed, dropDatabase, ensureDatabase} from '../../storage/admin.js'
 import {openDatabase} from '../../storage/data-source.js'
 import {type EmbeddedDatabase, startEmbeddedDatabase} from '../../storage/embedded.js'
 
@@ -46,9 +46,28 @@ export async function freshDatabase(label: string, options: {migrated?: boolean}
   return url
 }
 
-export async function dropAllTestDatabases(): Promise<void> {
+/** The name every database of this run's workers starts with (mocha --parallel: one database per worker). */
+export const workerDatabasePrefix = (run: string): string => `fastchat_test_worker_${run}_`
+
+/** A database of its own for this mocha worker, named so that the main process can drop it at the end. */
+export async function workerDatabase(run: string, worker: string): Promise<string> {
+  const {adminUrl: admin} = await databaseServer()
+  const url = await ensureDatabase(admin, `${workerDatabasePrefix(run)}${worker}`)
+  const db = await openDatabase({url, poolSize: 2})
+  await db.destroy()
+  return url
+}
+
+/** Drops the databases freshDatabase() made in this process so far (a worker's, after each file). */
+export async function dropCreatedDatabases(): Promise<void> {
   if (!adminUrl) return
   for (const name of created.splice(0)) await dropDatabase(adminUrl, name).catch(() => undefined)
+}
+
+export async function dropAllTestDatabases(): Promise<void> {
+  if (!adminUrl) return
+  const workers = process.env.FASTCHAT_TEST_RUN ? await databasesNamed(adminUrl, workerDatabasePrefix(process.env.FASTCHAT_TEST_RUN)) : []
+  for (const name of [...created.splice(0), ...workers]) await dropDatabase(adminUrl, name).catch(() => undefined)
   await embedded?.stop()
 }
 
