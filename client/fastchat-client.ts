@@ -91,10 +91,10 @@ export interface MessagesOptions {
 }
 
 /** Each long poll waits this long: under the 60 s idle timeout of common proxies, and the server's default. */
-const LONG_POLL_MS = 30_000
+export const LONG_POLL_MS = 30_000
 /** Reconnection backoff: quick for a server switch, capped so a long outage costs at most 5 s once it ends. */
-const BACKOFF_START_MS = 200
-const BACKOFF_MAX_MS = 5_000
+export const BACKOFF_START_MS = 200
+export const BACKOFF_MAX_MS = 5_000
 
 export function checkUsername(username: string): void {
   const result = usernameSchema.safeParse(username)

@@ -2,7 +2,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {isFailoverError} from '../api-client.js'
 import {type Batch, EventSync} from '../event-sync.js'
-import type {FastChatClient, Received} from '../fastchat-client.js'
+import {BACKOFF_MAX_MS, BACKOFF_START_MS, type FastChatClient, LONG_POLL_MS, type Received} from '../fastchat-client.js'
 import type {ReceiveFilesOptions} from '../file-receive.js'
 import {GroupEventResponder} from '../group-events.js'
 import {MessageOpener} from '../receive.js'
@@ -47,11 +47,7 @@ export interface Reading {
   signal: AbortSignal
 }
 
-/** A follower's long poll, as the library's `messages()`. */
-const FOLLOW_POLL_MS = 30_000
-/** A follower's reconnection backoff, as the library's. */
-const BACKOFF_START_MS = 200
-const BACKOFF_MAX_MS = 5_000
+// A follower polls and backs off as the library's messages() does.
 
 const PREEMPTED = Symbol('preempted')
 
@@ -108,7 +104,7 @@ export class Feed {
     while (!reading.signal.aborted) {
       let going: boolean | typeof PREEMPTED
       try {
-        going = await this.turn(reading, sync, () => FOLLOW_POLL_MS, async (batch) => {
+        going = await this.turn(reading, sync, () => LONG_POLL_MS, async (batch) => {
           if (batch.result.reset) return true
           if (!(await deliver(page(batch)))) return false
           await this.commit(batch)

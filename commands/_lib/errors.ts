@@ -1,7 +1,7 @@
 import {Errors} from '@oclif/core'
 
 import {CryptoError} from '../../crypto/index.js'
-import {ApiError, NetworkError, ProtocolError} from '../../client/api-client.js'
+import {ApiError} from '../../client/api-client.js'
 import {FastChatError} from '../../client/errors.js'
 import {profileHint} from '../../client/profile-store.js'
 import {singleLine} from './display.js'
@@ -68,20 +68,6 @@ function describe(error: unknown, command?: string, profileDir?: string): Failur
   if (error instanceof CliFailure) return {message: error.message, hint: error.hint, exit: error.exit, code: error.code}
   if (error instanceof FastChatError && error.data.rekeyPending === true) return afterChange(error, command)
   if (error instanceof ApiError) return fromApiError(error, profileDir)
-  if (error instanceof NetworkError && error.data.outcome === 'unknown') {
-    return {message: error.message, hint: '`fastchat group list` shows whether it was; if so, `fastchat send` to it makes its key.', exit: Exit.network, code: error.code}
-  }
-  if (error instanceof NetworkError) {
-    return {message: error.message, hint: 'Check that the server is running (`fastchat up` starts a local cluster), then retry.', exit: Exit.network, code: 'FC_NETWORK'}
-  }
-  if (error instanceof ProtocolError) {
-    return {
-      message: error.message,
-      hint: 'The server is misconfigured, out of date or not to be trusted; retry later, or ask its operator.',
-      exit: Exit.network,
-      code: error.code,
-    }
-  }
   if (error instanceof CryptoError) return fromCryptoError(error)
   if (error instanceof FastChatError) return fromClientError(error)
   if (error instanceof Errors.CLIError) {
@@ -164,7 +150,13 @@ const CLIENT_ERRORS: Record<string, (error: FastChatError) => Omit<Failure, 'mes
   FC_USERNAME_TAKEN: () => ({exit: Exit.input, hint: 'Choose another one.'}),
   FC_WRONG_PASSWORD: () => ({exit: Exit.input}),
   FC_VALIDATION: (error) => ({exit: Exit.input, ...(error.data.field === 'password' ? {hint: 'Choose a longer one; a few words work well.'} : {})}),
-  FC_NETWORK: () => ({exit: Exit.network, hint: 'Check that the server is running (`fastchat up` starts a local cluster), then retry.'}),
+  FC_NETWORK: (error) => ({
+    exit: Exit.network,
+    hint:
+      error.data.outcome === 'unknown'
+        ? '`fastchat group list` shows whether it was; if so, `fastchat send` to it makes its key.'
+        : 'Check that the server is running (`fastchat up` starts a local cluster), then retry.',
+  }),
   FC_BAD_RESPONSE: () => ({exit: Exit.network, hint: 'The server is misconfigured, out of date or not to be trusted; retry later, or ask its operator.'}),
   FC_DAEMON_UNAVAILABLE: () => ({exit: Exit.network, hint: 'Start it again with `fastchat daemon` (or `fastchat unlock`), or stop it with `fastchat lock`.'}),
   FC_KEY_MISMATCH: (error) => ({exit: Exit.trust, ...(error.data.current ? {hint: `Do not trust messages from ${text(error.data.username)} until you find out why.`} : {})}),
