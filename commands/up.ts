@@ -2,6 +2,7 @@ import {Command, Flags} from '@oclif/core'
 
 import {untilShutdownSignal} from '../server/lifecycle.js'
 import {defaultDataDir} from '../storage/embedded.js'
+import {ASSIGN_STRATEGIES} from '../superserver/config.js'
 import {localClusterLogFile, startLocalCluster} from '../superserver/local-cluster.js'
 
 export default class Up extends Command {
@@ -17,6 +18,7 @@ export default class Up extends Command {
   static override flags = {
     servers: Flags.integer({char: 'n', summary: 'Number of chat servers.', default: 2, min: 1, max: 32}),
     port: Flags.integer({char: 'p', summary: 'Superserver port; chat servers take the next ones. 0: free ports.', default: 4000, min: 0, max: 65_000}),
+    strategy: Flags.string({summary: "The superserver's balancing strategy (see `fastchat superserver`). Env: FASTCHAT_STRATEGY. Default: round-robin.", options: [...ASSIGN_STRATEGIES]}),
     verbose: Flags.boolean({char: 'v', summary: 'Print the logs of every process (JSON lines) here too, not only in the log file.'}),
     json: Flags.boolean({summary: 'Print the cluster URLs as one JSON line.'}),
   }
@@ -39,6 +41,7 @@ export default class Up extends Command {
       log: (line) => process.stderr.write(`${line}\n`),
       logFile,
       verbose: flags.verbose,
+      strategy: flags.strategy,
     }).catch((error: Error) => this.error(`Could not start the local cluster: ${error.message.replace(/\.$/, '')} (logs: ${logFile}).`, {exit: 3}))
 
     if (flags.json) {

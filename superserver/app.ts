@@ -23,11 +23,22 @@ export interface SuperserverAppConfig {
 const BODY_LIMIT = '16kb'
 
 const registerBody = z.strictObject({url: httpUrl})
+const count = z.number().int().min(0)
+/** The heartbeat figures least-loaded balancing adds up (superserver/registry.ts). */
+const LOAD_STATS = ['openPolls', 'openStreams'] as const
 const heartbeatBody = z.strictObject({
   draining: z.boolean().default(false),
   /** A server whose database does not answer says so, and is not assigned until it says "ok" again. */
   database: z.enum(['ok', 'unavailable']).default('ok'),
-  stats: z.record(z.string().max(64), z.union([z.number(), z.string().max(256), z.boolean()])).default({}),
+  /** Free-form figures for operators; the two that least-loaded balancing reads are checked (a missing openStreams counts as 0). */
+  stats: z
+    .record(z.string().max(64), z.union([z.number(), z.string().max(256), z.boolean()]))
+    .superRefine((stats, context) => {
+      for (const name of LOAD_STATS) {
+        if (name in stats && !count.safeParse(stats[name]).success) context.addIssue({code: 'custom', path: [name], message: 'must be a whole number, 0 or more'})
+      }
+    })
+    .default({}),
 })
 const serverId = z.uuid()
 
@@ -63,6 +74,7 @@ export function createSuperserverApp(deps: SuperserverDeps, config: SuperserverA
   app.get('/v1/servers', clusterOnly, async (_req, res) => {
     const servers = await registry.list()
     res.set('Cache-Control', 'no-store').json({
+      strategy: registry.strategy,
       servers: servers.map((s) => ({
         id: s.id,
         url: s.url,
@@ -72,6 +84,7 @@ export function createSuperserverApp(deps: SuperserverDeps, config: SuperserverA
         lastSeen: s.lastSeen.toISOString(),
         registeredAt: s.registeredAt.toISOString(),
         ...s.stats,
+        assignedSinceBeat: s.assignedSinceBeat,
       })),
     })
   })

@@ -2,6 +2,10 @@ import {z} from 'zod'
 
 import {httpUrl, logLevel, milliseconds, port, resolveSettings, type Resolved} from '../server/settings.js'
 
+/** The balancing strategies of GET /v1/assign (docs/architecture.md, "Balancing"). */
+export const ASSIGN_STRATEGIES = ['round-robin', 'least-loaded'] as const
+export type AssignStrategy = (typeof ASSIGN_STRATEGIES)[number]
+
 export const superserverSettings = {
   port: {env: 'PORT', doc: 'TCP port to listen on; 0 picks a free one.', schema: port.default(4000)},
   host: {env: 'FASTCHAT_HOST', doc: 'Address to listen on.', schema: z.string().min(1).default('127.0.0.1')},
@@ -27,6 +31,11 @@ export const superserverSettings = {
     env: 'FASTCHAT_EVICT_AFTER_BEATS',
     doc: 'Missed heartbeats after which a server is removed from the registry.',
     schema: z.coerce.number().min(1).default(5),
+  },
+  strategy: {
+    env: 'FASTCHAT_STRATEGY',
+    doc: 'How GET /v1/assign picks a chat server: round-robin over healthy ones, or least-loaded (fewest open polls and streams from the heartbeats, plus the clients assigned to it since its last one).',
+    schema: z.enum(ASSIGN_STRATEGIES).default('round-robin'),
   },
   logLevel: {env: 'LOG_LEVEL', doc: 'Log level (logs are JSON on stderr).', schema: logLevel.default('info')},
 }

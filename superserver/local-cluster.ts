@@ -36,6 +36,8 @@ export interface LocalClusterOptions {
   logFile?: string
   /** With logFile: hand the children's lines to `log` too. */
   verbose?: boolean
+  /** The superserver's --strategy (default: its own, FASTCHAT_STRATEGY or round-robin). */
+  strategy?: string
 }
 
 export interface LocalCluster {
@@ -47,6 +49,8 @@ export interface LocalCluster {
   dataDir: string
   /** The embedded cluster's directory when it is not `<dataDir>/postgres` (as root, storage/postgres-dir.ts), and why. */
   postgresElsewhere?: {path: string; closed?: string}
+  /** The chat servers' process ids, in the order of serverUrls (a restarted one's new id; undefined while it is down). */
+  serverPids(): Array<number | undefined>
   stop(): Promise<void>
 }
 
@@ -210,7 +214,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
 
     const clusterSecret = process.env.FASTCHAT_CLUSTER_SECRET || randomBytes(24).toString('base64url')
     const env = {...process.env, DATABASE_URL: databaseUrl, FASTCHAT_CLUSTER_SECRET: clusterSecret, LOG_LEVEL: options.logLevel}
-    const superserver = new Child('superserver', [...options.entry, 'superserver', '--port', String(options.port)], env, output, notice)
+    const strategy = options.strategy ? ['--strategy', options.strategy] : []
+    const superserver = new Child('superserver', [...options.entry, 'superserver', '--port', String(options.port), ...strategy], env, output, notice)
     children.push(superserver)
     const superserverUrl = await superserver.start()
 
@@ -227,7 +232,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     await writeFile(localClusterFile(dataDir), JSON.stringify(published, null, 2), {mode: 0o600})
     const postgresElsewhere =
       embedded && embedded.postgresDir !== join(dataDir, 'postgres') ? {path: embedded.postgresDir, ...(embedded.closed ? {closed: embedded.closed} : {})} : undefined
-    return {superserverUrl, serverUrls, clusterSecret, databaseShown: redactDatabaseUrl(databaseUrl), dataDir, ...(postgresElsewhere ? {postgresElsewhere} : {}), stop}
+    const serverPids = () => children.slice(1).map((child) => (child.process?.exitCode === null && child.process.signalCode === null ? child.process.pid : undefined))
+    return {superserverUrl, serverUrls, clusterSecret, databaseShown: redactDatabaseUrl(databaseUrl), dataDir, ...(postgresElsewhere ? {postgresElsewhere} : {}), serverPids, stop}
   } catch (error) {
     await stop()
     throw error

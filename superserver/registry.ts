@@ -2,6 +2,7 @@ import type {Logger} from 'pino'
 
 import {AppError, UnavailableError} from '../server/services/errors.js'
 import type {ChatServerRepository, ChatServerRow} from '../storage/repositories/chat-server.repository.js'
+import type {AssignStrategy} from './config.js'
 
 export interface RegistryTiming {
   heartbeatMs: number
@@ -11,8 +12,15 @@ export interface RegistryTiming {
   evictAfterBeats: number
 }
 
+export interface RegistryOptions extends RegistryTiming {
+  /** How assign() picks among healthy servers; round-robin when not given. */
+  strategy?: AssignStrategy
+}
+
 export interface ServerStats {
   openPolls?: number
+  /** Open event streams (SSE); a server that does not report it counts as 0. */
+  openStreams?: number
   [name: string]: unknown
 }
 
@@ -20,12 +28,16 @@ export interface ServerStats {
 export class RegistryService {
   constructor(
     private readonly servers: ChatServerRepository,
-    private readonly timing: RegistryTiming,
+    private readonly timing: RegistryOptions,
     private readonly logger: Logger,
   ) {}
 
   get heartbeatMs(): number {
     return this.timing.heartbeatMs
+  }
+
+  get strategy(): AssignStrategy {
+    return this.timing.strategy ?? 'round-robin'
   }
 
   private get healthyWithinMs(): number {
@@ -50,7 +62,8 @@ export class RegistryService {
   }
 
   async assign(): Promise<string> {
-    const url = await this.servers.assign(this.healthyWithinMs)
+    const url =
+      this.strategy === 'least-loaded' ? await this.servers.assignLeastLoaded(this.healthyWithinMs) : await this.servers.assign(this.healthyWithinMs)
     if (!url) throw new UnavailableError('FC_NO_SERVER', 'No healthy chat server is available. Try again shortly.', 1)
     return url
   }

@@ -1,10 +1,13 @@
 import {createHash, randomBytes} from 'node:crypto'
 
-import {CryptoError, readPublicKey} from '../../crypto/index.js'
-import type {SessionRepository, SessionUser} from '../../storage/repositories/session.repository.js'
+import type {Registry} from 'prom-client'
+
+import {CryptoError} from '../../crypto/errors.js'
+import type {SessionUser} from '../../storage/repositories/session.repository.js'
 import type {UserRecord, UserRepository} from '../../storage/repositories/user.repository.js'
 import {AccountError, UnauthorizedError, ValidationError} from './errors.js'
 import type {PasswordHasher} from './passwords.js'
+import {registerSessionMetrics, SessionCache, type SessionCacheOptions, type SessionCacheStats, type SessionSource} from './session-cache.js'
 
 /** Usernames are compared case-insensitively: stored as given, unique by their lower case. */
 export const usernameKey = (username: string) => username.toLowerCase()
@@ -13,24 +16,57 @@ const hashToken = (token: string) => createHash('sha256').update(token).digest()
 
 export interface AccountsConfig {
   sessionTtlMs: number
+  sessionIdleMs: number
+  /** Where the session cache's metrics go (the server's /metrics), if anywhere. */
+  registry?: Registry
+}
+
+/** What accounts need of session storage (SessionRepository). */
+export interface SessionStore extends SessionSource {
+  create(tokenHash: Buffer, userId: string, ttlMs: number): Promise<Date>
+  /** Ends the session and appends its revocation to the feed; the revocation's id. */
+  delete(tokenHash: Buffer): Promise<bigint>
+  /** Ends every session of the user, as one revocation; its id. */
+  deleteAllOf(userId: string): Promise<bigint>
 }
 
 /** Usernames whose id is kept in memory; the oldest entry goes first. */
 const ID_CACHE_SIZE = 100_000
 
 export class AccountService {
-  private readonly ids = new Map<string, string>()
+  private readonly ids = new Map<string, {id: string; username: string}>()
 
   constructor(
     private readonly users: UserRepository,
-    private readonly sessions: SessionRepository,
+    private readonly sessions: SessionStore,
     private readonly passwords: PasswordHasher,
     private readonly config: AccountsConfig,
-  ) {}
+    cache: Partial<SessionCacheOptions> = {},
+  ) {
+    this.cache = new SessionCache(sessions, {idleMs: config.sessionIdleMs, ...cache})
+    if (config.registry) registerSessionMetrics(config.registry, () => this.cache.stats())
+  }
+
+  private readonly cache: SessionCache
+
+  /** Starts following the revocation feed; until its first read, every token is looked up in the database. */
+  start(): void {
+    this.cache.start()
+  }
+
+  stop(): void {
+    this.cache.stop()
+  }
+
+  sessionStats(): SessionCacheStats {
+    return this.cache.stats()
+  }
 
   async register(input: {username: string; password: string; publicKey: string}): Promise<{username: string; fingerprint: string}> {
     let key
     try {
+      // openpgp.js (~16 MiB resident) is loaded on the first registration, not by every idle server.
+      const {readPublicKey} = await import('../../crypto/index.js')
       key = await readPublicKey(input.publicKey)
     } catch (error) {
       if (error instanceof CryptoError) throw new ValidationError(`publicKey: ${error.message}`, [{path: 'publicKey', message: error.message}])
@@ -62,18 +98,23 @@ export class AccountService {
     return {token, expiresAt, username: credentials.username}
   }
 
+  /** Ends the session: at once on this server, within REVOCATION_BOUND_MS on the others (they follow the feed). */
   async logout(token: string): Promise<void> {
-    await this.sessions.delete(hashToken(token))
+    const tokenHash = hashToken(token)
+    this.cache.revoke({id: await this.sessions.delete(tokenHash), tokenHash})
   }
 
-  /** Ends every session of the user, on every server (sessions live in Postgres only). */
+  /** Ends every session of the user, on every server, as logout() does one. */
   async logoutEverywhere(user: SessionUser): Promise<void> {
-    await this.sessions.deleteAllOf(user.userId)
+    this.cache.revoke({id: await this.sessions.deleteAllOf(user.userId), userId: user.userId})
   }
 
-  /** The user a bearer token belongs to; 401 for no, unknown, expired or revoked tokens. */
+  /**
+   * The user a bearer token belongs to; 401 for no, unknown, expired or revoked tokens. From memory
+   * after the first lookup, while the revocation feed is being read; from the database otherwise.
+   */
   async authenticate(token: string): Promise<SessionUser> {
-    const user = await this.sessions.find(hashToken(token))
+    const user = await this.cache.find(hashToken(token))
     if (!user) throw new UnauthorizedError('The token is unknown, expired or revoked; log in again.')
     return user
   }
@@ -90,17 +131,23 @@ export class AccountService {
   }
 
   /**
-   * A user's id, from a cache: a username never changes owner (accounts are
-   * never renamed or deleted), so a send skips the lookup after the first.
+   * A user's id and username as registered, from a cache: a username never
+   * changes owner (accounts are never renamed or deleted), so a send skips
+   * the lookup after the first.
    */
-  async idOf(username: string): Promise<string> {
+  async resolve(username: string): Promise<{id: string; username: string}> {
     const key = usernameKey(username)
     const cached = this.ids.get(key)
     if (cached !== undefined) return cached
-    const {id} = await this.find(username)
+    const user = await this.find(username)
     if (this.ids.size >= ID_CACHE_SIZE) this.ids.delete(this.ids.keys().next().value!)
-    this.ids.set(key, id)
-    return id
+    const entry = {id: user.id, username: user.username}
+    this.ids.set(key, entry)
+    return entry
+  }
+
+  async idOf(username: string): Promise<string> {
+    return (await this.resolve(username)).id
   }
 
   async find(username: string): Promise<UserRecord> {

@@ -26,6 +26,10 @@ export class ChatServer {
   @Column({name: 'database_ok', type: 'boolean', default: true})
   databaseOk!: boolean
 
+  /** Clients GET /v1/assign sent to it since its last heartbeat (reset by each heartbeat): load its stats do not show yet. */
+  @Column({name: 'assigned_since_beat', type: 'integer', default: 0})
+  assignedSinceBeat!: number
+
   /** What the server reported in its last heartbeat (open polls, throughput). */
   @Column({type: 'jsonb', default: {}})
   stats!: Record<string, unknown>

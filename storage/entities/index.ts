@@ -7,8 +7,9 @@ import {Inbox} from './inbox.js'
 import {Message} from './message.js'
 import {Presence} from './presence.js'
 import {Session} from './session.js'
+import {SessionRevocation} from './session-revocation.js'
 import {User} from './user.js'
 
-export {Blob, BlobChunk, Block, ChatServer, Event, Group, GroupEpoch, GroupKey, GroupMember, Inbox, Message, Presence, Session, User}
+export {Blob, BlobChunk, Block, ChatServer, Event, Group, GroupEpoch, GroupKey, GroupMember, Inbox, Message, Presence, Session, SessionRevocation, User}
 
-export const entities = [User, Inbox, Session, Message, Event, Blob, BlobChunk, Group, GroupMember, GroupEpoch, GroupKey, ChatServer, Presence, Block]
+export const entities = [User, Inbox, Session, Message, Event, Blob, BlobChunk, Group, GroupMember, GroupEpoch, GroupKey, ChatServer, Presence, Block, SessionRevocation]

@@ -12,6 +12,8 @@ export interface ChatServerRow {
   databaseOk: boolean
   healthy: boolean
   stats: Record<string, unknown>
+  /** Clients assigned to it since its last heartbeat (least-loaded counts them as load its stats do not show yet). */
+  assignedSinceBeat: number
 }
 
 interface RawRow {
@@ -23,6 +25,7 @@ interface RawRow {
   database_ok: boolean
   healthy: boolean
   stats: Record<string, unknown>
+  assigned_since_beat: number
 }
 
 const toRow = (raw: RawRow): ChatServerRow => ({
@@ -34,7 +37,11 @@ const toRow = (raw: RawRow): ChatServerRow => ({
   databaseOk: raw.database_ok,
   healthy: raw.healthy,
   stats: raw.stats,
+  assignedSinceBeat: raw.assigned_since_beat,
 })
+
+/** A count from a server's heartbeat stats; 0 when missing (or, from an older server, not a number). */
+const STAT = (name: string) => `coalesce(CASE WHEN jsonb_typeof(stats->'${name}') = 'number' THEN (stats->>'${name}')::numeric END, 0)`
 
 /**
  * The chat-server registry. Every time comparison uses the database's clock
@@ -54,10 +61,10 @@ export class ChatServerRepository {
     return id
   }
 
-  /** Returns false when the server is not (or no longer) registered. */
+  /** Returns false when the server is not (or no longer) registered. Its stats replace the last ones, and its assignments since then are forgotten (the stats count them now). */
   async heartbeat(id: string, draining: boolean, stats: Record<string, unknown>, databaseOk = true): Promise<boolean> {
     const rows: unknown[] = await this.db.query(
-      `UPDATE chat_servers SET last_seen = now(), draining = $2, stats = $3, database_ok = $4 WHERE id = $1 RETURNING id`,
+      `UPDATE chat_servers SET last_seen = now(), draining = $2, stats = $3, database_ok = $4, assigned_since_beat = 0 WHERE id = $1 RETURNING id`,
       [id, draining, JSON.stringify(stats), databaseOk],
     )
     // TypeORM answers an UPDATE ... RETURNING with [rows, count].
@@ -85,9 +92,42 @@ export class ChatServerRepository {
     return row.urls[Number(BigInt(row.turn) % BigInt(row.urls.length))]
   }
 
+  /**
+   * The healthy server with the least load: open polls + open streams from its
+   * last heartbeat, plus one per client assigned to it since (so a burst of
+   * clients between two heartbeats spreads instead of herding onto one
+   * server); ties go round-robin, on the same sequence as assign(). The
+   * healthy rows are locked for the statement, so concurrent assignments (from
+   * this superserver or another on the database) see each other's increments.
+   */
+  async assignLeastLoaded(healthyWithinMs: number): Promise<string | undefined> {
+    const rows = (await this.db.query(
+      `WITH healthy AS (
+         SELECT id, registered_at,
+                ${STAT('openPolls')} + ${STAT('openStreams')} + assigned_since_beat AS load
+           FROM chat_servers
+          WHERE NOT draining AND database_ok AND last_seen > now() - make_interval(secs => $1 / 1000.0)
+          ORDER BY id
+            FOR UPDATE
+       ),
+       least AS (
+         SELECT id, row_number() OVER (ORDER BY registered_at, id) - 1 AS place, count(*) OVER () AS ties
+           FROM healthy
+          WHERE load = (SELECT min(load) FROM healthy)
+       ),
+       turn AS (SELECT nextval('chat_server_assign_seq') AS turn)
+       UPDATE chat_servers c SET assigned_since_beat = c.assigned_since_beat + 1
+         FROM least, turn
+        WHERE c.id = least.id AND least.place = turn.turn % least.ties
+       RETURNING c.url`,
+      [healthyWithinMs],
+    )) as [{url: string}[], number]
+    return rows[0][0]?.url
+  }
+
   async list(healthyWithinMs: number): Promise<ChatServerRow[]> {
     const rows = (await this.db.query(
-      `SELECT id, url, registered_at, last_seen, draining, database_ok, stats,
+      `SELECT id, url, registered_at, last_seen, draining, database_ok, stats, assigned_since_beat,
               (NOT draining AND database_ok AND last_seen > now() - make_interval(secs => $1 / 1000.0)) AS healthy
          FROM chat_servers ORDER BY registered_at, id`,
       [healthyWithinMs],

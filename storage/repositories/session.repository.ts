@@ -7,9 +7,24 @@ export interface SessionUser {
   username: string
 }
 
+/** A live session as found, with its times relative to the database's clock (so a server's own clock may differ). */
+export interface FoundSession extends SessionUser {
+  /** Until `expires_at`. */
+  expiresInMs: number
+  /** Since the recorded use (`last_used_at`): 0 when this lookup recorded it. */
+  usedAgoMs: number
+}
+
+/** A row of the revocation feed: one token (a logout), or every session of a user (log out everywhere). */
+export interface Revocation {
+  id: bigint
+  tokenHash?: Buffer
+  userId?: string
+}
+
 interface PendingFind {
   tokenHash: Buffer
-  resolve: (user: SessionUser | undefined) => void
+  resolve: (user: FoundSession | undefined) => void
   reject: (error: unknown) => void
 }
 
@@ -27,16 +42,34 @@ export const LAST_USE_RESOLUTION_MS = 3_600_000
 const LIVE = `s.expires_at > now() AND s.last_used_at > now() - make_interval(secs => $2 / 1000.0)`
 const STALE = `s.last_used_at < now() - interval '${LAST_USE_RESOLUTION_MS / 1000} seconds' AS stale`
 
-const FIND_ONE = `SELECT u.id::text AS "userId", u.username, ${STALE} FROM sessions s JOIN users u ON u.id = s.user_id
+const TIMES = `(extract(epoch FROM s.expires_at - now()) * 1000)::float8 AS "expiresInMs",
+  (extract(epoch FROM now() - s.last_used_at) * 1000)::float8 AS "usedAgoMs"`
+
+const FIND_ONE = `SELECT u.id::text AS "userId", u.username, ${STALE}, ${TIMES} FROM sessions s JOIN users u ON u.id = s.user_id
   WHERE s.token_hash = $1 AND ${LIVE}`
 
-const FIND_MANY = `SELECT s.token_hash AS hash, u.id::text AS "userId", u.username, ${STALE} FROM sessions s JOIN users u ON u.id = s.user_id
+const FIND_MANY = `SELECT s.token_hash AS hash, u.id::text AS "userId", u.username, ${STALE}, ${TIMES} FROM sessions s JOIN users u ON u.id = s.user_id
   WHERE s.token_hash = ANY($1::bytea[]) AND ${LIVE}`
 
 const TOUCH = `UPDATE sessions SET last_used_at = now()
   WHERE token_hash = ANY($1::bytea[]) AND last_used_at < now() - interval '${LAST_USE_RESOLUTION_MS / 1000} seconds'`
 
-type FoundRow = SessionUser & {stale: boolean}
+type FoundRow = FoundSession & {stale: boolean}
+
+/**
+ * Revocation rows are kept this long, then pruned with expired sessions. A
+ * server whose feed reads stopped for half of it cannot know what it missed,
+ * and empties its cache (server/services/session-cache.ts).
+ */
+export const REVOCATION_RETENTION_MS = 600_000
+
+/**
+ * Taken by every writer of the feed until it commits: revocation ids then
+ * become visible in id order, so a reader of `id > $last` never skips one
+ * that commits late (the classic BIGSERIAL gap; logouts are rare, and the
+ * lock does not block readers).
+ */
+const LOCK_FEED = 'LOCK TABLE session_revocations IN SHARE ROW EXCLUSIVE MODE'
 
 export interface SessionTimes {
   /** A session not used for this long ends, whatever its expiry. */
@@ -63,7 +96,7 @@ export class SessionRepository {
    * Lookups asked for in the same turn of the event loop share one statement
    * (a group message wakes hundreds of polls, and each comes back at once).
    */
-  find(tokenHash: Buffer): Promise<SessionUser | undefined> {
+  find(tokenHash: Buffer): Promise<FoundSession | undefined> {
     return new Promise((resolve, reject) => {
       this.pending.push({tokenHash, resolve, reject})
       if (this.pending.length === 1) setImmediate(() => void this.flush())
@@ -95,24 +128,53 @@ export class SessionRepository {
       if (stale.length > 0) await this.db.query(TOUCH, [stale])
       for (const request of part) {
         const row = found.get(request.tokenHash.toString('hex'))
-        request.resolve(row ? {userId: row.userId, username: row.username} : undefined)
+        request.resolve(row ? {userId: row.userId, username: row.username, expiresInMs: row.expiresInMs, usedAgoMs: row.stale ? 0 : row.usedAgoMs} : undefined)
       }
     } catch (error) {
       for (const request of part) request.reject(error)
     }
   }
 
-  async delete(tokenHash: Buffer): Promise<void> {
-    await this.db.query('DELETE FROM sessions WHERE token_hash = $1', [tokenHash])
+  /** Ends a session and records its revocation in the feed, in one transaction; the revocation's id. */
+  async delete(tokenHash: Buffer): Promise<bigint> {
+    return this.db.transaction(async (tx) => {
+      await tx.query(LOCK_FEED)
+      await tx.query('DELETE FROM sessions WHERE token_hash = $1', [tokenHash])
+      const [row] = (await tx.query('INSERT INTO session_revocations (token_hash) VALUES ($1) RETURNING id::text AS id', [tokenHash])) as {id: string}[]
+      return BigInt(row!.id)
+    })
   }
 
-  /** Ends every session of a user ("log out everywhere"). */
-  async deleteAllOf(userId: string): Promise<number> {
-    const [, count] = (await this.db.query('DELETE FROM sessions WHERE user_id = $1', [userId])) as [unknown, number]
-    return count
+  /** Ends every session of a user ("log out everywhere"), recorded in the feed as one row; the revocation's id. */
+  async deleteAllOf(userId: string): Promise<bigint> {
+    return this.db.transaction(async (tx) => {
+      await tx.query(LOCK_FEED)
+      await tx.query('DELETE FROM sessions WHERE user_id = $1', [userId])
+      const [row] = (await tx.query('INSERT INTO session_revocations (user_id) VALUES ($1) RETURNING id::text AS id', [userId])) as {id: string}[]
+      return BigInt(row!.id)
+    })
   }
 
+  /** The feed's newest id (0 when empty): where a server that starts with an empty cache begins to follow. */
+  async revocationHead(): Promise<bigint> {
+    const [row] = (await this.db.query('SELECT coalesce(max(id), 0)::text AS id FROM session_revocations')) as {id: string}[]
+    return BigInt(row!.id)
+  }
+
+  /** The revocations after `id`, oldest first, at most `limit`: one primary-key range read. */
+  async revocationsAfter(id: bigint, limit: number): Promise<Revocation[]> {
+    const rows = await prepared<{id: string; tokenHash: Buffer | null; userId: string | null}>(
+      this.db,
+      'session-revocations-after',
+      'SELECT id::text AS id, token_hash AS "tokenHash", user_id::text AS "userId" FROM session_revocations WHERE id > $1 ORDER BY id LIMIT $2',
+      [id.toString(), limit],
+    )
+    return rows.map((row) => ({id: BigInt(row.id), tokenHash: row.tokenHash ?? undefined, userId: row.userId ?? undefined}))
+  }
+
+  /** Drops expired and idle sessions (the count), and revocations older than REVOCATION_RETENTION_MS. */
   async deleteExpired(): Promise<number> {
+    await this.db.query('DELETE FROM session_revocations WHERE at < now() - make_interval(secs => $1 / 1000.0)', [REVOCATION_RETENTION_MS])
     const [, count] = (await this.db.query(
       'DELETE FROM sessions WHERE expires_at <= now() OR last_used_at <= now() - make_interval(secs => $1 / 1000.0)',
       [this.times.idleMs],

@@ -9,7 +9,7 @@ const ALL_MIGRATIONS = migrations.map((migration) => migration.name)
 describe('migrations', () => {
   const expectedTables = [
     'blob_chunks', 'blobs', 'blocks', 'chat_servers', 'events', 'group_epochs', 'group_keys', 'group_members', 'groups',
-    'inboxes', 'messages', 'presence', 'schema_migrations', 'sessions', 'users',
+    'inboxes', 'messages', 'presence', 'schema_migrations', 'session_revocations', 'sessions', 'users',
   ]
 
   it('apply to an empty database and are idempotent', async () => {

@@ -7,7 +7,10 @@ import {http} from '../helpers/http.js'
 import {eventually, startCli} from '../helpers/processes.js'
 import type {DataSource} from 'typeorm'
 
+import {ConfigError} from '../../server/settings.js'
 import {createDataSource} from '../../storage/data-source.js'
+import {ChatServerRepository} from '../../storage/repositories/chat-server.repository.js'
+import {loadSuperserverConfig} from '../../superserver/config.js'
 import {truncateAll} from '../helpers/database.js'
 
 const assign = async (superserverUrl: string): Promise<string> => {
@@ -44,8 +47,8 @@ describe('superserver', () => {
     superservers = []
   })
 
-  const superserver = async () => {
-    const s = await startTestSuperserver()
+  const superserver = async (env: NodeJS.ProcessEnv = {}) => {
+    const s = await startTestSuperserver(env)
     superservers.push(s)
     return s
   }
@@ -153,6 +156,107 @@ describe('superserver', () => {
     await waitForHealthy(ss.url, [s.url])
     await db.query('DELETE FROM chat_servers')
     await waitForHealthy(ss.url, [s.url])
+  })
+
+  describe('balancing strategies', () => {
+    // Fake chat servers (nothing listens at their URLs: the superserver never calls them), heartbeating
+    // by hand. A long heartbeat keeps them healthy between the beats the test sends.
+    const auth = {authorization: `Bearer ${CLUSTER_SECRET}`}
+    const LONG_BEATS = {FASTCHAT_HEARTBEAT_MS: '60000'}
+    const [busyUrl, idleUrl] = ['http://127.0.0.1:9/busy', 'http://127.0.0.1:9/idle']
+
+    const register = async (ssUrl: string, url: string): Promise<string> => {
+      const answer = await http<{id: string}>('POST', `${ssUrl}/v1/servers`, {json: {url}, headers: auth})
+      expect(answer.status).to.equal(201)
+      return answer.body.id
+    }
+    const beat = async (ssUrl: string, id: string, stats: Record<string, unknown>) => {
+      const answer = await http('PUT', `${ssUrl}/v1/servers/${id}/heartbeat`, {json: {stats}, headers: auth})
+      expect(answer.status, JSON.stringify(answer.body)).to.equal(204)
+    }
+    /** Two servers: busy (10 open polls) and idle (2 polls + 3 streams = 5); busy registered first. */
+    const twoServers = async (env: NodeJS.ProcessEnv) => {
+      const ss = await superserver({...LONG_BEATS, ...env})
+      const busy = await register(ss.url, busyUrl)
+      const idle = await register(ss.url, idleUrl)
+      await beat(ss.url, busy, {openPolls: 10})
+      await beat(ss.url, idle, {openPolls: 2, openStreams: 3})
+      return {ss, busy, idle}
+    }
+    const tally = (urls: string[]) => ({busy: urls.filter((u) => u === busyUrl).length, idle: urls.filter((u) => u === idleUrl).length})
+
+    it('least-loaded assigns the less loaded server, counting assignments since its heartbeat as load, ties in turn', async () => {
+      const {ss, busy, idle} = await twoServers({FASTCHAT_STRATEGY: 'least-loaded'})
+      expect((await http('GET', `${ss.url}/v1/servers`, {headers: CLUSTER_AUTH})).body.strategy).to.equal('least-loaded')
+      // Idle has 5 to busy's 10: the next five clients go to idle (its load 5, 6, ... 9 at the time) ...
+      const first: string[] = []
+      for (let i = 0; i < 5; i++) first.push(await assign(ss.url))
+      expect(first).to.deep.equal(Array(5).fill(idleUrl))
+      const listed = (await http('GET', `${ss.url}/v1/servers`, {headers: CLUSTER_AUTH})).body.servers
+      expect(listed.find((s: {url: string}) => s.url === idleUrl)).to.include({assignedSinceBeat: 5, openPolls: 2, openStreams: 3})
+      // ... then both are at 10 and they take turns.
+      const next: string[] = []
+      for (let i = 0; i < 6; i++) next.push(await assign(ss.url))
+      expect(tally(next)).to.deep.equal({busy: 3, idle: 3})
+      expect(next[0]).to.not.equal(next[1])
+
+      // A heartbeat replaces the figures and forgets the assignments it now counts: busy emptied, idle filled.
+      // (No openStreams from busy: a server that does not report streams has none.)
+      await beat(ss.url, busy, {openPolls: 1})
+      await beat(ss.url, idle, {openPolls: 30})
+      expect(await assign(ss.url)).to.equal(busyUrl)
+      const after = (await http('GET', `${ss.url}/v1/servers`, {headers: CLUSTER_AUTH})).body.servers
+      expect(after.find((s: {url: string}) => s.url === idleUrl)).to.include({assignedSinceBeat: 0})
+      expect(after.find((s: {url: string}) => s.url === busyUrl)).to.include({assignedSinceBeat: 1})
+    })
+
+    it('least-loaded spreads a burst of concurrent assignments between two heartbeats instead of herding', async () => {
+      const {ss} = await twoServers({FASTCHAT_STRATEGY: 'least-loaded'})
+      // 25 clients at once: 5 fill idle up to busy's 10, the other 20 split evenly (each assignment sees the ones before).
+      const got = await Promise.all(Array.from({length: 25}, () => assign(ss.url)))
+      expect(tally(got)).to.deep.equal({busy: 10, idle: 15})
+    })
+
+    it('least-loaded counts concurrent assignments on one database (each sees the ones before it)', async () => {
+      // Straight at the repository, 40 statements at once over 10 connections: without the row locks
+      // several would read the same counts and herd onto the emptier server.
+      const repository = new ChatServerRepository(db)
+      const busy = await repository.register(busyUrl)
+      const idle = await repository.register(idleUrl)
+      await repository.heartbeat(busy, false, {openPolls: 20})
+      await repository.heartbeat(idle, false, {openPolls: 0})
+      const got = await Promise.all(Array.from({length: 40}, () => repository.assignLeastLoaded(60_000)))
+      expect(tally(got as string[])).to.deep.equal({busy: 10, idle: 30})
+      const [row] = await db.query(`SELECT assigned_since_beat AS n FROM chat_servers WHERE id = $1`, [idle])
+      expect(row.n).to.equal(30)
+    })
+
+    it('least-loaded skips unhealthy and draining servers', async () => {
+      const {ss, idle} = await twoServers({FASTCHAT_STRATEGY: 'least-loaded'})
+      const answer = await http('PUT', `${ss.url}/v1/servers/${idle}/heartbeat`, {json: {draining: true, stats: {openPolls: 0}}, headers: auth})
+      expect(answer.status).to.equal(204)
+      for (let i = 0; i < 3; i++) expect(await assign(ss.url)).to.equal(busyUrl)
+    })
+
+    it('round-robin stays the default, whatever the load', async () => {
+      const {ss} = await twoServers({FASTCHAT_STRATEGY: ''})
+      expect((await http('GET', `${ss.url}/v1/servers`, {headers: CLUSTER_AUTH})).body.strategy).to.equal('round-robin')
+      const got: string[] = []
+      for (let i = 0; i < 8; i++) got.push(await assign(ss.url))
+      expect(tally(got)).to.deep.equal({busy: 4, idle: 4})
+      for (let i = 1; i < got.length; i++) expect(got[i]).to.not.equal(got[i - 1])
+    })
+
+    it('rejects an unknown strategy at start-up and load figures that are not counts', async () => {
+      expect(() => loadSuperserverConfig({port: 0}, testEnv({FASTCHAT_STRATEGY: 'random'}))).to.throw(ConfigError, /FASTCHAT_STRATEGY.*round-robin/s)
+      expect(loadSuperserverConfig({port: 0, strategy: 'least-loaded'}, testEnv()).strategy).to.equal('least-loaded')
+      const ss = await superserver(LONG_BEATS)
+      const id = await register(ss.url, busyUrl)
+      for (const stats of [{openStreams: -1}, {openStreams: 'many'}, {openPolls: 1.5}, {openPolls: true}]) {
+        expectProblem(await http('PUT', `${ss.url}/v1/servers/${id}/heartbeat`, {json: {stats}, headers: auth}), 400, 'FC_VALIDATION')
+      }
+      await beat(ss.url, id, {openPolls: 0, openStreams: 7, version: 'x'})
+    })
   })
 
   describe('registration routes', () => {
