@@ -57,6 +57,16 @@ export const eventsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(EVENTS_LIMIT_MAX).default(100),
 })
 
+/** `Accept` asking `GET /v1/events` for a stream (SSE) rather than a long-poll. */
+export const EVENT_STREAM_TYPE = 'text/event-stream'
+export const wantsEventStream = (accept: string | undefined) => accept !== undefined && accept.toLowerCase().includes(EVENT_STREAM_TYPE)
+
+/** `Last-Event-ID`, sent by a stream's client when it reconnects: the seq it got last; it overrides `since`. */
+export const lastEventIdHeader = z
+  .string()
+  .regex(/^\d{1,18}$/, 'must be the seq of an event')
+  .transform((v) => BigInt(v))
+
 export const historyQuery = z.object({
   before: uuid.optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),

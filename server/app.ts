@@ -1,5 +1,4 @@
 import express, {type Express, type RequestHandler} from 'express'
-import helmet from 'helmet'
 import {Counter, Gauge, type Registry} from 'prom-client'
 import type {Logger} from 'pino'
 import type {DataSource} from 'typeorm'
@@ -7,12 +6,13 @@ import type {DataSource} from 'typeorm'
 import {createHttpMetrics, type HttpMetrics, requestObserver} from './http/observability.js'
 import {notFoundHandler, problemHandler} from './http/problem.js'
 import {createLimiters, type RateLimits} from './http/rate-limit.js'
+import {withSecurityHeaders} from './http/security-headers.js'
 import {accountRoutes} from './routes/accounts.js'
 import {blobRoutes, type BlobRouteConfig} from './routes/blobs.js'
 import {groupRoutes, isKeySetUpload} from './routes/groups.js'
 import {messageRoutes} from './routes/messages.js'
 import type {Services} from './services/index.js'
-import type {DeliveryHub} from './delivery/hub.js'
+import type {Delivery} from './delivery/delivery.js'
 import {clusterRoutes} from './routes/cluster.js'
 import {blockRoutes} from './routes/blocks.js'
 import {requireClusterSecret} from './http/cluster-auth.js'
@@ -27,8 +27,10 @@ export interface ChatServerDeps {
   /** Flipped by the process when it starts draining. */
   lifecycle: {draining: boolean}
   metrics?: HttpMetrics
-  /** With a cluster secret, peers may wake this server's polls (POST /v1/cluster/wake). */
-  cluster?: {hub: DeliveryHub; secret: string}
+  /** The polls and streams of GET /v1/events, and what commits hand them. */
+  delivery: Delivery
+  /** With a cluster secret, peers may hand this server's listeners their commits (POST /v1/cluster/wake). */
+  cluster?: {secret: string}
   /** Whether the database answers, for /healthz; without it /healthz only reports draining. */
   health?: DatabaseHealth
 }
@@ -83,7 +85,7 @@ export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DE
   app.disable('x-powered-by')
   app.set('etag', false)
   app.set('trust proxy', config.trustProxy ?? false)
-  app.use(helmet())
+  app.use(withSecurityHeaders())
   const limiters = createLimiters(config.rateLimits)
   app.use(requestObserver(logger, metrics))
 
@@ -113,10 +115,11 @@ export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DE
   const json = express.json({limit: config.jsonLimitBytes})
   // Key sets are parsed by their own route, with its own limit.
   app.use((req, res, next) => (isKeySetUpload(req.method, req.path) ? next() : json(req, res, next)))
-  if (deps.cluster) app.use(clusterRoutes(deps.cluster.hub, deps.cluster.secret))
+  if (deps.cluster) app.use(clusterRoutes(deps.delivery, deps.cluster.secret))
+  // Messages first: the routes clients call most are matched first.
+  app.use(messageRoutes(deps.services.accounts, deps.services.messages, {delivery: deps.delivery, logger}, limiters))
   app.use(accountRoutes(deps.services.accounts, limiters))
   app.use(blockRoutes(deps.services.accounts, deps.services.blocks, limiters))
-  app.use(messageRoutes(deps.services.accounts, deps.services.messages, deps.services.events, limiters))
   app.use(groupRoutes(deps.services.accounts, deps.services.groups, limiters))
   app.use(blobRoutes(deps.services.accounts, deps.services.blobs, {limitBytes: config.blobLimitBytes, ...config.blobTransfers}, limiters))
 

@@ -124,6 +124,11 @@ export const serverSettings = {
     doc: 'After a send, wake the peer servers holding the recipients\' polls over HTTP (needs the cluster secret). Off leaves the re-check alone.',
     schema: onOff.default(true),
   },
+  streamHeartbeatMs: {
+    env: 'FASTCHAT_STREAM_HEARTBEAT_MS',
+    doc: 'An event stream (GET /v1/events as text/event-stream) with nothing to say writes a heartbeat this often, so proxies keep it and clients notice a dead one.',
+    schema: z.coerce.number().int().min(100).max(60_000).default(15_000),
+  },
   recheckMs: {
     env: 'FASTCHAT_RECHECK_MS',
     doc: 'How often parked polls re-read their stream heads (one query per server), the fallback when a peer push is lost; 0 turns it off (tests and benchmarks of peer push alone).',

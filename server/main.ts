@@ -1,17 +1,44 @@
+import {Counter, Gauge, type Registry} from 'prom-client'
+
 import {createApp, DEFAULT_APP_CONFIG} from './app.js'
 import {ClusterMembership} from './cluster-membership.js'
 import type {ServerConfig} from './config.js'
 import {createHttpMetrics} from './http/observability.js'
 import {listen} from './http/listen.js'
-import {withPollFastPath} from './http/poll-fast-path.js'
+import {withEventsFastPath} from './http/events.js'
 import {createLogger} from './logger.js'
 import {openDatabase} from '../storage/data-source.js'
-import {DeliveryHub} from './delivery/hub.js'
-import {Rechecker} from './delivery/recheck.js'
+import {Delivery} from './delivery/delivery.js'
+import {EventStreamRepository} from '../storage/repositories/event-stream.repository.js'
 import {createServices} from './services/index.js'
 import {PeerPush, PresenceRecorder} from './delivery/peers.js'
 import {PresenceRepository} from '../storage/repositories/presence.repository.js'
 import {DatabaseHealth} from './health.js'
+
+/** What delivery did, read when scraped: answers from memory against reads of the stream, re-check wake-ups. */
+function deliveryMetrics(registry: Registry, delivery: Delivery): void {
+  new Counter({
+    name: 'fastchat_server_listener_answers_total',
+    help: 'Poll answers and stream writes, by source: memory (the events a commit handed over) or stream (read from PostgreSQL)',
+    labelNames: ['source'] as const,
+    registers: [registry],
+    collect() {
+      this.reset()
+      this.inc({source: 'memory'}, delivery.answers.fromMemory)
+      this.inc({source: 'stream'}, delivery.answers.fromStream)
+    },
+  })
+  new Gauge({
+    name: 'fastchat_server_open_listeners',
+    help: 'Open long-polls and event streams on this server',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+    collect() {
+      this.set({kind: 'poll'}, delivery.openPolls)
+      this.set({kind: 'stream'}, delivery.openStreams)
+    },
+  })
+}
 
 const HOUR_MS = 3_600_000
 const DAY_MS = 24 * HOUR_MS
@@ -32,8 +59,29 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   const db = await openDatabase({url: config.databaseUrl, poolSize: config.poolSize, applicationName: 'fastchat-server'})
   const lifecycle = {draining: false}
   const metrics = createHttpMetrics('fastchat_server')
-  const hub = new DeliveryHub(config.maxPollsPerUser)
-  const services = createServices(db, hub, {
+  // Bound first: peers and the registry learn this server by its URL, which needs the port.
+  const listening = await listen(undefined, config.port, config.host)
+  const url = config.publicUrl ?? listening.url
+  const presence = new PresenceRepository(db)
+  const peerPush = config.peerPush && config.clusterSecret
+  const stream = new EventStreamRepository(db, {maxBytes: config.pollMaxBytes})
+  const delivery = new Delivery(
+    {
+      stream,
+      logger,
+      // Peer push: record where our listeners are, hand our commits to the peers holding theirs.
+      presence: peerPush ? new PresenceRecorder(presence, url, logger) : undefined,
+      peers: peerPush ? new PeerPush(presence, url, config.clusterSecret!, logger, metrics.registry) : undefined,
+    },
+    {
+      maxPerUser: config.maxPollsPerUser,
+      readsPerUser: config.pollReadsPerUser,
+      maxBytes: config.pollMaxBytes,
+      heartbeatMs: config.streamHeartbeatMs,
+      recheckMs: config.recheckMs,
+    },
+  )
+  const services = createServices(db, {delivery, stream}, {
     sessionTtlMs: config.sessionTtlHours * HOUR_MS,
     sessionIdleMs: config.sessionIdleHours * HOUR_MS,
     passwordHashesAtOnce: config.passwordHashesAtOnce,
@@ -41,18 +89,17 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
     retentionMs: config.retentionDays * DAY_MS,
     blobGraceMs: config.blobGraceHours * HOUR_MS,
     uploadPoolSize: config.uploadPoolSize,
-    pollMaxBytes: config.pollMaxBytes,
-    pollReadsPerUser: config.pollReadsPerUser,
+    registry: metrics.registry,
   })
+  services.accounts.start()
   const health = new DatabaseHealth(db, {timeoutMs: config.healthTimeoutMs, cacheMs: config.healthCacheMs}, logger)
-  const presence = new PresenceRepository(db)
   const housekeeping = setInterval(() => {
     services.prune().catch((error: unknown) => logger.warn({err: error}, 'pruning failed'))
     presence.prune().catch((error: unknown) => logger.warn({err: error}, 'pruning presence failed'))
   }, PRUNE_EVERY_MS)
   housekeeping.unref()
-  const cluster = config.clusterSecret ? {hub, secret: config.clusterSecret} : undefined
-  const app = createApp({db, services, logger, lifecycle, metrics, cluster, health}, {
+  const cluster = config.clusterSecret ? {secret: config.clusterSecret} : undefined
+  const app = createApp({db, services, delivery, logger, lifecycle, metrics, cluster, health}, {
       ...DEFAULT_APP_CONFIG,
       blobLimitBytes: config.blobLimitBytes,
       blobTransfers: {
@@ -73,15 +120,9 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
           }
         : undefined,
     })
-  const listening = await listen(withPollFastPath(app, {accounts: services.accounts, events: services.events, lifecycle, metrics, logger}), config.port, config.host)
-  const url = config.publicUrl ?? listening.url
-  // Peer push: record where our pollers listen, wake peers' pollers after our commits.
-  const recorder = config.peerPush && config.clusterSecret ? new PresenceRecorder(presence, url, logger) : undefined
-  const peers = config.peerPush && config.clusterSecret ? new PeerPush(presence, url, config.clusterSecret, logger, metrics.registry) : undefined
-  hub.presence = recorder
-  hub.peers = peers
-  const rechecker = config.recheckMs > 0 ? new Rechecker(db, hub, config.recheckMs, logger) : undefined
-  rechecker?.start()
+  deliveryMetrics(metrics.registry, delivery)
+  listening.serve(withEventsFastPath(app, {accounts: services.accounts, delivery, lifecycle, metrics, logger}))
+  delivery.start()
 
   const membership =
     config.superserverUrl && config.clusterSecret
@@ -93,11 +134,12 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
           isDraining: () => lifecycle.draining,
           databaseOk: () => health.current().ok,
           stats: () => ({
-            openPolls: hub.openPolls,
-            listeningUsers: hub.listeningUsers,
-            eventsCommittedPerSecond: hub.committed.perSecond(),
-            eventsDeliveredPerSecond: hub.delivered.perSecond(),
-            recheckWakeups: hub.recovered,
+            openPolls: delivery.openPolls,
+            openStreams: delivery.openStreams,
+            listeningUsers: delivery.listeningUsers,
+            eventsCommittedPerSecond: delivery.committed.perSecond(),
+            eventsDeliveredPerSecond: delivery.delivered.perSecond(),
+            recheckWakeups: delivery.recovered,
           }),
         })
       : undefined
@@ -114,16 +156,15 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
     close() {
       closing ??= (async () => {
         lifecycle.draining = true
-        logger.info({openPolls: hub.openPolls}, 'draining')
+        logger.info({openPolls: delivery.openPolls, openStreams: delivery.openStreams}, 'draining')
         clearInterval(housekeeping)
         await membership?.beatNow()
-        await recorder?.stop()
-        // Open polls answer now with what they have; clients re-poll elsewhere.
-        hub.close()
+        // Open polls answer now with what they have, streams end; clients resume elsewhere.
+        await delivery.drain()
         await listening.close(config.shutdownGraceMs)
-        rechecker?.stop()
-        await peers?.stop()
+        await delivery.stop()
         await membership?.stop()
+        services.accounts.stop()
         await services.blobs.close()
         await db.destroy()
         logger.info('chat server stopped')

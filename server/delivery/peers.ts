@@ -3,13 +3,16 @@ import {Counter, type Registry} from 'prom-client'
 import {Agent, request} from 'undici'
 
 import type {PresenceRepository} from '../../storage/repositories/presence.repository.js'
+import type {CommittedMessage} from './views.js'
 
 /**
  * Peer-assisted delivery (docs/architecture.md, "Waking polls on other
  * servers"). Each server records where its pollers listen (PresenceRecorder);
  * after a commit, the accepting server looks the recipients up and wakes the
- * servers holding their polls directly (PeerPush), batching what arrives
- * within a millisecond into one request per peer. Each server's re-check
+ * servers holding their polls and streams directly (PeerPush), with the
+ * committed messages themselves (so the peer answers without reading them
+ * back) or, for other events and past a byte budget, a wake-up; what arrives
+ * within a millisecond goes in one request per peer. Each server's re-check
  * (./recheck.ts) is the fallback: a lost push costs latency, never a message.
  */
 
@@ -21,6 +24,12 @@ const PUSH_BATCH_MS = 1
 const PUSH_MAX_USERS = 5_000
 /** A push that takes longer is abandoned; the re-check covers it. */
 const PUSH_TIMEOUT_MS = 1_000
+/** Bytes of messages in one push (under the peers' JSON body limit); past it recipients are only woken. */
+const PUSH_MAX_BYTES = 192 * 1024
+/** Messages in one push. */
+const PUSH_MAX_MESSAGES = 500
+/** A message's view besides its ciphertext (ids, names, time), counted against PUSH_MAX_BYTES. */
+const PUSH_MESSAGE_ENVELOPE_BYTES = 256
 /** How long a presence lookup is reused for the same recipient. */
 const PRESENCE_CACHE_MS = 1_000
 /** Recipients whose presence is cached; past this the cache starts over. */
@@ -79,10 +88,29 @@ export class PresenceRecorder {
   }
 }
 
+/** Where a recipient polls, as looked up, and until when that answer is used. */
+interface Where {
+  urls: string[]
+  until: number
+}
+
+/** One peer's share of a push: the users to wake there, and the messages (with seqs) of users there. */
+interface PeerShare {
+  wake: string[]
+  messages: {view: CommittedMessage['view']; to: [string, string][]}[]
+  bytes: number
+}
+
+/** The wake-up body a peer accepts (server/routes/cluster.ts validates it). */
+export interface PushBody {
+  users: string[]
+  messages?: {view: CommittedMessage['view']; to: [string, string][]}[]
+}
+
 export class PeerPush {
-  private pending = new Set<string>()
-  /** Where recipients were polling, as last looked up, and until when that answer is used. */
-  private readonly where = new Map<string, {urls: string[]; until: number}>()
+  private pendingWake = new Set<string>()
+  private pendingMessages: CommittedMessage[] = []
+  private readonly where = new Map<string, Where>()
   private timer: NodeJS.Timeout | undefined
   private readonly backoff = new Map<string, number>()
   private readonly agent = new Agent({keepAliveTimeout: 30_000, connections: 4, connect: {timeout: PUSH_TIMEOUT_MS}})
@@ -98,16 +126,20 @@ export class PeerPush {
   ) {
     this.pushes = new Counter({
       name: 'fastchat_server_peer_pushes_total',
-      help: 'Wake-up requests sent to peer chat servers, by result (ok, failed, skipped while backing off)',
+      help: 'Pushes (committed events and wake-ups) sent to peer chat servers, by result (ok, failed, skipped while backing off)',
       labelNames: ['result'] as const,
       registers: registry ? [registry] : [],
     })
   }
 
-  /** Queues a wake-up for these users' polls on other servers. */
-  wake(userIds: Iterable<string>): void {
-    for (const id of userIds) this.pending.add(id)
-    if (this.pending.size > 0) this.timer ??= setTimeout(() => this.track(this.flush()), PUSH_BATCH_MS)
+  /**
+   * Queues, for the servers where these users listen, wake-ups (`wake`: they
+   * read their streams) and committed messages (handed over as they are).
+   */
+  push(wake: string[], messages: CommittedMessage[]): void {
+    for (const id of wake) this.pendingWake.add(id)
+    for (const message of messages) this.pendingMessages.push(message)
+    if (this.pendingWake.size > 0 || this.pendingMessages.length > 0) this.timer ??= setTimeout(() => this.track(this.flush()), PUSH_BATCH_MS)
   }
 
   private track(work: Promise<void>): void {
@@ -117,18 +149,22 @@ export class PeerPush {
 
   private async flush(): Promise<void> {
     this.timer = undefined
-    const ids = [...this.pending]
-    this.pending = new Set()
+    const wake = [...this.pendingWake]
+    const messages = this.pendingMessages
+    this.pendingWake = new Set()
+    this.pendingMessages = []
+    const ids = new Set(wake)
+    for (const message of messages) for (const {recipientId} of message.to) ids.add(recipientId)
     const now = Date.now()
-    // Where each user polls is looked up at most once a second; a user who just moved
+    // Where each user listens is looked up at most once a second; a user who just moved
     // to another server meanwhile is woken by that server's re-check instead.
-    const unknown = ids.filter((id) => (this.where.get(id)?.until ?? 0) <= now)
+    const unknown = [...ids].filter((id) => (this.where.get(id)?.until ?? 0) <= now)
     if (unknown.length > 0) {
       let found: Map<string, string[]>
       try {
         found = await this.presence.peersOf(unknown, this.ownUrl)
       } catch (error) {
-        this.logger.warn({err: error}, 'could not look up presence; polls elsewhere wait for their re-check')
+        this.logger.warn({err: error}, 'could not look up presence; listeners elsewhere wait for their re-check')
         return
       }
       const urls = new Map<string, string[]>(unknown.map((id) => [id, []]))
@@ -136,29 +172,54 @@ export class PeerPush {
       if (this.where.size > PRESENCE_CACHE_MAX) this.where.clear()
       for (const [id, list] of urls) this.where.set(id, {urls: list, until: now + PRESENCE_CACHE_MS})
     }
-    const peers = new Map<string, string[]>()
-    for (const id of ids) {
-      for (const url of this.where.get(id)?.urls ?? []) {
-        let users = peers.get(url)
-        if (!users) peers.set(url, (users = []))
-        users.push(id)
+    const shares = new Map<string, PeerShare>()
+    const share = (url: string) => {
+      let found = shares.get(url)
+      if (!found) shares.set(url, (found = {wake: [], messages: [], bytes: 0}))
+      return found
+    }
+    for (const id of wake) for (const url of this.where.get(id)?.urls ?? []) share(url).wake.push(id)
+    for (const message of messages) {
+      const byPeer = new Map<string, [string, string][]>()
+      for (const {recipientId, seq} of message.to) {
+        for (const url of this.where.get(recipientId)?.urls ?? []) {
+          let list = byPeer.get(url)
+          if (!list) byPeer.set(url, (list = []))
+          list.push([recipientId, seq.toString()])
+        }
+      }
+      const size = PUSH_MESSAGE_ENVELOPE_BYTES + message.view.ciphertext.length
+      for (const [url, to] of byPeer) {
+        const peer = share(url)
+        // Past the byte budget the recipients are only woken: they read the message back.
+        if (peer.bytes + size > PUSH_MAX_BYTES || peer.messages.length >= PUSH_MAX_MESSAGES) {
+          for (const [id] of to) peer.wake.push(id)
+          continue
+        }
+        peer.bytes += size + to.length * 32
+        peer.messages.push({view: message.view, to})
       }
     }
-    await Promise.all([...peers].map(([url, users]) => this.push(url, users)))
+    await Promise.all([...shares].map(([url, peer]) => this.send(url, peer)))
   }
 
-  private async push(url: string, users: string[]): Promise<void> {
+  private async send(url: string, peer: PeerShare): Promise<void> {
     if ((this.backoff.get(url) ?? 0) > Date.now()) {
       this.pushes.inc({result: 'skipped'})
       return
     }
-    for (let i = 0; i < users.length; i += PUSH_MAX_USERS) {
+    const bodies: PushBody[] = []
+    const wake = [...new Set(peer.wake)]
+    for (let i = 0; i < wake.length || (i === 0 && peer.messages.length > 0); i += PUSH_MAX_USERS) {
+      bodies.push({users: wake.slice(i, i + PUSH_MAX_USERS), ...(i === 0 && peer.messages.length > 0 ? {messages: peer.messages} : {})})
+    }
+    for (const body of bodies) {
       try {
         const answer = await request(new URL('/v1/cluster/wake', url), {
           method: 'POST',
           dispatcher: this.agent,
           headers: {authorization: `Bearer ${this.clusterSecret}`, 'content-type': 'application/json'},
-          body: JSON.stringify({users: users.slice(i, i + PUSH_MAX_USERS)}),
+          body: JSON.stringify(body),
           headersTimeout: PUSH_TIMEOUT_MS,
           bodyTimeout: PUSH_TIMEOUT_MS,
         })

@@ -12,6 +12,8 @@ export interface Listening {
   port: number
   /** http://host:port as a client on this machine would dial it. */
   url: string
+  /** Starts answering requests with `app` (for a listener bound before its handler could be built). */
+  serve(app: RequestListener): void
   /** Stops accepting, waits for open requests up to `graceMs`, then cuts the rest. */
   close(graceMs?: number): Promise<void>
 }
@@ -42,8 +44,13 @@ function answerClientError(error: Error & {code?: string}, socket: Duplex): void
   )
 }
 
-export async function listen(app: RequestListener, port: number, host: string): Promise<Listening> {
-  const server = createServer(app).listen(port, host)
+/**
+ * Binds `host:port` and answers with `app`; without `app`, requests wait
+ * until serve() is called (call it in the same turn of the event loop as
+ * the handler is ready: requests that arrive with no handler are not answered).
+ */
+export async function listen(app: RequestListener | undefined, port: number, host: string): Promise<Listening> {
+  const server = (app ? createServer(app) : createServer()).listen(port, host)
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS
   // Long-polls last up to a minute; the default 300 s request timeout is fine,
   // but headers must arrive promptly (slowloris).
@@ -57,6 +64,9 @@ export async function listen(app: RequestListener, port: number, host: string): 
     server,
     port: address.port,
     url: `http://${shownHost}:${address.port}`,
+    serve(handler) {
+      server.on('request', handler)
+    },
     close(graceMs = 5_000) {
       closing ??= new Promise<void>((resolve) => {
         const timer = setTimeout(() => server.closeAllConnections(), graceMs)

@@ -1,21 +1,38 @@
 import {Router} from 'express'
 import {z} from 'zod'
 
-import type {DeliveryHub} from '../delivery/hub.js'
+import {historyMessage} from '../../protocol/events.js'
+import type {MessageKind} from '../../storage/entities/message.js'
+import type {Delivery} from '../delivery/delivery.js'
+import type {CommittedMessage} from '../delivery/views.js'
 import {requireClusterSecret} from '../http/cluster-auth.js'
 import {parse, requireJson} from '../http/validate.js'
 
-const wakeBody = z.strictObject({
-  users: z.array(z.string().regex(/^\d{1,19}$/, 'must be a user id')).min(1).max(5_000),
-})
+const userId = z.string().regex(/^\d{1,19}$/, 'must be a user id')
+
+/** What PeerPush (server/delivery/peers.ts) sends: users to wake, and committed messages with each recipient's seq. */
+const wakeBody = z
+  .strictObject({
+    users: z.array(userId).max(5_000),
+    messages: z
+      .array(z.strictObject({view: historyMessage, to: z.array(z.tuple([userId, z.string().regex(/^\d{1,19}$/, 'must be a seq')])).min(1).max(5_000)}))
+      .max(500)
+      .optional(),
+  })
+  .refine((body) => body.users.length > 0 || (body.messages?.length ?? 0) > 0, 'must wake someone')
 
 /** Routes peer chat servers call on each other, guarded by the cluster secret. */
-export function clusterRoutes(hub: DeliveryHub, clusterSecret: string): Router {
+export function clusterRoutes(delivery: Delivery, clusterSecret: string): Router {
   const router = Router()
 
-  // POST /v1/cluster/wake — a peer committed events for these users: wake their polls here.
+  // POST /v1/cluster/wake — a peer committed events for these users: hand them to (or wake) their listeners here.
   router.post('/v1/cluster/wake', requireClusterSecret(clusterSecret), requireJson(), (req, res) => {
-    hub.notify(parse(wakeBody, req.body).users)
+    const body = parse(wakeBody, req.body)
+    const messages: CommittedMessage[] = (body.messages ?? []).map(({view, to}) => ({
+      view: {...view, kind: view.kind as MessageKind, to: view.to.group ? {group: view.to.group} : {user: view.to.user!}},
+      to: to.map(([recipientId, seq]) => ({recipientId, seq: BigInt(seq)})),
+    }))
+    delivery.fromPeer(body.users, messages)
     res.status(204).end()
   })
 

@@ -1,16 +1,15 @@
 import {Router} from 'express'
 
 import {currentUser, requireUser} from '../http/auth.js'
-import {pollClient, whileConnected} from '../http/poll-fast-path.js'
+import {type EventsHandlerDeps, pollClient, serveEvents} from '../http/events.js'
 import type {Limiters} from '../http/rate-limit.js'
 import {PayloadTooLargeError} from '../http/errors.js'
 import {parse, requireJson} from '../http/validate.js'
 import type {AccountService} from '../services/accounts.js'
-import type {EventService} from '../services/events.js'
 import type {MessageService} from '../services/messages.js'
-import {clientIdHeader, eventsQuery, historyQuery, idempotencyKey, MAX_CIPHERTEXT_BYTES, peer, sendMessage} from './schemas.js'
+import {clientIdHeader, eventsQuery, historyQuery, idempotencyKey, lastEventIdHeader, MAX_CIPHERTEXT_BYTES, peer, sendMessage, wantsEventStream} from './schemas.js'
 
-export function messageRoutes(accounts: AccountService, messages: MessageService, events: EventService, limiters: Limiters): Router {
+export function messageRoutes(accounts: AccountService, messages: MessageService, events: EventsHandlerDeps, limiters: Limiters): Router {
   const router = Router()
   const auth = requireUser(accounts)
 
@@ -28,14 +27,16 @@ export function messageRoutes(accounts: AccountService, messages: MessageService
     res.status(201).json({id: sent.id, sentAt: sent.sentAt.toISOString()})
   })
 
-  // GET /v1/events?since=C&timeout=MS&limit=N
+  // GET /v1/events?since=C&timeout=MS&limit=N — a long-poll, or with Accept: text/event-stream a stream.
+  // Requests the fast path (server/http/events.ts) passed on come here: validated in full, then served alike.
   router.get('/v1/events', auth, async (req, res) => {
     const query = parse(eventsQuery, req.query, 'query')
     const header = req.get('x-fastchat-client')
     const client = pollClient(res.locals.token as string, header === undefined ? undefined : parse(clientIdHeader, header, 'X-FastChat-Client header'))
-    const signal = whileConnected(res)
-    const answer = await events.poll(currentUser(res).userId, query.since, query.timeout, query.limit, signal, client)
-    if (!res.writableEnded && !signal.aborted) res.set('Cache-Control', 'no-store').json(answer)
+    const stream = wantsEventStream(req.get('accept'))
+    const lastEventId = req.get('last-event-id')
+    const since = stream && lastEventId !== undefined ? parse(lastEventIdHeader, lastEventId, 'Last-Event-ID header') : query.since
+    await serveEvents(events, res, {userId: currentUser(res).userId, since, timeoutMs: query.timeout, limit: query.limit, client, stream})
   })
 
   // GET /v1/conversations/:peer?before=&limit= (a username or a group id)

@@ -5,9 +5,8 @@ import type {DataSource, EntityManager} from 'typeorm'
 import type {GroupRole} from '../../storage/entities/group.js'
 import type {BlockRepository} from '../../storage/repositories/block.repository.js'
 import type {GroupRepository, GroupRow, GroupSummary, MemberRow} from '../../storage/repositories/group.repository.js'
-import {appendEvents} from '../../storage/repositories/message.repository.js'
+import type {Appended, NewEvent} from '../../storage/repositories/event-stream.repository.js'
 import type {SessionUser} from '../../storage/repositories/session.repository.js'
-import type {DeliveryHub} from '../delivery/hub.js'
 import {type AccountService, usernameKey} from './accounts.js'
 import {GroupError, NotAcceptedError} from './errors.js'
 
@@ -20,6 +19,14 @@ export const MAX_GROUP_MEMBERS = 1000
  * to. Throws (429) to refuse it. Given by the route; absent, nothing is counted.
  */
 export type Charge = (events: number) => Promise<void>
+
+/** Appends an event to each recipient's stream inside the caller's transaction (EventStreamRepository). */
+export interface EventAppender {
+  append(tx: EntityManager, recipientIds: string[], event: NewEvent): Promise<Appended[]>
+}
+
+/** Runs `work` in one database transaction: committed when it resolves, rolled back if it throws. */
+export type Transact = <T>(work: (tx: EntityManager) => Promise<T>) => Promise<T>
 
 export const groupNotFound = (id: string) => new GroupError('FC_GROUP_NOT_FOUND', `No group ${id}.`)
 export const notGroupMember = () => new GroupError('FC_NOT_GROUP_MEMBER', 'You are not a member of this group.')
@@ -67,8 +74,9 @@ export class GroupService {
     private readonly db: DataSource,
     private readonly groups: GroupRepository,
     private readonly accounts: AccountService,
-    private readonly hub: DeliveryHub,
+    private readonly hub: {announce(userIds: string[]): void},
     private readonly blocks: BlockRepository,
+    private readonly stream: EventAppender,
   ) {}
 
   async create(creator: SessionUser, name: string, memberNames: string[], charge?: Charge): Promise<{id: string; name: string; epoch: number}> {
@@ -86,7 +94,7 @@ export class GroupService {
         {id, name, createdBy: creator.userId},
         [{userId: creator.userId, role: 'admin' as GroupRole}, ...others.map((user) => ({userId: user.id, role: 'member' as GroupRole}))],
       )
-      await appendEvents(tx, memberIds, {
+      await this.stream.append(tx, memberIds, {
         type: 'group.created',
         payload: {group: id, name, epoch: 1, by: creator.username, ...listed([creator.username, ...others.map((user) => user.username)])},
       })
@@ -135,7 +143,7 @@ export class GroupService {
       await this.groups.addMember(tx, groupId, target.id, 'member')
       const epoch = await this.groups.nextEpoch(tx, groupId)
       const recipients = [...members.map((member) => member.userId), target.id]
-      await appendEvents(tx, recipients, {
+      await this.stream.append(tx, recipients, {
         type: 'group.member_added',
         payload: {group: groupId, name: group.name, epoch, by: actor.username, users: [target.username]},
       })
@@ -158,7 +166,7 @@ export class GroupService {
       const remaining = members.filter((member) => member.userId !== target.id)
       const notify = [...members.map((member) => member.userId)]
       const epoch = await this.groups.nextEpoch(tx, groupId)
-      await appendEvents(tx, notify, {
+      await this.stream.append(tx, notify, {
         type: 'group.member_removed',
         payload: {group: groupId, name: group.name, epoch, by: actor.username, users: [target.username], ...(leaving ? {left: true} : {})},
       })
@@ -166,14 +174,14 @@ export class GroupService {
       const heir = remaining.length > 0 && !remaining.some((member) => member.role === 'admin') ? remaining[0]! : undefined
       if (heir) {
         await this.groups.setRole(tx, groupId, heir.userId, 'admin')
-        await appendEvents(tx, remaining.map((member) => member.userId), {
+        await this.stream.append(tx, remaining.map((member) => member.userId), {
           type: 'group.role_changed',
           payload: {group: groupId, name: group.name, epoch, by: actor.username, users: [heir.username], role: 'admin'},
         })
       }
       // Whoever made the change keys the new epoch, unless they are no longer in it.
       if (!remaining.some((member) => member.userId === actor.userId) && remaining.length > 0) {
-        await appendEvents(tx, remaining.map((member) => member.userId), {
+        await this.stream.append(tx, remaining.map((member) => member.userId), {
           type: 'group.rekey_needed',
           payload: {group: groupId, name: group.name, epoch, by: actor.username, ...listed(remaining.map((member) => member.username))},
         })
@@ -194,7 +202,7 @@ export class GroupService {
       }
       await this.groups.setRole(tx, groupId, target.id, role)
       const recipients = members.map((member) => member.userId)
-      await appendEvents(tx, recipients, {
+      await this.stream.append(tx, recipients, {
         type: 'group.role_changed',
         payload: {group: groupId, name: group.name, epoch: group.epoch, by: actor.username, users: [target.username], role},
       })
@@ -214,7 +222,7 @@ export class GroupService {
       requireAdmin(members, actor)
       const epoch = await this.groups.nextEpoch(tx, groupId)
       const recipients = members.map((member) => member.userId)
-      await appendEvents(tx, recipients, {
+      await this.stream.append(tx, recipients, {
         type: 'group.rekey_needed',
         payload: {group: groupId, name: group.name, epoch, by: actor.username, ...listed(members.map((member) => member.username))},
       })
@@ -249,7 +257,7 @@ export class GroupService {
         members.map((member) => ({userId: member.userId, wrappedKey: given.get(usernameKey(member.username))!.wrapped})),
       )
       const recipients = members.map((member) => member.userId)
-      await appendEvents(tx, recipients, {
+      await this.stream.append(tx, recipients, {
         type: 'group.key',
         payload: {group: groupId, name: group.name, epoch, by: actor.username, ...listed(members.map((member) => member.username))},
       })

@@ -1,24 +1,23 @@
+import {Histogram, type Registry} from 'prom-client'
 import type {DataSource} from 'typeorm'
 
 import {BlobRepository} from '../../storage/repositories/blob.repository.js'
 import {BlockRepository} from '../../storage/repositories/block.repository.js'
 import {GroupRepository} from '../../storage/repositories/group.repository.js'
-import {EventRepository, MessageRepository} from '../../storage/repositories/message.repository.js'
+import {EventStreamRepository} from '../../storage/repositories/event-stream.repository.js'
+import {MessageRepository} from '../../storage/repositories/message.repository.js'
 import {SessionRepository} from '../../storage/repositories/session.repository.js'
 import {UserRepository} from '../../storage/repositories/user.repository.js'
-import type {DeliveryHub} from '../delivery/hub.js'
 import {AccountService} from './accounts.js'
 import {BlockService} from './blocks.js'
-import {EventService} from './events.js'
 import {GroupService} from './groups.js'
-import {MessageService} from './messages.js'
+import {type Commits, MessageService} from './messages.js'
 import {PasswordHasher, SCRYPT_COST} from './passwords.js'
 
 export interface Services {
   accounts: AccountService
   messages: MessageService
   groups: GroupService
-  events: EventService
   blobs: BlobRepository
   blocks: BlockService
   passwords: PasswordHasher
@@ -40,12 +39,31 @@ export interface ServicesConfig {
   pollMaxBytes?: number
   /** Event reads of one user in flight at once. */
   pollReadsPerUser?: number
+  /** Where to register the services' metrics (the server's /metrics), if anywhere. */
+  registry?: Registry
+}
+
+/** How many 1:1 sends each commit carried (MessageRepository.storeDirect batches them). */
+function sendBatchMetric(registry: Registry | undefined): ((sends: number) => void) | undefined {
+  if (!registry) return undefined
+  const histogram = new Histogram({
+    name: 'fastchat_server_send_batch_sends',
+    help: '1:1 sends committed together in one statement (those that arrived while earlier ones ran)',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [registry],
+  })
+  return (sends) => histogram.observe(sends)
 }
 
 /** Logins waiting per hashing slot: 25 × ~0.4 s, about 10 s of work, under the CLI's 15 s timeout. */
 const PASSWORD_QUEUE_PER_SLOT = 25
 
-export function createServices(db: DataSource, hub: DeliveryHub, config: ServicesConfig): Services {
+/**
+ * The services of one chat server. `delivery` hears of every commit (server/delivery/);
+ * `stream` is the event stream's repository, shared with delivery, which reads it.
+ */
+export function createServices(db: DataSource, parts: {delivery: Commits; stream: EventStreamRepository}, config: ServicesConfig): Services {
+  const hub = parts.delivery
   const sessions = new SessionRepository(db, {idleMs: config.sessionIdleMs})
   const passwords = new PasswordHasher({
     concurrency: config.passwordHashesAtOnce,
@@ -53,17 +71,16 @@ export function createServices(db: DataSource, hub: DeliveryHub, config: Service
     cost: {...SCRYPT_COST, N: 2 ** config.passwordScryptLog2N},
   })
   const blockRepository = new BlockRepository(db)
-  const eventRepository = new EventRepository(db, {maxBytes: config.pollMaxBytes})
+  const eventRepository = parts.stream
   const blobs = new BlobRepository(db, {uploadPoolSize: config.uploadPoolSize})
   const accounts = new AccountService(new UserRepository(db), sessions, passwords, config)
-  const groups = new GroupService(db, new GroupRepository(), accounts, hub, blockRepository)
+  const groups = new GroupService(db, new GroupRepository(), accounts, hub, blockRepository, eventRepository)
   return {
     accounts,
     groups,
     blocks: new BlockService(blockRepository, accounts),
     passwords,
-    messages: new MessageService(new MessageRepository(db), accounts, blobs, hub, groups),
-    events: new EventService(eventRepository, hub, {readsPerUser: config.pollReadsPerUser}),
+    messages: new MessageService(new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)}), accounts, blobs, hub, groups, eventRepository, (work) => db.transaction(work)),
     blobs,
     async prune() {
       return {

@@ -1,11 +1,14 @@
+import type {EntityManager} from 'typeorm'
+
 import type {MessageKind} from '../../storage/entities/message.js'
 import type {BlobRepository} from '../../storage/repositories/blob.repository.js'
-import type {MessageRepository, MessageRow} from '../../storage/repositories/message.repository.js'
+import type {MessageRow} from '../../storage/repositories/message-columns.js'
+import type {NewDirectMessage, NewGroupMessage, StoredMessage} from '../../storage/repositories/message.repository.js'
 import type {SessionUser} from '../../storage/repositories/session.repository.js'
 import type {AccountService} from './accounts.js'
-import type {DeliveryHub} from '../delivery/hub.js'
+import type {CommittedMessage} from '../delivery/views.js'
 import {BlobError, MessageError, NotAcceptedError} from './errors.js'
-import type {Charge, GroupService} from './groups.js'
+import type {Charge, EventAppender, GroupService, Transact} from './groups.js'
 
 export interface SendInput {
   to: {user: string} | {group: string}
@@ -13,6 +16,25 @@ export interface SendInput {
   ciphertext: string
   blob?: string
   epoch?: number
+}
+
+/** What sending and history need from storage (MessageRepository). */
+export interface MessageStore {
+  /** Stores a 1:1 message and its event, committed when it resolves; undefined: the recipient blocks the sender. */
+  storeDirect(message: NewDirectMessage): Promise<StoredMessage | undefined>
+  /** Inside the caller's transaction; undefined when a concurrent send with the same idempotency key committed first. */
+  insertGroup(tx: EntityManager, message: NewGroupMessage): Promise<{id: string; sentAt: Date} | undefined>
+  findByIdempotencyKey(tx: EntityManager, message: NewDirectMessage | NewGroupMessage): Promise<StoredMessage | undefined>
+  history(conversation: string, before: string | undefined, limit: number, memberId?: string): Promise<MessageRow[]>
+  exists(conversation: string, id: string): Promise<boolean>
+}
+
+/** What sending tells delivery (server/delivery/delivery.ts) after each commit. */
+export interface Commits {
+  /** Events the recipients' listeners must read back (group changes). */
+  announce(userIds: string[]): void
+  /** Committed messages, with each recipient's seq: handed to their listeners as they are. */
+  deliver(messages: CommittedMessage[]): void
 }
 
 export const groupConversation = (groupId: string) => `g:${groupId}`
@@ -48,15 +70,17 @@ export function messageView(row: MessageRow): MessageView {
 
 export class MessageService {
   constructor(
-    private readonly messages: MessageRepository,
+    private readonly messages: MessageStore,
     private readonly accounts: AccountService,
     private readonly blobs: BlobRepository,
-    private readonly hub: DeliveryHub,
+    private readonly delivery: Commits,
     private readonly groups: GroupService,
+    private readonly stream: EventAppender,
+    private readonly transact: Transact,
   ) {}
 
   /** `charge` hears how many streams a group send reaches, before it is stored (its cost against the rate limit). */
-  async send(sender: SessionUser, input: SendInput, idempotencyKey: string | undefined, charge?: Charge): Promise<{id: string; sentAt: Date; duplicate: boolean}> {
+  async send(sender: SessionUser, input: SendInput, idempotencyKey: string | undefined, charge?: Charge): Promise<StoredMessage> {
     // Only your own uploads can be attached: otherwise a guessed id would grant its reader access.
     if (input.blob && !(await this.blobs.uploadedBy(input.blob, sender.userId))) {
       throw new BlobError('FC_BLOB_NOT_FOUND', `No blob ${input.blob} uploaded by you.`)
@@ -68,24 +92,16 @@ export class MessageService {
       blobId: input.blob ?? null,
       idempotencyKey: idempotencyKey ?? null,
     }
-    let stored
+    let stored: StoredMessage | undefined
+    let to: MessageView['to']
     if ('group' in input.to) {
+      to = {group: input.to.group}
       const groupId = input.to.group
-      const epoch = input.epoch! // the schema requires it for a group
-      stored = await this.messages.storeGroup({
-        ...common,
-        groupId,
-        epoch,
-        conversation: groupConversation(groupId),
-        // Checked under the group's row lock: delivered to exactly the epoch it was encrypted for.
-        recipients: async (tx) => {
-          const recipients = await this.groups.recipientsOfSend(tx, sender, groupId, epoch)
-          await charge?.(recipients.length)
-          return recipients
-        },
-      })
+      stored = await this.sendToGroup(sender, {...common, groupId, epoch: input.epoch!, conversation: groupConversation(groupId)}, charge)
     } else {
-      const recipientId = await this.accounts.idOf(input.to.user)
+      const recipient = await this.accounts.resolve(input.to.user)
+      const recipientId = recipient.id
+      to = {user: recipient.username}
       stored = await this.messages.storeDirect({...common, recipientId, conversation: directConversation(sender.userId, recipientId)})
       // The recipient blocks the sender: nothing was stored (docs/security.md, "Blocking").
       if (!stored) throw new NotAcceptedError()
@@ -93,9 +109,47 @@ export class MessageService {
     if (stored.duplicate && !stored.sameContent) {
       throw new MessageError('FC_IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used for a different message.')
     }
-    // Polls here wake at once, polls on peers by push; the peers' re-check catches a lost push.
-    this.hub.announce(stored.deliveredTo)
+    // Listeners here get the message at once, listeners on peers by push, as it is
+    // (byte for byte what a read of the stream answers); the peers' re-check catches a lost push.
+    if (!stored.duplicate) {
+      const view: MessageView = {
+        id: stored.id,
+        from: sender.username,
+        to,
+        kind: input.kind,
+        ciphertext: input.ciphertext,
+        ...(input.blob ? {blob: input.blob} : {}),
+        ...('group' in input.to ? {epoch: input.epoch!} : {}),
+        sentAt: new Date(stored.sentAt).toISOString(),
+      }
+      this.delivery.deliver([{view, to: stored.appended}])
+    }
     return stored
+  }
+
+  /**
+   * A group message and its members' events, in one transaction: committed
+   * before the sender hears 201. The epoch is checked under the group's row
+   * lock, so it is delivered to exactly the epoch it was encrypted for.
+   */
+  private sendToGroup(sender: SessionUser, message: NewGroupMessage, charge: Charge | undefined): Promise<StoredMessage> {
+    return this.transact(async (tx) => {
+      if (message.idempotencyKey) {
+        const earlier = await this.messages.findByIdempotencyKey(tx, message)
+        if (earlier) return earlier
+      }
+      const recipients = await this.groups.recipientsOfSend(tx, sender, message.groupId, message.epoch)
+      await charge?.(recipients.length)
+      const inserted = await this.messages.insertGroup(tx, message)
+      if (!inserted) {
+        // A concurrent retry with the same key committed first; ours waited for it.
+        const earlier = await this.messages.findByIdempotencyKey(tx, message)
+        if (earlier) return earlier
+        throw new Error('idempotency conflict without a stored message')
+      }
+      const appended = await this.stream.append(tx, recipients, {type: 'message', messageId: inserted.id})
+      return {...inserted, duplicate: false, sameContent: true, deliveredTo: recipients, appended}
+    })
   }
 
   /** `peer` is a username, or a group id for a group's history. */

@@ -1,3 +1,5 @@
+import type {Cancellation} from '../delivery/cancel.js'
+
 /**
  * At most `perUser` of something in flight per user on this server: blob
  * transfers (refused beyond it) or event reads (queued beyond it, in order).
@@ -19,7 +21,7 @@ export class PerUserSlots {
   }
 
   /** A slot as soon as one is free (first come, first served); undefined if `signal` aborts first. */
-  async acquire(userId: string, signal?: AbortSignal): Promise<(() => void) | undefined> {
+  async acquire(userId: string, signal?: Cancellation): Promise<(() => void) | undefined> {
     const now = this.tryAcquire(userId)
     if (now || signal?.aborted) return now
     const entry = this.users.get(userId)!

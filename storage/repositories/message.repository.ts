@@ -3,8 +3,19 @@ import {randomUUID} from 'node:crypto'
 import type {DataSource, EntityManager} from 'typeorm'
 
 import type {MessageKind} from '../entities/message.js'
+import type {Appended} from './event-stream.repository.js'
+import {MESSAGE_COLUMNS, type MessageRow} from './message-columns.js'
 import {prepared} from './prepared.js'
 
+// Moved to event-stream.repository.ts; re-exported while their importers move.
+export {
+  EventStreamRepository as EventRepository,
+  READ_MAX_BYTES_DEFAULT,
+  type Appended,
+  type EventRow,
+  type StreamRead,
+} from './event-stream.repository.js'
+export type {MessageRow} from './message-columns.js'
 
 /** What every message carries; the conversation key is `u:<low>:<high>` or `g:<group>`. */
 interface NewMessage {
@@ -23,11 +34,6 @@ export interface NewDirectMessage extends NewMessage {
 export interface NewGroupMessage extends NewMessage {
   groupId: string
   epoch: number
-  /**
-   * Who gets an event in their stream; runs inside the transaction, after the
-   * idempotency check, and may throw to refuse the message.
-   */
-  recipients: (tx: EntityManager) => Promise<string[]>
 }
 
 export interface StoredMessage {
@@ -39,83 +45,124 @@ export interface StoredMessage {
   sameContent: boolean
   /** The recipients whose streams got the event (none for a duplicate). */
   deliveredTo: string[]
+  /** The seq each of those streams gave the event (none for a duplicate). */
+  appended: Appended[]
 }
-
-export interface MessageRow {
-  id: string
-  from: string
-  toUser: string | null
-  groupId: string | null
-  kind: MessageKind
-  ciphertext: string
-  blobId: string | null
-  epoch: number | null
-  sentAt: Date
-}
-
-export interface EventRow extends Partial<MessageRow> {
-  seq: string
-  type: string
-  payload: Record<string, unknown> | null
-  /** When the event was appended (a message event has the message's `sentAt` instead). */
-  at: Date
-}
-
-const MESSAGE_COLUMNS = `m.id, su.username AS "from", ru.username AS "toUser", m.group_id AS "groupId", m.kind,
-  m.ciphertext, m.blob_id AS "blobId", m.epoch, m.sent_at AS "sentAt"`
 
 /**
- * Appends one event per recipient to their streams, inside the caller's
- * transaction. The inbox rows are locked in id order (two group sends cannot
- * deadlock) and held until commit, which is what keeps each stream gap-free
- * and in commit order (docs/architecture.md, "Why the cursor cannot skip").
- * The caller wakes the recipients' polls after the commit (DeliveryHub.announce).
+ * How 1:1 sends share commits. A send that finds fewer than
+ * DIRECT_STATEMENTS_IN_FLIGHT statements running starts its own at once (no
+ * timer: on an idle server a lone send commits as fast as before); sends that
+ * arrive while they run wait for one to end and then go together, in one
+ * statement and one commit. Two in flight, not one, so that one batch's
+ * statement runs while the other waits for its WAL flush: measured on the
+ * repository alone, 10 senders in a closed loop got 20-25% more sends/s
+ * with two than with one, 50 and 200 the same, for about 0.01 ms more of
+ * PostgreSQL's CPU per send.
  */
-export async function appendEvents(
-  tx: EntityManager,
-  recipientIds: string[],
-  event: {type: string; messageId?: string; payload?: Record<string, unknown>},
-): Promise<void> {
-  if (recipientIds.length === 0) return
-  const ids = [...new Set(recipientIds)].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1))
-  await tx.query(
-    `WITH locked AS (
-       SELECT user_id FROM inboxes WHERE user_id = ANY($1::bigint[]) ORDER BY user_id FOR UPDATE
-     ), bumped AS (
-       UPDATE inboxes i SET last_seq = i.last_seq + 1 FROM locked l WHERE i.user_id = l.user_id
-       RETURNING i.user_id, i.last_seq
-     )
-     INSERT INTO events (recipient_id, seq, type, message_id, payload)
-     SELECT user_id, last_seq, $2, $3, $4 FROM bumped`,
-    [ids, event.type, event.messageId ?? null, event.payload ? JSON.stringify(event.payload) : null],
-  )
+const DIRECT_STATEMENTS_IN_FLIGHT = 2
+/** Most sends in one statement: 256 took 12-30 ms here, commit included (~0.06 ms a send); more would only lengthen the wait of those behind. */
+const DIRECT_BATCH_MAX_SENDS = 256
+/** Most ciphertext in one statement (4 MiB: 64 full-size 64 KiB texts); a larger send still goes, alone. */
+const DIRECT_BATCH_MAX_BYTES = 4 * 1024 * 1024
+
+export interface DirectBatchOptions {
+  /** Statements of 1:1 sends running at once (DIRECT_STATEMENTS_IN_FLIGHT). */
+  inFlight?: number
+  maxSends?: number
+  maxBytes?: number
+  /** Told the number of sends of every statement run, retries of a failed batch included. */
+  onBatch?: (sends: number) => void
 }
 
-export class MessageRepository {
-  constructor(private readonly db: DataSource) {}
+/** Counters of the 1:1 send statements since start. */
+export interface DirectBatchStats {
+  /** Statements run. */
+  statements: number
+  /** Sends they carried (a send retried alone after its batch failed counts twice). */
+  sends: number
+  /** Batches that failed and whose sends were retried one by one. */
+  split: number
+}
 
-  /**
-   * A one-to-one message: stored with its recipient's event in ONE statement
-   * (one round trip, committed on its own), which is the whole of the send's
-   * database work. The message is inserted first, unless the recipient blocks
-   * the sender (a primary-key lookup in the same statement); only if it is
-   * new (no earlier message with this idempotency key) is the recipient's
-   * inbox row locked, its seq bumped and the event inserted, exactly as
-   * appendEvents does, and the lock is held until the statement's commit. A
-   * send that stores nothing finds the earlier one with its key, or the
-   * block, with a second query. Undefined: refused, the recipient blocks the sender.
-   */
-  async storeDirect(message: NewDirectMessage): Promise<StoredMessage | undefined> {
-    const id = randomUUID()
-    const [row] = await prepared<{sentAt: Date}>(
-      this.db,
-      'message-store-direct',
-      `WITH inserted AS (
+interface PendingSend {
+  message: NewDirectMessage
+  id: string
+  resolve: (stored: StoredMessage | undefined) => void
+  reject: (error: unknown) => void
+}
+
+/**
+ * SQLSTATE classes after which a failed batch is retried one send at a time:
+ * data exceptions (22) and integrity violations (23) come from one bad row (a
+ * blob deleted meanwhile, a recipient gone), and a deadlock or serialization
+ * failure (40) is worth one retry. Anything else (the database gone, a
+ * statement timeout) would only fail again, slower: every send gets the error.
+ */
+const SPLIT_ON_SQLSTATE_CLASSES = new Set(['22', '23', '40'])
+
+/**
+ * Whether an error says the database cannot be reached (no connection from
+ * the pool in time, refused, lost, shutting down) rather than refusing this
+ * statement: then the sends still queued would only wait to fail the same
+ * way, so they fail now (their clients retry), and a database that hangs
+ * cannot pile up a queue that drains at one batch per connection timeout.
+ */
+function unreachable(error: unknown): boolean {
+  const code = (error as {code?: unknown}).code
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return true // not from the server: pool timeout, ECONNREFUSED, ...
+  return code.startsWith('08') || code.startsWith('57P')
+}
+
+/**
+ * The 1:1 sends of one batch: each message is inserted unless its recipient
+ * blocks its sender or its idempotency key was used before; then the inbox
+ * rows of the recipients of what was inserted are locked in id order (as
+ * EventStreamRepository.append does, so this cannot deadlock with a group
+ * send or another batch) and held until the statement's commit; each is
+ * bumped by its number of messages, and those take the seqs in the order the
+ * sends arrived (`ord`), as do their `sent_at` (one microsecond apart, so
+ * history, which orders by (sent_at, id), agrees with the streams).
+ */
+const STORE_DIRECT_BATCH = `WITH batch AS (
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::uuid[], $8::text[])
+                WITH ORDINALITY AS b(id, sender_id, recipient_id, conversation, kind, ciphertext, blob_id, idempotency_key, ord)
+       ), inserted AS (
+         INSERT INTO messages (id, sender_id, recipient_id, conversation, kind, ciphertext, blob_id, idempotency_key, sent_at)
+         SELECT b.id, b.sender_id, b.recipient_id, b.conversation, b.kind, b.ciphertext, b.blob_id, b.idempotency_key,
+                now() + interval '1 microsecond' * (b.ord - 1)
+           FROM batch b
+          WHERE NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = b.recipient_id AND bl.blocked_id = b.sender_id)
+         ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING id, recipient_id, sent_at
+       ), locked AS (
+         SELECT user_id FROM inboxes WHERE user_id IN (SELECT recipient_id FROM inserted) ORDER BY user_id FOR UPDATE
+       ), counts AS (
+         SELECT recipient_id, count(*) AS n FROM inserted GROUP BY recipient_id
+       ), bumped AS (
+         UPDATE inboxes i SET last_seq = i.last_seq + c.n FROM locked l JOIN counts c ON c.recipient_id = l.user_id
+          WHERE i.user_id = l.user_id
+         RETURNING i.user_id, i.last_seq, c.n
+       ), appended AS (
+         INSERT INTO events (recipient_id, seq, type, message_id)
+         SELECT ins.recipient_id, bu.last_seq - bu.n + row_number() OVER (PARTITION BY ins.recipient_id ORDER BY b.ord), 'message', ins.id
+           FROM inserted ins JOIN batch b ON b.id = ins.id JOIN bumped bu ON bu.user_id = ins.recipient_id
+         RETURNING message_id, seq
+       )
+       SELECT ins.id, ins.sent_at AS "sentAt", a.seq::text AS seq FROM inserted ins LEFT JOIN appended a ON a.message_id = ins.id`
+
+/**
+ * The same for a batch of one send, the usual case on a quiet server: the
+ * batch statement is planned anew each time (its arrays' lengths are unknown
+ * to a generic plan, so PostgreSQL keeps custom plans, about 0.3 ms each),
+ * while this one runs on its generic plan.
+ */
+const STORE_DIRECT_ONE = `WITH inserted AS (
          INSERT INTO messages (id, sender_id, recipient_id, conversation, kind, ciphertext, blob_id, idempotency_key)
          SELECT $1, $2, $3, $4, $5, $6, $7, $8
           WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $3 AND blocked_id = $2)
          ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING sent_at
+         RETURNING id, sent_at
        ), locked AS (
          SELECT user_id FROM inboxes WHERE user_id = $3 AND EXISTS (SELECT 1 FROM inserted) FOR UPDATE
        ), bumped AS (
@@ -123,11 +170,145 @@ export class MessageRepository {
          RETURNING i.user_id, i.last_seq
        ), appended AS (
          INSERT INTO events (recipient_id, seq, type, message_id) SELECT user_id, last_seq, 'message', $1 FROM bumped
+         RETURNING seq
        )
-       SELECT sent_at AS "sentAt" FROM inserted`,
-      [id, message.senderId, message.recipientId, message.conversation, message.kind, message.ciphertext, message.blobId, message.idempotencyKey],
-    )
-    if (row) return {id, sentAt: row.sentAt, duplicate: false, sameContent: true, deliveredTo: [message.recipientId]}
+       SELECT ins.id, ins.sent_at AS "sentAt", (SELECT seq::text FROM appended) AS seq FROM inserted ins`
+
+export class MessageRepository {
+  private readonly inFlight: number
+  private readonly maxSends: number
+  private readonly maxBytes: number
+  private readonly onBatch: ((sends: number) => void) | undefined
+  private queue: PendingSend[] = []
+  private running = 0
+  private readonly counters: DirectBatchStats = {statements: 0, sends: 0, split: 0}
+
+  constructor(
+    private readonly db: DataSource,
+    options: DirectBatchOptions = {},
+  ) {
+    this.inFlight = Math.max(1, options.inFlight ?? DIRECT_STATEMENTS_IN_FLIGHT)
+    this.maxSends = Math.max(1, options.maxSends ?? DIRECT_BATCH_MAX_SENDS)
+    this.maxBytes = options.maxBytes ?? DIRECT_BATCH_MAX_BYTES
+    this.onBatch = options.onBatch
+  }
+
+  /**
+   * A one-to-one message, stored with its recipient's event in one statement
+   * that it shares with the 1:1 sends that arrived while earlier statements
+   * ran (see DIRECT_STATEMENTS_IN_FLIGHT): committed when this resolves. A
+   * send that stores nothing finds the earlier one with its key, or the
+   * block, with a second query. Undefined: refused, the recipient blocks the
+   * sender. Two sends with the same key never share a statement (the second
+   * waits for the next one and finds the first).
+   */
+  storeDirect(message: NewDirectMessage): Promise<StoredMessage | undefined> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({message, id: randomUUID(), resolve, reject})
+      this.startBatches()
+    })
+  }
+
+  /** How many statements the 1:1 sends took. */
+  batchStats(): DirectBatchStats {
+    return {...this.counters}
+  }
+
+  private startBatches(): void {
+    while (this.running < this.inFlight && this.queue.length > 0) {
+      const batch = this.takeBatch()
+      this.running++
+      void this.runBatch(batch)
+        .catch((error: unknown) => {
+          for (const send of batch) send.reject(error) // no send is left waiting (a settled one ignores this)
+        })
+        .finally(() => {
+          this.running--
+          this.startBatches()
+        })
+    }
+  }
+
+  /** The longest run of waiting sends within the bounds, in arrival order; a reused key waits for the next batch. */
+  private takeBatch(): PendingSend[] {
+    const batch: PendingSend[] = []
+    const deferred: PendingSend[] = []
+    const keys = new Set<string>()
+    let bytes = 0
+    let i = 0
+    for (; i < this.queue.length && batch.length < this.maxSends; i++) {
+      const send = this.queue[i]!
+      const {senderId, idempotencyKey, ciphertext} = send.message
+      const key = idempotencyKey === null ? undefined : `${senderId}\n${idempotencyKey}`
+      if (key !== undefined && keys.has(key)) {
+        deferred.push(send)
+        continue
+      }
+      if (batch.length > 0 && bytes + ciphertext.length > this.maxBytes) break
+      if (key !== undefined) keys.add(key)
+      bytes += ciphertext.length
+      batch.push(send)
+    }
+    this.queue = deferred.length > 0 ? [...deferred, ...this.queue.slice(i)] : this.queue.slice(i)
+    return batch
+  }
+
+  private async runBatch(batch: PendingSend[]): Promise<void> {
+    this.counters.statements++
+    this.counters.sends += batch.length
+    this.onBatch?.(batch.length)
+    let rows: {id: string; sentAt: Date; seq: string | null}[]
+    try {
+      if (batch.length === 1) {
+        const {id, message: m} = batch[0]!
+        rows = await prepared(this.db, 'message-store-direct', STORE_DIRECT_ONE, [
+          id, m.senderId, m.recipientId, m.conversation, m.kind, m.ciphertext, m.blobId, m.idempotencyKey,
+        ])
+      } else {
+        rows = await prepared(this.db, 'message-store-direct-batch', STORE_DIRECT_BATCH, [
+          batch.map((s) => s.id),
+          batch.map((s) => s.message.senderId),
+          batch.map((s) => s.message.recipientId),
+          batch.map((s) => s.message.conversation),
+          batch.map((s) => s.message.kind),
+          batch.map((s) => s.message.ciphertext),
+          batch.map((s) => s.message.blobId),
+          batch.map((s) => s.message.idempotencyKey),
+        ])
+      }
+    } catch (error) {
+      const sqlstate = (error as {code?: unknown}).code
+      if (batch.length === 1 || typeof sqlstate !== 'string' || !SPLIT_ON_SQLSTATE_CLASSES.has(sqlstate.slice(0, 2))) {
+        for (const send of batch) send.reject(error)
+        if (unreachable(error)) for (const send of this.queue.splice(0)) send.reject(error)
+        return
+      }
+      // One by one, in arrival order: the bad send gets its error, the others commit.
+      this.counters.split++
+      for (const send of batch) await this.runBatch([send])
+      return
+    }
+    const byId = new Map(rows.map((row) => [row.id, row]))
+    for (const send of batch) {
+      const row = byId.get(send.id)
+      const recipientId = send.message.recipientId
+      if (row) {
+        send.resolve({
+          id: send.id,
+          sentAt: row.sentAt,
+          duplicate: false,
+          sameContent: true,
+          deliveredTo: [recipientId],
+          appended: row.seq === null ? [] : [{recipientId, seq: BigInt(row.seq)}],
+        })
+      } else {
+        // Not stored: its follow-up runs on its own, outside the batch's slot.
+        this.whyNotStored(send.message).then(send.resolve, send.reject)
+      }
+    }
+  }
+
+  private async whyNotStored(message: NewDirectMessage): Promise<StoredMessage | undefined> {
     // A retry of a send accepted before the block still answers with its first result.
     const earlier = message.idempotencyKey ? await this.findByIdempotencyKey(this.db.manager, message) : undefined
     if (earlier) return earlier
@@ -136,35 +317,26 @@ export class MessageRepository {
     throw new Error('idempotency conflict without a stored message')
   }
 
-  /** A group message and its members' events, in one transaction: committed before the sender hears 201. */
-  async storeGroup(message: NewGroupMessage): Promise<StoredMessage> {
-    return this.db.transaction(async (tx) => {
-      if (message.idempotencyKey) {
-        const earlier = await this.findByIdempotencyKey(tx, message)
-        if (earlier) return earlier
-      }
-      const deliverTo = await message.recipients(tx)
-      const id = randomUUID()
-      const inserted = (await tx.query(
-        `INSERT INTO messages (id, sender_id, group_id, epoch, conversation, kind, ciphertext, blob_id, idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING sent_at AS "sentAt"`,
-        [id, message.senderId, message.groupId, message.epoch, message.conversation, message.kind, message.ciphertext, message.blobId,
-          message.idempotencyKey],
-      )) as {sentAt: Date}[]
-      if (inserted.length === 0) {
-        // A concurrent retry with the same key committed first; ours waited for it.
-        const earlier = await this.findByIdempotencyKey(tx, message)
-        if (earlier) return earlier
-        throw new Error('idempotency conflict without a stored message')
-      }
-      await appendEvents(tx, deliverTo, {type: 'message', messageId: id})
-      return {id, sentAt: inserted[0]!.sentAt, duplicate: false, sameContent: true, deliveredTo: deliverTo}
-    })
+  /**
+   * A group message, inside the caller's transaction (which also appends its
+   * events); undefined if a concurrent send with the same idempotency key
+   * committed first (this insert waited for it; find it with findByIdempotencyKey).
+   */
+  async insertGroup(tx: EntityManager, message: NewGroupMessage): Promise<{id: string; sentAt: Date} | undefined> {
+    const id = randomUUID()
+    const [row] = (await tx.query(
+      `INSERT INTO messages (id, sender_id, group_id, epoch, conversation, kind, ciphertext, blob_id, idempotency_key)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+       RETURNING sent_at AS "sentAt"`,
+      [id, message.senderId, message.groupId, message.epoch, message.conversation, message.kind, message.ciphertext, message.blobId,
+        message.idempotencyKey],
+    )) as {sentAt: Date}[]
+    return row ? {id, sentAt: row.sentAt} : undefined
   }
 
-  private async findByIdempotencyKey(tx: EntityManager, message: NewDirectMessage | NewGroupMessage): Promise<StoredMessage | undefined> {
+  /** The message this sender already sent with this message's idempotency key, as the answer to its retry. */
+  async findByIdempotencyKey(tx: EntityManager, message: NewDirectMessage | NewGroupMessage): Promise<StoredMessage | undefined> {
     const recipientId = 'recipientId' in message ? message.recipientId : null
     const groupId = 'groupId' in message ? message.groupId : null
     const [row] = (await tx.query(
@@ -174,7 +346,7 @@ export class MessageRepository {
          FROM messages WHERE sender_id = $1 AND idempotency_key = $2`,
       [message.senderId, message.idempotencyKey, recipientId, groupId, message.ciphertext, message.kind, message.blobId],
     )) as {id: string; sentAt: Date; sameContent: boolean}[]
-    return row ? {...row, duplicate: true, deliveredTo: []} : undefined
+    return row ? {...row, duplicate: true, deliveredTo: [], appended: []} : undefined
   }
 
   /**
@@ -200,161 +372,5 @@ export class MessageRepository {
   async exists(conversation: string, id: string): Promise<boolean> {
     const rows = (await this.db.query('SELECT 1 FROM messages WHERE id = $1 AND conversation = $2', [id, conversation])) as unknown[]
     return rows.length > 0
-  }
-}
-
-export interface StreamRead {
-  lastSeq: bigint
-  prunedThrough: bigint
-  events: EventRow[]
-}
-
-interface PendingRead {
-  userId: string
-  since: bigint
-  limit: number
-  resolve: (read: StreamRead) => void
-  reject: (error: unknown) => void
-}
-
-type ReadRow = EventRow & {ord?: string; lastSeq: string; prunedThrough: string}
-
-/** Most streams one batched read covers. */
-const READ_BATCH_MAX = 500
-
-/** Default of the byte cap on one read (FASTCHAT_POLL_MAX_BYTES). */
-export const READ_MAX_BYTES_DEFAULT = 1024 * 1024
-/** What an event's JSON carries besides its ciphertext or payload (seq, ids, names, times), counted against the cap. */
-const EVENT_ENVELOPE_BYTES = 256
-
-/**
- * Up to `limit` events of one stream after `since`, but no more than `cap`
- * bytes of them, and always the first: the running sum of each event's size
- * (ciphertext or payload, plus its envelope) is computed over just the seqs
- * and lengths (octet_length reads a TOASTed value's length without fetching
- * it), and only the events that fit are then joined with their content. So a
- * read of a stream full of 64 KiB messages loads about `cap` bytes, never
- * 1,000 × 64 KiB to cut afterwards. The sizes only grow along the stream, so
- * what passes is a prefix and the answer's `next` continues exactly after it.
- */
-const streamEvents = (recipient: string, since: string, limit: string, cap: string, lastSeq: string) => `
-           SELECT e.seq::text AS seq, e.type, e.payload, e.created_at AS "at", ${MESSAGE_COLUMNS}
-             FROM (
-               SELECT sized.seq FROM (
-                 SELECT e.seq, row_number() OVER w AS n,
-                        sum(${EVENT_ENVELOPE_BYTES} + coalesce(octet_length(sm.ciphertext), 0) + coalesce(octet_length(e.payload::text), 0)) OVER w AS upto
-                   FROM events e LEFT JOIN messages sm ON sm.id = e.message_id
-                  WHERE e.recipient_id = ${recipient} AND e.seq > ${since} AND ${lastSeq} > ${since}
-                 WINDOW w AS (ORDER BY e.seq ROWS UNBOUNDED PRECEDING)
-                  ORDER BY e.seq
-                  LIMIT ${limit}
-               ) sized
-               WHERE sized.upto <= ${cap} OR sized.n = 1
-             ) fits
-             JOIN events e ON e.recipient_id = ${recipient} AND e.seq = fits.seq
-             LEFT JOIN messages m ON m.id = e.message_id
-             LEFT JOIN users su ON su.id = m.sender_id
-             LEFT JOIN users ru ON ru.id = m.recipient_id`
-
-const READ_ONE = `SELECT i.last_seq::text AS "lastSeq", i.pruned_through::text AS "prunedThrough", ev.*
-         FROM inboxes i
-         LEFT JOIN LATERAL (${streamEvents('i.user_id', '$2', '$3', '$4', 'i.last_seq')}
-         ) ev ON true
-        WHERE i.user_id = $1
-        ORDER BY (ev.seq)::bigint`
-
-const READ_MANY = `SELECT r.ord::text AS ord, i.last_seq::text AS "lastSeq", i.pruned_through::text AS "prunedThrough", ev.*
-         FROM unnest($1::bigint[], $2::bigint[], $3::int[]) WITH ORDINALITY AS r(user_id, since, lim, ord)
-         JOIN inboxes i ON i.user_id = r.user_id
-         LEFT JOIN LATERAL (${streamEvents('r.user_id', 'r.since', 'r.lim', '$4', 'i.last_seq')}
-         ) ev ON true
-        ORDER BY r.ord, (ev.seq)::bigint`
-
-export class EventRepository {
-  private readonly maxBytes: number
-
-  constructor(
-    private readonly db: DataSource,
-    options: {maxBytes?: number} = {},
-  ) {
-    this.maxBytes = options.maxBytes ?? READ_MAX_BYTES_DEFAULT
-  }
-
-  /**
-   * The head of a stream (the last seq handed out, the last one pruned) and
-   * up to `limit` events after `since`, at most `maxBytes` of them (but at
-   * least one; see streamEvents). Reads asked for in the same turn of
-   * the event loop (the polls one commit woke: a group message wakes up to a
-   * thousand at once) share one statement.
-   */
-  read(userId: string, since: bigint, limit: number): Promise<StreamRead> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({userId, since, limit, resolve, reject})
-      if (this.pending.length === 1) setImmediate(() => void this.flush())
-    })
-  }
-
-  private pending: PendingRead[] = []
-
-  private async flush(): Promise<void> {
-    const batch = this.pending
-    this.pending = []
-    const parts: PendingRead[][] = []
-    for (let i = 0; i < batch.length; i += READ_BATCH_MAX) parts.push(batch.slice(i, i + READ_BATCH_MAX))
-    // Parts run side by side, each on its own pool connection.
-    await Promise.all(parts.map((part) => this.readPart(part)))
-  }
-
-  private async readPart(part: PendingRead[]): Promise<void> {
-    try {
-      const rows =
-        part.length === 1
-          ? await prepared<ReadRow>(this.db, 'events-read', READ_ONE, [part[0]!.userId, part[0]!.since.toString(), part[0]!.limit, this.maxBytes])
-          : await prepared<ReadRow>(this.db, 'events-read-many', READ_MANY, [
-              part.map((r) => r.userId),
-              part.map((r) => r.since.toString()),
-              part.map((r) => r.limit),
-              this.maxBytes,
-            ])
-      const byOrd = new Map<number, ReadRow[]>()
-      for (const row of rows) {
-        const ord = Number(row.ord ?? 1)
-        let list = byOrd.get(ord)
-        if (!list) byOrd.set(ord, (list = []))
-        list.push(row)
-      }
-      part.forEach((request, k) => {
-        const found = byOrd.get(k + 1) ?? []
-        const head = found[0]
-        request.resolve({
-          lastSeq: BigInt(head?.lastSeq ?? 0),
-          prunedThrough: BigInt(head?.prunedThrough ?? 0),
-          events: found.filter((row) => row.seq !== null),
-        })
-      })
-    } catch (error) {
-      for (const request of part) request.reject(error)
-    }
-  }
-
-
-  /**
-   * Deletes events older than the retention period and records, per stream,
-   * the highest seq deleted: a cursor below it can no longer be served (410).
-   */
-  async prune(retentionMs: number): Promise<number> {
-    const result = (await this.db.query(
-      `WITH deleted AS (
-         DELETE FROM events WHERE created_at < now() - make_interval(secs => $1 / 1000.0) RETURNING recipient_id, seq
-       ), marks AS (
-         SELECT recipient_id, max(seq) AS max_seq, count(*) AS n FROM deleted GROUP BY recipient_id
-       ), updated AS (
-         UPDATE inboxes i SET pruned_through = greatest(i.pruned_through, marks.max_seq)
-           FROM marks WHERE i.user_id = marks.recipient_id RETURNING marks.n
-       )
-       SELECT coalesce(sum(n), 0)::int AS n FROM updated`,
-      [retentionMs],
-    )) as {n: number}[]
-    return result[0]?.n ?? 0
   }
 }

@@ -8,9 +8,12 @@ export class PresenceRepository {
 
   /** Records that these users poll at `serverUrl` now. */
   async record(userIds: string[], serverUrl: string): Promise<void> {
+    // In id order, like every writer of several rows here: two flushes (this server's, a
+    // peer's for the same users) cannot lock the same rows in opposite orders and deadlock.
+    userIds = [...userIds].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1))
     await this.db.query(
       `INSERT INTO presence (user_id, server_url, seen_at)
-       SELECT id, $2, now() FROM unnest($1::bigint[]) AS id
+       SELECT id, $2, now() FROM unnest($1::bigint[]) AS id ORDER BY id
        ON CONFLICT (user_id, server_url) DO UPDATE SET seen_at = now()`,
       [userIds, serverUrl],
     )

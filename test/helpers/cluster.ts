@@ -52,3 +52,15 @@ export async function waitForHealthy(superserverUrl: string, urls: string[]): Pr
     return body.servers.filter((s) => s.healthy).map((s) => s.url).sort().join(' ') === want
   }, `healthy servers to be ${want}`)
 }
+
+/** How many polls and streams are open on a chat server (its fastchat_server_open_listeners gauge). */
+export async function openListeners(serverUrl: string): Promise<{poll: number; stream: number}> {
+  const {body} = await http<string>('GET', `${serverUrl}/metrics`, {headers: CLUSTER_AUTH})
+  const value = (kind: string) => Number(/^fastchat_server_open_listeners\{kind="(\w+)"\} (\d+)$/m.exec(body.split('\n').filter((l) => l.includes(`kind="${kind}"`)).join('\n'))?.[2] ?? 0)
+  return {poll: value('poll'), stream: value('stream')}
+}
+
+/** Waits until at least `count` listeners of `kind` are open on the server: an event, not a sleep. */
+export async function waitForListeners(serverUrl: string, count: number, kind: 'poll' | 'stream' = 'poll'): Promise<void> {
+  await eventually(async () => (await openListeners(serverUrl))[kind] >= count, `${count} open ${kind}(s) on ${serverUrl}`)
+}

@@ -1,7 +1,7 @@
 import pino from 'pino'
 
 import {createApp} from '../../server/app.js'
-import type {DeliveryHub} from '../../server/delivery/hub.js'
+import type {Delivery} from '../../server/delivery/delivery.js'
 import type {Services} from '../../server/services/index.js'
 
 interface Layer {
@@ -17,10 +17,11 @@ interface Layer {
 export function chatServerRoutes(): string[] {
   const app = createApp({
     db: null as never,
-    services: {accounts: {}, messages: {}, groups: {}, events: {}, blobs: {}} as unknown as Services,
+    services: {accounts: {}, messages: {}, groups: {}, blobs: {}} as unknown as Services,
+    delivery: {} as Delivery,
     logger: pino({level: 'silent'}),
     lifecycle: {draining: false},
-    cluster: {hub: {} as DeliveryHub, secret: 'x'.repeat(16)},
+    cluster: {secret: 'x'.repeat(16)},
   }) as unknown as {router: {stack: Layer[]}}
   const routes: string[] = []
   const walk = (stack: Layer[]) => {

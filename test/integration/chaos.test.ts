@@ -50,7 +50,9 @@ describe('chaos: a chat server killed and restarted under traffic', function () 
     await superserver.close()
   })
 
-  it('delivers every acknowledged message exactly once, none lost, none shown twice', async () => {
+  // Both transports: `listen` streams by default, and long-polls where streams do not get through.
+  for (const transport of ['stream', 'poll'] as const)
+  it(`delivers every acknowledged message exactly once, none lost, none shown twice (listeners on ${transport})`, async () => {
     const receivers = await Promise.all([...Array(SENDERS).keys()].map(async (i) => (await CliUser.create(`r${i}x`, superserver.url)).register()))
     const receiverKeys = await Promise.all(receivers.map((r) => readFile(r.file('public-key.asc'), 'utf8')))
     const senders: Sender[] = await Promise.all(
@@ -68,7 +70,7 @@ describe('chaos: a chat server killed and restarted under traffic', function () 
         return {user, server: user.server, ciphertexts}
       }),
     )
-    const listeners = receivers.map((receiver) => listen(receiver))
+    const listeners = receivers.map((receiver) => listen(receiver, ['--transport', transport]))
     const listening = () => listeners.map((l) => l.lines().length)
     await sleep(1_500) // every listener has unlocked its key and polls
 
@@ -138,6 +140,7 @@ describe('chaos: a chat server killed and restarted under traffic', function () 
     }
     await sleep(1_000) // anything shown twice would show up by now
     const codes = await Promise.all(listeners.map((l) => l.stop()))
+    for (const listener of listeners) expect(listener.transports(), 'each listener said which transport it used, and kept it').to.deep.equal([transport])
     let received = 0
     for (const [i, listener] of listeners.entries()) {
       const lines = listener.lines()

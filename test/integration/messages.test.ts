@@ -4,7 +4,7 @@ import type {DataSource} from 'typeorm'
 import type {RunningChatServer} from '../../server/main.js'
 import {createDataSource} from '../../storage/data-source.js'
 import {fakeCiphertext, poll, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
-import {CLUSTER_AUTH, startTestServer} from '../helpers/cluster.js'
+import {CLUSTER_AUTH, startTestServer, waitForListeners} from '../helpers/cluster.js'
 import {http} from '../helpers/http.js'
 
 const countMessages = async (db: DataSource): Promise<number> => (await db.query('SELECT count(*)::int AS n FROM messages'))[0].n
@@ -31,7 +31,7 @@ describe('messages and events', () => {
 
   it('delivers a message from a sender on one server to a poll waiting on another, within a second', async () => {
     const waiting = poll(bob, 0, 10_000)
-    await new Promise((resolve) => setTimeout(resolve, 200)) // the poll is parked on server b
+    await waitForListeners(b.url, 1) // the poll is parked on server b
     const sentAt = Date.now()
     const sent = await send(alice, bob.username, fakeCiphertext('hello'), 'k1')
     expect(sent.status).to.equal(201)
@@ -234,8 +234,11 @@ describe('messages and events', () => {
 
   it('answers open polls at once when the server drains', async () => {
     const c = await startTestServer()
-    const polls = [poll(bob, 0, 30_000, c.url), poll(bob, 0, 30_000, c.url)]
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    // Two clients of bob's (a client's second poll would replace its first).
+    const polls = ['laptop', 'phone'].map((client) =>
+      http('GET', `${c.url}/v1/events?since=0&timeout=30000`, {headers: {...bob.auth, 'x-fastchat-client': client}}),
+    )
+    await waitForListeners(c.url, 2)
     const started = Date.now()
     const closed = c.close()
     for (const answer of await Promise.all(polls)) {

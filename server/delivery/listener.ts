@@ -1,0 +1,152 @@
+import type {Cancellation} from './cancel.js'
+
+/**
+ * One event of a user's stream as it goes on the wire: its seq, its type and
+ * the JSON text of the object a poll's `events[]` (or a stream's `data:`)
+ * carries. The JSON is made once per event, however many listeners get it.
+ */
+export interface WireEvent {
+  seq: bigint
+  type: string
+  json: string
+  /** What the event costs the byte cap of an answer (ciphertext or payload plus envelope). */
+  bytes: number
+}
+
+/** Events a listener keeps from commits it was handed, beyond which it reads the stream instead. */
+const PENDING_MAX_EVENTS = 1_000
+const PENDING_MAX_BYTES = 2 * 1024 * 1024
+
+export type ListenerKind = 'poll' | 'stream'
+
+/**
+ * A long-poll or a stream parked on this server for one user. It subscribes
+ * *before* it reads the database, so a commit between its read and its wait
+ * still reaches it: either as the committed events themselves (handed over
+ * from memory, `offer`) or as a note that its stream has news to read
+ * (`wake`). Which of the two it got decides whether the next answer needs
+ * PostgreSQL (DESIGN.md, "Delivery"; docs/architecture.md, "Delivering from memory").
+ */
+export class Listener {
+  /** Something was committed that this listener has not been handed: read the stream. */
+  needsRead = false
+  /** Set when a newer poll or stream of the same client, or the per-user cap, replaced this one: it answers now. */
+  superseded = false
+  /** The cursor it waits beyond, for the re-check (see Rechecker). -1: not parked. */
+  since = -1n
+  /** The registry's version of the user when the last offer arrived (see Delivery's skip-read rule). */
+  offeredAt = -1
+  private pending: WireEvent[] = []
+  private pendingBytes = 0
+  private release: (() => void) | undefined
+
+  constructor(
+    readonly userId: string,
+    readonly kind: ListenerKind,
+    /** Which client opened it (its token, plus a client id if it sent one). */
+    readonly client: string | undefined,
+    private readonly onDone: (listener: Listener) => void,
+  ) {}
+
+  /** There is news this listener was not handed. */
+  wake(): void {
+    this.needsRead = true
+    this.release?.()
+  }
+
+  supersede(): void {
+    this.superseded = true
+    this.release?.()
+  }
+
+  /** Committed events of this listener's user, in any order; too many and it reads instead. */
+  offer(events: WireEvent[], version: number): void {
+    this.offeredAt = version
+    for (const event of events) {
+      if (this.pending.length >= PENDING_MAX_EVENTS || this.pendingBytes + event.bytes > PENDING_MAX_BYTES) {
+        this.dropPending()
+        this.needsRead = true
+        break
+      }
+      this.pending.push(event)
+      this.pendingBytes += event.bytes
+    }
+    this.release?.()
+  }
+
+  /**
+   * The events handed over that continue the stream right after `since`, in
+   * seq order, at most `limit` and `maxBytes` of them (at least one).
+   * Undefined when there are none; a gap (an event handed over whose
+   * predecessor was not) means the stream must be read.
+   */
+  take(since: bigint, limit: number, maxBytes: number): WireEvent[] | undefined {
+    if (this.pending.length === 0) return undefined
+    this.pending.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0))
+    let start = 0
+    while (start < this.pending.length && this.pending[start]!.seq <= since) start++
+    let end = start
+    let bytes = 0
+    let expected = since + 1n
+    while (end < this.pending.length && end - start < limit) {
+      const event = this.pending[end]!
+      if (event.seq !== expected) break
+      if (end > start && bytes + event.bytes > maxBytes) break
+      bytes += event.bytes
+      expected++
+      end++
+    }
+    const run = this.pending.slice(start, end)
+    if (run.length === 0 && start < this.pending.length) {
+      // What was handed over starts past a gap: the missing events are in the database.
+      this.dropPending()
+      this.needsRead = true
+      return undefined
+    }
+    this.pending = this.pending.slice(end)
+    this.pendingBytes -= bytes
+    if (start > 0) this.pendingBytes = this.pending.reduce((sum, event) => sum + event.bytes, 0)
+    return run.length > 0 ? run : undefined
+  }
+
+  /** Whether events are waiting to be taken. */
+  get hasPending(): boolean {
+    return this.pending.length > 0
+  }
+
+  private dropPending(): void {
+    this.pending = []
+    this.pendingBytes = 0
+  }
+
+  /**
+   * Resolves at once if there is news (or the listener was replaced), else on
+   * the first news, after `timeoutMs`, or on abort; true when there is news.
+   */
+  wait(timeoutMs: number, signal?: Cancellation): Promise<boolean> {
+    if (this.needsRead || this.pending.length > 0 || this.superseded || signal?.aborted) return Promise.resolve(!signal?.aborted)
+    return new Promise((resolve) => {
+      const finish = (news: boolean) => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        this.release = undefined
+        resolve(news)
+      }
+      const onAbort = () => finish(false)
+      const timer = setTimeout(() => finish(false), timeoutMs)
+      signal?.addEventListener('abort', onAbort, {once: true})
+      this.release = () => finish(true)
+    })
+  }
+
+  /** Whether it is parked in wait() right now. */
+  get waiting(): boolean {
+    return this.release !== undefined
+  }
+
+  /** Ends it: a parked wait returns, and the registry forgets it. */
+  close(): void {
+    this.release?.()
+    this.onDone(this)
+  }
+}

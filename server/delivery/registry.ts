@@ -1,0 +1,135 @@
+import {Listener, type ListenerKind, type WireEvent} from './listener.js'
+
+/** Users whose wake-up count is kept; past this all are forgotten (which only costs each a read). */
+const MAX_TRACKED_VERSIONS = 200_000
+
+/**
+ * The polls and streams open on this server, by user. It knows nothing of
+ * HTTP or the database: it parks listeners, hands them what was committed,
+ * and keeps, per user, a version that changes with every commit it hears of
+ * (the skip-read rule in Delivery rests on it).
+ */
+export class ListenerRegistry {
+  private readonly listeners = new Map<string, Set<Listener>>()
+  private polls = 0
+  private streams = 0
+  /** Draining: every listener answers now, and any that arrives later at once. */
+  closed = false
+
+  /** @param maxPerUser at most this many open polls and streams per user; the oldest gives way. */
+  constructor(private readonly maxPerUser = Number.POSITIVE_INFINITY) {}
+
+  /**
+   * A new poll or stream. One from a client that already has one open here
+   * replaces it (its connection is most likely dead: a client listens once at
+   * a time), and a user never holds more than `maxPerUser`: the oldest is
+   * answered first. Either way the replaced one answers at once.
+   */
+  subscribe(userId: string, kind: ListenerKind, client?: string): Listener {
+    const listener = new Listener(userId, kind, client, (done) => this.remove(done))
+    let set = this.listeners.get(userId)
+    if (!set) this.listeners.set(userId, (set = new Set()))
+    if (client !== undefined) for (const other of set) if (other.client === client && !other.superseded) other.supersede()
+    let open = 0
+    for (const other of set) if (!other.superseded) open++
+    for (const other of set) {
+      if (open < this.maxPerUser) break
+      if (!other.superseded) {
+        other.supersede()
+        open--
+      }
+    }
+    set.add(listener)
+    if (kind === 'poll') this.polls++
+    else this.streams++
+    if (this.closed) listener.supersede()
+    return listener
+  }
+
+  /**
+   * How many commits each user has had here: a poll that read a user's stream
+   * at version v knows nothing can have been committed for that user since,
+   * as far as this server has heard, while the version is still v.
+   */
+  private readonly versions = new Map<string, number>()
+  /** Every version handed out comes from this clock, so none repeats... */
+  private clock = 0
+  /** ...and a user forgotten by a clear() gets one newer than any before it. */
+  private floor = 0
+
+  version(userId: string): number {
+    return this.versions.get(userId) ?? this.floor
+  }
+
+  private bump(userId: string): number {
+    const version = ++this.clock
+    this.versions.set(userId, version)
+    return version
+  }
+
+  private forgetVersions(): void {
+    this.versions.clear()
+    this.floor = ++this.clock
+  }
+
+  /** News for these users that they must read from the stream; unknown users cost a map lookup. */
+  wake(userIds: Iterable<string>): void {
+    if (this.versions.size > MAX_TRACKED_VERSIONS) this.forgetVersions()
+    for (const id of userIds) {
+      this.bump(id)
+      const set = this.listeners.get(id)
+      if (set) for (const listener of set) listener.wake()
+    }
+  }
+
+  /** Committed events, by user, handed to the listeners as they are (no read needed). */
+  offer(byUser: Map<string, WireEvent[]>): void {
+    if (this.versions.size > MAX_TRACKED_VERSIONS) this.forgetVersions()
+    for (const [id, events] of byUser) {
+      const version = this.bump(id)
+      const set = this.listeners.get(id)
+      if (set) for (const listener of set) listener.offer(events, version)
+    }
+  }
+
+  /** For each user with a parked listener, the lowest cursor one of them waits beyond. */
+  parked(): Map<string, bigint> {
+    const out = new Map<string, bigint>()
+    for (const [userId, set] of this.listeners) {
+      for (const listener of set) {
+        if (!listener.waiting || listener.since < 0n) continue
+        const known = out.get(userId)
+        if (known === undefined || listener.since < known) out.set(userId, listener.since)
+      }
+    }
+    return out
+  }
+
+  /** Answers every open listener now and any that arrives later at once (draining). */
+  close(): void {
+    this.closed = true
+    this.forgetVersions()
+    for (const set of this.listeners.values()) for (const listener of set) listener.supersede()
+  }
+
+  get openPolls(): number {
+    return this.polls
+  }
+
+  get openStreams(): number {
+    return this.streams
+  }
+
+  /** Users with at least one open poll or stream here. */
+  get listeningUsers(): number {
+    return this.listeners.size
+  }
+
+  private remove(listener: Listener): void {
+    const set = this.listeners.get(listener.userId)
+    if (!set?.delete(listener)) return
+    if (listener.kind === 'poll') this.polls--
+    else this.streams--
+    if (set.size === 0) this.listeners.delete(listener.userId)
+  }
+}

@@ -1,0 +1,256 @@
+import {mock} from 'node:test'
+
+import {expect} from 'chai'
+import pino from 'pino'
+
+import {Delivery, type StreamSink, type StreamSource} from '../../server/delivery/delivery.js'
+import type {WireEvent} from '../../server/delivery/listener.js'
+import type {CommittedMessage} from '../../server/delivery/views.js'
+import type {EventRow, StreamRead} from '../../storage/repositories/event-stream.repository.js'
+
+/**
+ * The delivery state machine (server/delivery/) on its own: park, wake,
+ * answer from memory or read, supersede, skip-read, streams, and the
+ * re-check as the fallback for a lost push, with fake timers (node:test's)
+ * instead of waiting. The stream it reads is an in-memory one here; the
+ * integration suites run the same code against PostgreSQL.
+ */
+
+/** An event stream in memory that counts its reads. */
+class MemoryStream implements StreamSource {
+  readonly streams = new Map<string, EventRow[]>()
+  reads = 0
+
+  append(userId: string, count = 1): bigint {
+    let rows = this.streams.get(userId)
+    if (!rows) this.streams.set(userId, (rows = []))
+    for (let i = 0; i < count; i++) {
+      rows.push({seq: String(rows.length + 1), type: 'note', payload: {n: rows.length + 1}, at: new Date(0)})
+    }
+    return BigInt(rows.length)
+  }
+
+  async read(userId: string, since: bigint, limit: number): Promise<StreamRead> {
+    this.reads++
+    const rows = this.streams.get(userId) ?? []
+    return {lastSeq: BigInt(rows.length), prunedThrough: 0n, events: rows.filter((row) => BigInt(row.seq) > since).slice(0, limit)}
+  }
+
+  async heads(userIds: string[]): Promise<Map<string, bigint>> {
+    return new Map(userIds.map((id) => [id, BigInt(this.streams.get(id)?.length ?? 0)]))
+  }
+}
+
+/** A message committed for `userId` at `seq`, as MessageService hands it over. */
+const committed = (userId: string, seq: bigint): CommittedMessage => ({
+  view: {id: `00000000-0000-4000-8000-${String(seq).padStart(12, '0')}`, from: 'alice', to: {user: 'bob'}, kind: 'text', ciphertext: 'x', sentAt: new Date(0).toISOString()},
+  to: [{recipientId: userId, seq}],
+})
+
+class RecordingSink implements StreamSink {
+  opened: bigint | undefined
+  written: WireEvent[] = []
+  heartbeats = 0
+  ended: unknown = 'open'
+  congested = false
+  open(next: bigint): void {
+    this.opened = next
+  }
+  write(events: WireEvent[]): void {
+    this.written.push(...events)
+  }
+  heartbeat(): void {
+    this.heartbeats++
+  }
+  end(reason?: unknown): void {
+    this.ended = reason ?? 'closed'
+  }
+  get seqs(): number[] {
+    return this.written.map((event) => Number(event.seq))
+  }
+}
+
+/** Lets every pending promise and I/O callback run (setImmediate is not faked). */
+const settle = async () => {
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+}
+
+describe('delivery state machine (fake timers)', () => {
+  let stream: MemoryStream
+  let delivery: Delivery
+  let aborts: AbortController
+
+  beforeEach(() => {
+    mock.timers.enable({apis: ['setTimeout', 'setInterval', 'Date'], now: 1_000_000})
+    stream = new MemoryStream()
+    delivery = new Delivery({stream, logger: pino({level: 'silent'})}, {maxPerUser: 3, heartbeatMs: 15_000, recheckMs: 500})
+    aborts = new AbortController()
+  })
+  afterEach(async () => {
+    aborts.abort()
+    await delivery.drain()
+    await delivery.stop()
+    mock.timers.reset()
+  })
+
+  const poll = (since: bigint, timeoutMs = 30_000, client?: string, userId = '1') =>
+    delivery.poll(userId, {since, timeoutMs, limit: 100}, aborts.signal, client)
+
+  it('parks a poll with nothing to answer and answers it empty at its timeout, cursor unchanged', async () => {
+    let answer: Awaited<ReturnType<typeof poll>> | undefined
+    void poll(0n, 30_000).then((result) => (answer = result))
+    await settle()
+    expect(stream.reads).to.equal(1)
+    expect(delivery.openPolls).to.equal(1)
+    mock.timers.tick(29_999)
+    await settle()
+    expect(answer).to.equal(undefined)
+    mock.timers.tick(1)
+    await settle()
+    expect(answer).to.deep.equal({events: [], next: 0n})
+    expect(delivery.openPolls).to.equal(0)
+  })
+
+  it('answers a parked poll from what a commit handed over, without reading', async () => {
+    const answer = poll(0n)
+    await settle()
+    expect(stream.reads).to.equal(1)
+    const seq = stream.append('1')
+    delivery.deliver([committed('1', seq)])
+    const result = await answer
+    expect(result.next).to.equal(1n)
+    expect(JSON.parse(result.events[0]!.json)).to.include({seq: 1, type: 'message', from: 'alice'})
+    expect(stream.reads, 'no read after the handover').to.equal(1)
+    expect(delivery.answers.fromMemory).to.equal(1)
+  })
+
+  it('reads instead when what was handed over does not continue its cursor (a gap)', async () => {
+    stream.append('1', 2) // seq 1 and 2 committed; only 2 is handed over (1's push was lost)
+    const answer = poll(0n, 30_000)
+    // The first read finds both at once; park a fresh poll at 0 on another user to see the gap rule.
+    expect((await answer).events.map((event) => Number(event.seq))).to.deep.equal([1, 2])
+    const parked = poll(0n, 30_000, undefined, '2')
+    await settle()
+    const readsBefore = stream.reads
+    stream.append('2', 2)
+    delivery.deliver([committed('2', 2n)])
+    const result = await parked
+    expect(result.events.map((event) => Number(event.seq))).to.deep.equal([1, 2])
+    expect(stream.reads).to.equal(readsBefore + 1)
+  })
+
+  it('wakes a parked poll on news it must read (a group change) and reads it', async () => {
+    const answer = poll(0n)
+    await settle()
+    stream.append('1')
+    delivery.announce(['1'])
+    expect((await answer).next).to.equal(1n)
+    expect(stream.reads).to.equal(2)
+  })
+
+  it('skips the read of a poll that follows one answered at the head, until news arrives', async () => {
+    stream.append('1')
+    expect((await poll(0n)).next).to.equal(1n)
+    expect(stream.reads).to.equal(1)
+    // Same cursor, nothing heard since: parks without reading.
+    const second = poll(1n)
+    await settle()
+    expect(stream.reads).to.equal(1)
+    stream.append('1')
+    delivery.announce(['1'])
+    expect((await second).next).to.equal(2n)
+    expect(stream.reads).to.equal(2)
+    // A poll that will not wait always reads.
+    await poll(2n, 0)
+    expect(stream.reads).to.equal(3)
+  })
+
+  it('answers a poll replaced by a newer one of the same client at once, and the oldest beyond the per-user cap', async () => {
+    const first = poll(0n, 30_000, 'laptop')
+    await settle()
+    const second = poll(0n, 30_000, 'laptop')
+    expect(await first).to.deep.equal({events: [], next: 0n})
+    const others = [poll(0n, 30_000, 'x'), poll(0n, 30_000, 'y')]
+    await settle()
+    expect(delivery.openPolls).to.equal(3)
+    const fourth = poll(0n, 30_000, 'z')
+    expect(await second, 'the oldest gives way').to.deep.equal({events: [], next: 0n})
+    delivery.deliver([committed('1', stream.append('1'))])
+    for (const answer of [...others, fourth]) expect((await answer).next).to.equal(1n)
+  })
+
+  it('finds a lost push by the re-check: a parked poll whose stream moved wakes within one interval', async () => {
+    delivery.start()
+    const answer = poll(0n)
+    await settle()
+    stream.append('1') // committed elsewhere; the push never came
+    mock.timers.tick(499)
+    await settle()
+    expect(delivery.recovered).to.equal(0)
+    mock.timers.tick(1)
+    await settle()
+    expect((await answer).next).to.equal(1n)
+    expect(delivery.recovered).to.equal(1)
+  })
+
+  it('streams: writes the backlog, then each commit from memory, a heartbeat after 15 s of silence, and ends when replaced', async () => {
+    stream.append('1', 2)
+    const sink = new RecordingSink()
+    const running = delivery.stream('1', {since: 0n, limit: 100}, sink, aborts.signal, 'laptop')
+    await settle()
+    expect(sink.opened).to.equal(0n)
+    expect(sink.seqs).to.deep.equal([1, 2])
+    const reads = stream.reads
+    delivery.deliver([committed('1', stream.append('1'))])
+    await settle()
+    expect(sink.seqs).to.deep.equal([1, 2, 3])
+    expect(stream.reads, 'written from memory').to.equal(reads)
+    mock.timers.tick(14_999)
+    await settle()
+    expect(sink.heartbeats).to.equal(0)
+    mock.timers.tick(1)
+    await settle()
+    expect(sink.heartbeats).to.equal(1)
+    expect(delivery.openStreams).to.equal(1)
+    void poll(0n, 30_000, 'laptop')
+    await running
+    expect(sink.ended).to.deep.equal({event: 'superseded'})
+    expect(delivery.openStreams).to.equal(0)
+  })
+
+  it('resumes a stream from a cursor, reading what it missed, and ends it with FC_DRAINING on drain', async () => {
+    stream.append('1', 5)
+    const sink = new RecordingSink()
+    const running = delivery.stream('1', {since: 3n, limit: 100}, sink, aborts.signal)
+    await settle()
+    expect(sink.opened).to.equal(3n)
+    expect(sink.seqs).to.deep.equal([4, 5])
+    // A handover past a gap (6 lost, 7 handed over) makes it read, and it writes both.
+    stream.append('1', 2)
+    delivery.deliver([committed('1', 7n)])
+    await settle()
+    expect(sink.seqs).to.deep.equal([4, 5, 6, 7])
+    await delivery.drain()
+    await running
+    expect(sink.ended).to.have.property('event', 'problem')
+    expect((sink.ended as {problem: {code: string}}).problem.code).to.equal('FC_DRAINING')
+  })
+
+  it('refuses to open a stream at a cursor ahead of the stream (nothing written)', async () => {
+    const sink = new RecordingSink()
+    let failure: unknown
+    await delivery.stream('1', {since: 9n, limit: 100}, sink, aborts.signal).catch((error: unknown) => (failure = error))
+    expect(failure).to.have.property('code', 'FC_CURSOR_AHEAD')
+    expect(sink.opened).to.equal(undefined)
+  })
+
+  it('ends a stream whose client does not keep up', async () => {
+    const sink = new RecordingSink()
+    const running = delivery.stream('1', {since: 0n, limit: 100}, sink, aborts.signal)
+    await settle()
+    sink.congested = true
+    delivery.deliver([committed('1', stream.append('1'))])
+    await running
+    expect(sink.ended).to.equal('closed')
+  })
+})
