@@ -1,6 +1,7 @@
 import {randomUUID} from 'node:crypto'
 import {Readable} from 'node:stream'
 
+import type {Dispatcher} from 'undici'
 import type {z} from 'zod'
 
 import * as answers from '../protocol/answers.js'
@@ -275,6 +276,25 @@ export class ApiClient {
     return Buffer.concat(parts, received)
   }
 
+  /**
+   * GET /v1/events?since=C with `Accept: text/event-stream`: the answer as it
+   * comes, headers first, for ./event-stream.ts to read. No body timeout: the
+   * reader times the stream's silences itself (heartbeats).
+   */
+  async openEventStream(since: number, clientId: string, headersTimeoutMs: number, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+    // timeout=0: a server that does not stream answers at once as the long poll (JSON), not after its 30 s wait.
+    const query = new URLSearchParams({since: String(since), timeout: '0'})
+    const headers: Record<string, string> = {accept: 'text/event-stream', 'cache-control': 'no-store', 'x-fastchat-client': clientId}
+    if (this.token) headers.authorization = `Bearer ${this.token}`
+    const {request: undiciRequest} = await import('undici')
+    try {
+      return await undiciRequest(new URL(`/v1/events?${query}`, this.baseUrl), {method: 'GET', headers, signal, headersTimeout: headersTimeoutMs, bodyTimeout: 0})
+    } catch (error) {
+      if (signal?.aborted) throw error
+      throw new NetworkError(this.baseUrl, networkReason(error), {cause: error})
+    }
+  }
+
   /** undici for transfers: a streamed body, and timeouts on inactivity rather than on the whole transfer. */
   private async transfer(method: string, path: string, options: {headers: Record<string, string>; body?: Readable}) {
     const headers: Record<string, string> = {...options.headers}
@@ -325,7 +345,7 @@ export class ApiClient {
 }
 
 /** Names this process to the server, so that its next poll replaces its last one (a poll cut off by the network) but not another process's. */
-const CLIENT_ID = `cli-${randomUUID()}`
+export const CLIENT_ID = `cli-${randomUUID()}`
 
 // GET /v1/assign (superserver)
 export async function assignServer(superserverUrl: string): Promise<string> {
@@ -368,7 +388,7 @@ const STATUS_TEXT_MAX_CHARS = 100
  * An error answer as an ApiError: the RFC 9457 problem's detail (or title)
  * and code when it has valid ones (protocol/answers.ts), else the status.
  */
-function problemError(status: number, text: string, statusText = ''): ApiError {
+export function problemError(status: number, text: string, statusText = ''): ApiError {
   const parsed = answers.problem.safeParse(parseJson(text))
   const problem = parsed.success ? parsed.data : {}
   const message = problem.detail || problem.title || statusText.slice(0, STATUS_TEXT_MAX_CHARS) || `HTTP ${status}`
@@ -393,7 +413,7 @@ function parseJson(text: string): unknown {
 }
 
 /** fetch() fails with a bare "fetch failed"; the useful part (ECONNREFUSED...) is in its cause. */
-function networkReason(error: unknown): string {
+export function networkReason(error: unknown): string {
   let current: unknown = error
   for (let depth = 0; depth < 4 && current; depth++) {
     const {code} = current as {code?: unknown}

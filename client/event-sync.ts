@@ -1,4 +1,5 @@
 import {ApiError, type MessageEvent, type Rejected, type ServerEvent} from './api-client.js'
+import type {EventTransport} from './event-stream.js'
 import {type GroupEventResponder, type GroupNotice, groupNotice, isGroupEvent} from './group-events.js'
 import {RECENT_IDS_KEPT, type SyncState} from './profile-store.js'
 import type {MessageOpener, OpenedMessage} from './receive.js'
@@ -53,6 +54,8 @@ export class EventSync {
     private readonly report: Reporter,
     private readonly groups?: GroupEventResponder,
     private readonly from?: {cursor: number},
+    /** How pages are read: the long poll unless given (./event-stream.ts streams when it can). */
+    private readonly transport?: EventTransport,
   ) {}
 
   /** Polls once (waiting up to `timeoutMs` when nothing is there) and delivers the new messages and group events. */
@@ -73,11 +76,16 @@ export class EventSync {
     const state = (this.state ??= this.from ? {cursor: this.from.cursor, recentIds: []} : await this.session.store.state())
     let answer: {events: ServerEvent[]; next: number; rejected: Rejected[]}
     try {
-      answer = await this.session.api.events(state.cursor, timeoutMs, PAGE_SIZE, signal)
+      answer = this.transport
+        ? await this.transport.read(this.session.api, state.cursor, timeoutMs, PAGE_SIZE, signal)
+        : await this.session.api.events(state.cursor, timeoutMs, PAGE_SIZE, signal)
     } catch (error) {
       if (await this.resetCursor(state, error)) return {items: [], result: {events: 0, reset: true}, next: this.cursor, commit: async () => undefined}
       throw error
     }
+    // What the cursor already passed: a stream opened before another reader of the stored cursor moved it (the daemon's).
+    const after = (seq: number | null) => seq === null || seq > state.cursor
+    answer = {...answer, events: answer.events.filter((event) => after(event.seq)), rejected: answer.rejected.filter((rejected) => after(rejected.seq))}
     // An event that does not match the API is skipped, with one notice, and the cursor moves past it: a bad server cannot wedge the stream.
     for (const {seq, error} of answer.rejected) this.report({type: 'event.skipped', seq, reason: error.message})
     const seen = new Set(state.recentIds)

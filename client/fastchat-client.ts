@@ -5,6 +5,7 @@ import {password as passwordSchema, username as usernameSchema} from '../protoco
 import {ApiClient, type GroupSummary, type HistoryMessage, isFailoverError} from './api-client.js'
 import {Directory} from './directory.js'
 import {FastChatError} from './errors.js'
+import {EventTransport, type TransportMode} from './event-stream.js'
 import {EventSync, type SyncItem} from './event-sync.js'
 import {readFileToSend, sendFile} from './file-send.js'
 import {changeMembership, createOnce, keyAfterChange, userArg} from './group-changes.js'
@@ -88,6 +89,19 @@ export interface MessagesOptions {
   follow?: boolean
   /** How long each long poll waits, in ms; with follow: false, only the first one waits. Default 30,000 (0 without follow). */
   waitMs?: number
+  /**
+   * With follow: how events are read. `auto` (the default): the event
+   * stream (SSE), falling back to the long poll by itself when the stream
+   * cannot be opened or carries nothing (a proxy that buffers it), and trying
+   * the stream again `streamRetryMs` later. `stream`: only the stream;
+   * `poll`: only the long poll. Without follow, always the long poll.
+   * Reported as `transport` when chosen or changed.
+   */
+  transport?: TransportMode
+  /** How long a stream may carry nothing (no event, no heartbeat) before it is taken as dead: default the server's heartbeat (15 s) + 5 s. */
+  streamIdleMs?: number
+  /** After a fall back to the long poll, try the stream again this long after. Default 10 minutes. */
+  streamRetryMs?: number
 }
 
 /** Each long poll waits this long: under the 60 s idle timeout of common proxies, and the server's default. */
@@ -231,9 +245,22 @@ export class FastChatClient {
    */
   async *messages(options: MessagesOptions = {}): AsyncGenerator<Received, void, undefined> {
     const follow = options.follow ?? true
-    const {signal} = options
     const opener = new MessageOpener(this.session, this.options.files, this.directory)
-    const sync = new EventSync(this.session, opener, this.report, new GroupEventResponder(this.directory, this.report))
+    // An inbox (no follow) wants what is there now: a poll that answers at once, not a stream to open.
+    const {transport: mode, streamIdleMs, streamRetryMs} = options
+    const transport = follow ? new EventTransport(this.report, {mode, streamIdleMs, streamRetryMs}) : undefined
+    const sync = new EventSync(this.session, opener, this.report, new GroupEventResponder(this.directory, this.report), undefined, transport)
+    try {
+      yield* this.readFrom(sync, options)
+    } finally {
+      transport?.close()
+    }
+  }
+
+  /** messages()' loop: pages read, their items handed out, then committed; outages ridden out with `follow`. */
+  private async *readFrom(sync: EventSync, options: MessagesOptions): AsyncGenerator<Received, void, undefined> {
+    const follow = options.follow ?? true
+    const {signal} = options
     let waitMs = options.waitMs ?? (follow ? LONG_POLL_MS : 0)
     let backoff = BACKOFF_START_MS
     let lost = false

@@ -17,6 +17,7 @@ export {
   type SentFileResult,
 } from './fastchat-client.js'
 export {ApiError, NetworkError, ProtocolError} from './api-client.js'
+export type {Transport, TransportMode} from './event-stream.js'
 export {codeOf, FastChatError} from './errors.js'
 export type {GroupNotice} from './group-events.js'
 export type {MessageGroup, MessageVerification} from './opened.js'

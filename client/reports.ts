@@ -20,5 +20,11 @@ export type Report =
   | {type: 'connection.lost'; server: string; reason: string}
   /** ...and is back, on `server`. */
   | {type: 'connection.restored'; server: string}
+  /**
+   * How a stream that follows reads events, when first chosen and when it
+   * changes: `stream` (SSE) or `poll` (long poll); `reason` says why it fell
+   * back to the long poll (the server's or a proxy's answer, quoted: not sanitized).
+   */
+  | {type: 'transport'; transport: 'stream' | 'poll'; reason?: string}
 
 export type Reporter = (report: Report) => void

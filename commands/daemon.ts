@@ -7,6 +7,7 @@ import {findDaemon} from '../client/daemon/connection.js'
 import {startDaemon} from '../client/daemon/daemon.js'
 import {daemonFile, type FileChoice} from '../client/daemon/protocol.js'
 import {ReportRouter} from '../client/daemon/reports.js'
+import type {TransportMode} from '../client/event-stream.js'
 import {FastChatClient} from '../client/fastchat-client.js'
 import {noProgress} from '../client/progress.js'
 import {BaseCommand} from './_lib/base-command.js'
@@ -38,6 +39,11 @@ export default class Daemon extends BaseCommand<typeof Daemon> {
     socket: Flags.string({summary: 'Listen on this Unix socket instead (made 0600).', helpValue: 'PATH'}),
     auth: Flags.boolean({summary: 'Require the bearer token of daemon.json (--no-auth: anyone on this machine may use your key).', default: true, allowNo: true}),
     webhook: Flags.string({summary: 'POST every message and group event to this URL as JSON, retrying until it answers 2xx.', helpValue: 'URL'}),
+    transport: Flags.string({
+      summary: 'How its stream and webhook read the chat server: auto (the event stream, falling back to long-polls), stream or poll.',
+      options: ['auto', 'stream', 'poll'],
+      default: 'auto',
+    }),
     'idle-timeout': Flags.integer({summary: 'Stop after this many milliseconds without a request (`fastchat unlock` sets it).', min: 1_000, helpValue: 'MS'}),
     'passphrase-stdin': Flags.boolean({summary: 'Read the key passphrase from the first line of stdin (`fastchat unlock` pipes it).'}),
     ...receiveFlags,
@@ -67,6 +73,7 @@ export default class Daemon extends BaseCommand<typeof Daemon> {
       files: (choice: FileChoice) => (choice.files === 'none' ? undefined : receiveFilesOptions(this.store.dir, fileFlags(choice), noProgress)),
       defaultFiles: {files: flags.download ? 'all' : 'contacts', maxDownload: flags['max-download'], ...(flags.out ? {out: resolve(flags.out)} : {})},
       webhook: flags.webhook,
+      transport: flags.transport as TransportMode,
       idleTimeoutMs: flags['idle-timeout'],
       log: (line) => this.note(line),
     })

@@ -1,32 +1,50 @@
+import {Flags} from '@oclif/core'
+
 import {findDaemon} from '../client/daemon/connection.js'
+import type {TransportMode} from '../client/event-stream.js'
 import {isGroupNotice} from '../client/event-sync.js'
 import {FastChatClient} from '../client/fastchat-client.js'
+import type {Report} from '../client/reports.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {jsonText} from './_lib/display.js'
 import {formatMessage, formatNotice, formatReport, summarize} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
+import {readPassphrase} from './_lib/prompts.js'
 import {receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
 
 export default class Listen extends BaseCommand<typeof Listen> {
   static override summary = 'Follow new messages as they arrive, until Ctrl-C.'
   static override description =
-    'Long-polls the chat server and prints each message as `inbox` does (with --json: one JSON object per line). ' +
+    'Follows the event stream (SSE) of the chat server, or long-polls it where the stream cannot be used (--transport), and prints each message as `inbox` does (with --json: one JSON object per line). ' +
     'When the server goes away it asks the superserver for another and resumes from the saved cursor: nothing is lost or shown twice. ' +
     'Files from your contacts up to --max-download MiB are saved in <profile>/downloads (or --out DIR); others are listed (--download saves every file). ' +
     'Group events are shown as one line each (with --json, objects with a `type`), and a group left without a key is keyed.'
 
-  static override examples = ['<%= config.bin %> listen', '<%= config.bin %> listen --json | jq .text', '<%= config.bin %> listen --out ~/Downloads']
+  static override examples = [
+    '<%= config.bin %> listen',
+    '<%= config.bin %> listen --json | jq .text',
+    '<%= config.bin %> listen --out ~/Downloads',
+    '<%= config.bin %> listen --transport poll --verbose',
+  ]
 
   static override flags = {
     ...receiveFlags,
+    transport: Flags.string({
+      summary: 'auto: the event stream, falling back to long-polls by itself when it cannot be used (a proxy that buffers it); stream or poll: only that.',
+      options: ['auto', 'stream', 'poll'],
+      default: 'auto',
+    }),
+    verbose: Flags.boolean({char: 'v', summary: 'Say on stderr which transport is used, and when it changes.'}),
   }
 
   async run(): Promise<void> {
     const json = this.jsonEnabled()
     // A daemon of this profile holds the unlocked key: listen follows its stream, and nobody is asked for the passphrase.
     const files = {files: this.flags.download ? 'all' : 'contacts', maxDownload: this.flags['max-download'], out: this.flags.out} as const
-    const daemon = await findDaemon(this.store.dir, {onReport: (report) => this.note(formatReport(report)), files})
-    const client = daemon ?? (await this.openClient(receiveFilesOptions(this.store.dir, this.flags, progressFor({json}))))
+    const daemon = await findDaemon(this.store.dir, {onReport: (report) => this.report(report), files})
+    const client =
+      daemon ??
+      (await FastChatClient.open({store: this.store, passphrase: readPassphrase, onReport: (report) => this.report(report), files: receiveFilesOptions(this.store.dir, this.flags, progressFor({json}))}))
     // Ask for the passphrase now rather than at the first message, which may come hours later.
     if (client instanceof FastChatClient) await client.session.key()
     const server = client instanceof FastChatClient ? client.profile.server : `the daemon of ${this.store.dir}`
@@ -36,8 +54,11 @@ export default class Listen extends BaseCommand<typeof Listen> {
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)
     this.note(`Listening as ${client.username} on ${server}. Ctrl-C to stop.`)
+    // The daemon reads the chat server its own way (see docs/daemon.md); this reads the daemon.
+    if (daemon && this.flags.verbose) this.note(`Reading events through the daemon (--transport is the daemon's).`)
+    const transport = this.flags.transport as TransportMode
     try {
-      for await (const item of client.messages({signal: stop.signal})) {
+      for await (const item of daemon ? daemon.messages({signal: stop.signal}) : client.messages({signal: stop.signal, transport})) {
         if (json) process.stdout.write(`${jsonText(isGroupNotice(item) ? {...item, summary: summarize(item, isMe)} : item)}\n`)
         else if (isGroupNotice(item)) this.log(formatNotice(item, isMe))
         else for (const line of formatMessage(item)) this.log(line)
@@ -50,5 +71,12 @@ export default class Listen extends BaseCommand<typeof Listen> {
       process.off('SIGTERM', onSignal)
       await daemon?.close()
     }
+  }
+
+  /** Reports as notes on stderr; the transport only with --verbose, and with --json as a line of its own: `{"type":"transport",...}`. */
+  private report(report: Report): void {
+    if (report.type !== 'transport') return this.note(formatReport(report))
+    if (this.jsonEnabled()) process.stdout.write(`${jsonText(report)}\n`)
+    else if (this.flags.verbose) this.note(formatReport(report))
   }
 }

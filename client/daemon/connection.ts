@@ -5,6 +5,8 @@ import type {z} from 'zod'
 
 import {ProtocolError} from '../api-client.js'
 import {FastChatError} from '../errors.js'
+import {MAX_STREAM_EVENT_CHARS} from '../event-stream.js'
+import {SseParser} from '../sse-parser.js'
 import type {FastChatClient, Received, Sent, SentFileResult} from '../fastchat-client.js'
 import type {KeyedGroup} from '../group-rekey.js'
 import type {GroupRef} from '../group-targets.js'
@@ -17,6 +19,7 @@ import {
   type FileChoice,
   groupRefAnswer,
   historyAnswer,
+  itemAnswer,
   keyedGroupAnswer,
   messagesAnswer,
   POLL_TIMEOUT_DEFAULT_MS,
@@ -124,10 +127,12 @@ export class DaemonClient {
   /**
    * As FastChatClient.messages(), from the profile's stored cursor, which
    * the daemon moves once a page is answered: without `follow`, pages until
-   * one has nothing (only the first waits `waitMs`).
+   * one has nothing (only the first waits `waitMs`). With `follow`, the
+   * daemon's stream, which reads the chat server's as its `--transport` says.
    */
   async *messages(options: {follow?: boolean; waitMs?: number; signal?: AbortSignal} = {}): AsyncGenerator<Received, void, undefined> {
     const follow = options.follow ?? true
+    if (follow) return yield* this.followed(options.signal)
     let waitMs = options.waitMs ?? (follow ? POLL_TIMEOUT_DEFAULT_MS : 0)
     while (!options.signal?.aborted) {
       const query = {timeout: String(waitMs), ...this.fileQuery()}
@@ -137,6 +142,52 @@ export class DaemonClient {
       yield* page.items
       if (!follow) waitMs = 0
     }
+  }
+
+  /** GET /v1/messages/stream: items and reports as the daemon writes them, until the signal (or the daemon goes away: FC_DAEMON_UNAVAILABLE). */
+  private async *followed(signal?: AbortSignal): AsyncGenerator<Received, void, undefined> {
+    const route = 'GET /v1/messages/stream'
+    const url = new URL('/v1/messages/stream', this.info.url)
+    for (const [key, value] of Object.entries(this.fileQuery())) url.searchParams.set(key, value)
+    const {request} = await import('undici')
+    const headers = {accept: 'text/event-stream', ...(this.info.token ? {authorization: `Bearer ${this.info.token}`} : {})}
+    let response: Awaited<ReturnType<typeof request>>
+    try {
+      // No body timeout: a quiet stream is quiet (the daemon writes a comment every 15 s); a gone daemon closes it.
+      response = await request(url, {dispatcher: await this.agent(), headers, headersTimeout: STATUS_TIMEOUT_MS, bodyTimeout: 0, signal})
+    } catch (error) {
+      if (signal?.aborted) return
+      throw this.unavailable(error)
+    }
+    if (response.statusCode !== 200) {
+      const text = await response.body.text()
+      throw fromProblem(response.statusCode, parseJson(text))
+    }
+    const parser = new SseParser(MAX_STREAM_EVENT_CHARS)
+    try {
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        for (const event of parser.push(chunk)) {
+          const data = parseJson(event.data)
+          if (event.type === 'report') {
+            if (typeof (data as {type?: unknown} | null)?.type !== 'string') throw new ProtocolError(route, 'report', 'must be a report')
+            this.options.onReport?.(data as Report)
+            continue
+          }
+          const checked = itemAnswer.safeParse(data)
+          if (!checked.success) throw ProtocolError.from(route, checked.error)
+          yield data as Received
+        }
+        if (/^\d+$/.test(parser.lastId)) this.lastCursor = Number(parser.lastId)
+      }
+    } catch (error) {
+      if (signal?.aborted) return
+      if (error instanceof FastChatError) throw error
+      throw this.unavailable(error)
+    } finally {
+      // Ours to end: the AbortError undici emits for it is nobody's problem.
+      response.body.on('error', () => undefined).destroy()
+    }
+    if (!signal?.aborted) throw this.unavailable(new Error('the stream ended'))
   }
 
   /** The stored cursor: as the last page left it, else as the daemon says. */
@@ -217,13 +268,25 @@ export class DaemonClient {
       body = text === '' ? undefined : (JSON.parse(text) as unknown)
     } catch (error) {
       if (options.signal?.aborted) throw error
-      const where = this.info.socket ?? this.info.url
-      throw new FastChatError('FC_DAEMON_UNAVAILABLE', `The daemon at ${where} cannot be reached (${(error as Error).message}).`, {url: this.info.url, socket: this.info.socket, pid: this.info.pid}, {cause: error})
+      throw this.unavailable(error)
     }
     if (status < 200 || status >= 300) throw fromProblem(status, body)
     if (!schema) return body as z.output<S>
     const checked = schema.safeParse(body)
     if (!checked.success) throw ProtocolError.from(route, checked.error)
     return body as z.output<S>
+  }
+
+  private unavailable(error: unknown): FastChatError {
+    const where = this.info.socket ?? this.info.url
+    return new FastChatError('FC_DAEMON_UNAVAILABLE', `The daemon at ${where} cannot be reached (${(error as Error).message}).`, {url: this.info.url, socket: this.info.socket, pid: this.info.pid}, {cause: error})
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return text === '' ? undefined : (JSON.parse(text) as unknown)
+  } catch {
+    return text
   }
 }

@@ -2,6 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {once} from 'node:events'
 import {rm} from 'node:fs/promises'
 
+import type {TransportMode} from '../event-stream.js'
 import type {FastChatClient} from '../fastchat-client.js'
 import type {ReceiveFilesOptions} from '../file-receive.js'
 import {removeDaemonInfo, writeDaemonInfo} from './daemon-file.js'
@@ -28,6 +29,8 @@ export interface DaemonOptions {
   files: (choice: FileChoice) => ReceiveFilesOptions | undefined
   defaultFiles: FileChoice
   webhook?: string
+  /** How the daemon's stream and webhook read the chat server (default auto: the event stream, else long polls). */
+  transport?: TransportMode
   idleTimeoutMs?: number
   log: (line: string) => void
 }
@@ -45,7 +48,7 @@ const TOKEN_BYTES = 32
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const {client, reports, files, defaultFiles, log, profileDir} = options
   const stop = new AbortController()
-  const feed = new Feed(client, reports)
+  const feed = new Feed(client, reports, options.transport)
   const token = options.auth ? randomBytes(TOKEN_BYTES).toString('base64url') : undefined
   const server = new DaemonServer({client, feed, reports, files, defaultFiles, token, onShutdown: () => stop.abort(), log})
   const at = await server.listen(options.listen)

@@ -1,6 +1,7 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {isFailoverError} from '../api-client.js'
+import {EventTransport, type Transport, type TransportMode} from '../event-stream.js'
 import {type Batch, EventSync} from '../event-sync.js'
 import {BACKOFF_MAX_MS, BACKOFF_START_MS, type FastChatClient, LONG_POLL_MS, type Received} from '../fastchat-client.js'
 import type {ReceiveFilesOptions} from '../file-receive.js'
@@ -25,6 +26,14 @@ import type {ReportRouter} from './reports.js'
  *   or two would deliver the same page.
  * A reader that wants an answer now (an `inbox`: timeout 0) does not wait
  * behind someone's 30 s poll: that poll gives way and is made again after.
+ *
+ * A follower (the daemon's stream, its webhook) reads the chat server's
+ * event stream (SSE) in auto mode, falling back to long polls as the
+ * library's messages() does. Each follower's stream has a client id of its
+ * own, so it is not "a poll" in the first rule: it takes no turn upstream.
+ * One that holds the stored cursor while it waits gives way to any other
+ * reader of the stored cursor (which would otherwise wait for the next
+ * message), and reopens after.
  */
 
 export interface Page {
@@ -56,11 +65,24 @@ export class Feed {
   private readonly upstream = new Turns()
   /** The long poll in flight, which a reader that wants an answer now interrupts. */
   private polling?: AbortController
+  /** A follower's stream read that holds the stored cursor, which any other reader of it interrupts. */
+  private streamingStored?: AbortController
+  /** The transports of the followers, for the status. */
+  private readonly followers = new Set<EventTransport>()
 
   constructor(
     private readonly client: FastChatClient,
     private readonly reports: ReportRouter,
+    /** How followers read the chat server (default auto: the stream, else long polls). */
+    private readonly mode: TransportMode = 'auto',
   ) {}
+
+  /** What the followers read the chat server with: `poll` if any long-polls, `stream` if all stream, null when nobody follows. */
+  get transport(): Transport | null {
+    const used = [...this.followers].map((transport) => transport.current).filter((current) => current !== undefined)
+    if (used.length === 0) return null
+    return used.includes('poll') ? 'poll' : 'stream'
+  }
 
   /**
    * One answer: the first page with something in it, waiting up to
@@ -69,13 +91,14 @@ export class Feed {
    */
   async once(reading: Reading, timeoutMs: number, deliver: Deliver): Promise<void> {
     if (timeoutMs === 0) this.polling?.abort()
+    if (reading.since === undefined) this.streamingStored?.abort()
     const deadline = Date.now() + timeoutMs
     const remaining = () => Math.max(0, deadline - Date.now())
     const sync = reading.since === undefined ? undefined : this.sync(reading)
     for (let failures = 0; ; ) {
       let done: boolean | typeof PREEMPTED
       try {
-        done = await this.turn(reading, sync, remaining, async (batch, from) => {
+        done = await this.turn(reading, sync, remaining, undefined, async (batch, from) => {
           if (batch.result.reset) return false
           // A page of duplicates only: past it, and read on (waiting what is left of the time) until something or nothing comes.
           const last = batch.items.length > 0 || batch.result.events === 0 || batch.next === from
@@ -98,13 +121,25 @@ export class Feed {
    * reported, as the library's `messages()` does.
    */
   async follow(reading: Reading, deliver: Deliver): Promise<void> {
-    const sync = reading.since === undefined ? undefined : this.sync(reading)
+    // Its reports (which transport) are the daemon's to log, not a reader's page.
+    const transport = new EventTransport(this.reports.fallback, {mode: this.mode})
+    this.followers.add(transport)
+    try {
+      await this.following(reading, deliver, transport)
+    } finally {
+      transport.close()
+      this.followers.delete(transport)
+    }
+  }
+
+  private async following(reading: Reading, deliver: Deliver, transport: EventTransport): Promise<void> {
+    const sync = reading.since === undefined ? undefined : this.sync(reading, transport)
     let backoff = BACKOFF_START_MS
     let lost = false
     while (!reading.signal.aborted) {
       let going: boolean | typeof PREEMPTED
       try {
-        going = await this.turn(reading, sync, () => LONG_POLL_MS, async (batch) => {
+        going = await this.turn(reading, sync, () => LONG_POLL_MS, transport, async (batch) => {
           if (batch.result.reset) return true
           if (!(await deliver(page(batch)))) return false
           await this.commit(batch)
@@ -128,11 +163,11 @@ export class Feed {
   }
 
   /** A reader of `reading`'s cursor: for the stored one, made anew from what is saved at each turn. */
-  private sync(reading: Reading): EventSync {
+  private sync(reading: Reading, transport?: EventTransport): EventSync {
     const {session, directory} = this.client
     const opener = new MessageOpener(session, reading.files, directory)
     const from = reading.since === undefined ? undefined : {cursor: reading.since}
-    return new EventSync(session, opener, this.reports.reporter, new GroupEventResponder(directory, this.reports.reporter), from)
+    return new EventSync(session, opener, this.reports.reporter, new GroupEventResponder(directory, this.reports.reporter), from, transport)
   }
 
   /** One read and what `handle` does with it, holding the stored cursor throughout when it is the one read. */
@@ -140,21 +175,28 @@ export class Feed {
     reading: Reading,
     sync: EventSync | undefined,
     waitMs: () => number,
+    transport: EventTransport | undefined,
     handle: (batch: ReadBatch, from: number) => Promise<T>,
   ): Promise<T | typeof PREEMPTED> {
+    const stored = reading.since === undefined
     const run = async () => {
-      const current = sync ?? this.sync(reading)
-      const batch = await this.read(current, waitMs(), reading.signal)
+      const current = sync ?? this.sync(reading, transport)
+      const batch = await this.read(current, waitMs(), reading.signal, transport?.streaming === true, stored)
       return batch === PREEMPTED ? PREEMPTED : handle(batch, current.cursor)
     }
-    return reading.since === undefined ? this.storedCursor.take(run) : run()
+    return stored ? this.storedCursor.take(run) : run()
   }
 
-  /** One poll of the chat server, alone; a long one gives way (PREEMPTED) when an impatient reader comes. */
-  private read(sync: EventSync, waitMs: number, signal: AbortSignal): Promise<ReadBatch | typeof PREEMPTED> {
-    return this.upstream.take(async () => {
+  /**
+   * One read of the chat server: a poll alone (a long one gives way,
+   * PREEMPTED, when an impatient reader comes), or a follower's stream read
+   * (which gives way to any other reader of the stored cursor it holds).
+   */
+  private read(sync: EventSync, waitMs: number, signal: AbortSignal, streaming: boolean, stored: boolean): Promise<ReadBatch | typeof PREEMPTED> {
+    const attempt = async () => {
       const preempt = new AbortController()
-      if (waitMs > 0) this.polling = preempt
+      if (streaming && stored) this.streamingStored = preempt
+      else if (!streaming && waitMs > 0) this.polling = preempt
       try {
         const {value, reports} = await this.reports.collect(() => sync.read(waitMs, AbortSignal.any([signal, preempt.signal])))
         return {...value, reports}
@@ -163,8 +205,10 @@ export class Feed {
         throw error
       } finally {
         if (this.polling === preempt) this.polling = undefined
+        if (this.streamingStored === preempt) this.streamingStored = undefined
       }
-    })
+    }
+    return streaming ? attempt() : this.upstream.take(attempt)
   }
 
   /** Saves the cursor; what it reports (a group keyed) is the daemon's to log: the page is answered already. */

@@ -87,6 +87,8 @@ export const statusAnswer = z.object({
   cursor: z.number().int().min(0),
   pid: z.number().int().positive(),
   unlocked: z.literal(true),
+  /** What the daemon's followers read the chat server with; null while none runs (absent from older daemons). */
+  transport: z.enum(['stream', 'poll']).nullable().optional(),
 })
 export type DaemonStatus = z.infer<typeof statusAnswer>
 
@@ -109,6 +111,8 @@ export const sentFileAnswer = z.object({
 })
 // GET /v1/messages → 200
 export const messagesAnswer = z.object({items: z.array(item), next: z.number().int().min(0), reports})
+// GET /v1/messages/stream: each item event's data
+export const itemAnswer = item
 // GET /v1/history → 200
 export const historyAnswer = z.object({with: z.looseObject({kind: z.enum(['user', 'group'])}), messages: z.array(message), reports})
 

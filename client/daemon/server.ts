@@ -157,7 +157,9 @@ export class DaemonServer {
     switch (`${req.method} ${url.pathname}`) {
       // GET /v1/status
       case 'GET /v1/status': {
-        await answer(res, 200, {username: client.username, server: client.profile.server, cursor: await client.cursor(), pid: process.pid, unlocked: true})
+        const status = {username: client.username, server: client.profile.server, cursor: await client.cursor(), pid: process.pid, unlocked: true}
+        // How the daemon's followers (its stream, its webhook) read the chat server now: stream, poll, or null when none runs.
+        await answer(res, 200, {...status, transport: this.deps.feed.transport})
         return
       }
       // POST /v1/send {to, text} | {to, file, caption?}

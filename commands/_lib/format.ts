@@ -150,6 +150,10 @@ export function formatReport(report: Report): string {
       return `Connection to ${singleLine(report.server)} lost (${singleLine(report.reason)}); retrying.`
     case 'connection.restored':
       return `Reconnected to ${singleLine(report.server)}.`
+    case 'transport':
+      return report.transport === 'stream'
+        ? 'Reading events as a stream (SSE).'
+        : `Reading events by long poll${report.reason === undefined ? '' : `: ${singleLine(report.reason)}`}.`
     case 'group.rekey_failed':
       return `Notice: could not key the new epoch of group ${report.group}: ${report.network ? 'the server could not be reached' : singleLine(report.message)}`
   }

@@ -108,6 +108,8 @@ export class MaliciousProxy {
     for (const [name, value] of Object.entries(req.headers)) {
       if (typeof value === 'string' && !['host', 'connection', 'content-length', 'transfer-encoding'].includes(name)) headers[name] = value
     }
+    // It reads whole answers, so it cannot pass a stream on: it asks for the JSON poll instead, and the client falls back to polling.
+    if (/text\/event-stream/.test(headers.accept ?? '')) headers.accept = 'application/json'
     const hasBody = !['GET', 'HEAD'].includes(request.method)
     const upstream = await fetch(new URL(request.url, this.upstream), {method: request.method, headers, body: hasBody ? new Uint8Array(request.body) : undefined})
     const contentType = upstream.headers.get('content-type') ?? 'application/octet-stream'

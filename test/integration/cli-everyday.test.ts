@@ -227,7 +227,8 @@ describe('CLI: a day of use without friction (issue 13, part 4)', function () {
       return {status: 503, json: {type: 'about:blank', title: 'Service Unavailable', status: 503, code: 'FC_DATABASE_UNAVAILABLE'}, contentType: 'application/problem+json'}
     })
     await writeFile(join(dir, 'profile.json'), JSON.stringify({...profile, server: proxy.url, superserver: proxy.url}))
-    const listener = spawnCli(['listen', '--profile', dir], {...carol.env(), FASTCHAT_HOME: undefined})
+    // Long-polls: this proxy holds every answer until it ends, a stream's too (event-stream.test.ts has the stream's fall back).
+    const listener = spawnCli(['listen', '--profile', dir, '--transport', 'poll'], {...carol.env(), FASTCHAT_HOME: undefined})
     try {
       await eventually(async () => listener.stderr().includes('Listening as'), 'listen to start')
       down = true
