@@ -19,10 +19,12 @@ import {createBenchDatabase, DEFAULT_ADMIN_URL, existingCluster, redact, startCl
 import {describeMachine, machineState, ROOT} from './lib/environment.js'
 import {watchPostgresDatabase} from './lib/metrics.js'
 import {parseOptions, USAGE, UsageError, type BenchOptions, type ScenarioName} from './lib/options.js'
-import type {Scenario, ScenarioContext, ScenarioResult} from './lib/scenario.js'
+import type {ClusterOptions, Scenario, ScenarioContext, ScenarioResult} from './lib/scenario.js'
 import {round} from './lib/stats.js'
+import {targetRows, targetsTable} from './lib/targets.js'
 import {ApiUsers, SqlUsers, type UserSource} from './lib/users.js'
 import {cli} from './scenarios/cli.js'
+import {balancing} from './scenarios/balancing.js'
 import {crossServer} from './scenarios/cross-server.js'
 import {crypto} from './scenarios/crypto.js'
 import {fixedLoad} from './scenarios/fixed-load.js'
@@ -31,13 +33,14 @@ import {idlePolls} from './scenarios/idle-polls.js'
 import {throughput} from './scenarios/throughput.js'
 
 const SCENARIO_TABLE: Record<ScenarioName, {title: string; run: Scenario}> = {
-  throughput: {title: '1. throughput: closed loop of 1:1 sends on 2 chat servers', run: throughput},
-  latency: {title: '2. latency at fixed load (open loop, 2 chat servers)', run: fixedLoad},
-  'idle-polls': {title: '3. idle long-polls on one chat server', run: idlePolls},
+  throughput: {title: '1. throughput: closed loop of 1:1 sends on 2 chat servers (long-poll and stream)', run: throughput},
+  latency: {title: '2. latency at fixed load (open loop, 2 chat servers, long-poll and stream)', run: fixedLoad},
+  'idle-polls': {title: '3. idle long-polls and idle streams on one chat server', run: idlePolls},
   'group-fanout': {title: '4. group fan-out: one message, every member long-polling', run: groupFanout},
   crypto: {title: '5. client-side crypto per message', run: crypto},
   cli: {title: '6. CLI cold start', run: cli},
-  'cross-server': {title: '7. cross-server latency at light load (3 chat servers)', run: crossServer},
+  'cross-server': {title: '7. cross-server latency at light load (3 chat servers, long-poll and stream)', run: crossServer},
+  balancing: {title: '8. balancing: round-robin and least-loaded after a chat server restarts', run: balancing},
 }
 
 /** Tables and progress go to stdout; problems to stderr. */
@@ -104,16 +107,18 @@ async function main(): Promise<number> {
     let main: Promise<Target> | undefined
     const running = new Set<Target>()
     cleanups.push(() => Promise.all([...running].map((target) => target.stop())))
-    const launch = async (servers: number, env: Record<string, string>): Promise<Target> => {
+    const launch = async (servers: number, env: Record<string, string>, options: ClusterOptions = {}): Promise<Target> => {
       const t0 = performance.now()
-      const target = await startCluster({databaseUrl: database!.url, servers, env, log})
+      const {strategy} = options
+      const target = await startCluster({databaseUrl: database!.url, servers, env, ...options, log})
       running.add(target)
       const stop = target.stop
       target.stop = () => {
         running.delete(target)
         return stop()
       }
-      log(`  (cluster of ${servers} chat servers${Object.keys(env).length ? ` with ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''} up in ${round((performance.now() - t0) / 1000, 1)} s)`)
+      const settings = [...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...(strategy ? [`--strategy ${strategy}`] : [])]
+      log(`  (cluster of ${servers} chat servers${settings.length ? ` with ${settings.join(' ')}` : ''} up in ${round((performance.now() - t0) / 1000, 1)} s)`)
       return target
     }
     const target = () =>
@@ -134,11 +139,11 @@ async function main(): Promise<number> {
       },
       startCluster: options.superserver
         ? undefined
-        : async (servers, env) => {
+        : async (servers, env, options) => {
             // The run's main cluster would compete for the same two cores.
             if (main) await (await main).stop()
             main = undefined
-            return launch(servers, env)
+            return launch(servers, env, options)
           },
       users: () =>
         (users ??= (async () => {
@@ -176,11 +181,13 @@ async function main(): Promise<number> {
     await cleanUp()
   }
 
+  const targets = targetRows(results, options.quick)
+  log(`\n== issue 14 targets ==\n${targetsTable(targets, options.quick)}`)
   const totalSeconds = round((performance.now() - started) / 1000, 1)
   const dir = resolve(ROOT, options.jsonDir)
   await mkdir(dir, {recursive: true})
   const file = join(dir, `${startedAt.toISOString().replace(/:/g, '-')}.json`)
-  const report = {startedAt: startedAt.toISOString(), quick: options.quick, totalSeconds, machine, cluster: clusterInfo, scenarios: results}
+  const report = {startedAt: startedAt.toISOString(), quick: options.quick, totalSeconds, machine, cluster: clusterInfo, modes: options.modes, targets, scenarios: results}
   await writeFile(file, `${JSON.stringify(report, null, 2)}\n`)
   const failed = results.filter((r) => r.error).map((r) => r.name)
   const skipped = results.filter((r) => r.skipped).map((r) => r.name)

@@ -2,6 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {performance} from 'node:perf_hooks'
 
 import {canConnect, dropDatabase, ensureDatabase} from '../../storage/admin.js'
 import {startLocalCluster} from '../../superserver/local-cluster.js'
@@ -13,6 +14,13 @@ export interface Target {
   serverUrls: string[]
   /** Started by this run (so its servers' settings are ours to choose). */
   own: boolean
+  /**
+   * Only on a cluster this run started: stops chat server `index` with SIGTERM
+   * (it drains); the cluster starts it again a second later, empty, on a new
+   * free port. Resolves to its new URL (also put in serverUrls) once the
+   * superserver lists it healthy.
+   */
+  restartServer?(index: number): Promise<string>
   stop(): Promise<void>
 }
 
@@ -57,7 +65,16 @@ export async function createBenchDatabase(adminUrl: string): Promise<{url: strin
  * as `fastchat up` runs them), on `databaseUrl`, with `env` added to their
  * environment.
  */
-export async function startCluster(options: {databaseUrl: string; servers: number; env?: Record<string, string>; log: (line: string) => void}): Promise<Target> {
+export async function startCluster(options: {
+  databaseUrl: string
+  servers: number
+  env?: Record<string, string>
+  /** The superserver's --strategy (round-robin when not given). */
+  strategy?: string
+  /** The children's LOG_LEVEL (default warn). */
+  logLevel?: string
+  log: (line: string) => void
+}): Promise<Target> {
   const dataDir = await mkdtemp(join(tmpdir(), 'fastchat-bench-'))
   let shown = 0
   let hidden = 0
@@ -76,17 +93,35 @@ export async function startCluster(options: {databaseUrl: string; servers: numbe
       databaseUrl: options.databaseUrl,
       // FASTCHAT_BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles every cluster process (docs/benchmarks.md).
       entry: [...(process.env.FASTCHAT_BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []), CLI_ENTRY],
-      logLevel: 'warn',
+      logLevel: options.logLevel ?? 'warn',
+      strategy: options.strategy,
       log: (line) => {
         if (shown++ < LOG_LINES_SHOWN) options.log(`  ${line}`)
         else hidden++
       },
     })
     let stopping: Promise<void> | undefined
-    return {
+    const target: Target = {
       superserverUrl: cluster.superserverUrl,
-      serverUrls: cluster.serverUrls,
+      serverUrls: [...cluster.serverUrls],
       own: true,
+      async restartServer(index) {
+        const old = target.serverUrls[index]!
+        const pid = cluster.serverPids()[index]
+        if (pid === undefined) throw new Error(`chat server ${index + 1} is not running`)
+        process.kill(pid, 'SIGTERM')
+        const deadline = performance.now() + 60_000
+        while (performance.now() < deadline) {
+          const healthy = [...(await registryView(cluster.superserverUrl).catch(() => new Map<string, RegisteredServer>())).values()].filter((s) => s.healthy).map((s) => s.url)
+          const fresh = healthy.find((url) => url !== old && !target.serverUrls.includes(url))
+          if (fresh && healthy.length >= options.servers) {
+            target.serverUrls[index] = fresh
+            return fresh
+          }
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+        throw new Error(`chat server ${index + 1} did not come back within 60 s`)
+      },
       stop() {
         stopping ??= (async () => {
           await cluster.stop()
@@ -96,6 +131,7 @@ export async function startCluster(options: {databaseUrl: string; servers: numbe
         return stopping
       },
     }
+    return target
   } catch (error) {
     await rm(dataDir, {recursive: true, force: true})
     throw error
@@ -124,9 +160,29 @@ export async function existingCluster(superserverUrl: string): Promise<Target> {
 
 /** Open polls per chat server as the superserver last heard them (heartbeats, every ~2 s). */
 export async function openPolls(superserverUrl: string): Promise<Map<string, number>> {
+  return new Map([...(await registryView(superserverUrl))].map(([url, server]) => [url, server.openPolls]))
+}
+
+export interface RegisteredServer {
+  url: string
+  healthy: boolean
+  openPolls: number
+  /** 0 from a server that does not report streams. */
+  openStreams: number
+  assignedSinceBeat: number
+}
+
+/** The superserver's view of its healthy and unhealthy chat servers, by URL (heartbeats, every ~2 s). */
+export async function registryView(superserverUrl: string): Promise<Map<string, RegisteredServer>> {
   const response = await fetch(`${superserverUrl}/v1/servers`, {headers: clusterAuth()})
-  const {servers} = (await response.json()) as {servers: {url: string; openPolls?: number; stats?: {openPolls?: number}}[]}
-  return new Map(servers.map((server) => [server.url, server.openPolls ?? server.stats?.openPolls ?? 0]))
+  if (!response.ok) throw new Error(`${superserverUrl}/v1/servers answered ${response.status}`)
+  const {servers} = (await response.json()) as {servers: Array<Partial<RegisteredServer> & {url: string; healthy: boolean}>}
+  return new Map(
+    servers.map((server) => [
+      server.url,
+      {url: server.url, healthy: server.healthy, openPolls: server.openPolls ?? 0, openStreams: server.openStreams ?? 0, assignedSinceBeat: server.assignedSinceBeat ?? 0},
+    ]),
+  )
 }
 
 export function redact(url: string): string {

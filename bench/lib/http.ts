@@ -1,7 +1,10 @@
 import {performance} from 'node:perf_hooks'
+import {StringDecoder} from 'node:string_decoder'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {Agent, request} from 'undici'
+
+import type {ReceiveMode} from './options.js'
 
 /**
  * The load generator's HTTP side: one undici Agent per scenario (keep-alive,
@@ -90,20 +93,52 @@ export class MessageSender {
 
 export type EventsHandler = (user: BenchUser, events: BenchEvent[], receivedAt: number) => void
 
+/** What both receivers (long-poll loops, event streams) do: one per user, each from the user's cursor. */
+export interface Receivers {
+  readonly mode: ReceiveMode
+  start(user: BenchUser): void
+  stop(): Promise<void>
+  readonly failures: Failures
+  /** Poll answers received (with or without events); for streams, streams the server ended. */
+  readonly answers: number
+}
+
+export interface ReceiverOptions {
+  /** Long-poll timeout (the stream has none). */
+  timeoutMs?: number
+  /**
+   * Called after a failure that says the server is gone or draining (a network
+   * error, 503): it may point `user.server` elsewhere, as a client asking the
+   * superserver again would. Without it the receiver retries the same server.
+   */
+  reassign?: (user: BenchUser) => Promise<void>
+}
+
+export function receivers(mode: ReceiveMode, http: Http, onEvents: EventsHandler, options: ReceiverOptions = {}): Receivers {
+  return mode === 'stream' ? new Streams(http, onEvents, options) : new Pollers(http, onEvents, options)
+}
+
+/** After a failure, before trying again: a failing server must not turn a loop into a hot one. */
+const RETRY_MS = 200
+
 /** One long-poll loop per user, each continuing from the user's cursor. */
-export class Pollers {
+export class Pollers implements Receivers {
+  readonly mode = 'poll'
   private stopped = false
   private readonly controllers = new Set<AbortController>()
   private readonly loops: Promise<void>[] = []
   readonly failures = new Failures()
   /** Poll answers received (with or without events). */
   answers = 0
+  private readonly timeoutMs: number
 
   constructor(
     private readonly http: Http,
     private readonly onEvents: EventsHandler,
-    private readonly timeoutMs = 30_000,
-  ) {}
+    private readonly options: ReceiverOptions = {},
+  ) {
+    this.timeoutMs = options.timeoutMs ?? 30_000
+  }
 
   start(user: BenchUser): void {
     this.loops.push(this.loop(user))
@@ -126,16 +161,133 @@ export class Pollers {
           user.cursor = answer.body.next
         } else {
           this.failures.add(`poll HTTP ${answer.status}`)
-          await sleep(200)
+          await sleep(RETRY_MS)
+          if (answer.status === 503) await this.options.reassign?.(user)
         }
       } catch (error) {
         if (this.stopped) break
         this.failures.add(`poll ${errorCode(error)}`)
-        await sleep(200)
+        await sleep(RETRY_MS)
+        await this.options.reassign?.(user).catch(() => undefined)
       } finally {
         this.controllers.delete(controller)
       }
     }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    for (const controller of this.controllers) controller.abort()
+    await Promise.allSettled(this.loops)
+  }
+}
+
+/**
+ * One event stream per user (`GET /v1/events` with `Accept: text/event-stream`,
+ * the wire format of docs/api.md), parsed as it arrives: the events of each
+ * chunk go to `onEvents` together, stamped with the chunk's arrival. When the
+ * stream ends (the server closed it, superseded it or sent a problem) it is
+ * opened again from the last `id:` seen, with `Last-Event-ID`, as EventSource
+ * would; after a failure, 200 ms later.
+ */
+export class Streams implements Receivers {
+  readonly mode = 'stream'
+  private stopped = false
+  private readonly controllers = new Set<AbortController>()
+  private readonly loops: Promise<void>[] = []
+  readonly failures = new Failures()
+  /** Streams that ended while the bench still wanted them (the server closed them). */
+  answers = 0
+  /** Streams opened (answered 200). */
+  opened = 0
+
+  constructor(
+    private readonly http: Http,
+    private readonly onEvents: EventsHandler,
+    private readonly options: ReceiverOptions = {},
+  ) {}
+
+  start(user: BenchUser): void {
+    this.loops.push(this.loop(user))
+  }
+
+  private async loop(user: BenchUser): Promise<void> {
+    while (!this.stopped) {
+      const controller = new AbortController()
+      this.controllers.add(controller)
+      /** Wait before the next try, and maybe ask for another server: the last one failed, is draining or sent a problem. */
+      let failed = false
+      try {
+        const headers: Record<string, string> = {authorization: `Bearer ${user.token}`, accept: 'text/event-stream'}
+        if (user.cursor > 0) headers['last-event-id'] = String(user.cursor)
+        const response = await request(`${user.server}/v1/events?since=${user.cursor}`, {method: 'GET', headers, dispatcher: this.http.agent, signal: controller.signal})
+        if (response.statusCode !== 200) {
+          await response.body.dump()
+          this.failures.add(`stream HTTP ${response.statusCode}`)
+          failed = true
+        } else {
+          this.opened++
+          const ending = await this.follow(user, response.body)
+          if (!this.stopped) {
+            this.answers++
+            // Superseded: reconnect at once (another stream of ours replaced it); a problem: back off.
+            if (ending) this.failures.add(`stream ${ending}`)
+            failed = ending === 'problem'
+          }
+        }
+      } catch (error) {
+        if (this.stopped) break
+        this.failures.add(`stream ${errorCode(error)}`)
+        failed = true
+      } finally {
+        this.controllers.delete(controller)
+      }
+      if (failed && !this.stopped) {
+        await sleep(RETRY_MS)
+        await this.options.reassign?.(user).catch(() => undefined)
+      }
+    }
+  }
+
+  /** Reads one stream to its end; says how it ended when the server said so. */
+  private async follow(user: BenchUser, body: AsyncIterable<Buffer>): Promise<'superseded' | 'problem' | undefined> {
+    // A decoder keeps a character split between two chunks whole.
+    const decoder = new StringDecoder('utf8')
+    let rest = ''
+    let id = ''
+    let type = ''
+    let data = ''
+    let ending: 'superseded' | 'problem' | undefined
+    for await (const bytes of body) {
+      const at = performance.now()
+      const chunk = decoder.write(bytes)
+      const text = rest === '' ? chunk : rest + chunk
+      let events: BenchEvent[] | undefined
+      let from = 0
+      for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', from)) {
+        const line = text.charCodeAt(end - 1) === 13 ? text.slice(from, end - 1) : text.slice(from, end)
+        from = end + 1
+        if (line === '') {
+          // A blank line ends an event.
+          if (type === 'superseded' || type === 'problem') ending = type
+          else if (type === 'ready') user.cursor = Math.max(user.cursor, (JSON.parse(data) as {next: number}).next)
+          else if (data !== '') (events ??= []).push(JSON.parse(data) as BenchEvent)
+          if (id !== '') user.cursor = Number(id)
+          id = type = data = ''
+          continue
+        }
+        if (line.charCodeAt(0) === 58) continue // ":" a comment: the heartbeat
+        const colon = line.indexOf(':')
+        const field = colon < 0 ? line : line.slice(0, colon)
+        const value = colon < 0 ? '' : line.slice(line.charCodeAt(colon + 1) === 32 ? colon + 2 : colon + 1)
+        if (field === 'data') data = data === '' ? value : `${data}\n${value}`
+        else if (field === 'id') id = value
+        else if (field === 'event') type = value
+      }
+      rest = from === 0 ? text : text.slice(from)
+      if (events) this.onEvents(user, events, at)
+    }
+    return ending
   }
 
   async stop(): Promise<void> {

@@ -1,7 +1,11 @@
 /** Command line of `npm run bench`. */
 
-export const SCENARIOS = ['throughput', 'latency', 'idle-polls', 'group-fanout', 'crypto', 'cli', 'cross-server'] as const
+export const SCENARIOS = ['throughput', 'latency', 'idle-polls', 'group-fanout', 'crypto', 'cli', 'cross-server', 'balancing'] as const
 export type ScenarioName = (typeof SCENARIOS)[number]
+
+/** How the load generator's receivers take their events: long-poll loops, or one event stream (SSE) per user. */
+export const RECEIVE_MODES = ['poll', 'stream'] as const
+export type ReceiveMode = (typeof RECEIVE_MODES)[number]
 
 export interface BenchOptions {
   /** Every scenario scaled down (CI smoke check); figures only, no thresholds. */
@@ -12,12 +16,16 @@ export interface BenchOptions {
   /** With --superserver: the cluster's database, to seed users directly. */
   databaseUrl?: string
   jsonDir: string
+  /** The receive modes the throughput, latency, idle-polls and cross-server scenarios run in, in this order. */
+  modes: ReceiveMode[]
 }
 
-export const USAGE = `Usage: npm run bench -- [--quick] [--only ${SCENARIOS.join(',')}] [--superserver URL [--database-url URL]] [--json-dir DIR]
+export const USAGE = `Usage: npm run bench -- [--quick] [--only ${SCENARIOS.join(',')}] [--mode poll|stream|both] [--superserver URL [--database-url URL]] [--json-dir DIR]
 
-  --quick             every scenario scaled down (well under 2 minutes); prints figures, asserts nothing
+  --quick             every scenario scaled down (about 2 minutes); prints figures, asserts nothing
   --only a,b          run only these scenarios
+  --mode M            receivers long-poll (poll), follow an event stream (stream), or each scenario
+                      that receives runs once per mode (both, the default)
   --superserver URL   use a running cluster instead of starting one on a fresh database
                       (scenarios that need special server settings are skipped)
   --database-url URL  with --superserver: that cluster's database, to seed users with SQL
@@ -28,7 +36,7 @@ Environment: DATABASE_URL, the PostgreSQL server on which a fresh database is
 created for the run (default postgres://postgres@127.0.0.1:5432/postgres).`
 
 export function parseOptions(argv: string[]): BenchOptions {
-  const options: BenchOptions = {quick: false, scenarios: [...SCENARIOS], jsonDir: 'bench/results'}
+  const options: BenchOptions = {quick: false, scenarios: [...SCENARIOS], jsonDir: 'bench/results', modes: [...RECEIVE_MODES]}
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     const eq = arg.indexOf('=')
@@ -58,6 +66,13 @@ export function parseOptions(argv: string[]): BenchOptions {
       case '--json-dir':
         options.jsonDir = value()
         break
+      case '--mode': {
+        const mode = value()
+        if (mode === 'both') options.modes = [...RECEIVE_MODES]
+        else if ((RECEIVE_MODES as readonly string[]).includes(mode)) options.modes = [mode as ReceiveMode]
+        else throw new UsageError(`--mode is poll, stream or both (got ${mode})`)
+        break
+      }
       case '--help':
       case '-h':
         throw new UsageError('')

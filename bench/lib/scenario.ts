@@ -16,12 +16,19 @@ export interface ScenarioContext {
    * environment, stopping the run's main cluster first; undefined with
    * --superserver (the run does not control the servers).
    */
-  startCluster: ((servers: number, env: Record<string, string>) => Promise<Target>) | undefined
+  startCluster: ((servers: number, env: Record<string, string>, options?: ClusterOptions) => Promise<Target>) | undefined
   users(): Promise<UserSource>
   fixtures: {alice: FixtureKey; bob: FixtureKey}
   /** Real OpenPGP output (alice to bob and herself, signed), made once: the ciphertext of every 1:1 message. */
   ciphertext: string
   log(line: string): void
+}
+
+export interface ClusterOptions {
+  /** The superserver's --strategy. */
+  strategy?: string
+  /** The children's LOG_LEVEL (default warn). */
+  logLevel?: string
 }
 
 export interface ScenarioResult {

@@ -1,26 +1,41 @@
 import {performance} from 'node:perf_hooks'
 
-import {openPolls} from '../lib/cluster.js'
-import {Http, MessageSender, Pollers, sleep, until} from '../lib/http.js'
+import {registryView} from '../lib/cluster.js'
+import {Http, MessageSender, receivers, sleep, until} from '../lib/http.js'
 import {sample, scrape, SERVER_RSS} from '../lib/metrics.js'
-import {usersOn, tooManyUsers, type Scenario} from '../lib/scenario.js'
+import type {ReceiveMode} from '../lib/options.js'
+import {usersOn, tooManyUsers, type Scenario, type ScenarioContext, type ScenarioOutput} from '../lib/scenario.js'
 import {mib, percentiles, round, table} from '../lib/stats.js'
 import {Deliveries} from '../lib/traffic.js'
 
 /**
- * 3. Idle polls: N users each hold one long-poll open on one chat server.
- * Resident memory of that server before and with the polls open (from its
- * /metrics), then one message to each of them, sent through the other chat
- * server: how long until every poll has delivered its message.
+ * 3. Idle polls and idle streams: N users each hold one long-poll (or one
+ * event stream: once per mode, each on a freshly started cluster) open on one
+ * chat server. Resident memory of that server before and with them open (from
+ * its /metrics), then one message to each of them, sent through the other
+ * chat server: how long until every one has delivered its message; then one
+ * broadcast to all of them at once.
  */
 export const idlePolls: Scenario = async (context) => {
-  const quick = context.options.quick
-  const count = quick ? 500 : 10_000
+  const count = context.options.quick ? 500 : 10_000
+  const skip = await tooManyUsers(context, (count + 1) * context.options.modes.length)
+  if (skip) return {skipped: skip}
+  const texts: string[] = []
+  const modes = []
+  for (const mode of context.options.modes) {
+    const result = await measure(context, mode, count)
+    if ('skipped' in result) return result
+    texts.push(`-- ${mode === 'poll' ? 'idle long-polls' : 'idle event streams'} --`, result.text)
+    modes.push({mode, ...(result.data as object)})
+  }
+  return {text: texts.join('\n'), data: {modes}}
+}
+
+async function measure(context: ScenarioContext, mode: ReceiveMode, count: number): Promise<ScenarioOutput> {
+  const what = mode === 'poll' ? 'polls' : 'streams'
   /** Polls are opened in batches, so the server's accept backlog (511) never overflows. */
   const openBatch = 500
   const sendConcurrency = 64
-  const skip = await tooManyUsers(context, count + 1)
-  if (skip) return {skipped: skip}
 
   // A fresh cluster: the servers' memory after the other scenarios' traffic says more about the garbage collector than about polls.
   const target = await context.freshTarget()
@@ -34,7 +49,8 @@ export const idlePolls: Scenario = async (context) => {
   /** Every message receipt by id, for the broadcast phase (a member may have it before the sender has the id). */
   const receipts = new Map<string, number[]>()
   let broadcasting = false
-  const pollers = new Pollers(
+  const pollers = receivers(
+    mode,
     http,
     (_user, events, at) => {
       for (const event of events) {
@@ -49,27 +65,27 @@ export const idlePolls: Scenario = async (context) => {
         lastReceived = at
       }
     },
-    60_000,
+    {timeoutMs: 60_000},
   )
   try {
-    const before = await serverState(target.superserverUrl, pollServer)
+    const before = await serverState(target.superserverUrl, pollServer, mode)
     const openStart = performance.now()
     for (let i = 0; i < users.length; i += openBatch) {
       for (const user of users.slice(i, i + openBatch)) pollers.start(user)
       await sleep(50)
     }
-    // The superserver hears each server's open polls with its heartbeat (every ~2 s).
+    // The superserver hears each server's open polls and streams with its heartbeat (every ~2 s).
     let open = 0
     const openDeadline = performance.now() + 60_000
     while (performance.now() < openDeadline) {
-      open = (await openPolls(target.superserverUrl)).get(pollServer) ?? 0
+      open = (await serverState(target.superserverUrl, pollServer, mode)).open
       if (open >= count) break
       await sleep(250)
     }
     const openSeconds = round((performance.now() - openStart) / 1000, 1)
     await sleep(1_000)
-    const withPolls = await serverState(target.superserverUrl, pollServer)
-    // Idle polls answer only at their timeout (60 s): any answer before the messages is a poll that ended early.
+    const withPolls = await serverState(target.superserverUrl, pollServer, mode)
+    // Idle polls answer only at their timeout (60 s), streams never: any answer (or end) before the messages is one that ended early.
     const earlyAnswers = pollers.answers
 
     // One message to each polling user.
@@ -104,7 +120,7 @@ export const idlePolls: Scenario = async (context) => {
       if (put.status !== 204) throw new Error(`key set answered ${put.status}`)
       groups.push({id: created.body.id, members: members.length})
     }
-    await sleep(2_000) // the group events woke every poll; they are parked again
+    await sleep(2_000) // the group events woke every poll; they are parked again (a stream just wrote them)
     broadcasting = true
     const broadcastStart = performance.now()
     const sent = await Promise.all(
@@ -127,7 +143,7 @@ export const idlePolls: Scenario = async (context) => {
     const rssDelta = withPolls.rss - before.rss
     const text = [
       table([
-        ['polls', 'open s', 'RSS before MiB', 'RSS with polls MiB', 'KiB/poll', 'send all s', 'all delivered s', 'after last 201 ms', 'p50 ms', 'p99 ms', 'max ms'],
+        [what, 'open s', 'RSS before MiB', `RSS with ${what} MiB`, `KiB/${mode}`, 'send all s', 'all delivered s', 'after last 201 ms', 'p50 ms', 'p99 ms', 'max ms'],
         [
           count,
           openSeconds,
@@ -146,19 +162,19 @@ export const idlePolls: Scenario = async (context) => {
         ['broadcast: group messages', 'members each', '201s after ms', 'woken', 'p50 ms', 'p99 ms', 'all woken ms', 'missing'],
         [groups.length, groupSize, round(broadcastAcked - broadcastStart, 0), broadcastTimes.length, broadcast.p50, broadcast.p99, broadcast.max, broadcastMissing],
       ]),
-      `1:1 phase: one message to each poll, sent one by one through the other server; broadcast phase: one message to every poll at once, as ${groups.length} group messages sent together. ` +
-        `open polls reported by the superserver: ${withPolls.openPolls}; messages sent through ${otherServer === pollServer ? 'the same' : 'the other'} chat server, ${sendConcurrency} in flight; ` +
-        `delivered ${deliveries.delivered}/${count}, missing ${deliveries.outstanding}; polls answered before any message was sent: ${earlyAnswers}; ` +
-        `failures: ${deliveries.failures}; poll failures: ${pollers.failures}`,
+      `1:1 phase: one message to each of the ${what}, sent one by one through the other server; broadcast phase: one message to all of them at once, as ${groups.length} group messages sent together. ` +
+        `open ${what} reported by the superserver: ${withPolls.open}; messages sent through ${otherServer === pollServer ? 'the same' : 'the other'} chat server, ${sendConcurrency} in flight; ` +
+        `delivered ${deliveries.delivered}/${count}, missing ${deliveries.outstanding}; ${mode === 'poll' ? 'polls answered' : 'streams ended'} before any message was sent: ${earlyAnswers}; ` +
+        `failures: ${deliveries.failures}; ${mode} failures: ${pollers.failures}`,
     ].join('\n')
     return {
       text,
       data: {
-        polls: count,
+        [what]: count,
         openSeconds,
         rssBeforeBytes: before.rss,
-        rssWithPollsBytes: withPolls.rss,
-        openPollsReported: withPolls.openPolls,
+        rssWithOpenBytes: withPolls.rss,
+        openReported: withPolls.open,
         earlyAnswers,
         sendConcurrency,
         sendAllSeconds: round((lastAcked - start) / 1000, 3),
@@ -169,7 +185,7 @@ export const idlePolls: Scenario = async (context) => {
         missing: deliveries.outstanding,
         broadcast: {groups: groups.length, groupSize, ackedMs: round(broadcastAcked - broadcastStart, 0), woken: broadcastTimes.length, latencyMs: broadcast, missing: broadcastMissing},
         failures: deliveries.failures.toJSON(),
-        pollFailures: pollers.failures.toJSON(),
+        receiveFailures: pollers.failures.toJSON(),
       },
     }
   } finally {
@@ -178,7 +194,9 @@ export const idlePolls: Scenario = async (context) => {
   }
 }
 
-async function serverState(superserverUrl: string, server: string): Promise<{rss: number; openPolls: number}> {
-  const [metrics, polls] = await Promise.all([scrape(server), openPolls(superserverUrl)])
-  return {rss: sample(metrics, SERVER_RSS), openPolls: polls.get(server) ?? 0}
+/** The server's resident memory, and its open polls or streams as the superserver last heard them. */
+async function serverState(superserverUrl: string, server: string, mode: ReceiveMode): Promise<{rss: number; open: number}> {
+  const [metrics, registry] = await Promise.all([scrape(server), registryView(superserverUrl)])
+  const entry = registry.get(server)
+  return {rss: sample(metrics, SERVER_RSS), open: (mode === 'poll' ? entry?.openPolls : entry?.openStreams) ?? 0}
 }
