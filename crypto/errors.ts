@@ -17,6 +17,15 @@ export class CryptoError extends Error {
   }
 }
 
+/**
+ * Whether `error` is a CryptoError, also one from another instance of this
+ * module (a module loaded lazily may be instantiated apart from its static
+ * importers', e.g. under a loader that keys modules by more than their path).
+ */
+export function isCryptoError(error: unknown): error is CryptoError {
+  return error instanceof CryptoError || (error instanceof Error && error.name === 'CryptoError' && typeof (error as {code?: unknown}).code === 'string')
+}
+
 /** A short, single-line description of whatever was thrown, for `reason` strings. */
 export function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error)

@@ -2,7 +2,7 @@ import {createHash, randomBytes} from 'node:crypto'
 
 import type {Registry} from 'prom-client'
 
-import {CryptoError} from '../../crypto/errors.js'
+import {isCryptoError} from '../../crypto/errors.js'
 import type {SessionUser} from '../../storage/repositories/session.repository.js'
 import type {UserRecord, UserRepository} from '../../storage/repositories/user.repository.js'
 import {AccountError, UnauthorizedError, ValidationError} from './errors.js'
@@ -69,7 +69,7 @@ export class AccountService {
       const {readPublicKey} = await import('../../crypto/index.js')
       key = await readPublicKey(input.publicKey)
     } catch (error) {
-      if (error instanceof CryptoError) throw new ValidationError(`publicKey: ${error.message}`, [{path: 'publicKey', message: error.message}])
+      if (isCryptoError(error)) throw new ValidationError(`publicKey: ${error.message}`, [{path: 'publicKey', message: error.message}])
       throw error
     }
     const id = await this.users.create({
