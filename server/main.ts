@@ -28,6 +28,15 @@ function deliveryMetrics(registry: Registry, delivery: Delivery): void {
       this.inc({source: 'stream'}, delivery.answers.fromStream)
     },
   })
+  new Counter({
+    name: 'fastchat_server_listener_gap_reads_total',
+    help: 'Reads made because an event handed over from memory came without its predecessor within the grace (a lost or late push)',
+    registers: [registry],
+    collect() {
+      this.reset()
+      this.inc(delivery.gapReads)
+    },
+  })
   new Gauge({
     name: 'fastchat_server_open_listeners',
     help: 'Open long-polls and event streams on this server',

@@ -71,6 +71,14 @@ export const pollAnswerJson = (answer: PollAnswer) => `{"events":[${answer.event
 
 const draining = () => new UnavailableError('FC_DRAINING', 'This server is shutting down; ask the superserver for another one.', 0)
 
+/**
+ * How long a listener handed an event past a gap (seq N+1 before N) waits
+ * for the missing one before it reads the stream: two commits for the same
+ * user resolve in either order, a millisecond apart at most, so it usually
+ * arrives from memory too. Longer would only add latency to a lost push.
+ */
+export const GAP_GRACE_MS = 10
+
 /** Users whose last read is remembered; past this all are forgotten (which only costs each a read). */
 const MAX_REMEMBERED_READS = 200_000
 /**
@@ -101,6 +109,8 @@ export class Delivery {
   recovered = 0
   /** Answers made from what a commit handed over, and answers that read the stream. */
   readonly answers = {fromMemory: 0, fromStream: 0}
+  /** Reads made because a handed-over event's predecessor never came within GAP_GRACE_MS. */
+  gapReads = 0
 
   private readonly reads: PerUserSlots
   private readonly maxBytes: number
@@ -221,6 +231,18 @@ export class Delivery {
   }
 
   /**
+   * Whether the listener holds events past a gap and should wait a moment
+   * for the missing one; past the grace it gives up on them and reads.
+   */
+  private waitForGap(listener: Listener): boolean {
+    if (listener.gapSince === undefined || listener.needsRead) return false
+    if (Date.now() - listener.gapSince < GAP_GRACE_MS) return true
+    this.gapReads++
+    listener.readPastGap()
+    return false
+  }
+
+  /**
    * A long-poll: the events after `since` at once if there are any, else
    * waits up to `timeoutMs` for one. Subscribe first, then read, then wait: a
    * commit between the read and the wait has already reached the listener.
@@ -242,6 +264,11 @@ export class Delivery {
         if (run) {
           this.delivered.mark(run.length)
           return {events: run, next: run[run.length - 1]!.seq}
+        }
+        if (!mustRead && this.waitForGap(listener)) {
+          await listener.wait(GAP_GRACE_MS, signal)
+          if (signal.aborted || listener.superseded) return {events: [], next: since}
+          continue
         }
         if (mustRead || listener.needsRead) {
           const read = await this.read(listener, since, limit, signal)
@@ -297,6 +324,10 @@ export class Delivery {
         const run = this.take(listener, since, limit)
         if (run) {
           write(run)
+          continue
+        }
+        if (this.waitForGap(listener)) {
+          await listener.wait(GAP_GRACE_MS, signal)
           continue
         }
         if (listener.needsRead) {

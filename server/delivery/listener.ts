@@ -38,6 +38,10 @@ export class Listener {
   offeredAt = -1
   private pending: WireEvent[] = []
   private pendingBytes = 0
+  /** Events were handed over since the last take(). */
+  private fresh = false
+  /** Since when what it holds starts past a gap (ms), if it does. */
+  gapSince: number | undefined
   private release: (() => void) | undefined
 
   constructor(
@@ -71,6 +75,7 @@ export class Listener {
       this.pending.push(event)
       this.pendingBytes += event.bytes
     }
+    this.fresh = true
     this.release?.()
   }
 
@@ -81,6 +86,7 @@ export class Listener {
    * predecessor was not) means the stream must be read.
    */
   take(since: bigint, limit: number, maxBytes: number): WireEvent[] | undefined {
+    this.fresh = false
     if (this.pending.length === 0) return undefined
     this.pending.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0))
     let start = 0
@@ -98,11 +104,13 @@ export class Listener {
     }
     const run = this.pending.slice(start, end)
     if (run.length === 0 && start < this.pending.length) {
-      // What was handed over starts past a gap: the missing events are in the database.
-      this.dropPending()
-      this.needsRead = true
+      // What was handed over starts past a gap: the missing event is most likely still on its
+      // way (two commits resolve in either order); the caller waits a moment, then reads.
+      if (start > 0) this.pending = this.pending.slice(start)
+      this.gapSince ??= Date.now()
       return undefined
     }
+    this.gapSince = undefined
     this.pending = this.pending.slice(end)
     this.pendingBytes -= bytes
     if (start > 0) this.pendingBytes = this.pending.reduce((sum, event) => sum + event.bytes, 0)
@@ -117,6 +125,13 @@ export class Listener {
   private dropPending(): void {
     this.pending = []
     this.pendingBytes = 0
+    this.gapSince = undefined
+  }
+
+  /** Gives up on what it holds past a gap: the stream is read instead. */
+  readPastGap(): void {
+    this.dropPending()
+    this.needsRead = true
   }
 
   /**
@@ -124,7 +139,7 @@ export class Listener {
    * the first news, after `timeoutMs`, or on abort; true when there is news.
    */
   wait(timeoutMs: number, signal?: Cancellation): Promise<boolean> {
-    if (this.needsRead || this.pending.length > 0 || this.superseded || signal?.aborted) return Promise.resolve(!signal?.aborted)
+    if (this.needsRead || this.fresh || this.superseded || signal?.aborted) return Promise.resolve(!signal?.aborted)
     return new Promise((resolve) => {
       const finish = (news: boolean) => {
         clearTimeout(timer)

@@ -3,7 +3,7 @@ import {mock} from 'node:test'
 import {expect} from 'chai'
 import pino from 'pino'
 
-import {Delivery, type StreamSink, type StreamSource} from '../../server/delivery/delivery.js'
+import {Delivery, GAP_GRACE_MS, type StreamSink, type StreamSource} from '../../server/delivery/delivery.js'
 import type {WireEvent} from '../../server/delivery/listener.js'
 import type {CommittedMessage} from '../../server/delivery/views.js'
 import type {EventRow, StreamRead} from '../../storage/repositories/event-stream.repository.js'
@@ -134,9 +134,27 @@ describe('delivery state machine (fake timers)', () => {
     const readsBefore = stream.reads
     stream.append('2', 2)
     delivery.deliver([committed('2', 2n)])
+    await settle()
+    expect(stream.reads, 'it waits a moment for the missing event first').to.equal(readsBefore)
+    mock.timers.tick(GAP_GRACE_MS)
     const result = await parked
     expect(result.events.map((event) => Number(event.seq))).to.deep.equal([1, 2])
     expect(stream.reads).to.equal(readsBefore + 1)
+    expect(delivery.gapReads).to.equal(1)
+  })
+
+  it('answers from memory when the missing event of a gap arrives within the grace (two commits resolving out of order)', async () => {
+    const parked = poll(0n)
+    await settle()
+    const reads = stream.reads
+    stream.append('1', 2)
+    delivery.deliver([committed('1', 2n)])
+    await settle()
+    delivery.deliver([committed('1', 1n)])
+    const result = await parked
+    expect(result.events.map((event) => Number(event.seq))).to.deep.equal([1, 2])
+    expect(stream.reads, 'no read: both came from memory').to.equal(reads)
+    expect(delivery.gapReads).to.equal(0)
   })
 
   it('wakes a parked poll on news it must read (a group change) and reads it', async () => {
@@ -228,6 +246,8 @@ describe('delivery state machine (fake timers)', () => {
     // A handover past a gap (6 lost, 7 handed over) makes it read, and it writes both.
     stream.append('1', 2)
     delivery.deliver([committed('1', 7n)])
+    await settle()
+    mock.timers.tick(GAP_GRACE_MS)
     await settle()
     expect(sink.seqs).to.deep.equal([4, 5, 6, 7])
     await delivery.drain()
