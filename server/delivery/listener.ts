@@ -15,7 +15,7 @@ export interface WireEvent {
 
 /** Events a listener keeps from commits it was handed, beyond which it reads the stream instead. */
 const PENDING_MAX_EVENTS = 1_000
-const PENDING_MAX_BYTES = 2 * 1024 * 1024
+const PENDING_MAX_BYTES = 1024 * 1024
 
 export type ListenerKind = 'poll' | 'stream'
 

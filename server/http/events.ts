@@ -15,8 +15,8 @@ import {PROBLEM_CONTENT_TYPE, problemBody, problemHeaders, toProblem} from './pr
 
 const ROUTE = '/v1/events'
 
-/** A stream whose client has not read this many bytes is ended; the client resumes from its last id. */
-const STREAM_MAX_UNREAD_BYTES = 4 * 1024 * 1024
+/** A stream whose client has not read this many bytes (two full pages) is ended; the client resumes from its last id. */
+const STREAM_MAX_UNREAD_BYTES = 2 * 1024 * 1024
 /** What an SSE client waits before reconnecting to a stream that ended (the `retry:` field), in ms. */
 const STREAM_RETRY_MS = 1_000
 

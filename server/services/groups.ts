@@ -74,7 +74,7 @@ export class GroupService {
     private readonly db: DataSource,
     private readonly groups: GroupRepository,
     private readonly accounts: AccountService,
-    private readonly hub: {announce(userIds: string[]): void},
+    private readonly delivery: {announce(userIds: string[]): void},
     private readonly blocks: BlockRepository,
     private readonly stream: EventAppender,
   ) {}
@@ -99,7 +99,7 @@ export class GroupService {
         payload: {group: id, name, epoch: 1, by: creator.username, ...listed([creator.username, ...others.map((user) => user.username)])},
       })
     })
-    this.hub.announce(memberIds)
+    this.delivery.announce(memberIds)
     return {id, name, epoch: 1}
   }
 
@@ -332,7 +332,7 @@ export class GroupService {
       await charge?.(members.length)
       return run(tx, group, members)
     })
-    if (notify.length > 0) this.hub.announce(notify)
+    if (notify.length > 0) this.delivery.announce(notify)
     return result
   }
 }

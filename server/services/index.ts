@@ -35,10 +35,6 @@ export interface ServicesConfig {
   blobGraceMs: number
   /** Connections set apart for uploads (BlobRepository.store). */
   uploadPoolSize?: number
-  /** Most bytes of events one poll answers (at least one event). */
-  pollMaxBytes?: number
-  /** Event reads of one user in flight at once. */
-  pollReadsPerUser?: number
   /** Where to register the services' metrics (the server's /metrics), if anywhere. */
   registry?: Registry
 }
@@ -63,7 +59,7 @@ const PASSWORD_QUEUE_PER_SLOT = 25
  * `stream` is the event stream's repository, shared with delivery, which reads it.
  */
 export function createServices(db: DataSource, parts: {delivery: Commits; stream: EventStreamRepository}, config: ServicesConfig): Services {
-  const hub = parts.delivery
+  const delivery = parts.delivery
   const sessions = new SessionRepository(db, {idleMs: config.sessionIdleMs})
   const passwords = new PasswordHasher({
     concurrency: config.passwordHashesAtOnce,
@@ -74,13 +70,13 @@ export function createServices(db: DataSource, parts: {delivery: Commits; stream
   const eventRepository = parts.stream
   const blobs = new BlobRepository(db, {uploadPoolSize: config.uploadPoolSize})
   const accounts = new AccountService(new UserRepository(db), sessions, passwords, config)
-  const groups = new GroupService(db, new GroupRepository(), accounts, hub, blockRepository, eventRepository)
+  const groups = new GroupService(db, new GroupRepository(), accounts, delivery, blockRepository, eventRepository)
   return {
     accounts,
     groups,
     blocks: new BlockService(blockRepository, accounts),
     passwords,
-    messages: new MessageService(new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)}), accounts, blobs, hub, groups, eventRepository, (work) => db.transaction(work)),
+    messages: new MessageService(new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)}), accounts, blobs, delivery, groups, eventRepository, (work) => db.transaction(work)),
     blobs,
     async prune() {
       return {

@@ -7,16 +7,6 @@ import type {Appended} from './event-stream.repository.js'
 import {MESSAGE_COLUMNS, type MessageRow} from './message-columns.js'
 import {prepared} from './prepared.js'
 
-// Moved to event-stream.repository.ts; re-exported while their importers move.
-export {
-  EventStreamRepository as EventRepository,
-  READ_MAX_BYTES_DEFAULT,
-  type Appended,
-  type EventRow,
-  type StreamRead,
-} from './event-stream.repository.js'
-export type {MessageRow} from './message-columns.js'
-
 /** What every message carries; the conversation key is `u:<low>:<high>` or `g:<group>`. */
 interface NewMessage {
   senderId: string

@@ -204,8 +204,8 @@ describe('messages and events', () => {
 
     const [{id}] = await db.query('SELECT id FROM users WHERE username = $1', [bob.username])
     await db.query(`UPDATE events SET created_at = now() - interval '40 days' WHERE recipient_id = $1 AND seq = 1`, [id])
-    const {EventRepository} = await import('../../storage/repositories/message.repository.js')
-    expect(await new EventRepository(db).prune(30 * 24 * 3_600_000)).to.be.at.least(1)
+    const {EventStreamRepository} = await import('../../storage/repositories/event-stream.repository.js')
+    expect(await new EventStreamRepository(db).prune(30 * 24 * 3_600_000)).to.be.at.least(1)
     const gone = await poll(bob, 0)
     expect(gone.status).to.equal(410)
     expect(gone.body).to.include({code: 'FC_CURSOR_EXPIRED', oldest: 1})
