@@ -9,7 +9,6 @@ import {BaseCommand} from './_lib/base-command.js'
 import {jsonText} from './_lib/display.js'
 import {formatMessage, formatNotice, formatReport, summarize} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
-import {readPassphrase} from './_lib/prompts.js'
 import {receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
 
 export default class Listen extends BaseCommand<typeof Listen> {
@@ -42,9 +41,7 @@ export default class Listen extends BaseCommand<typeof Listen> {
     // A daemon of this profile holds the unlocked key: listen follows its stream, and nobody is asked for the passphrase.
     const files = {files: this.flags.download ? 'all' : 'contacts', maxDownload: this.flags['max-download'], out: this.flags.out} as const
     const daemon = await findDaemon(this.store.dir, {onReport: (report) => this.report(report), files})
-    const client =
-      daemon ??
-      (await FastChatClient.open({store: this.store, passphrase: readPassphrase, onReport: (report) => this.report(report), files: receiveFilesOptions(this.store.dir, this.flags, progressFor({json}))}))
+    const client = daemon ?? (await this.openClient(receiveFilesOptions(this.store.dir, this.flags, progressFor({json})), (report) => this.report(report)))
     // Ask for the passphrase now rather than at the first message, which may come hours later.
     if (client instanceof FastChatClient) await client.session.key()
     const server = client instanceof FastChatClient ? client.profile.server : `the daemon of ${this.store.dir}`

@@ -8,6 +8,7 @@ import {profileDirectory, ProfileStore} from '../../client/profile-store.js'
 import {type DaemonClient, findDaemon} from '../../client/daemon/connection.js'
 import {FastChatClient} from '../../client/fastchat-client.js'
 import type {ReceiveFilesOptions} from '../../client/file-receive.js'
+import type {Reporter} from '../../client/reports.js'
 import {ChatSession} from '../../client/session.js'
 import {formatReport} from './format.js'
 import {readPassphrase} from './prompts.js'
@@ -60,9 +61,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return (await findDaemon(this.store.dir, {onReport: (report) => this.note(formatReport(report))})) ?? this.openClient()
   }
 
-  /** The client library on this profile; its reports (keys pinned, cursor resets...) become notes on stderr. */
-  protected openClient(files?: ReceiveFilesOptions): Promise<FastChatClient> {
-    return FastChatClient.open({store: this.store, passphrase: readPassphrase, onReport: (report) => this.note(formatReport(report)), files})
+  /** The client library on this profile; its reports (keys pinned, cursor resets...) become notes on stderr, unless `onReport` says otherwise. */
+  protected openClient(files?: ReceiveFilesOptions, onReport: Reporter = (report) => this.note(formatReport(report))): Promise<FastChatClient> {
+    return FastChatClient.open({store: this.store, passphrase: readPassphrase, onReport, files})
   }
 
   /** Notices and warnings that are not the command's output: stderr, and not at all with --json. One line each, whatever they quote. */
