@@ -37,8 +37,10 @@ export interface StreamSink {
   heartbeat(): void
   /** Ends the stream, telling the client why when there is something to tell. */
   end(reason?: {event: 'superseded'} | {event: 'problem'; problem: unknown}): void
-  /** Unread bytes are over the cap: the client does not keep up. */
-  readonly congested: boolean
+  /** More than a page is written and not yet taken by the client: wait for it before writing more. */
+  readonly backlogged: boolean
+  /** Resolves true when the client has taken what was written, false after `timeoutMs` or when it went away. */
+  drained(timeoutMs: number): Promise<boolean>
 }
 
 export interface DeliveryOptions {
@@ -78,6 +80,13 @@ const draining = () => new UnavailableError('FC_DRAINING', 'This server is shutt
  * arrives from memory too. Longer would only add latency to a lost push.
  */
 export const GAP_GRACE_MS = 10
+
+/**
+ * A stream whose client takes nothing of what is written for this long is
+ * ended (it resumes from its cursor); while it waits, what commits meanwhile
+ * is held up to the listener's cap, then read from the stream instead.
+ */
+export const STREAM_DRAIN_TIMEOUT_MS = 30_000
 
 /** Users whose last read is remembered; past this all are forgotten (which only costs each a read). */
 const MAX_REMEMBERED_READS = 200_000
@@ -320,7 +329,11 @@ export class Delivery {
         if (signal.aborted) return
         if (this.registry.closed) return sink.end({event: 'problem', problem: draining()})
         if (listener.superseded) return sink.end({event: 'superseded'})
-        if (sink.congested) return sink.end()
+        if (sink.backlogged) {
+          // Backpressure: a slow link gets the stream at its own pace, not a growing buffer.
+          if (!(await sink.drained(STREAM_DRAIN_TIMEOUT_MS))) return sink.end()
+          continue
+        }
         const run = this.take(listener, since, limit)
         if (run) {
           write(run)

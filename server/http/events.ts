@@ -15,8 +15,8 @@ import {PROBLEM_CONTENT_TYPE, problemBody, problemHeaders, toProblem} from './pr
 
 const ROUTE = '/v1/events'
 
-/** A stream whose client has not read this many bytes (two full pages) is ended; the client resumes from its last id. */
-const STREAM_MAX_UNREAD_BYTES = 2 * 1024 * 1024
+/** A stream writes no more while this much is unread by its client (a page of events: FASTCHAT_POLL_MAX_BYTES' default). */
+const STREAM_BACKLOG_BYTES = 1024 * 1024
 /** What an SSE client waits before reconnecting to a stream that ended (the `retry:` field), in ms. */
 const STREAM_RETRY_MS = 1_000
 
@@ -96,8 +96,25 @@ class SseSink implements StreamSink {
     this.res.end()
   }
 
-  get congested(): boolean {
-    return this.res.writableLength > STREAM_MAX_UNREAD_BYTES
+  get backlogged(): boolean {
+    return this.res.writableLength > STREAM_BACKLOG_BYTES
+  }
+
+  drained(timeoutMs: number): Promise<boolean> {
+    if (this.res.destroyed) return Promise.resolve(false)
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer)
+        this.res.off('drain', onDrain)
+        this.res.off('close', onClose)
+        resolve(ok)
+      }
+      const onDrain = () => done(true)
+      const onClose = () => done(false)
+      const timer = setTimeout(() => done(false), timeoutMs)
+      this.res.once('drain', onDrain)
+      this.res.once('close', onClose)
+    })
   }
 }
 

@@ -166,6 +166,47 @@ describe('event streams (GET /v1/events, text/event-stream)', function () {
     expect(polled).to.deep.equal(expected)
   })
 
+  it('gives a reader that falls far behind everything on the same stream, at its own pace (backpressure, not a cut)', async () => {
+    const carol = await registerAndLogin(b.url, uniqueName('carol'), 'carol')
+    const {request} = await import('node:http')
+    const body = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
+      const req = request(`${carol.server}/v1/events?since=0`, {headers: {...carol.auth, accept: 'text/event-stream'}}, resolve)
+      req.on('error', reject)
+      req.end()
+    })
+    body.pause() // the client reads nothing while ~12 MiB of events commit
+    let ended = false
+    body.on('end', () => (ended = true))
+    const big = (i: number) => fakeCiphertext(`${i}-${'A'.repeat(60_000)}`)
+    const count = 200
+    for (let i = 0; i < count; i += 20) {
+      const sent = await Promise.all(Array.from({length: 20}, (_, k) => send(alice, carol.username, big(i + k))))
+      expect(sent.every((answer) => answer.status === 201)).to.equal(true)
+    }
+    const ids: number[] = []
+    let buffer = ''
+    body.setEncoding('utf8')
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${ids.length} of ${count} events arrived`)), 30_000)
+      body.on('data', (chunk: string) => {
+        buffer += chunk
+        for (let at = buffer.indexOf('\n\n'); at >= 0; at = buffer.indexOf('\n\n')) {
+          const id = /^id: (\d+)$/m.exec(buffer.slice(0, at))
+          if (id) ids.push(Number(id[1]))
+          buffer = buffer.slice(at + 2)
+        }
+        if (ids.length >= count) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+      body.resume()
+    })
+    expect(ids).to.deep.equal(Array.from({length: count}, (_, i) => i + 1))
+    expect(ended, 'the stream was never cut').to.equal(false)
+    body.destroy()
+  })
+
   it('ends every stream with FC_DRAINING when the server drains', async () => {
     const c = await startTestServer()
     const stream = track(await streamOf(bob, 'since=0', {}, c.url))

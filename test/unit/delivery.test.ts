@@ -3,7 +3,7 @@ import {mock} from 'node:test'
 import {expect} from 'chai'
 import pino from 'pino'
 
-import {Delivery, GAP_GRACE_MS, type StreamSink, type StreamSource} from '../../server/delivery/delivery.js'
+import {Delivery, GAP_GRACE_MS, STREAM_DRAIN_TIMEOUT_MS, type StreamSink, type StreamSource} from '../../server/delivery/delivery.js'
 import type {WireEvent} from '../../server/delivery/listener.js'
 import type {CommittedMessage} from '../../server/delivery/views.js'
 import type {EventRow, StreamRead} from '../../storage/repositories/event-stream.repository.js'
@@ -52,7 +52,19 @@ class RecordingSink implements StreamSink {
   written: WireEvent[] = []
   heartbeats = 0
   ended: unknown = 'open'
-  congested = false
+  backlogged = false
+  private drainers: ((ok: boolean) => void)[] = []
+  drained(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs)
+      this.drainers.push((ok) => (clearTimeout(timer), resolve(ok)))
+    })
+  }
+  /** The client took what was written. */
+  drain(): void {
+    this.backlogged = false
+    for (const resolve of this.drainers.splice(0)) resolve(true)
+  }
   open(next: bigint): void {
     this.opened = next
   }
@@ -264,12 +276,24 @@ describe('delivery state machine (fake timers)', () => {
     expect(sink.opened).to.equal(undefined)
   })
 
-  it('ends a stream whose client does not keep up', async () => {
+  it('writes no more while its client has a page unread, goes on when it has taken it, and ends one that takes nothing for 30 s', async () => {
     const sink = new RecordingSink()
     const running = delivery.stream('1', {since: 0n, limit: 100}, sink, aborts.signal)
     await settle()
-    sink.congested = true
+    sink.backlogged = true
     delivery.deliver([committed('1', stream.append('1'))])
+    await settle()
+    expect(sink.seqs, 'held while the client is behind').to.deep.equal([])
+    sink.drain()
+    await settle()
+    expect(sink.seqs).to.deep.equal([1])
+    sink.backlogged = true
+    delivery.deliver([committed('1', stream.append('1'))])
+    await settle()
+    mock.timers.tick(STREAM_DRAIN_TIMEOUT_MS - 1)
+    await settle()
+    expect(sink.ended).to.equal('open')
+    mock.timers.tick(1)
     await running
     expect(sink.ended).to.equal('closed')
   })
