@@ -1,9 +1,10 @@
 import {performance} from 'node:perf_hooks'
-import {StringDecoder} from 'node:string_decoder'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {Agent, request} from 'undici'
 
+import {MAX_STREAM_EVENT_CHARS} from '../../client/event-stream.js'
+import {SseParser} from '../../client/sse-parser.js'
 import type {ReceiveMode} from './options.js'
 
 /**
@@ -121,13 +122,31 @@ export function receivers(mode: ReceiveMode, http: Http, onEvents: EventsHandler
 /** After a failure, before trying again: a failing server must not turn a loop into a hot one. */
 const RETRY_MS = 200
 
-/** One long-poll loop per user, each continuing from the user's cursor. */
-export class Pollers implements Receivers {
-  readonly mode = 'poll'
-  private stopped = false
-  private readonly controllers = new Set<AbortController>()
-  private readonly loops: Promise<void>[] = []
+/** One loop per user, each stopped by aborting its request: what Pollers and Streams share. */
+abstract class ReceiverLoops implements Receivers {
+  abstract readonly mode: ReceiveMode
+  abstract readonly answers: number
   readonly failures = new Failures()
+  protected stopped = false
+  protected readonly controllers = new Set<AbortController>()
+  private readonly loops: Promise<void>[] = []
+
+  start(user: BenchUser): void {
+    this.loops.push(this.loop(user))
+  }
+
+  protected abstract loop(user: BenchUser): Promise<void>
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    for (const controller of this.controllers) controller.abort()
+    await Promise.allSettled(this.loops)
+  }
+}
+
+/** One long-poll loop per user, each continuing from the user's cursor. */
+export class Pollers extends ReceiverLoops {
+  readonly mode = 'poll'
   /** Poll answers received (with or without events). */
   answers = 0
   private readonly timeoutMs: number
@@ -137,14 +156,11 @@ export class Pollers implements Receivers {
     private readonly onEvents: EventsHandler,
     private readonly options: ReceiverOptions = {},
   ) {
+    super()
     this.timeoutMs = options.timeoutMs ?? 30_000
   }
 
-  start(user: BenchUser): void {
-    this.loops.push(this.loop(user))
-  }
-
-  private async loop(user: BenchUser): Promise<void> {
+  protected async loop(user: BenchUser): Promise<void> {
     while (!this.stopped) {
       const controller = new AbortController()
       this.controllers.add(controller)
@@ -175,11 +191,6 @@ export class Pollers implements Receivers {
     }
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true
-    for (const controller of this.controllers) controller.abort()
-    await Promise.allSettled(this.loops)
-  }
 }
 
 /**
@@ -190,12 +201,8 @@ export class Pollers implements Receivers {
  * opened again from the last `id:` seen, with `Last-Event-ID`, as EventSource
  * would; after a failure, 200 ms later.
  */
-export class Streams implements Receivers {
+export class Streams extends ReceiverLoops {
   readonly mode = 'stream'
-  private stopped = false
-  private readonly controllers = new Set<AbortController>()
-  private readonly loops: Promise<void>[] = []
-  readonly failures = new Failures()
   /** Streams that ended while the bench still wanted them (the server closed them). */
   answers = 0
   /** Streams opened (answered 200). */
@@ -205,13 +212,11 @@ export class Streams implements Receivers {
     private readonly http: Http,
     private readonly onEvents: EventsHandler,
     private readonly options: ReceiverOptions = {},
-  ) {}
-
-  start(user: BenchUser): void {
-    this.loops.push(this.loop(user))
+  ) {
+    super()
   }
 
-  private async loop(user: BenchUser): Promise<void> {
+  protected async loop(user: BenchUser): Promise<void> {
     while (!this.stopped) {
       const controller = new AbortController()
       this.controllers.add(controller)
@@ -251,50 +256,23 @@ export class Streams implements Receivers {
 
   /** Reads one stream to its end; says how it ended when the server said so. */
   private async follow(user: BenchUser, body: AsyncIterable<Buffer>): Promise<'superseded' | 'problem' | undefined> {
-    // A decoder keeps a character split between two chunks whole.
-    const decoder = new StringDecoder('utf8')
-    let rest = ''
-    let id = ''
-    let type = ''
-    let data = ''
+    // The client library's parser (client/sse-parser.ts): the same reading of the wire as `listen`.
+    const parser = new SseParser(MAX_STREAM_EVENT_CHARS)
     let ending: 'superseded' | 'problem' | undefined
     for await (const bytes of body) {
       const at = performance.now()
-      const chunk = decoder.write(bytes)
-      const text = rest === '' ? chunk : rest + chunk
       let events: BenchEvent[] | undefined
-      let from = 0
-      for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', from)) {
-        const line = text.charCodeAt(end - 1) === 13 ? text.slice(from, end - 1) : text.slice(from, end)
-        from = end + 1
-        if (line === '') {
-          // A blank line ends an event.
-          if (type === 'superseded' || type === 'problem') ending = type
-          else if (type === 'ready') user.cursor = Math.max(user.cursor, (JSON.parse(data) as {next: number}).next)
-          else if (data !== '') (events ??= []).push(JSON.parse(data) as BenchEvent)
-          if (id !== '') user.cursor = Number(id)
-          id = type = data = ''
-          continue
-        }
-        if (line.charCodeAt(0) === 58) continue // ":" a comment: the heartbeat
-        const colon = line.indexOf(':')
-        const field = colon < 0 ? line : line.slice(0, colon)
-        const value = colon < 0 ? '' : line.slice(line.charCodeAt(colon + 1) === 32 ? colon + 2 : colon + 1)
-        if (field === 'data') data = data === '' ? value : `${data}\n${value}`
-        else if (field === 'id') id = value
-        else if (field === 'event') type = value
+      for (const event of parser.push(bytes)) {
+        if (event.type === 'superseded' || event.type === 'problem') ending = event.type
+        else if (event.type === 'ready') user.cursor = Math.max(user.cursor, (JSON.parse(event.data) as {next: number}).next)
+        else (events ??= []).push(JSON.parse(event.data) as BenchEvent)
+        if (event.id !== '') user.cursor = Number(event.id)
       }
-      rest = from === 0 ? text : text.slice(from)
       if (events) this.onEvents(user, events, at)
     }
     return ending
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true
-    for (const controller of this.controllers) controller.abort()
-    await Promise.allSettled(this.loops)
-  }
 }
 
 /** Failures by kind ("HTTP 503", "UND_ERR_SOCKET", ...). */
