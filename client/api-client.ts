@@ -347,9 +347,10 @@ export class ApiClient {
 /** Names this process to the server, so that its next poll replaces its last one (a poll cut off by the network) but not another process's. */
 export const CLIENT_ID = `cli-${randomUUID()}`
 
-// GET /v1/assign (superserver)
-export async function assignServer(superserverUrl: string): Promise<string> {
-  const {server} = await new ApiClient(superserverUrl).checked('GET /v1/assign', answers.assigned, '/v1/assign')
+// GET /v1/assign?avoid=URL (superserver): `avoid` names the servers just failed on, passed over while another is healthy
+export async function assignServer(superserverUrl: string, avoid: string[] = []): Promise<string> {
+  const query = new URLSearchParams(avoid.map((url) => ['avoid', url])).toString()
+  const {server} = await new ApiClient(superserverUrl).checked('GET /v1/assign', answers.assigned, `/v1/assign${query ? `?${query}` : ''}`)
   return server
 }
 

@@ -30,11 +30,15 @@ const trimSlash = (url: string) => url.replace(/\/+$/, '')
  */
 const ASSIGN_RETRY_PAUSES_MS = [250, 500, 1_000]
 
-/** Asks the superserver for a chat server, with a clear failure if it cannot answer. */
-export async function assign(superserver: string): Promise<string> {
+/**
+ * Asks the superserver for a chat server, with a clear failure if it cannot
+ * answer; `avoid` (the server just failed on) is not handed back while
+ * another is healthy.
+ */
+export async function assign(superserver: string, avoid: string[] = []): Promise<string> {
   for (let attempt = 0; ; attempt++) {
     try {
-      return trimSlash(await assignServer(superserver))
+      return trimSlash(await assignServer(superserver, avoid))
     } catch (error) {
       const pause = error instanceof ApiError && error.status === 503 ? ASSIGN_RETRY_PAUSES_MS[attempt] : undefined
       if (pause !== undefined) {
@@ -69,7 +73,7 @@ export async function withFailover<T>(
       if (!isFailoverError(error) || attempt >= attempts) throw error
       await sleep(RETRY_PAUSE_MS * attempt)
       // If the superserver is unreachable too, retry where we were.
-      const server = await assignServer(start.superserver).then(trimSlash, () => undefined)
+      const server = await assignServer(start.superserver, [client.baseUrl]).then(trimSlash, () => undefined)
       if (server && server !== client.baseUrl) {
         client = client.withServer(server)
         await onSwitch(server)
@@ -123,9 +127,9 @@ export class ChatSession {
     return withFailover({superserver: this.current.superserver, client: this.client}, call, (server) => this.switchTo(server), attempts)
   }
 
-  /** Asks the superserver for a server now (used by `listen` between its own retries). Returns the server in use. */
+  /** Asks the superserver for another server than the one that just failed (used by `listen` between its own retries). Returns the server in use. */
   async failover(): Promise<string> {
-    const server = await assign(this.current.superserver)
+    const server = await assign(this.current.superserver, [this.current.server])
     if (server !== this.current.server) await this.switchTo(server)
     return server
   }

@@ -21,6 +21,7 @@ export default class Server extends Command {
   static override flags = {
     port: Flags.integer({char: 'p', summary: 'Port to listen on (0: a free one). Env: PORT. Default: 4001.', min: 0, max: 65_535}),
     superserver: Flags.string({summary: 'Superserver URL to register with. Env: FASTCHAT_SUPERSERVER.'}),
+    host: Flags.string({summary: 'Address to listen on (0.0.0.0 or :: for every interface). Env: FASTCHAT_HOST. Default: 127.0.0.1.'}),
     url: Flags.string({summary: 'Public URL of this server, if not http://127.0.0.1:PORT. Env: FASTCHAT_PUBLIC_URL.'}),
     json: Flags.boolean({summary: 'Print the start-up line as JSON.'}),
   }
@@ -30,7 +31,7 @@ export default class Server extends Command {
     const env = await environmentWithLocalCluster()
     let config
     try {
-      config = loadServerConfig({port: flags.port, superserverUrl: flags.superserver, publicUrl: flags.url}, env)
+      config = loadServerConfig({port: flags.port, host: flags.host, superserverUrl: flags.superserver, publicUrl: flags.url}, env)
     } catch (error) {
       const hint = error instanceof ConfigError && !env.DATABASE_URL ? '\nStart a local cluster with `fastchat up`, or set DATABASE_URL.' : ''
       this.error(`${(error as Error).message}${hint}`, {exit: 1})

@@ -20,6 +20,7 @@ export default class Superserver extends Command {
 
   static override flags = {
     port: Flags.integer({char: 'p', summary: 'Port to listen on (0: a free one). Env: PORT. Default: 4000.', min: 0, max: 65_535}),
+    host: Flags.string({summary: 'Address to listen on (0.0.0.0 or :: for every interface). Env: FASTCHAT_HOST. Default: 127.0.0.1.'}),
     url: Flags.string({summary: 'Public URL of this superserver. Env: FASTCHAT_PUBLIC_URL.'}),
     strategy: Flags.string({
       summary: 'How clients are assigned a chat server. Env: FASTCHAT_STRATEGY. Default: round-robin.',
@@ -33,7 +34,7 @@ export default class Superserver extends Command {
     const {FASTCHAT_SUPERSERVER: _notOurs, ...env} = await environmentWithLocalCluster()
     let config
     try {
-      config = loadSuperserverConfig({port: flags.port, publicUrl: flags.url, strategy: flags.strategy}, env)
+      config = loadSuperserverConfig({port: flags.port, host: flags.host, publicUrl: flags.url, strategy: flags.strategy}, env)
     } catch (error) {
       const hint = error instanceof ConfigError && !env.DATABASE_URL ? '\nStart a local cluster with `fastchat up`, or set DATABASE_URL.' : ''
       this.error(`${(error as Error).message}${hint}`, {exit: 1})

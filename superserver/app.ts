@@ -8,6 +8,8 @@ import {createHttpMetrics, requestObserver} from '../server/http/observability.j
 import {notFoundHandler, problemHandler} from '../server/http/problem.js'
 import {parse, requireJson} from '../server/http/validate.js'
 import {httpUrl} from '../server/settings.js'
+import {isLoopbackHost, isWildcard} from '../server/advertised-url.js'
+import {ValidationError} from '../server/services/errors.js'
 import type {RegistryService} from './registry.js'
 
 export interface SuperserverDeps {
@@ -41,6 +43,29 @@ const heartbeatBody = z.strictObject({
     .default({}),
 })
 const serverId = z.uuid()
+/** `?avoid=URL`, repeatable: servers the client just failed on. A few are plenty; a URL is at most a browser's 2 KiB. */
+const MAX_AVOID = 8
+const assignQuery = z.object({
+  avoid: z
+    .union([z.string().max(2048), z.array(z.string().max(2048)).max(MAX_AVOID)])
+    .optional()
+    .transform((value) => (value === undefined ? [] : [value].flat().map((url) => url.replace(/\/+$/, '')))),
+})
+
+/**
+ * A URL the superserver would hand to clients and peers that cannot reach it:
+ * a wildcard address never, a loopback one only from this machine. Refused at
+ * registration, so a missing --url shows up at once instead of as clients
+ * that cannot connect (docs/operations.md, "Each process on its own host").
+ */
+function unreachableReason(url: string, peerAddress: string | undefined): string | undefined {
+  const host = new URL(url).hostname
+  if (isWildcard(host)) return `${url} is a wildcard address that no client can dial; start the server with --url (FASTCHAT_PUBLIC_URL).`
+  if (isLoopbackHost(host) && !(peerAddress && isLoopbackHost(peerAddress))) {
+    return `${url} is a loopback address, but the server registering it connects from ${peerAddress ?? 'another machine'}: clients and peers elsewhere could not reach it. Start it with --url (FASTCHAT_PUBLIC_URL) naming an address they can reach.`
+  }
+  return undefined
+}
 
 export function createSuperserverApp(deps: SuperserverDeps, config: SuperserverAppConfig): Express {
   const {registry, logger} = deps
@@ -65,9 +90,10 @@ export function createSuperserverApp(deps: SuperserverDeps, config: SuperserverA
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics())
   })
 
-  // GET /v1/assign — public: it is how clients find a server
-  app.get('/v1/assign', async (_req, res) => {
-    res.set('Cache-Control', 'no-store').json({server: await registry.assign()})
+  // GET /v1/assign?avoid=URL — public: it is how clients find a server (avoid: where they just failed)
+  app.get('/v1/assign', async (req, res) => {
+    const {avoid} = parse(assignQuery, req.query, 'query')
+    res.set('Cache-Control', 'no-store').json({server: await registry.assign(avoid)})
   })
 
   // GET /v1/servers
@@ -95,6 +121,8 @@ export function createSuperserverApp(deps: SuperserverDeps, config: SuperserverA
   // POST /v1/servers
   cluster.post('/', requireJson(), async (req, res) => {
     const {url} = parse(registerBody, req.body)
+    const unreachable = unreachableReason(url, req.socket.remoteAddress)
+    if (unreachable) throw new ValidationError(unreachable, [{path: 'url', message: 'not reachable by clients and peers'}])
     const registered = await registry.register(url)
     res.status(201).json(registered)
   })

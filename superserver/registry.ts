@@ -61,9 +61,12 @@ export class RegistryService {
     this.logger.info({id}, 'chat server deregistered')
   }
 
-  async assign(): Promise<string> {
+  /** A healthy server, other than those in `avoid` (where the client just failed) while another is healthy. */
+  async assign(avoid: string[] = []): Promise<string> {
     const url =
-      this.strategy === 'least-loaded' ? await this.servers.assignLeastLoaded(this.healthyWithinMs) : await this.servers.assign(this.healthyWithinMs)
+      this.strategy === 'least-loaded'
+        ? await this.servers.assignLeastLoaded(this.healthyWithinMs, avoid)
+        : await this.servers.assign(this.healthyWithinMs, avoid)
     if (!url) throw new UnavailableError('FC_NO_SERVER', 'No healthy chat server is available. Try again shortly.', 1)
     return url
   }

@@ -78,18 +78,23 @@ export class ChatServerRepository {
 
   /**
    * Round-robin over healthy servers. The counter is a Postgres sequence, so
-   * superservers sharing the database take turns from one rotation.
+   * superservers sharing the database take turns from one rotation. Servers in
+   * `avoid` (one the client just failed on) are passed over while another is
+   * healthy.
    */
-  async assign(healthyWithinMs: number): Promise<string | undefined> {
+  async assign(healthyWithinMs: number, avoid: string[] = []): Promise<string | undefined> {
     const [row] = (await this.db.query(
       `SELECT nextval('chat_server_assign_seq') AS turn,
+              coalesce(array_agg(url ORDER BY registered_at, id) FILTER (WHERE url <> ALL($2::text[])), '{}') AS preferred,
               coalesce(array_agg(url ORDER BY registered_at, id), '{}') AS urls
          FROM chat_servers
         WHERE NOT draining AND database_ok AND last_seen > now() - make_interval(secs => $1 / 1000.0)`,
-      [healthyWithinMs],
-    )) as {turn: string; urls: string[]}[]
-    if (!row || row.urls.length === 0) return undefined
-    return row.urls[Number(BigInt(row.turn) % BigInt(row.urls.length))]
+      [healthyWithinMs, avoid],
+    )) as {turn: string; preferred: string[]; urls: string[]}[]
+    if (!row) return undefined
+    const urls = row.preferred.length > 0 ? row.preferred : row.urls
+    if (urls.length === 0) return undefined
+    return urls[Number(BigInt(row.turn) % BigInt(urls.length))]
   }
 
   /**
@@ -99,28 +104,32 @@ export class ChatServerRepository {
    * server); ties go round-robin, on the same sequence as assign(). The
    * healthy rows are locked for the statement, so concurrent assignments (from
    * this superserver or another on the database) see each other's increments.
+   * Servers in `avoid` count only when no other is healthy.
    */
-  async assignLeastLoaded(healthyWithinMs: number): Promise<string | undefined> {
+  async assignLeastLoaded(healthyWithinMs: number, avoid: string[] = []): Promise<string | undefined> {
     const rows = (await this.db.query(
       `WITH healthy AS (
-         SELECT id, registered_at,
+         SELECT id, registered_at, url = ANY($2::text[]) AS avoided,
                 ${STAT('openPolls')} + ${STAT('openStreams')} + assigned_since_beat AS load
            FROM chat_servers
           WHERE NOT draining AND database_ok AND last_seen > now() - make_interval(secs => $1 / 1000.0)
           ORDER BY id
             FOR UPDATE
        ),
+       candidates AS (
+         SELECT * FROM healthy WHERE NOT avoided OR NOT EXISTS (SELECT 1 FROM healthy WHERE NOT avoided)
+       ),
        least AS (
          SELECT id, row_number() OVER (ORDER BY registered_at, id) - 1 AS place, count(*) OVER () AS ties
-           FROM healthy
-          WHERE load = (SELECT min(load) FROM healthy)
+           FROM candidates
+          WHERE load = (SELECT min(load) FROM candidates)
        ),
        turn AS (SELECT nextval('chat_server_assign_seq') AS turn)
        UPDATE chat_servers c SET assigned_since_beat = c.assigned_since_beat + 1
          FROM least, turn
         WHERE c.id = least.id AND least.place = turn.turn % least.ties
        RETURNING c.url`,
-      [healthyWithinMs],
+      [healthyWithinMs, avoid],
     )) as [{url: string}[], number]
     return rows[0][0]?.url
   }

@@ -9,6 +9,9 @@ import {FastChatClient, FastChatError, isMessage, MemoryStore, type Received, ty
 import {PASSWORD} from '../helpers/api.js'
 import {PASSPHRASE, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
 import {eventually} from '../helpers/processes.js'
+import {CLUSTER_SECRET, TEST_HEARTBEAT_MS, waitForHealthy} from '../helpers/cluster.js'
+import {http} from '../helpers/http.js'
+import {MaliciousProxy} from '../helpers/malicious-proxy.js'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 
@@ -106,6 +109,48 @@ describe('client library', function () {
     expect(error).to.be.instanceOf(FastChatError)
     expect(error).to.include({code: 'FC_USER_NOT_FOUND'})
     expect((error as FastChatError).data).to.deep.include({username: 'nobody-by-this-name'})
+  })
+
+  it('a failover asks the superserver to avoid the server that just failed (issue 15: not sent back to it while another is healthy)', async () => {
+    const {alice, superserver} = cluster
+    // A third "server", healthy to the superserver, whose database is gone: every send answers 503.
+    const broken = await MaliciousProxy.start(cluster.servers[0]!.url)
+    broken.answer('POST', /^\/v1\/messages$/, () => ({
+      status: 503,
+      json: {type: 'about:blank', title: 'Service unavailable', status: 503, code: 'FC_DATABASE_UNAVAILABLE', detail: 'The database is unavailable; retry shortly.'},
+      contentType: 'application/problem+json',
+    }))
+    const auth = {authorization: `Bearer ${CLUSTER_SECRET}`}
+    const registered = await http<{id: string}>('POST', `${superserver.url}/v1/servers`, {json: {url: broken.url}, headers: auth})
+    const beat = () => http('PUT', `${superserver.url}/v1/servers/${registered.body.id}/heartbeat`, {json: {}, headers: auth})
+    const beating = setInterval(() => void beat(), TEST_HEARTBEAT_MS)
+    try {
+      await beat()
+      await waitForHealthy(superserver.url, [...cluster.servers.map((s) => s.url), broken.url])
+      const store = new MemoryStore()
+      await FastChatClient.register({
+        store,
+        username: `avoid${Date.now().toString(36)}`,
+        password: PASSWORD,
+        superserver: superserver.url,
+        passphrase: async () => PASSPHRASE,
+        newPassphrase: async () => PASSPHRASE,
+      })
+      // Six sends, each starting on the broken server: each fails there once, then goes elsewhere. Without
+      // ?avoid= the round-robin over three servers would hand the broken one back to every third failover.
+      for (let i = 0; i < 6; i++) {
+        await store.saveProfile({...(await store.profile())!, server: broken.url})
+        const client = await FastChatClient.open({store, passphrase: async () => PASSPHRASE})
+        await client.send(alice.username, `try ${i}`)
+        expect((await store.profile())!.server).to.not.equal(broken.url)
+      }
+      const sends = broken.seen.filter((request) => request.method === 'POST' && request.url === '/v1/messages')
+      expect(sends).to.have.length(6)
+    } finally {
+      clearInterval(beating)
+      await http('DELETE', `${superserver.url}/v1/servers/${registered.body.id}`, {headers: auth})
+      await broken.close()
+    }
   })
 
   it('refuses a short password before asking for a passphrase or reaching a server', async () => {

@@ -19,6 +19,12 @@ const assign = async (superserverUrl: string): Promise<string> => {
   return body.server
 }
 
+const assignAvoiding = async (superserverUrl: string, avoid: string[]): Promise<string> => {
+  const {status, body} = await http<{server: string}>('GET', `${superserverUrl}/v1/assign?${new URLSearchParams(avoid.map((url) => ['avoid', url]))}`)
+  expect(status, JSON.stringify(body)).to.equal(200)
+  return body.server
+}
+
 const expectProblem = (answer: {status: number; headers: Headers; body: any}, status: number, code: string) => {
   expect(answer.status, JSON.stringify(answer.body)).to.equal(status)
   expect(answer.headers.get('content-type')).to.match(/^application\/problem\+json/)
@@ -247,6 +253,31 @@ describe('superserver', () => {
       for (let i = 1; i < got.length; i++) expect(got[i]).to.not.equal(got[i - 1])
     })
 
+    it('?avoid=URL passes over the server a client just failed on while another is healthy, with either strategy', async () => {
+      for (const strategy of ['round-robin', 'least-loaded']) {
+        await truncateAll(db)
+        const {ss, idle} = await twoServers({FASTCHAT_STRATEGY: strategy})
+        // least-loaded would pick idle (load 5 against 10): avoided (a trailing slash is the same server), busy gets every client.
+        for (const avoid of [idleUrl, `${idleUrl}/`]) {
+          for (let i = 0; i < 4; i++) expect(await assignAvoiding(ss.url, [avoid]), strategy).to.equal(busyUrl)
+        }
+        // Avoiding busy instead: idle every time, also for round-robin, which would otherwise alternate.
+        for (let i = 0; i < 4; i++) expect(await assignAvoiding(ss.url, [busyUrl]), strategy).to.equal(idleUrl)
+        // Avoiding the only healthy server still answers it: better than a 503 that would stop the client.
+        await http('PUT', `${ss.url}/v1/servers/${idle}/heartbeat`, {json: {draining: true}, headers: auth})
+        expect(await assignAvoiding(ss.url, [busyUrl]), strategy).to.equal(busyUrl)
+        await Promise.all(superservers.splice(0).map((s) => s.close()))
+      }
+    })
+
+    it('refuses an ?avoid= that is not a list of a few URLs with a 400 problem', async () => {
+      const ss = await superserver(LONG_BEATS)
+      await register(ss.url, busyUrl)
+      const many = new URLSearchParams(Array.from({length: 9}, (_, i) => ['avoid', `http://10.0.0.${i}:1`]))
+      expectProblem(await http('GET', `${ss.url}/v1/assign?${many}`), 400, 'FC_VALIDATION')
+      expectProblem(await http('GET', `${ss.url}/v1/assign?avoid=${'a'.repeat(3000)}`), 400, 'FC_VALIDATION')
+    })
+
     it('rejects an unknown strategy at start-up and load figures that are not counts', async () => {
       expect(() => loadSuperserverConfig({port: 0}, testEnv({FASTCHAT_STRATEGY: 'random'}))).to.throw(ConfigError, /FASTCHAT_STRATEGY.*round-robin/s)
       expect(loadSuperserverConfig({port: 0, strategy: 'least-loaded'}, testEnv()).strategy).to.equal('least-loaded')
@@ -297,6 +328,17 @@ describe('superserver', () => {
       expectProblem(await http('POST', `${ss.url}/v1/servers`, {body: 'url=x', headers: {...auth, 'content-type': 'application/x-www-form-urlencoded'}}), 415, 'FC_UNSUPPORTED_MEDIA_TYPE')
       expectProblem(await http('POST', `${ss.url}/v1/servers`, {json: {url: `http://127.0.0.1/${'a'.repeat(20_000)}`}, headers: auth}), 413, 'FC_PAYLOAD_TOO_LARGE')
       expect((await db.query('SELECT count(*)::int AS n FROM chat_servers'))[0].n).to.equal(0)
+    })
+
+    it('refuses to register a wildcard address, which no client can dial (a loopback one only from another machine: see multi-host.test.ts)', async () => {
+      for (const url of ['http://0.0.0.0:4001', 'http://[::]:4001']) {
+        const answer = await http('POST', `${ss.url}/v1/servers`, {json: {url}, headers: auth})
+        expectProblem(answer, 400, 'FC_VALIDATION')
+        expect(answer.body.detail).to.include('--url')
+      }
+      // From this machine, a loopback URL is what a local cluster uses.
+      expect((await http('POST', `${ss.url}/v1/servers`, {json: {url: 'http://localhost:9'}, headers: auth})).status).to.equal(201)
+      expect((await db.query('SELECT url FROM chat_servers')).map((r: {url: string}) => r.url)).to.deep.equal(['http://localhost:9'])
     })
 
     it('answers 404 to the heartbeat of an unknown server and 400 to a bad id', async () => {
