@@ -1,13 +1,17 @@
 import {z} from 'zod'
 
-import {httpUrl, logLevel, milliseconds, onOff, port, resolveSettings, type Resolved} from './settings.js'
+import {databaseSettings, databaseTimeouts, httpUrl, logLevel, milliseconds, onOff, port, resolveSettings, type Resolved} from './settings.js'
 
 export const serverSettings = {
   port: {env: 'PORT', doc: 'TCP port to listen on; 0 picks a free one.', schema: port.default(4001)},
-  host: {env: 'FASTCHAT_HOST', doc: 'Address to listen on.', schema: z.string().min(1).default('127.0.0.1')},
+  host: {
+    env: 'FASTCHAT_HOST',
+    doc: 'Address to listen on; a wildcard (0.0.0.0, ::) listens on every interface, and without a public URL the server advertises the address it reaches the superserver from.',
+    schema: z.string().min(1).default('127.0.0.1'),
+  },
   publicUrl: {
     env: 'FASTCHAT_PUBLIC_URL',
-    doc: 'URL clients and peers reach this server at (default: http://host:port); registered with the superserver.',
+    doc: 'URL clients and peers reach this server at (default: http://host:port, or for a wildcard host the address it reaches the superserver from); registered with the superserver.',
     schema: httpUrl.optional(),
   },
   superserverUrl: {
@@ -15,7 +19,13 @@ export const serverSettings = {
     doc: 'Superserver to register with; without one the server runs alone.',
     schema: httpUrl.optional(),
   },
-  databaseUrl: {env: 'DATABASE_URL', doc: 'PostgreSQL connection URL.', schema: z.string().min(1), secret: true},
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    doc: 'PostgreSQL connection URL; several hosts (postgres://u:p@h1:5432,h2:5432/db) connect to the one that accepts writes.',
+    schema: z.string().min(1),
+    secret: true,
+  },
+  ...databaseSettings,
   clusterSecret: {
     env: 'FASTCHAT_CLUSTER_SECRET',
     doc: 'Shared secret for the superserver and peer servers (at least 16 characters).',
@@ -101,7 +111,7 @@ export const serverSettings = {
   },
   healthCacheMs: {
     env: 'FASTCHAT_HEALTH_CACHE_MS',
-    doc: 'How long a database check is reused by /healthz and heartbeats (about one heartbeat).',
+    doc: 'How long a database check is reused by /healthz, so that asking often costs one query per period (heartbeats always check afresh).',
     schema: milliseconds.default(2_000),
   },
   pollMaxBytes: {
@@ -123,6 +133,16 @@ export const serverSettings = {
     env: 'FASTCHAT_PEER_PUSH',
     doc: 'After a send, wake the peer servers holding the recipients\' polls over HTTP (needs the cluster secret). Off leaves the re-check alone.',
     schema: onOff.default(true),
+  },
+  peerTimeoutMs: {
+    env: 'FASTCHAT_PEER_TIMEOUT_MS',
+    doc: 'A push to a peer chat server (connect, then answer) that takes longer is abandoned and counted as failed; the peer\'s re-check delivers instead, so this only bounds the latency a dead peer adds.',
+    schema: milliseconds.default(1_000),
+  },
+  registryTimeoutMs: {
+    env: 'FASTCHAT_REGISTRY_TIMEOUT_MS',
+    doc: 'A call to the superserver (registration, heartbeat; connect, then answer) that takes longer fails and is retried; under a heartbeat, so one slow call does not cost the server its place.',
+    schema: milliseconds.default(3_000),
   },
   streamHeartbeatMs: {
     env: 'FASTCHAT_STREAM_HEARTBEAT_MS',
@@ -193,5 +213,6 @@ export function loadServerConfig(flags: Partial<Record<keyof ServerConfig, unkno
   if (config.superserverUrl && !config.clusterSecret) {
     throw new Error('FASTCHAT_CLUSTER_SECRET is required to register with a superserver.')
   }
+  databaseTimeouts(config)
   return config
 }

@@ -26,9 +26,12 @@ export class DatabaseHealth {
     private readonly logger?: Logger,
   ) {}
 
-  /** A result no older than `cacheMs`, checking now if needed (so at most `timeoutMs` away). */
-  check(): Promise<DatabaseState> {
-    if (this.last && Date.now() - this.last.at < this.options.cacheMs) return Promise.resolve(this.last.state)
+  /**
+   * A result no older than `maxAgeMs` (default `cacheMs`), checking now if
+   * needed, so at most `timeoutMs` away. Concurrent callers share one check.
+   */
+  check(maxAgeMs = this.options.cacheMs): Promise<DatabaseState> {
+    if (this.last && Date.now() - this.last.at < maxAgeMs) return Promise.resolve(this.last.state)
     this.running ??= this.probe().then((state) => {
       if (!state.ok && (this.last?.state.ok ?? true)) this.logger?.warn({reason: state.reason}, 'database unusable')
       if (state.ok && this.last && !this.last.state.ok) this.logger?.info('database usable again')
@@ -37,16 +40,6 @@ export class DatabaseHealth {
       return state
     })
     return this.running
-  }
-
-  /**
-   * The last result at once (usable until a check says otherwise), starting a
-   * new check in the background when it is stale: for the heartbeat, which
-   * must not wait on the database it reports about.
-   */
-  current(): DatabaseState {
-    void this.check()
-    return this.last?.state ?? {ok: true}
   }
 
   private async probe(): Promise<DatabaseState> {

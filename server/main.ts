@@ -14,6 +14,8 @@ import {createServices} from './services/index.js'
 import {PeerPush, PresenceRecorder} from './delivery/peers.js'
 import {PresenceRepository} from '../storage/repositories/presence.repository.js'
 import {DatabaseHealth} from './health.js'
+import {advertisedUrl} from './advertised-url.js'
+import {databaseTimeouts} from './settings.js'
 
 /** What delivery did, read when scraped: answers from memory against reads of the stream, re-check wake-ups. */
 function deliveryMetrics(registry: Registry, delivery: Delivery): void {
@@ -65,12 +67,24 @@ export interface RunningChatServer {
 
 export async function startChatServer(config: ServerConfig): Promise<RunningChatServer> {
   const logger = createLogger('server', config.logLevel)
-  const db = await openDatabase({url: config.databaseUrl, poolSize: config.poolSize, applicationName: 'fastchat-server'})
+  const db = await openDatabase({
+    url: config.databaseUrl,
+    poolSize: config.poolSize,
+    applicationName: 'fastchat-server',
+    timeouts: databaseTimeouts(config),
+  })
   const lifecycle = {draining: false}
   const metrics = createHttpMetrics('fastchat_server')
   // Bound first: peers and the registry learn this server by its URL, which needs the port.
   const listening = await listen(undefined, config.port, config.host)
-  const url = config.publicUrl ?? listening.url
+  let url: string
+  try {
+    url = await advertisedUrl({port: listening.port, host: config.host, publicUrl: config.publicUrl, superserverUrl: config.superserverUrl})
+  } catch (error) {
+    await listening.close(0)
+    await db.destroy()
+    throw error
+  }
   const presence = new PresenceRepository(db)
   const peerPush = config.peerPush && config.clusterSecret
   const stream = new EventStreamRepository(db, {maxBytes: config.pollMaxBytes})
@@ -80,7 +94,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
       logger,
       // Peer push: record where our listeners are, hand our commits to the peers holding theirs.
       presence: peerPush ? new PresenceRecorder(presence, url, logger) : undefined,
-      peers: peerPush ? new PeerPush(presence, url, config.clusterSecret!, logger, metrics.registry) : undefined,
+      peers: peerPush ? new PeerPush(presence, url, {secret: config.clusterSecret!, timeoutMs: config.peerTimeoutMs}, logger, metrics.registry) : undefined,
     },
     {
       maxPerUser: config.maxPollsPerUser,
@@ -139,9 +153,12 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
           superserverUrl: config.superserverUrl,
           clusterSecret: config.clusterSecret,
           publicUrl: url,
+          timeoutMs: config.registryTimeoutMs,
           logger,
           isDraining: () => lifecycle.draining,
-          databaseOk: () => health.current().ok,
+          // Checked afresh for every heartbeat (one SELECT 1, bounded by FASTCHAT_HEALTH_TIMEOUT_MS): what the superserver
+          // hears is never older than the beat, so a server cut from its database stops getting clients at the next one.
+          databaseOk: async () => (await health.check(0)).ok,
           stats: () => ({
             openPolls: delivery.openPolls,
             openStreams: delivery.openStreams,

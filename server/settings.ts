@@ -59,3 +59,39 @@ export const onOff = z.union([
     .refine((value) => ['on', 'off', 'true', 'false', '1', '0', 'yes', 'no'].includes(value), 'must be on or off')
     .transform((value) => ['on', 'true', '1', 'yes'].includes(value)),
 ])
+
+/**
+ * The bounded waits on PostgreSQL (docs/operations.md, "Bounded waits"), shared
+ * by the chat server and the superserver: every wait on the database ends, and
+ * a request that hits one is answered 503 FC_DATABASE_UNAVAILABLE, never a hang.
+ */
+export const databaseSettings = {
+  dbConnectTimeoutMs: {
+    env: 'FASTCHAT_DB_CONNECT_TIMEOUT_MS',
+    doc: 'A new database connection (TCP, authentication, the read-write check) that takes longer fails; the request that waited for it gets 503.',
+    schema: milliseconds.default(3_000),
+  },
+  dbStatementTimeoutMs: {
+    env: 'FASTCHAT_DB_STATEMENT_TIMEOUT_MS',
+    doc: 'PostgreSQL cancels a statement that runs longer (statement_timeout); every request statement takes milliseconds, so this only ends runaway ones. Uploads, downloads, migrations and housekeeping have their own.',
+    schema: milliseconds.default(5_000),
+  },
+  dbQueryTimeoutMs: {
+    env: 'FASTCHAT_DB_QUERY_TIMEOUT_MS',
+    doc: 'A query with no answer after this fails and its connection is closed: a silent network (a cut, a dead machine) never returns the statement timeout. Above the statement timeout, so a reachable database answers first.',
+    schema: milliseconds.default(7_000),
+  },
+  dbKeepAliveMs: {
+    env: 'FASTCHAT_DB_KEEPALIVE_MS',
+    doc: 'TCP keepalive idle time on database connections, so that a dead link is noticed on idle pooled connections too, not by the next request.',
+    schema: milliseconds.default(5_000),
+  },
+}
+
+/** The `timeouts` storage/data-source.ts takes, from a process's resolved database settings. */
+export function databaseTimeouts(config: Resolved<typeof databaseSettings>): {connectMs: number; statementMs: number; queryMs: number; keepAliveMs: number} {
+  if (config.dbQueryTimeoutMs <= config.dbStatementTimeoutMs) {
+    throw new ConfigError('FASTCHAT_DB_QUERY_TIMEOUT_MS must be above FASTCHAT_DB_STATEMENT_TIMEOUT_MS: a reachable database cancels the statement first and the connection stays usable.')
+  }
+  return {connectMs: config.dbConnectTimeoutMs, statementMs: config.dbStatementTimeoutMs, queryMs: config.dbQueryTimeoutMs, keepAliveMs: config.dbKeepAliveMs}
+}

@@ -3,12 +3,25 @@ import {DataSource} from 'typeorm'
 import {entities} from './entities/index.js'
 import {migrations} from './migrations/index.js'
 
+export interface DatabaseTimeouts {
+  /** A new connection (TCP + auth + the read-write check) that takes longer fails. */
+  connectMs: number
+  /** Server-side statement_timeout: Postgres cancels a statement running longer (the connection stays usable). */
+  statementMs: number
+  /** Client-side: a query with no answer after this fails and its connection is destroyed (a silent network: statement_timeout never arrives). Must exceed statementMs. */
+  queryMs: number
+  /** TCP keepalive idle time on database sockets, so a dead link is noticed on idle connections too. */
+  keepAliveMs: number
+}
+export const DEFAULT_DATABASE_TIMEOUTS: DatabaseTimeouts = {connectMs: 3_000, statementMs: 5_000, queryMs: 7_000, keepAliveMs: 5_000}
+
 export interface DatabaseOptions {
   url: string
   /** Connections in this process's pool. */
   poolSize?: number
   /** Shown in pg_stat_activity, so an operator can tell the processes apart. */
   applicationName?: string
+  timeouts?: Partial<DatabaseTimeouts>
 }
 
 /** Any constant works; it only has to be the same in every FastChat process. */

@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-import {httpUrl, logLevel, milliseconds, port, resolveSettings, type Resolved} from '../server/settings.js'
+import {databaseSettings, databaseTimeouts, httpUrl, logLevel, milliseconds, port, resolveSettings, type Resolved} from '../server/settings.js'
 
 /** The balancing strategies of GET /v1/assign (docs/architecture.md, "Balancing"). */
 export const ASSIGN_STRATEGIES = ['round-robin', 'least-loaded'] as const
@@ -10,7 +10,13 @@ export const superserverSettings = {
   port: {env: 'PORT', doc: 'TCP port to listen on; 0 picks a free one.', schema: port.default(4000)},
   host: {env: 'FASTCHAT_HOST', doc: 'Address to listen on.', schema: z.string().min(1).default('127.0.0.1')},
   publicUrl: {env: 'FASTCHAT_PUBLIC_URL', doc: 'URL clients reach this process at (default: http://host:port).', schema: httpUrl.optional()},
-  databaseUrl: {env: 'DATABASE_URL', doc: 'PostgreSQL connection URL.', schema: z.string().min(1), secret: true},
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    doc: 'PostgreSQL connection URL; several hosts (postgres://u:p@h1:5432,h2:5432/db) connect to the one that accepts writes.',
+    schema: z.string().min(1),
+    secret: true,
+  },
+  ...databaseSettings,
   clusterSecret: {
     env: 'FASTCHAT_CLUSTER_SECRET',
     doc: 'Shared secret chat servers present to register and heartbeat (at least 16 characters).',
@@ -47,5 +53,6 @@ export function loadSuperserverConfig(flags: Partial<Record<keyof SuperserverCon
   if (config.evictAfterBeats < config.unhealthyAfterBeats) {
     throw new Error('FASTCHAT_EVICT_AFTER_BEATS must not be smaller than FASTCHAT_UNHEALTHY_AFTER_BEATS.')
   }
+  databaseTimeouts(config)
   return config
 }

@@ -2,6 +2,7 @@ import type {DataSource} from 'typeorm'
 
 import {listen} from '../server/http/listen.js'
 import {createLogger} from '../server/logger.js'
+import {databaseTimeouts} from '../server/settings.js'
 import {openDatabase} from '../storage/data-source.js'
 import {ChatServerRepository} from '../storage/repositories/chat-server.repository.js'
 import {createSuperserverApp} from './app.js'
@@ -18,7 +19,7 @@ export interface RunningSuperserver {
 export async function startSuperserver(config: SuperserverConfig, dataSource?: DataSource): Promise<RunningSuperserver> {
   const logger = createLogger('superserver', config.logLevel)
   const ownsDatabase = dataSource === undefined
-  const db = dataSource ?? (await openDatabase({url: config.databaseUrl, poolSize: 5, applicationName: 'fastchat-superserver'}))
+  const db = dataSource ?? (await openDatabase({url: config.databaseUrl, poolSize: 5, applicationName: 'fastchat-superserver', timeouts: databaseTimeouts(config)}))
   const registry = new RegistryService(new ChatServerRepository(db), config, logger)
   const app = createSuperserverApp({registry, logger}, config)
   const listening = await listen(app, config.port, config.host)

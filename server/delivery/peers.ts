@@ -22,8 +22,14 @@ const PRESENCE_REFRESH_MS = 30_000
 const PUSH_BATCH_MS = 1
 /** Most user ids in one wake-up request (~20 bytes each, under the JSON body limit). */
 const PUSH_MAX_USERS = 5_000
-/** A push that takes longer is abandoned; the re-check covers it. */
+/** A push that takes longer (connect, then answer) is abandoned; the re-check covers it. The default of FASTCHAT_PEER_TIMEOUT_MS. */
 const PUSH_TIMEOUT_MS = 1_000
+/**
+ * A peer that fails is named in a warning at most this often: a wrong --url or
+ * a cut between servers costs every message the re-check's latency, which an
+ * operator must hear of, but not once per message.
+ */
+const PEER_WARN_EVERY_MS = 30_000
 /** Bytes of messages in one push (under the peers' JSON body limit); past it recipients are only woken. */
 const PUSH_MAX_BYTES = 192 * 1024
 /** Messages in one push. */
@@ -113,21 +119,35 @@ export class PeerPush {
   private readonly where = new Map<string, Where>()
   private timer: NodeJS.Timeout | undefined
   private readonly backoff = new Map<string, number>()
-  private readonly agent = new Agent({keepAliveTimeout: 30_000, connections: 4, connect: {timeout: PUSH_TIMEOUT_MS}})
+  private readonly agent: Agent
+  private readonly clusterSecret: string
+  private readonly timeoutMs: number
   private readonly inFlight = new Set<Promise<void>>()
   private readonly pushes: Counter<'result'>
+  private readonly failures: Counter<'peer'>
+  /** Per failing peer: when it was last named in a warning, and the pushes lost since. */
+  private readonly warned = new Map<string, {at: number; lost: number}>()
 
   constructor(
     private readonly presence: PresenceRepository,
     private readonly ownUrl: string,
-    private readonly clusterSecret: string,
+    peers: {secret: string; timeoutMs?: number},
     private readonly logger: Logger,
     registry?: Registry,
   ) {
+    this.clusterSecret = peers.secret
+    this.timeoutMs = peers.timeoutMs ?? PUSH_TIMEOUT_MS
+    this.agent = new Agent({keepAliveTimeout: 30_000, connections: 4, connect: {timeout: this.timeoutMs}})
     this.pushes = new Counter({
       name: 'fastchat_server_peer_pushes_total',
       help: 'Pushes (committed events and wake-ups) sent to peer chat servers, by result (ok, failed, skipped while backing off)',
       labelNames: ['result'] as const,
+      registers: registry ? [registry] : [],
+    })
+    this.failures = new Counter({
+      name: 'fastchat_server_peer_push_failures_total',
+      help: 'Pushes lost (failed, or skipped while the peer backs off), by peer URL: their recipients wait for the re-check',
+      labelNames: ['peer'] as const,
       registers: registry ? [registry] : [],
     })
   }
@@ -206,6 +226,7 @@ export class PeerPush {
   private async send(url: string, peer: PeerShare): Promise<void> {
     if ((this.backoff.get(url) ?? 0) > Date.now()) {
       this.pushes.inc({result: 'skipped'})
+      this.lost(url)
       return
     }
     const bodies: PushBody[] = []
@@ -220,8 +241,8 @@ export class PeerPush {
           dispatcher: this.agent,
           headers: {authorization: `Bearer ${this.clusterSecret}`, 'content-type': 'application/json'},
           body: JSON.stringify(body),
-          headersTimeout: PUSH_TIMEOUT_MS,
-          bodyTimeout: PUSH_TIMEOUT_MS,
+          headersTimeout: this.timeoutMs,
+          bodyTimeout: this.timeoutMs,
         })
         await answer.body.dump()
         if (answer.statusCode !== 204) throw new Error(`peer answered ${answer.statusCode}`)
@@ -229,11 +250,28 @@ export class PeerPush {
       } catch (error) {
         this.pushes.inc({result: 'failed'})
         this.backoff.set(url, Date.now() + PEER_BACKOFF_MS)
-        this.logger.debug({err: error, peer: url}, 'peer push failed; backing off')
+        this.lost(url, error)
         return
       }
     }
     this.backoff.delete(url)
+    if (this.warned.delete(url)) this.logger.info({peer: url}, 'peer push works again')
+  }
+
+  /** Counts a lost push and names the peer in a warning, at most once per PEER_WARN_EVERY_MS per peer. */
+  private lost(url: string, error?: unknown): void {
+    this.failures.inc({peer: url})
+    const now = Date.now()
+    const last = this.warned.get(url)
+    if (last && now - last.at < PEER_WARN_EVERY_MS) {
+      last.lost++
+      return
+    }
+    this.warned.set(url, {at: now, lost: 0})
+    this.logger.warn(
+      {peer: url, reason: error instanceof Error ? error.message : 'backing off after a failure', lostSinceLastWarning: last?.lost ?? 0},
+      'peer push failed: recipients on that server wait for its re-check (check its --url and the network between the servers)',
+    )
   }
 
   async stop(): Promise<void> {
