@@ -73,7 +73,7 @@ export const databaseSettings = {
   },
   dbStatementTimeoutMs: {
     env: 'FASTCHAT_DB_STATEMENT_TIMEOUT_MS',
-    doc: 'PostgreSQL cancels a statement that runs longer (statement_timeout); every request statement takes milliseconds, so this only ends runaway ones. Uploads, downloads, migrations and housekeeping have their own.',
+    doc: 'PostgreSQL cancels a statement that runs longer (statement_timeout); every request statement takes milliseconds, so this only ends runaway ones. Uploads, migrations and housekeeping (60 s) have their own.',
     schema: milliseconds.default(5_000),
   },
   dbQueryTimeoutMs: {

@@ -53,20 +53,23 @@ export function problemHeaders(error: AppError): Record<string, string> {
 }
 
 /**
- * Postgres being restarted or unreachable is not a bug in the request: the
- * client should retry. SQLSTATE classes 08 (connection) and 57P (operator
- * intervention), and socket errors from the driver.
+ * Postgres being restarted, unreachable, failing over or too slow is not a
+ * bug in the request: the client should retry. SQLSTATE classes 08
+ * (connection) and 57P (operator intervention), a statement or lock timeout
+ * (57014, 55P03), a server that turned read-only under us (25006: a standby
+ * until the failover is over), and from the driver: socket errors and a
+ * query that got no answer in time.
  */
+const UNAVAILABLE_CODES = new Set(['57014', '55P03', '25006', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH'])
+
 function isDatabaseUnavailable(error: unknown): boolean {
   const seen = new Set<unknown>()
   let current: unknown = error
   while (typeof current === 'object' && current !== null && !seen.has(current)) {
     seen.add(current)
     const {code, message} = current as {code?: unknown; message?: unknown}
-    if (typeof code === 'string' && (/^08/.test(code) || /^57P0[1-3]$/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))) {
-      return true
-    }
-    if (typeof message === 'string' && /Connection terminated|timeout exceeded when trying to connect/.test(message)) return true
+    if (typeof code === 'string' && (/^08/.test(code) || /^57P0[1-3]$/.test(code) || UNAVAILABLE_CODES.has(code))) return true
+    if (typeof message === 'string' && /Connection terminated|timeout exceeded when trying to connect|^Query read timeout$/.test(message)) return true
     // TypeORM's answer to a query on a transaction whose connection just died.
     if ((current as {name?: unknown}).name === 'QueryRunnerProviderAlreadyReleasedError') return true
     current = (current as {driverError?: unknown; cause?: unknown}).driverError ?? (current as {cause?: unknown}).cause

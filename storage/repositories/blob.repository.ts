@@ -6,6 +6,7 @@ import pg from 'pg'
 import {from as copyFrom, to as copyTo, type CopyStreamQuery} from 'pg-copy-streams'
 import type {DataSource} from 'typeorm'
 
+import {housekeeping, longRunningPoolConfig} from '../data-source.js'
 import {chunkRowHeader, COPY_HEADER, COPY_TRAILER, SingleByteaColumn} from './pg-binary-copy.js'
 
 /**
@@ -68,17 +69,14 @@ export class BlobRepository {
    * client takes to send the bytes. Those connections come from a small pool
    * of their own, so slow uploads (bounded per user and by deadlines in the
    * route) can at worst make other uploads wait, never the main pool every
-   * other route needs (docs/architecture.md, "Blob transfers").
+   * other route needs (docs/architecture.md, "Blob transfers"). An upload
+   * runs as long as the client sends (up to the route's transfer deadline),
+   * so these connections have no statement or query timeout.
    */
   private uploads(): pg.Pool {
     if (!this.uploadPool) {
-      const options = this.db.options as {url?: string; applicationName?: string}
-      this.uploadPool = new pg.Pool({
-        connectionString: options.url,
-        application_name: options.applicationName,
-        max: this.options.uploadPoolSize ?? 4,
-        connectionTimeoutMillis: UPLOAD_POOL_WAIT_MS,
-      })
+      // The main pool's hosts, routing, keepalive and connect timeout, without its statement and query timeouts.
+      this.uploadPool = new pg.Pool(longRunningPoolConfig(this.db, {max: this.options.uploadPoolSize ?? 4, waitMs: UPLOAD_POOL_WAIT_MS}))
       // An idle connection that breaks is dropped by the pool; the next upload gets a new one.
       this.uploadPool.on('error', () => undefined)
     }
@@ -218,7 +216,8 @@ export class BlobRepository {
    * page of memory and no connection (docs/architecture.md, "Blob transfers").
    * A blob is never changed once stored, so reading it in several statements
    * is safe; one deleted half-way simply ends early (the caller compares the
-   * length).
+   * length). Each page is one short statement, so it runs under the request
+   * timeouts of the main pool, not for as long as the download.
    */
   async *chunks(blobId: string): AsyncGenerator<Buffer> {
     if (!UUID.test(blobId)) throw new Error('not a blob id') // it is spliced into the COPY statement
@@ -254,11 +253,13 @@ export class BlobRepository {
 
   /** Deletes blobs no message references once they are older than the grace period. */
   async collectGarbage(graceMs: number): Promise<number> {
-    const [, count] = (await this.db.query(
-      `DELETE FROM blobs b
-        WHERE b.created_at < now() - make_interval(secs => $1 / 1000.0)
-          AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = b.id)`,
-      [graceMs],
+    const [, count] = (await housekeeping(this.db, (query) =>
+      query(
+        `DELETE FROM blobs b
+          WHERE b.created_at < now() - make_interval(secs => $1 / 1000.0)
+            AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = b.id)`,
+        [graceMs],
+      ),
     )) as [unknown, number]
     return count
   }

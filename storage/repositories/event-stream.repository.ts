@@ -1,5 +1,6 @@
 import type {DataSource, EntityManager} from 'typeorm'
 
+import {housekeeping} from '../data-source.js'
 import {MESSAGE_COLUMNS, type MessageRow} from './message-columns.js'
 import {prepared} from './prepared.js'
 
@@ -175,17 +176,19 @@ export class EventStreamRepository {
    * the highest seq deleted: a cursor below it can no longer be served (410).
    */
   async prune(retentionMs: number): Promise<number> {
-    const result = (await this.db.query(
-      `WITH deleted AS (
-         DELETE FROM events WHERE created_at < now() - make_interval(secs => $1 / 1000.0) RETURNING recipient_id, seq
-       ), marks AS (
-         SELECT recipient_id, max(seq) AS max_seq, count(*) AS n FROM deleted GROUP BY recipient_id
-       ), updated AS (
-         UPDATE inboxes i SET pruned_through = greatest(i.pruned_through, marks.max_seq)
-           FROM marks WHERE i.user_id = marks.recipient_id RETURNING marks.n
-       )
-       SELECT coalesce(sum(n), 0)::int AS n FROM updated`,
-      [retentionMs],
+    const result = (await housekeeping(this.db, (query) =>
+      query(
+        `WITH deleted AS (
+           DELETE FROM events WHERE created_at < now() - make_interval(secs => $1 / 1000.0) RETURNING recipient_id, seq
+         ), marks AS (
+           SELECT recipient_id, max(seq) AS max_seq, count(*) AS n FROM deleted GROUP BY recipient_id
+         ), updated AS (
+           UPDATE inboxes i SET pruned_through = greatest(i.pruned_through, marks.max_seq)
+             FROM marks WHERE i.user_id = marks.recipient_id RETURNING marks.n
+         )
+         SELECT coalesce(sum(n), 0)::int AS n FROM updated`,
+        [retentionMs],
+      ),
     )) as {n: number}[]
     return result[0]?.n ?? 0
   }

@@ -1,5 +1,6 @@
 import type {DataSource} from 'typeorm'
 
+import {housekeeping} from '../data-source.js'
 import {prepared} from './prepared.js'
 
 export interface SessionUser {
@@ -174,11 +175,13 @@ export class SessionRepository {
 
   /** Drops expired and idle sessions (the count), and revocations older than REVOCATION_RETENTION_MS. */
   async deleteExpired(): Promise<number> {
-    await this.db.query('DELETE FROM session_revocations WHERE at < now() - make_interval(secs => $1 / 1000.0)', [REVOCATION_RETENTION_MS])
-    const [, count] = (await this.db.query(
-      'DELETE FROM sessions WHERE expires_at <= now() OR last_used_at <= now() - make_interval(secs => $1 / 1000.0)',
-      [this.times.idleMs],
-    )) as [unknown, number]
-    return count
+    return housekeeping(this.db, async (query) => {
+      await query('DELETE FROM session_revocations WHERE at < now() - make_interval(secs => $1 / 1000.0)', [REVOCATION_RETENTION_MS])
+      const [, count] = (await query(
+        'DELETE FROM sessions WHERE expires_at <= now() OR last_used_at <= now() - make_interval(secs => $1 / 1000.0)',
+        [this.times.idleMs],
+      )) as [unknown, number]
+      return count
+    })
   }
 }
