@@ -19,12 +19,6 @@ export const serverSettings = {
     doc: 'Superserver to register with; without one the server runs alone.',
     schema: httpUrl.optional(),
   },
-  databaseUrl: {
-    env: 'DATABASE_URL',
-    doc: 'PostgreSQL connection URL; several hosts (postgres://u:p@h1:5432,h2:5432/db) connect to the one that accepts writes.',
-    schema: z.string().min(1),
-    secret: true,
-  },
   ...databaseSettings,
   clusterSecret: {
     env: 'FASTCHAT_CLUSTER_SECRET',

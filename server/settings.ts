@@ -61,11 +61,18 @@ export const onOff = z.union([
 ])
 
 /**
- * The bounded waits on PostgreSQL (docs/operations.md, "Bounded waits"), shared
- * by the chat server and the superserver: every wait on the database ends, and
+ * The database and the bounded waits on it (docs/operations.md, "PostgreSQL:
+ * several hosts and failover"), shared by the chat server and the superserver:
+ * every wait on the database ends, and
  * a request that hits one is answered 503 FC_DATABASE_UNAVAILABLE, never a hang.
  */
 export const databaseSettings = {
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    doc: 'PostgreSQL connection URL; several hosts (postgres://u:p@h1:5432,h2:5432/db) connect to the one that accepts writes.',
+    schema: z.string().min(1),
+    secret: true,
+  },
   dbConnectTimeoutMs: {
     env: 'FASTCHAT_DB_CONNECT_TIMEOUT_MS',
     doc: 'A new database connection (TCP, authentication, the read-write check) that takes longer fails; the request that waited for it gets 503.',

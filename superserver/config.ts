@@ -10,12 +10,6 @@ export const superserverSettings = {
   port: {env: 'PORT', doc: 'TCP port to listen on; 0 picks a free one.', schema: port.default(4000)},
   host: {env: 'FASTCHAT_HOST', doc: 'Address to listen on.', schema: z.string().min(1).default('127.0.0.1')},
   publicUrl: {env: 'FASTCHAT_PUBLIC_URL', doc: 'URL clients reach this process at (default: http://host:port).', schema: httpUrl.optional()},
-  databaseUrl: {
-    env: 'DATABASE_URL',
-    doc: 'PostgreSQL connection URL; several hosts (postgres://u:p@h1:5432,h2:5432/db) connect to the one that accepts writes.',
-    schema: z.string().min(1),
-    secret: true,
-  },
   ...databaseSettings,
   clusterSecret: {
     env: 'FASTCHAT_CLUSTER_SECRET',
