@@ -70,3 +70,19 @@ export class GroupKey {
   @Column({name: 'wrapped_key', type: 'text'})
   wrappedKey!: string
 }
+
+/** An open invitation: the invitee is not a member (no messages, no keys) until they join. */
+@Entity({name: 'group_invitations'})
+export class GroupInvitation {
+  @PrimaryColumn({name: 'group_id', type: 'uuid'})
+  groupId!: string
+
+  @PrimaryColumn({name: 'user_id', type: 'bigint'})
+  userId!: string
+
+  @Column({name: 'invited_by', type: 'bigint'})
+  invitedBy!: string
+
+  @CreateDateColumn({name: 'invited_at', type: 'timestamptz'})
+  invitedAt!: Date
+}

@@ -2,7 +2,7 @@ import {Blob, BlobChunk} from './blob.js'
 import {Block} from './block.js'
 import {ChatServer} from './chat-server.js'
 import {Event} from './event.js'
-import {Group, GroupEpoch, GroupKey, GroupMember} from './group.js'
+import {Group, GroupEpoch, GroupInvitation, GroupKey, GroupMember} from './group.js'
 import {Inbox} from './inbox.js'
 import {Message} from './message.js'
 import {Presence} from './presence.js'
@@ -10,6 +10,6 @@ import {Session} from './session.js'
 import {SessionRevocation} from './session-revocation.js'
 import {User} from './user.js'
 
-export {Blob, BlobChunk, Block, ChatServer, Event, Group, GroupEpoch, GroupKey, GroupMember, Inbox, Message, Presence, Session, SessionRevocation, User}
+export {Blob, BlobChunk, Block, ChatServer, Event, Group, GroupEpoch, GroupInvitation, GroupKey, GroupMember, Inbox, Message, Presence, Session, SessionRevocation, User}
 
-export const entities = [User, Inbox, Session, Message, Event, Blob, BlobChunk, Group, GroupMember, GroupEpoch, GroupKey, ChatServer, Presence, Block, SessionRevocation]
+export const entities = [User, Inbox, Session, Message, Event, Blob, BlobChunk, Group, GroupMember, GroupInvitation, GroupEpoch, GroupKey, ChatServer, Presence, Block, SessionRevocation]

@@ -23,6 +23,16 @@ export interface EpochRow {
   keyedBy: string | null
 }
 
+/** An open invitation, as its invitee lists it or a member sees it. */
+export interface InvitationRow {
+  groupId: string
+  name: string
+  userId: string
+  username: string
+  invitedBy: string
+  invitedAt: Date
+}
+
 export interface GroupSummary {
   id: string
   name: string
@@ -38,7 +48,7 @@ export interface GroupSummary {
  * live in GroupService.
  */
 export class GroupRepository {
-  async insert(tx: EntityManager, group: {id: string; name: string; createdBy: string}, members: {userId: string; role: GroupRole}[]): Promise<void> {
+  async insert(tx: EntityManager, group: {id: string; name: string; createdBy: string}, members: {userId: string; role: GroupRole}[], invitees: string[] = []): Promise<void> {
     await tx.query('INSERT INTO groups (id, name, created_by, epoch) VALUES ($1, $2, $3, 1)', [group.id, group.name, group.createdBy])
     // joined_at increases in list order, so "the oldest member" is well defined even within one insert.
     await tx.query(
@@ -47,7 +57,57 @@ export class GroupRepository {
          FROM unnest($2::bigint[], $3::text[]) WITH ORDINALITY AS m(user_id, role, ord)`,
       [group.id, members.map((m) => m.userId), members.map((m) => m.role)],
     )
+    if (invitees.length > 0) await this.invite(tx, group.id, invitees, group.createdBy)
     await this.startEpoch(tx, group.id, 1)
+  }
+
+  async invite(tx: EntityManager, groupId: string, userIds: string[], invitedBy: string): Promise<void> {
+    await tx.query(
+      `INSERT INTO group_invitations (group_id, user_id, invited_by) SELECT $1, u, $3 FROM unnest($2::bigint[]) AS u`,
+      [groupId, userIds, invitedBy],
+    )
+  }
+
+  /** Open invitations: of one group (for its members' view), or of one invitee (theirs), oldest first. */
+  async invitations(tx: EntityManager, where: {groupId: string} | {userId: string}): Promise<InvitationRow[]> {
+    const [column, value] = 'groupId' in where ? ['gi.group_id', where.groupId] : ['gi.user_id', where.userId]
+    return (await tx.query(
+      `SELECT gi.group_id AS "groupId", g.name, gi.user_id::text AS "userId", u.username, gi.invited_by::text AS "invitedBy", gi.invited_at AS "invitedAt"
+         FROM group_invitations gi JOIN groups g ON g.id = gi.group_id JOIN users u ON u.id = gi.user_id
+        WHERE ${column} = $1
+        ORDER BY gi.invited_at, gi.group_id, gi.user_id`,
+      [value],
+    )) as InvitationRow[]
+  }
+
+  async invitation(tx: EntityManager, groupId: string, userId: string): Promise<{invitedBy: string} | undefined> {
+    const [row] = (await tx.query('SELECT invited_by::text AS "invitedBy" FROM group_invitations WHERE group_id = $1 AND user_id = $2', [groupId, userId])) as {
+      invitedBy: string
+    }[]
+    return row
+  }
+
+  /** Removes an invitation; whether there was one. */
+  async uninvite(tx: EntityManager, groupId: string, userId: string): Promise<boolean> {
+    const rows = (await tx.query('WITH gone AS (DELETE FROM group_invitations WHERE group_id = $1 AND user_id = $2 RETURNING 1) SELECT count(*)::int AS n FROM gone', [
+      groupId,
+      userId,
+    ])) as {n: number}[]
+    return (rows[0]?.n ?? 0) > 0
+  }
+
+  /** Ends every open invitation `inviterId` sent `inviteeId` (the invitee blocked them); how many. */
+  async endInvitationsFrom(tx: EntityManager, inviteeId: string, inviterId: string): Promise<number> {
+    const rows = (await tx.query(
+      'WITH gone AS (DELETE FROM group_invitations WHERE user_id = $1 AND invited_by = $2 RETURNING 1) SELECT count(*)::int AS n FROM gone',
+      [inviteeId, inviterId],
+    )) as {n: number}[]
+    return rows[0]?.n ?? 0
+  }
+
+  async invitationCount(tx: EntityManager, groupId: string): Promise<number> {
+    const [row] = (await tx.query('SELECT count(*)::int AS n FROM group_invitations WHERE group_id = $1', [groupId])) as {n: number}[]
+    return row?.n ?? 0
   }
 
   /** The group row, locked against concurrent membership changes (FOR UPDATE) or just against them while sending (FOR SHARE). */
@@ -64,7 +124,7 @@ export class GroupRepository {
     return row
   }
 
-  /** Members, oldest first. */
+  /** Joined members, oldest first (invitees are in group_invitations, never here). */
   async members(tx: EntityManager, groupId: string): Promise<MemberRow[]> {
     return (await tx.query(
       `SELECT gm.user_id AS "userId", u.username, gm.role, u.fingerprint, gm.joined_at AS "joinedAt"
