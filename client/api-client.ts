@@ -94,7 +94,7 @@ export const isFailoverError = (error: unknown): boolean =>
 
 // The answers' types are the schemas' (protocol/): one definition of each shape.
 export type {GroupEvent, HistoryMessage, MessageEvent, OtherEvent, ServerEvent} from '../protocol/events.js'
-export type {GroupDetails, GroupMember, GroupRole, GroupSummary, Session, UserKey, WrappedGroupKey} from '../protocol/answers.js'
+export type {GroupDetails, GroupInvitation, GroupMember, GroupRole, GroupSummary, Session, UserKey, WrappedGroupKey} from '../protocol/answers.js'
 
 export type {SendBody} from '../protocol/requests.js'
 
@@ -206,9 +206,24 @@ export class ApiClient {
     return this.checked('GET /v1/groups/:id', answers.groupDetails, `/v1/groups/${encodeURIComponent(id)}`)
   }
 
-  // POST /v1/groups/:id/members
-  addGroupMember(id: string, username: string): Promise<{epoch: number}> {
-    return this.checked('POST /v1/groups/:id/members', answers.newEpoch, `/v1/groups/${encodeURIComponent(id)}/members`, {json: {username}})
+  // POST /v1/groups/:id/members: an invitation
+  addGroupMember(id: string, username: string): Promise<{epoch: number; invited: string}> {
+    return this.checked('POST /v1/groups/:id/members', answers.invited, `/v1/groups/${encodeURIComponent(id)}/members`, {json: {username}})
+  }
+
+  // GET /v1/groups/invitations
+  invitations(): Promise<{invitations: answers.GroupInvitation[]}> {
+    return this.checked('GET /v1/groups/invitations', answers.invitationList, '/v1/groups/invitations')
+  }
+
+  // POST /v1/groups/:id/join
+  joinGroup(id: string): Promise<{epoch: number}> {
+    return this.checked('POST /v1/groups/:id/join', answers.newEpoch, `/v1/groups/${encodeURIComponent(id)}/join`)
+  }
+
+  // POST /v1/groups/:id/decline
+  async declineGroup(id: string): Promise<void> {
+    await this.request('POST', `/v1/groups/${encodeURIComponent(id)}/decline`)
   }
 
   // POST /v1/groups/:id/epochs

@@ -2,7 +2,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {encryptText, formatFingerprint, generateKeyPair, normalizeFingerprint, readPublicKey, unlockPrivateKey} from '../crypto/index.js'
 import {password as passwordSchema, username as usernameSchema} from '../protocol/primitives.js'
-import {ApiClient, type GroupSummary, type HistoryMessage, isFailoverError} from './api-client.js'
+import {ApiClient, type ApiError, type GroupInvitation, type GroupSummary, type HistoryMessage, isFailoverError} from './api-client.js'
 import {Directory} from './directory.js'
 import {FastChatError} from './errors.js'
 import {EventTransport, type TransportMode} from './event-stream.js'
@@ -12,7 +12,7 @@ import {changeMembership, createOnce, keyAfterChange, userArg} from './group-cha
 import type {KeyedGroup} from './group-rekey.js'
 import {GroupEventResponder} from './group-events.js'
 import {sendToGroup} from './group-send.js'
-import type {GroupRef} from './group-targets.js'
+import {type GroupRef, isGroupId} from './group-targets.js'
 import {newBinding, packText} from './message-content.js'
 import type {MessageGroup} from './opened.js'
 import type {ProgressFactory} from './progress.js'
@@ -347,12 +347,59 @@ export class FastChatClient {
     return this.keyed(await keyAfterChange(this.directory, created.id, `Created ${created.name} (${created.id})`))
   }
 
-  /** Adds a member (admins only) and keys the new epoch, which the new member can read and earlier ones stay closed to. */
+  /**
+   * Invites a user (admins only): they become a member, and a new epoch is
+   * keyed that they can read, only when they join (joinGroup). The group as
+   * it stands is returned, its invitations in `invited`.
+   */
   async addMember(group: string, username: string): Promise<KeyedGroup> {
     const ref = await this.directory.groups.resolve(group)
     const user = userArg(username)
-    await changeMembership(this.session, (api) => api.addGroupMember(ref.id, user), (error) => error.code === 'FC_ALREADY_GROUP_MEMBER')
-    return this.keyed(await keyAfterChange(this.directory, ref.id, `Added ${user} to ${ref.name ?? ref.id}`))
+    const done = (error: ApiError) => error.code === 'FC_ALREADY_INVITED' || error.code === 'FC_ALREADY_GROUP_MEMBER'
+    await changeMembership(this.session, (api) => api.addGroupMember(ref.id, user), done)
+    return this.keyed(await keyAfterChange(this.directory, ref.id, `Invited ${user} to ${ref.name ?? ref.id}`))
+  }
+
+  /** My open group invitations, oldest first. */
+  async invitations(): Promise<GroupInvitation[]> {
+    return (await this.session.withFailover((api) => api.invitations())).invitations
+  }
+
+  /**
+   * Accepts an invitation (`group`: the group's id, or a name unique among my
+   * invitations): I become a member, and this client keys the new epoch,
+   * the first I can read. A retry that finds me a member is not an error.
+   */
+  async joinGroup(group: string): Promise<KeyedGroup> {
+    const ref = await this.invitedTo(group)
+    await changeMembership(this.session, (api) => api.joinGroup(ref.id), (error) => error.code === 'FC_ALREADY_GROUP_MEMBER')
+    this.directory.groups.learn(ref.id, ref.name ?? ref.id)
+    return this.keyed(await keyAfterChange(this.directory, ref.id, `Joined ${ref.name ?? ref.id}`))
+  }
+
+  /** Refuses an invitation; nobody is told, the invitation just ends. A retry that finds none is not an error. */
+  async declineGroup(group: string): Promise<GroupRef> {
+    const ref = await this.invitedTo(group)
+    await changeMembership(this.session, (api) => api.declineGroup(ref.id), (error) => error.code === 'FC_NOT_INVITED')
+    return ref
+  }
+
+  /** A group I am invited to, by id or by a name unique among my invitations. */
+  private async invitedTo(text: string): Promise<GroupRef> {
+    const raw = text.startsWith('#') ? text.slice(1) : text
+    const invitations = await this.invitations()
+    if (isGroupId(raw)) {
+      const id = raw.toLowerCase()
+      return {id, name: invitations.find((invitation) => invitation.group === id)?.name ?? null}
+    }
+    const matches = invitations.filter((invitation) => invitation.name === raw)
+    if (matches.length > 1) {
+      const ids = matches.map((invitation) => invitation.group)
+      throw new FastChatError('FC_AMBIGUOUS_GROUP', `${matches.length} of your invitations are to groups named ${raw}: ${ids.join(', ')}.`, {name: raw, ids})
+    }
+    const [match] = matches
+    if (!match) throw new FastChatError('FC_NOT_INVITED', `You have no invitation to a group named ${raw}.`, {name: raw})
+    return {id: match.group, name: match.name}
   }
 
   /** Removes a member (admins only; anyone may remove themselves: leaveGroup) and keys the new epoch without them. */

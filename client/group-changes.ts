@@ -15,6 +15,8 @@ export interface GroupState {
   /** Who made the current epoch's key; null while it has none. */
   keyedBy: string | null
   members: {username: string; role: GroupRole}[]
+  /** Invited, not members until they join. */
+  invited: string[]
 }
 
 export const groupState = (group: GroupDetails): GroupState => ({
@@ -23,6 +25,7 @@ export const groupState = (group: GroupDetails): GroupState => ({
   epoch: group.epoch,
   keyedBy: group.keyedBy,
   members: group.members.map(({username, role}) => ({username, role})),
+  invited: group.invited.map(({username}) => username),
 })
 
 /** `bob` or `@bob`: the `@` that forces a user elsewhere is accepted here too. */

@@ -39,6 +39,15 @@ export const groupCreated = z.object({id: uuid, name: groupName, epoch})
 // POST /v1/groups/:id/members, POST /v1/groups/:id/epochs
 export const newEpoch = z.object({epoch})
 
+// POST /v1/groups/:id/members: the user is invited; the epoch is unchanged until they join
+export const invited = z.object({epoch, invited: username})
+
+/** An entry of GET /v1/groups/invitations: a group I am invited to, by whom, since when. */
+export const groupInvitation = z.object({group: uuid, name: groupName, by: username, invitedAt: isoTime})
+
+// GET /v1/groups/invitations
+export const invitationList = z.object({invitations: z.array(groupInvitation).max(100_000)})
+
 // PATCH /v1/groups/:id/members/:username
 export const roleSet = z.object({username, role: groupRole})
 
@@ -64,6 +73,8 @@ export const groupDetails = z.object({
   keyedBy: username.nullable(),
   createdAt: isoTime,
   members: z.array(groupMember).max(1_000),
+  /** Open invitations: not members (no key, no messages) until they join. */
+  invited: z.array(z.object({username, by: username, invitedAt: isoTime})).max(1_000).default([]),
 })
 
 /** GET /v1/groups/:id/keys/:epoch: my wrapped copy of the epoch's key, who made it, and the epoch's members. */
@@ -123,5 +134,6 @@ export type GroupRole = z.infer<typeof groupRole>
 export type GroupSummary = z.infer<typeof groupSummary>
 export type GroupMember = z.infer<typeof groupMember>
 export type GroupDetails = z.infer<typeof groupDetails>
+export type GroupInvitation = z.infer<typeof groupInvitation>
 export type WrappedGroupKey = z.infer<typeof wrappedGroupKey>
 export type Problem = z.infer<typeof problem>

@@ -46,6 +46,8 @@ export const errorCodes = {
   FC_GROUP_ADMIN_REQUIRED: {status: 403, side: 'server', summary: 'this needs the admin role in the group'},
   FC_GROUP_TOO_LARGE: {status: 400, side: 'server', summary: 'a group would have more members than allowed'},
   FC_ALREADY_GROUP_MEMBER: {status: 409, side: 'server', summary: 'the user is already a member of the group'},
+  FC_NOT_INVITED: {status: 404, side: 'both', summary: 'joining or declining a group you have no open invitation to'},
+  FC_ALREADY_INVITED: {status: 409, side: 'server', summary: 'the user already has an open invitation to the group'},
   FC_LAST_ADMIN: {status: 409, side: 'server', summary: "demoting the group's last admin"},
   FC_GROUP_EPOCH_STALE: {status: 409, side: 'server', summary: "a message or key set for an epoch that is not the group's current one"},
   FC_GROUP_NOT_KEYED: {status: 409, side: 'server', summary: "the group's current epoch has no keys yet"},

@@ -1,7 +1,8 @@
 import {performance} from 'node:perf_hooks'
 
 import {registryView} from '../lib/cluster.js'
-import {Http, MessageSender, receivers, sleep, until} from '../lib/http.js'
+import {joinAll, skipToEnd} from '../lib/groups.js'
+import {type BenchUser, Http, MessageSender, receivers, sleep, until} from '../lib/http.js'
 import {sample, scrape, SERVER_RSS} from '../lib/metrics.js'
 import type {ReceiveMode} from '../lib/options.js'
 import {usersOn, tooManyUsers, type Scenario, type ScenarioContext, type ScenarioOutput} from '../lib/scenario.js'
@@ -68,6 +69,23 @@ async function measure(context: ScenarioContext, mode: ReceiveMode, count: numbe
     {timeoutMs: 60_000},
   )
   try {
+    // The broadcast's groups (groups hold 1,000 members: the sender and 999 of
+    // them). Made now, before the polls open: each member joins (an
+    // invitation is not membership), and each join is an event to every
+    // member so far, which would wake the polls; their cursors then skip it.
+    const groupSize = 999
+    const groups: {id: string; members: BenchUser[]; epoch: number}[] = []
+    for (let i = 0; i < users.length; i += groupSize) {
+      const members = users.slice(i, i + groupSize)
+      const created = await http.call<{id: string}>('POST', `${otherServer}/v1/groups`, {
+        token: from!.token,
+        body: JSON.stringify({name: `idle ${i}`, members: members.map((m) => m.username)}),
+      })
+      if (created.status !== 201) throw new Error(`group create answered ${created.status}`)
+      groups.push({id: created.body.id, members, epoch: await joinAll(http, created.body.id, members)})
+    }
+    await skipToEnd(http, users)
+
     const before = await serverState(target.superserverUrl, pollServer, mode)
     const openStart = performance.now()
     for (let i = 0; i < users.length; i += openBatch) {
@@ -102,36 +120,27 @@ async function measure(context: ScenarioContext, mode: ReceiveMode, count: numbe
     const latency = deliveries.latency()
     const allMs = round(lastReceived - start, 0)
     const afterLastAckMs = round(Math.max(0, lastReceived - lastAcked), 0)
-    // Broadcast: one message to every polling user at once, as group messages (groups
-    // hold 1,000 members: the sender and 999 of them), sent together. This is the
-    // wake-up itself, not bounded by how fast one client can send 10,000 messages.
-    const groupSize = 999
-    const groups: {id: string; members: number}[] = []
+    // Broadcast: one message to every polling user at once, as group messages to the
+    // groups made above, sent together. This is the wake-up itself, not bounded by
+    // how fast one client can send 10,000 messages.
     const wrapped = `-----BEGIN PGP MESSAGE-----\n\nbench: the server never reads wrapped keys\n-----END PGP MESSAGE-----\n`
-    for (let i = 0; i < users.length; i += groupSize) {
-      const members = users.slice(i, i + groupSize)
-      const created = await http.call<{id: string}>('POST', `${otherServer}/v1/groups`, {
-        token: from!.token,
-        body: JSON.stringify({name: `idle ${i}`, members: members.map((m) => m.username)}),
-      })
-      if (created.status !== 201) throw new Error(`group create answered ${created.status}`)
-      const keys = Object.fromEntries([from!, ...members].map((member) => [member.username, wrapped]))
-      const put = await http.call('PUT', `${otherServer}/v1/groups/${created.body.id}/keys/1`, {token: from!.token, body: JSON.stringify({keys})})
+    for (const group of groups) {
+      const keys = Object.fromEntries([from!, ...group.members].map((member) => [member.username, wrapped]))
+      const put = await http.call('PUT', `${otherServer}/v1/groups/${group.id}/keys/${group.epoch}`, {token: from!.token, body: JSON.stringify({keys})})
       if (put.status !== 204) throw new Error(`key set answered ${put.status}`)
-      groups.push({id: created.body.id, members: members.length})
     }
-    await sleep(2_000) // the group events woke every poll; they are parked again (a stream just wrote them)
+    await sleep(2_000) // the key events woke every poll; they are parked again (a stream just wrote them)
     broadcasting = true
     const broadcastStart = performance.now()
     const sent = await Promise.all(
       groups.map(async (group, i) => {
         const answer = await http.call<{id: string}>('POST', `${otherServer}/v1/messages`, {
           token: from!.token,
-          body: JSON.stringify({to: {group: group.id}, epoch: 1, kind: 'text', ciphertext: context.ciphertext}),
+          body: JSON.stringify({to: {group: group.id}, epoch: group.epoch, kind: 'text', ciphertext: context.ciphertext}),
           headers: {'idempotency-key': `bench-idle-broadcast-${i}`},
         })
         if (answer.status !== 201) throw new Error(`group send answered ${answer.status}`)
-        return {id: answer.body.id, members: group.members}
+        return {id: answer.body.id, members: group.members.length}
       }),
     )
     const broadcastAcked = performance.now()

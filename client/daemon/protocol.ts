@@ -117,7 +117,7 @@ export const itemAnswer = item
 export const historyAnswer = z.object({with: z.looseObject({kind: z.enum(['user', 'group'])}), messages: z.array(message), reports})
 
 // The group changes → 200: the library's KeyedGroup (the group as it is now, with its members), and GroupRef for a leave
-const groupDetails = z.looseObject({id: z.string(), name: z.string(), epoch: z.number().int(), members: z.array(z.looseObject({username: z.string()}))})
+const groupDetails = z.looseObject({id: z.string(), name: z.string(), epoch: z.number().int(), members: z.array(z.looseObject({username: z.string()})), invited: z.array(z.looseObject({username: z.string()})).default([])})
 export const keyedGroupAnswer = z.object({group: groupDetails, keyedHere: z.boolean(), pinned: z.array(z.looseObject({username: z.string(), fingerprint: z.string()})), reports})
 export const groupRefAnswer = z.object({id: z.string(), name: z.string().nullable(), reports})
 // POST /v1/keys/trust → 200

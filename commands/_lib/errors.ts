@@ -87,6 +87,7 @@ const GROUP_PROBLEMS = new Map<string, {message: string; hint: string}>([
   ['FC_NOT_GROUP_MEMBER', {message: 'You are not a member of that group.', hint: '`fastchat group list` lists your groups.'}],
   ['FC_GROUP_NOT_FOUND', {message: 'There is no such group, or you are not in it.', hint: '`fastchat group list` lists your groups.'}],
   ['FC_GROUP_ADMIN_REQUIRED', {message: 'Only an admin of the group can do that.', hint: '`fastchat group show <group>` lists its admins.'}],
+  ['FC_NOT_INVITED', {message: 'You have no open invitation to that group.', hint: '`fastchat group invitations` lists yours.'}],
 ])
 
 function fromApiError(error: ApiError, profileDir?: string): Failure {
@@ -171,6 +172,7 @@ const CLIENT_ERRORS: Record<string, (error: FastChatError) => Omit<Failure, 'mes
   }),
   FC_AMBIGUOUS_NAME: (error) => ({exit: Exit.input, hint: `Write #${text(error.data.name)} for the group or @${text(error.data.name)} for the user.`}),
   FC_AMBIGUOUS_GROUP: () => ({exit: Exit.input, hint: 'Name the group by its id.'}),
+  FC_NOT_INVITED: () => ({exit: Exit.input, hint: '`fastchat group invitations` lists yours.'}),
   FC_KEY_CHANGED: (error) => ({exit: Exit.trust, hint: `Run \`fastchat keys verify ${text(error.data.username)}\` to compare fingerprints and accept it.`}),
   FC_KEY_LOOKUP_MISMATCH: () => ({exit: Exit.trust, hint: 'A server that does this is not to be trusted with key lookups; tell its operator, or use another server.'}),
   FC_BAD_KEY: (error) => ({exit: Exit.trust, hint: `Ask ${text(error.data.username)} to publish a new key.`}),

@@ -109,7 +109,14 @@ export function summarize(notice: GroupNotice, isMe: (username: string) => boole
       return `${by} created ${group}${others.length > 0 ? ` with ${list(others)}` : ''}`
     }
     case 'group.member_added':
-      return `${by} added ${list(notice.users)} to ${group}`
+      return notice.by !== null && notice.users.length === 1 && notice.users[0] === notice.by
+        ? `${list(notice.users)} joined ${group}`
+        : `${by} added ${list(notice.users)} to ${group}`
+    case 'group.invited':
+      // To the invitee only: the way in, as a command to copy.
+      return `${by} invited you to #${group}: fastchat group join ${joinArgument(notice)}`
+    case 'group.member_invited':
+      return `${by} invited ${list(notice.users)} to ${group}`
     case 'group.member_removed':
       return notice.left || (notice.by !== null && notice.users.length === 1 && notice.users[0] === notice.by)
         ? `${list(notice.users)} left ${group}`
@@ -126,6 +133,9 @@ export function summarize(notice: GroupNotice, isMe: (username: string) => boole
       return `${group}: ${singleLine(notice.type)}${notice.by ? ` by ${by}` : ''}`
   }
 }
+
+/** How to name a group on the command line: its name when that is one plain word, else its id. */
+const joinArgument = (notice: Pick<GroupNotice, 'group' | 'name'>): string => (/^[\w.-]{1,64}$/.test(notice.name) ? notice.name : notice.group)
 
 /** The human form: `* alice added dave to friends`. */
 export const formatNotice = (notice: GroupNotice, isMe: (username: string) => boolean): string => `* ${summarize(notice, isMe)}`

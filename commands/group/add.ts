@@ -2,12 +2,16 @@ import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
 import {type GroupState, groupState, userArg} from '../../client/group-changes.js'
+import {singleLine} from '../_lib/display.js'
 import {groupName} from '../_lib/format.js'
 
-export type GroupAddResult = GroupState & {added: string; keyedHere: boolean}
+export type GroupAddResult = GroupState & {invitee: string; keyedHere: boolean}
 
 export default class GroupAdd extends BaseCommand<typeof GroupAdd> {
-  static override summary = 'Add a member to a group (admins only); a new key is made that the new member can read, and earlier ones stay closed to them.'
+  static override summary = 'Invite a user to a group (admins only).'
+  static override description =
+    'They become a member only when they accept (`fastchat group join`): then a new key is made that they can read, and earlier ones stay closed to them. ' +
+    'Until then they receive nothing of the group. `fastchat group remove` withdraws the invitation.'
   static override examples = ['<%= config.bin %> group add friends dave']
 
   static override args = {
@@ -19,8 +23,8 @@ export default class GroupAdd extends BaseCommand<typeof GroupAdd> {
     const client = await this.daemonOrClient()
     const user = userArg(this.args.user)
     const keyed = await client.addMember(this.args.group, user)
-    const added = keyed.group.members.find((m) => m.username.toLowerCase() === user.toLowerCase())?.username ?? user
-    this.log(`Added ${added} to ${groupName(keyed.group)}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy} for ${keyed.group.members.length} members.`)
-    return {...groupState(keyed.group), added, keyedHere: keyed.keyedHere}
+    const invitee = keyed.group.invited.find((i) => i.username.toLowerCase() === user.toLowerCase())?.username ?? user
+    this.log(`Invited ${singleLine(invitee)} to ${groupName(keyed.group)}; they become a member when they join.`)
+    return {...groupState(keyed.group), invitee, keyedHere: keyed.keyedHere}
   }
 }

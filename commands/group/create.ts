@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../_lib/base-command.js'
 import {type GroupState, groupState} from '../../client/group-changes.js'
+import {singleLine} from '../_lib/display.js'
 import {groupName} from '../_lib/format.js'
 
 export type GroupCreateResult = GroupState & {keyedHere: boolean}
@@ -19,14 +20,14 @@ export default class GroupCreate extends BaseCommand<typeof GroupCreate> {
   }
 
   static override flags = {
-    member: Flags.string({char: 'm', summary: 'A member to add (repeat for more).', multiple: true, helpValue: 'USER'}),
+    member: Flags.string({char: 'm', summary: 'A user to invite (repeat for more); they become members when they join.', multiple: true, helpValue: 'USER'}),
   }
 
   async run(): Promise<GroupCreateResult> {
     const client = await this.daemonOrClient()
     const keyed = await client.createGroup(this.args.name, this.flags.member ?? [])
-    const others = keyed.group.members.filter((m) => m.username.toLowerCase() !== client.username.toLowerCase()).map((m) => m.username)
-    this.log(`Created ${groupName(keyed.group)} (${keyed.group.id})${others.length > 0 ? ` with ${others.join(', ')}` : ''}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy}.`)
+    const invited = keyed.group.invited.map((i) => singleLine(i.username))
+    this.log(`Created ${groupName(keyed.group)} (${keyed.group.id})${invited.length > 0 ? `, invited ${invited.join(', ')} (members once they join)` : ''}; key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy}.`)
     return {...groupState(keyed.group), keyedHere: keyed.keyedHere}
   }
 }

@@ -26,6 +26,8 @@ export interface GroupShowResult {
   key: {epoch: number; id: string} | null
   keyProblem?: string
   members: {username: string; role: GroupRole; joinedAt: string; fingerprint: string; trust: MemberTrust}[]
+  /** Invited, not joined: no key is made for them and they receive nothing. */
+  invited: {username: string; by: string; invitedAt: string}[]
 }
 
 export default class GroupShow extends BaseCommand<typeof GroupShow> {
@@ -79,6 +81,11 @@ export default class GroupShow extends BaseCommand<typeof GroupShow> {
       const mark = {you: '(you)', verified: '✔ verified', pinned: 'pinned (not verified)', changed: '✘ CHANGED on the server', 'not pinned': 'not pinned (server’s claim)'}[member.trust]
       this.log(`    ${singleLine(member.username).padEnd(width)}  ${member.role.padEnd(6)}  ${formatFingerprint(member.fingerprint)}  ${mark}`)
     }
-    return {id: group.id, name: group.name, createdAt: group.createdAt, epoch: group.epoch, keyedBy: group.keyedBy, key, ...(keyProblem ? {keyProblem} : {}), members}
+    if (group.invited.length > 0) {
+      this.log(`  ${group.invited.length} invited (not members until they join):`)
+      for (const invitation of group.invited) this.log(`    ${singleLine(invitation.username)}  invited by ${singleLine(invitation.by)}`)
+    }
+    const invited = group.invited
+    return {id: group.id, name: group.name, createdAt: group.createdAt, epoch: group.epoch, keyedBy: group.keyedBy, key, ...(keyProblem ? {keyProblem} : {}), members, invited}
   }
 }

@@ -32,6 +32,22 @@ export function groupRoutes(accounts: AccountService, groups: GroupService, limi
     res.json({groups: await groups.list(currentUser(res))})
   })
 
+  // GET /v1/groups/invitations — before /v1/groups/:id, which would take "invitations" for an id
+  router.get('/v1/groups/invitations', auth, async (_req, res) => {
+    res.json({invitations: await groups.invitations(currentUser(res))})
+  })
+
+  // POST /v1/groups/:id/join
+  router.post('/v1/groups/:id/join', auth, limiters.send, async (req, res) => {
+    res.json(await groups.join(currentUser(res), groupId(req.params.id), charge(req, res)))
+  })
+
+  // POST /v1/groups/:id/decline
+  router.post('/v1/groups/:id/decline', auth, limiters.send, async (req, res) => {
+    await groups.decline(currentUser(res), groupId(req.params.id))
+    res.status(204).end()
+  })
+
   // GET /v1/groups/:id
   router.get('/v1/groups/:id', auth, async (req, res) => {
     res.json(await groups.get(currentUser(res), groupId(req.params.id)))

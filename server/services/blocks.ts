@@ -10,17 +10,25 @@ export interface BlockView {
 
 const view = (row: BlockRow): BlockView => ({username: row.username, blockedAt: new Date(row.blockedAt).toISOString()})
 
+/** Ends the open group invitations one user sent another (GroupService.endInvitationsFrom). */
+export interface Invitations {
+  endInvitationsFrom(inviteeId: string, inviterId: string): Promise<number>
+}
+
 /** A user's block list. The server enforces it in MessageService and GroupService. */
 export class BlockService {
   constructor(
     private readonly blocks: BlockRepository,
     private readonly accounts: AccountService,
+    private readonly invitations: Invitations,
   ) {}
 
   async block(user: SessionUser, username: string): Promise<BlockView & {created: boolean}> {
     const target = await this.accounts.find(username)
     if (target.id === user.userId) throw new ValidationError('You cannot block yourself.', [{path: 'username', message: 'is you'}])
     const {created, blockedAt} = await this.blocks.add(user.userId, target.id)
+    // After the block, so that no new invitation from them can slip in between (inviting checks blocks).
+    await this.invitations.endInvitationsFrom(user.userId, target.id)
     return {...view({username: target.username, blockedAt}), created}
   }
 

@@ -4,13 +4,13 @@ import type {DataSource, EntityManager} from 'typeorm'
 
 import type {GroupRole} from '../../storage/entities/group.js'
 import type {BlockRepository} from '../../storage/repositories/block.repository.js'
-import type {GroupRepository, GroupRow, GroupSummary, MemberRow} from '../../storage/repositories/group.repository.js'
+import type {GroupRepository, GroupRow, GroupSummary, InvitationRow, MemberRow} from '../../storage/repositories/group.repository.js'
 import type {Appended, NewEvent} from '../../storage/repositories/event-stream.repository.js'
 import type {SessionUser} from '../../storage/repositories/session.repository.js'
 import {type AccountService, usernameKey} from './accounts.js'
 import {GroupError, NotAcceptedError} from './errors.js'
 
-/** Largest group, the creator included. A send costs one event per member, in one transaction. */
+/** Largest group, the creator and open invitations included. A send costs one event per member, in one transaction. */
 export const MAX_GROUP_MEMBERS = 1000
 
 /**
@@ -33,6 +33,7 @@ export const notGroupMember = () => new GroupError('FC_NOT_GROUP_MEMBER', 'You a
 const adminRequired = () => new GroupError('FC_GROUP_ADMIN_REQUIRED', 'Only an admin of this group can do this.')
 export const staleEpoch = (current: number) =>
   new GroupError('FC_GROUP_EPOCH_STALE', `The group is at epoch ${current}: fetch its key and try again.`, {extensions: {epoch: current}})
+export const notInvited = () => new GroupError('FC_NOT_INVITED', 'You have no open invitation to this group.')
 const groupTooLarge = () =>
   new GroupError('FC_GROUP_TOO_LARGE', `A group has at most ${MAX_GROUP_MEMBERS} members.`, {extensions: {limit: MAX_GROUP_MEMBERS}})
 
@@ -51,6 +52,16 @@ export interface GroupView {
   keyedBy: string | null
   createdAt: string
   members: {username: string; role: GroupRole; fingerprint: string; joinedAt: string}[]
+  /** Open invitations: not members, not in any epoch, until they join. */
+  invited: {username: string; by: string; invitedAt: string}[]
+}
+
+/** An entry of `GET /v1/groups/invitations`. */
+export interface InvitationView {
+  group: string
+  name: string
+  by: string
+  invitedAt: string
 }
 
 export interface GroupKeyView {
@@ -83,28 +94,78 @@ export class GroupService {
     const others = (await this.accounts.findMany(memberNames)).filter((user) => user.id !== creator.userId)
     if (others.length + 1 > MAX_GROUP_MEMBERS) throw groupTooLarge()
     const id = randomUUID()
-    const memberIds = [creator.userId, ...others.map((user) => user.id)]
-    // Making a group with someone is adding them to it: not if they block you.
-    const refusing = new Set(await this.blocks.blockersAmong(this.db.manager, creator.userId, memberIds))
+    const inviteeIds = others.map((user) => user.id)
+    // Making a group with someone invites them to it: not if they block you.
+    const refusing = new Set(await this.blocks.blockersAmong(this.db.manager, creator.userId, inviteeIds))
     if (refusing.size > 0) throw new NotAcceptedError(others.filter((user) => refusing.has(user.id)).map((user) => user.username))
-    await charge?.(memberIds.length)
+    await charge?.(inviteeIds.length + 1)
     await this.db.transaction(async (tx) => {
-      await this.groups.insert(
-        tx,
-        {id, name, createdBy: creator.userId},
-        [{userId: creator.userId, role: 'admin' as GroupRole}, ...others.map((user) => ({userId: user.id, role: 'member' as GroupRole}))],
-      )
-      await this.stream.append(tx, memberIds, {
+      // The creator is the only member of epoch 1; the others are invited, and each join starts an epoch.
+      await this.groups.insert(tx, {id, name, createdBy: creator.userId}, [{userId: creator.userId, role: 'admin' as GroupRole}], inviteeIds)
+      await this.stream.append(tx, [creator.userId], {
         type: 'group.created',
-        payload: {group: id, name, epoch: 1, by: creator.username, ...listed([creator.username, ...others.map((user) => user.username)])},
+        payload: {group: id, name, epoch: 1, by: creator.username, ...listed([creator.username])},
       })
+      if (others.length > 0) await this.announceInvitations(tx, {id, name, epoch: 1}, creator, [creator.userId], others)
     })
-    this.delivery.announce(memberIds)
+    this.delivery.announce([creator.userId, ...inviteeIds])
     return {id, name, epoch: 1}
   }
 
+  /** The groups I joined (invitations are listed by `invitations`). */
   async list(user: SessionUser): Promise<GroupSummary[]> {
     return this.groups.listFor(this.db.manager, user.userId)
+  }
+
+  /** My open invitations, oldest first. */
+  async invitations(user: SessionUser): Promise<InvitationView[]> {
+    const rows = await this.groups.invitations(this.db.manager, {userId: user.userId})
+    const inviters = await this.groups.usernames(this.db.manager, [...new Set(rows.map((row) => row.invitedBy))])
+    return rows.map((row) => ({group: row.groupId, name: row.name, by: inviters.get(row.invitedBy)!, invitedAt: new Date(row.invitedAt).toISOString()}))
+  }
+
+  /**
+   * Accepts my invitation: I become a member, and the group starts a new
+   * epoch with me in it, exactly as an admin's add used to (earlier epochs
+   * stay closed to me). As for every change, whoever made it keys the new
+   * epoch, here the joiner (`fastchat group join` does; else any member's
+   * next send). No `group.rekey_needed`: in a large group it would set every
+   * listening member's client wrapping a key for everyone at each join.
+   */
+  async join(user: SessionUser, groupId: string, charge?: Charge): Promise<{epoch: number}> {
+    return this.change(groupId, charge, async (tx, group, members) => {
+      if (members.some((member) => member.userId === user.userId)) {
+        throw new GroupError('FC_ALREADY_GROUP_MEMBER', 'You are already a member of this group.')
+      }
+      if (!(await this.groups.uninvite(tx, groupId, user.userId))) throw notInvited()
+      if (members.length + 1 > MAX_GROUP_MEMBERS) throw groupTooLarge()
+      // Everyone else left meanwhile: a group never lacks an admin while it has members.
+      await this.groups.addMember(tx, groupId, user.userId, members.length === 0 ? 'admin' : 'member')
+      const epoch = await this.groups.nextEpoch(tx, groupId)
+      const recipients = [...members.map((member) => member.userId), user.userId]
+      await this.stream.append(tx, recipients, {
+        type: 'group.member_added',
+        payload: {group: groupId, name: group.name, epoch, by: user.username, users: [user.username]},
+      })
+      return {result: {epoch}, notify: recipients}
+    })
+  }
+
+  /**
+   * Refuses my invitation. Nothing is announced: the members see only that
+   * the invitation is gone from the group's view (docs/api.md).
+   */
+  async decline(user: SessionUser, groupId: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const group = await this.groups.lock(tx, groupId, 'update')
+      if (!group) throw groupNotFound(groupId)
+      if (!(await this.groups.uninvite(tx, groupId, user.userId))) throw notInvited()
+    })
+  }
+
+  /** `invitee` blocked `inviterId`: their open invitations from them end, silently. */
+  async endInvitationsFrom(inviteeId: string, inviterId: string): Promise<number> {
+    return this.groups.endInvitationsFrom(this.db.manager, inviteeId, inviterId)
   }
 
   async get(user: SessionUser, groupId: string): Promise<GroupView> {
@@ -112,9 +173,17 @@ export class GroupService {
       const group = await this.groups.find(tx, groupId)
       if (!group) throw groupNotFound(groupId)
       const members = await this.groups.members(tx, groupId)
-      if (!members.some((member) => member.userId === user.userId)) throw notGroupMember()
+      if (!members.some((member) => member.userId === user.userId)) {
+        // An invitee learns the name and inviter from GET /v1/groups/invitations, nothing more until they join.
+        if (await this.groups.invitation(tx, groupId, user.userId)) {
+          throw new GroupError('FC_NOT_GROUP_MEMBER', 'You are invited to this group but have not joined it.', {extensions: {invited: true}})
+        }
+        throw notGroupMember()
+      }
+      const invitations = await this.groups.invitations(tx, {groupId})
       const epoch = await this.groups.epoch(tx, groupId, group.epoch)
-      const keyedBy = epoch?.keyedBy ? (await this.groups.usernames(tx, [epoch.keyedBy])).get(epoch.keyedBy) ?? null : null
+      const names = await this.groups.usernames(tx, [...(epoch?.keyedBy ? [epoch.keyedBy] : []), ...invitations.map((row) => row.invitedBy)])
+      const keyedBy = epoch?.keyedBy ? names.get(epoch.keyedBy) ?? null : null
       return {
         id: group.id,
         name: group.name,
@@ -127,39 +196,63 @@ export class GroupService {
           fingerprint: member.fingerprint,
           joinedAt: new Date(member.joinedAt).toISOString(),
         })),
+        invited: invitations.map((row) => ({username: row.username, by: names.get(row.invitedBy)!, invitedAt: new Date(row.invitedAt).toISOString()})),
       }
     })
   }
 
-  async addMember(actor: SessionUser, groupId: string, username: string, charge?: Charge): Promise<{epoch: number}> {
+  /**
+   * Invites a user (admins only). The group and its epoch do not change: the
+   * invitee is no member until they join (`join`), which starts the epoch.
+   */
+  async addMember(actor: SessionUser, groupId: string, username: string, charge?: Charge): Promise<{epoch: number; invited: string}> {
     const target = await this.accounts.find(username)
     return this.change(groupId, charge, async (tx, group, members) => {
       requireAdmin(members, actor)
       if (members.some((member) => member.userId === target.id)) {
         throw new GroupError('FC_ALREADY_GROUP_MEMBER', `${target.username} is already a member of this group.`)
       }
+      if (await this.groups.invitation(tx, groupId, target.id)) {
+        throw new GroupError('FC_ALREADY_INVITED', `${target.username} is already invited to this group.`)
+      }
       if ((await this.blocks.blockersAmong(tx, actor.userId, [target.id])).length > 0) throw new NotAcceptedError()
-      if (members.length + 1 > MAX_GROUP_MEMBERS) throw groupTooLarge()
-      await this.groups.addMember(tx, groupId, target.id, 'member')
-      const epoch = await this.groups.nextEpoch(tx, groupId)
-      const recipients = [...members.map((member) => member.userId), target.id]
-      await this.stream.append(tx, recipients, {
-        type: 'group.member_added',
-        payload: {group: groupId, name: group.name, epoch, by: actor.username, users: [target.username]},
-      })
-      return {result: {epoch}, notify: recipients}
+      if (members.length + (await this.groups.invitationCount(tx, groupId)) + 1 > MAX_GROUP_MEMBERS) throw groupTooLarge()
+      await this.groups.invite(tx, groupId, [target.id], actor.userId)
+      const memberIds = members.map((member) => member.userId)
+      await this.announceInvitations(tx, group, actor, memberIds, [target])
+      return {result: {epoch: group.epoch, invited: target.username}, notify: [...memberIds, target.id]}
     })
+  }
+
+  /**
+   * `group.invited` to each invitee (the group's name and who invites: not
+   * who else is in it), and `group.member_invited` to the members.
+   */
+  private async announceInvitations(
+    tx: EntityManager,
+    group: {id: string; name: string; epoch: number},
+    by: SessionUser,
+    memberIds: string[],
+    invitees: {id: string; username: string}[],
+  ): Promise<void> {
+    const common = {group: group.id, name: group.name, epoch: group.epoch, by: by.username}
+    await this.stream.append(tx, invitees.map((user) => user.id), {type: 'group.invited', payload: {...common, users: []}})
+    await this.stream.append(tx, memberIds, {type: 'group.member_invited', payload: {...common, ...listed(invitees.map((user) => user.username))}})
   }
 
   /** An admin removes a member, or a member leaves (`username` is themselves). */
   async removeMember(actor: SessionUser, groupId: string, username: string, charge?: Charge): Promise<{epoch: number}> {
     const target = await this.accounts.find(username)
     return this.change(groupId, charge, async (tx, group, members) => {
-      const actorMember = members.find((member) => member.userId === actor.userId)
-      if (!actorMember) throw notGroupMember()
       const leaving = target.id === actor.userId
-      if (!leaving && actorMember.role !== 'admin') throw adminRequired()
+      const actorMember = members.find((member) => member.userId === actor.userId)
       const targetMember = members.find((member) => member.userId === target.id)
+      // An invitee removed (by an admin, or by themselves: a decline) is no member: no new epoch, nothing announced.
+      if (!targetMember && (leaving || actorMember?.role === 'admin') && (await this.groups.uninvite(tx, groupId, target.id))) {
+        return {result: {epoch: group.epoch}, notify: []}
+      }
+      if (!actorMember) throw notGroupMember()
+      if (!leaving && actorMember.role !== 'admin') throw adminRequired()
       if (!targetMember) throw new GroupError('FC_GROUP_MEMBER_NOT_FOUND', `${target.username} is not a member of this group.`)
 
       await this.groups.removeMember(tx, groupId, target.id)

@@ -74,7 +74,7 @@ export function createServices(db: DataSource, parts: {delivery: Commits; stream
   return {
     accounts,
     groups,
-    blocks: new BlockService(blockRepository, accounts),
+    blocks: new BlockService(blockRepository, accounts, groups),
     passwords,
     messages: new MessageService(new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)}), accounts, blobs, delivery, groups, eventRepository, (work) => db.transaction(work)),
     blobs,

@@ -46,3 +46,18 @@ export function poll(user: TestUser, since: number, timeoutMs = 0, server = user
   const query = `since=${since}&timeout=${timeoutMs}${limit ? `&limit=${limit}` : ''}`
   return http('GET', `${server}/v1/events?${query}`, {headers: user.auth})
 }
+
+/**
+ * Has each invitee accept their invitation to `group` (POST /v1/groups/:id/join),
+ * one after another: each join starts an epoch. For tests about what members
+ * do, once they are members; returns the group's epoch after the last join.
+ */
+export async function joinGroup(group: string, invitees: TestUser[]): Promise<number> {
+  let epoch = 0
+  for (const user of invitees) {
+    const joined = await http('POST', `${user.server}/v1/groups/${group}/join`, {headers: user.auth})
+    if (joined.status !== 200) throw new Error(`${user.username} join ${group}: ${joined.status} ${JSON.stringify(joined.body)}`)
+    epoch = joined.body.epoch
+  }
+  return epoch
+}

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import type {RunningChatServer} from '../../server/main.js'
 import type {RunningSuperserver} from '../../superserver/main.js'
-import {fakeCiphertext, login, registerAndLogin, type TestUser, uniqueName} from '../helpers/api.js'
+import {fakeCiphertext, joinGroup, login, registerAndLogin, type TestUser, uniqueName} from '../helpers/api.js'
 import {CLUSTER_SECRET, startTestServer, startTestSuperserver} from '../helpers/cluster.js'
 import {type Answer, http} from '../helpers/http.js'
 import {chatServerRoutes} from '../helpers/routes.js'
@@ -54,6 +54,9 @@ const PROBES: Record<string, Probe> = {
   'POST /v1/groups': {stranger: 'own', request: (c) => ({path: '/v1/groups', json: {name: 'mine', members: [c.bob.username]}})},
   'GET /v1/groups': {stranger: 'own', request: () => ({path: '/v1/groups'})},
   'GET /v1/groups/:id': {stranger: 403, request: (c) => ({path: `/v1/groups/${c.group}`})},
+  'GET /v1/groups/invitations': {stranger: 'own', request: () => ({path: '/v1/groups/invitations'})},
+  'POST /v1/groups/:id/join': {stranger: 404, request: (c) => ({path: `/v1/groups/${c.group}/join`})},
+  'POST /v1/groups/:id/decline': {stranger: 404, request: (c) => ({path: `/v1/groups/${c.group}/decline`})},
   'POST /v1/groups/:id/members': {stranger: 403, request: (c) => ({path: `/v1/groups/${c.group}/members`, json: {username: c.bob.username}})},
   'PATCH /v1/groups/:id/members/:username': {
     stranger: 403,
@@ -96,8 +99,9 @@ describe('authorization walk over every route', function () {
     expect((await http('DELETE', `${server.url}/v1/sessions/current`, {headers: revoked.auth})).status).to.equal(204)
 
     const group = (await http('POST', `${server.url}/v1/groups`, {json: {name: 'private', members: [bob.username]}, headers: alice.auth})).body.id
+    expect(await joinGroup(group, [bob])).to.equal(2)
     const keys = {[alice.username]: fakeCiphertext('a'), [bob.username]: fakeCiphertext('b')}
-    expect((await http('PUT', `${server.url}/v1/groups/${group}/keys/1`, {json: {keys}, headers: alice.auth})).status).to.equal(204)
+    expect((await http('PUT', `${server.url}/v1/groups/${group}/keys/2`, {json: {keys}, headers: alice.auth})).status).to.equal(204)
     const uploaded = await fetch(`${server.url}/v1/blobs`, {
       method: 'POST',
       headers: {...alice.auth, 'content-type': 'application/octet-stream'},
@@ -105,7 +109,7 @@ describe('authorization walk over every route', function () {
     })
     const blob = ((await uploaded.json()) as {blob: string}).blob
     await http('POST', `${server.url}/v1/messages`, {json: {to: {user: bob.username}, kind: 'image', blob, ciphertext: ''}, headers: alice.auth})
-    await http('POST', `${server.url}/v1/messages`, {json: {to: {group}, epoch: 1, kind: 'text', ciphertext: fakeCiphertext('for the group')}, headers: alice.auth})
+    await http('POST', `${server.url}/v1/messages`, {json: {to: {group}, epoch: 2, kind: 'text', ciphertext: fakeCiphertext('for the group')}, headers: alice.auth})
     ctx = {alice, bob, group, blob}
   })
   after(async () => {
@@ -152,7 +156,7 @@ describe('authorization walk over every route', function () {
     }
     // The rejected writes changed nothing: the group is as alice left it.
     const info = await http('GET', `${server.url}/v1/groups/${ctx.group}`, {headers: ctx.alice.auth})
-    expect(info.body).to.include({epoch: 1, keyedBy: ctx.alice.username})
+    expect(info.body).to.include({epoch: 2, keyedBy: ctx.alice.username})
     expect(info.body.members.map((m: {username: string; role: string}) => `${m.username}:${m.role}`)).to.deep.equal([
       `${ctx.alice.username}:admin`,
       `${ctx.bob.username}:member`,

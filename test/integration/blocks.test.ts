@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
 import type {RunningChatServer} from '../../server/main.js'
-import {fakeCiphertext, poll, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
+import {fakeCiphertext, joinGroup, poll, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
 import {startTestServer} from '../helpers/cluster.js'
 import {type Answer, http} from '../helpers/http.js'
 
@@ -38,11 +38,13 @@ describe('hole 6: blocking a user', function () {
     expect(answer.status).to.equal(201)
     return ((await answer.json()) as {blob: string}).blob
   }
+  /** A group whose invitees have joined, keyed at its current epoch (one per join). */
   const keyedGroup = async (admin: TestUser, members: TestUser[]) => {
     const created = await call(admin, 'POST', '/v1/groups', {name: 'friends', members: members.map((m) => m.username)})
     expect(created.status, JSON.stringify(created.body)).to.equal(201)
+    const epoch = await joinGroup(created.body.id, members)
     const keys = Object.fromEntries([admin, ...members].map((m) => [m.username, fakeCiphertext(m.username)]))
-    expect((await call(admin, 'PUT', `/v1/groups/${created.body.id}/keys/1`, {keys})).status).to.equal(204)
+    expect((await call(admin, 'PUT', `/v1/groups/${created.body.id}/keys/${epoch}`, {keys})).status).to.equal(204)
     return created.body.id as string
   }
 
@@ -129,7 +131,7 @@ describe('hole 6: blocking a user', function () {
 
   it('hole 6: a blocked member\'s group messages and files reach the other members but not the blocker\'s stream or history', async () => {
     const group = await keyedGroup(carol, [alice, bob])
-    const groupSend = (from: TestUser, json: Record<string, unknown>) => call(from, 'POST', '/v1/messages', {to: {group}, epoch: 1, ...json})
+    const groupSend = (from: TestUser, json: Record<string, unknown>) => call(from, 'POST', '/v1/messages', {to: {group}, epoch: 3, ...json})
     const early = await groupSend(bob, {kind: 'text', ciphertext: fakeCiphertext('before the block')})
     expect(early.status).to.equal(201)
 

@@ -301,6 +301,7 @@ describe('CLI: a day of use without friction (issue 13, part 4)', function () {
     expect((await alice.json(['keys', 'show', bob.username])).fingerprint).to.equal((await bob.readJson('profile.json')).fingerprint)
 
     const group = await alice.json(['group', 'create', 'fingerprints', '--member', bob.username])
+    await bob.json(['group', 'join', group.id])
     const shown = await alice.json(['group', 'show', group.id])
     expect(shown.members).to.have.length(2)
     for (const member of shown.members) expect(member.fingerprint, member.username).to.match(hex)

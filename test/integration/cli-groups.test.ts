@@ -173,10 +173,26 @@ describe('CLI: groups', function () {
 
     const created = await alice.json(['group', 'create', name, '--member', bob.username, '--member', carol.username])
     expect(created).to.include({name, epoch: 1, keyedBy: alice.username, keyedHere: true})
-    expect(created.members.map((m: any) => [m.username, m.role]).sort()).to.deep.equal(
-      [[alice.username, 'admin'], [bob.username, 'member'], [carol.username, 'member']].sort(),
-    )
+    expect(created.members.map((m: any) => [m.username, m.role])).to.deep.equal([[alice.username, 'admin']])
+    expect(created.invited).to.have.members([bob.username, carol.username])
     groupId = created.id
+
+    // Bob and carol are invited, not members: the invitation is a line with the command that accepts it.
+    const [invitedBob, listedCarol] = await Promise.all([bob.run(['inbox']), carol.json(['group', 'invitations'])])
+    expect(invitedBob.stdout).to.include(`* ${alice.username} invited you to #${name}: fastchat group join ${name}`)
+    expect(listedCarol.invitations).to.have.length(1)
+    expect(listedCarol.invitations[0]).to.include({group: groupId, name, by: alice.username})
+    // Each join starts an epoch, keyed by the joiner's client: by name, or by id.
+    const joinedBob = await bob.json(['group', 'join', name])
+    expect(joinedBob).to.include({id: groupId, epoch: 2, keyedBy: bob.username, keyedHere: true, joined: true})
+    const joinedCarol = await carol.json(['group', 'join', groupId])
+    expect(joinedCarol).to.include({epoch: 3, keyedBy: carol.username, keyedHere: true})
+    expect(joinedCarol.members.map((m: any) => [m.username, m.role])).to.deep.equal([
+      [alice.username, 'admin'],
+      [bob.username, 'member'],
+      [carol.username, 'member'],
+    ])
+    expect(joinedCarol.invited).to.deep.equal([])
 
     // A bare name, #name and the id all name the group.
     const [fromAlice, fromBob, fromCarol] = await Promise.all([
@@ -184,7 +200,7 @@ describe('CLI: groups', function () {
       bob.json(['send', `#${name}`, 'hello from bob']),
       carol.json(['send', groupId, '--image', FIXTURE, 'a picture for the group']),
     ])
-    expect(fromAlice).to.deep.include({to: `group:${groupId}`, group: {id: groupId, name, epoch: 1}})
+    expect(fromAlice).to.deep.include({to: `group:${groupId}`, group: {id: groupId, name, epoch: 3}})
     expect(fromCarol).to.include({name: 'fastchat.png', type: 'image/png', size: fixture.byteLength, caption: true})
     // Stored once each, whatever the number of members.
     expect((await storedMessages({})).map((m) => m.id)).to.have.members([fromAlice.id, fromBob.id, fromCarol.id])
@@ -201,7 +217,7 @@ describe('CLI: groups', function () {
       expect(messages.map((m) => m.id), user.username).to.have.members(expected)
       for (const message of messages) {
         const origin = sent.get(message.id)!
-        expect(message).to.deep.include({from: origin.from.username, to: `group:${groupId}`, group: {id: groupId, name, epoch: 1}, keyChanged: false})
+        expect(message).to.deep.include({from: origin.from.username, to: `group:${groupId}`, group: {id: groupId, name, epoch: 3}, keyChanged: false})
         expect(message.verification.status, `${user.username} verifies ${message.id}`).to.equal('valid')
         if (origin.text) expect(message.text).to.equal(origin.text)
         else {
@@ -209,18 +225,22 @@ describe('CLI: groups', function () {
           expect(sha256(await readFile(message.path))).to.equal(sha256(fixture))
         }
       }
-      expect(events.map((e) => e.type)).to.include.members(['group.created', 'group.key'])
+      expect(events.map((e) => e.type)).to.include.members(['group.member_added', 'group.key'])
     }
-    const created_ = inboxes[1]!.events.find((e) => e.type === 'group.created')
-    expect(created_.summary).to.equal(`${alice.username} created ${name} with you, ${carol.username}`)
+    expect(inboxes[0]!.events.map((e) => e.summary)).to.include.members([
+      `you created ${name}`,
+      `you invited ${bob.username}, ${carol.username} to ${name}`,
+      `${bob.username} joined ${name}`,
+      `${carol.username} joined ${name}`,
+    ])
 
-    // Everyone opened the same key; alice pinned bob's and carol's keys when she made it.
+    // Everyone opened the same key.
     const [, ...shows] = await Promise.all([
       bob.json(['send', name, 'one more, for the eyes']),
       ...[alice, bob, carol].map((user) => user.json(['group', 'show', name])),
     ])
     expect(shows.map((show) => show.key?.id)).to.satisfy((ids: string[]) => ids[0] && ids.every((id) => id === ids[0]))
-    expect(shows[0]).to.include({epoch: 1, keyedBy: alice.username})
+    expect(shows[0]).to.include({epoch: 3, keyedBy: carol.username})
     expect(shows[0].members.map((m: any) => [m.username, m.trust]).sort()).to.deep.equal(
       [[alice.username, 'you'], [bob.username, 'pinned'], [carol.username, 'pinned']].sort(),
     )
@@ -234,19 +254,19 @@ describe('CLI: groups', function () {
 
   it('after a removal the removed member can read nothing of the new epoch; a member added later nothing of the earlier ones', async () => {
     const removed = await alice.json(['group', 'remove', name, carol.username])
-    expect(removed).to.include({epoch: 2, keyedBy: alice.username, removed: carol.username})
+    expect(removed).to.include({epoch: 4, keyedBy: alice.username, removed: carol.username})
     expect(removed.members.map((m: any) => m.username).sort()).to.deep.equal([alice.username, bob.username].sort())
     const sent = await Promise.all([
       alice.json(['send', name, 'carol cannot read this']),
       alice.json(['send', name, '--image', FIXTURE, 'nor see this']),
       bob.json(['send', name, 'nor this']),
     ])
-    expect(sent.map((s) => s.group.epoch)).to.deep.equal([2, 2, 2])
-    const epoch2 = await storedMessages({min: 2})
+    expect(sent.map((s) => s.group.epoch)).to.deep.equal([4, 4, 4])
+    const epoch2 = await storedMessages({min: 4})
     expect(epoch2).to.have.length(3)
 
-    // Carol hears that she was removed, and gets nothing of epoch 2: not in her inbox, not in her event stream.
-    // (Dave joins meanwhile, in epoch 3.)
+    // Carol hears that she was removed, and gets nothing of epoch 4: not in her inbox, not in her event stream.
+    // (Dave is invited meanwhile; he joins below, in epoch 5.)
     const [carolInbox, added] = await Promise.all([inbox(carol), alice.json(['group', 'add', name, dave.username])])
     expect(carolInbox.messages).to.deep.equal([])
     expect(carolInbox.events.map((e) => e.summary)).to.include(`${alice.username} removed you from ${name}`)
@@ -255,47 +275,50 @@ describe('CLI: groups', function () {
       [carol.username, epoch2.map((m) => m.id)],
     )
     expect(delivered).to.equal(0)
-    expect((await get(carol, `/v1/groups/${groupId}/keys/2`)).status).to.equal(403)
-    expect((await get(carol, `/v1/groups/${groupId}/keys/1`)).status).to.equal(200)
+    expect((await get(carol, `/v1/groups/${groupId}/keys/4`)).status).to.equal(403)
+    expect((await get(carol, `/v1/groups/${groupId}/keys/3`)).status).to.equal(200)
 
-    // Her private key and every group key she was ever given open nothing of epoch 2...
-    expect((await groupKeysOf(carol)).map((key) => key.epoch)).to.deep.equal([1])
+    // Her private key and every group key she was ever given open nothing of epoch 4...
+    expect((await groupKeysOf(carol)).map((key) => key.epoch)).to.deep.equal([3])
     // 2 texts and a captioned file: 4 ciphertexts, each tried with her private key and her one group key.
     expect(await expectUnreadable(carol, epoch2)).to.equal(8)
     // ...while the same method opens it with bob's key (the test can fail).
-    const [bobEpoch2] = (await groupKeysOf(bob)).filter((key) => key.epoch === 2)
+    const [bobEpoch2] = (await groupKeysOf(bob)).filter((key) => key.epoch === 4)
     const secret = epoch2.find((m) => m.id === sent[0].id)!
     const opened = await decryptGroupText({armored: secret.ciphertext, key: bobEpoch2!, senderPublicKey: await publicKey(alice)})
     expect(unpackText(opened.text)?.text).to.equal('carol cannot read this')
 
-    // Dave, added in epoch 3, sees the welcome and nothing earlier, in his inbox or in the history.
-    expect(added).to.include({epoch: 3, keyedBy: alice.username, added: dave.username})
+    // Dave, invited in epoch 4, is a member from epoch 5 (his join), and sees the welcome and nothing earlier.
+    expect(added).to.include({epoch: 4, invitee: dave.username})
+    expect(added.invited).to.deep.equal([dave.username])
+    const joined = await dave.json(['group', 'join', name])
+    expect(joined).to.include({epoch: 5, keyedBy: dave.username})
     const welcome = await alice.json(['send', name, 'welcome dave'])
     const [daveInbox, daveHistory, bobInbox] = await Promise.all([inbox(dave), dave.json(['history', name]), inbox(bob)])
     expect(daveInbox.messages.map((m) => [m.id, m.text, m.verification.status])).to.deep.equal([[welcome.id, 'welcome dave', 'valid']])
-    expect(daveInbox.events.map((e) => e.summary)).to.include(`${alice.username} added you to ${name}`)
+    expect(daveInbox.events.map((e) => e.summary)).to.include.members([`${alice.username} invited you to #${name}: fastchat group join ${name}`, `you joined ${name}`])
     expect(daveHistory.messages.map((m: any) => m.id)).to.deep.equal([welcome.id])
-    expect((await get(dave, `/v1/groups/${groupId}/keys/1`)).status).to.equal(403)
-    expect((await get(dave, `/v1/groups/${groupId}/keys/2`)).status).to.equal(403)
-    const earlier = await storedMessages({max: 2})
+    expect((await get(dave, `/v1/groups/${groupId}/keys/3`)).status).to.equal(403)
+    expect((await get(dave, `/v1/groups/${groupId}/keys/4`)).status).to.equal(403)
+    const earlier = await storedMessages({max: 4})
     expect(earlier).to.have.length(7)
-    expect((await groupKeysOf(dave)).map((key) => key.epoch)).to.deep.equal([3])
+    expect((await groupKeysOf(dave)).map((key) => key.epoch)).to.deep.equal([5])
     expect(await expectUnreadable(dave, earlier)).to.be.greaterThan(earlier.length)
 
     // A message under a key nobody was given (a faulty or hostile client): one error line, then the rest, and the cursor moves on.
     const bobKey = await privateKey(bob)
-    const [bobEpoch3] = (await groupKeysOf(bob)).filter((key) => key.epoch === 3)
+    const [bobEpoch3] = (await groupKeysOf(bob)).filter((key) => key.epoch === 5)
     const {token, server} = await bob.readJson('profile.json')
     const post = async (ciphertext: string) => {
       const answer = await http('POST', `${server}/v1/messages`, {
-        json: {to: {group: groupId}, epoch: 3, kind: 'text', ciphertext},
+        json: {to: {group: groupId}, epoch: 5, kind: 'text', ciphertext},
         headers: {authorization: `Bearer ${token}`, 'idempotency-key': randomBytes(8).toString('hex')},
       })
       expect(answer.status).to.equal(201)
       return answer.body.id as string
     }
-    const stray = await post(await encryptGroupText({text: 'under a key nobody has', key: generateGroupKey(groupId, 3), signer: bobKey}))
-    await post(await encryptGroupText({text: packText(newBinding({group: groupId, epoch: 3}), 'under the real key'), key: bobEpoch3!, signer: bobKey}))
+    const stray = await post(await encryptGroupText({text: 'under a key nobody has', key: generateGroupKey(groupId, 5), signer: bobKey}))
+    await post(await encryptGroupText({text: packText(newBinding({group: groupId, epoch: 5}), 'under the real key'), key: bobEpoch3!, signer: bobKey}))
     const human = await dave.run(['inbox'])
     expect(human.code, human.stderr).to.equal(0)
     expect(human.stdout).to.include(`✘ could not decrypt message ${stray}`).and.not.include('under a key nobody has')
@@ -304,7 +327,11 @@ describe('CLI: groups', function () {
 
     // Bob (a member throughout) reads both sides of the removal.
     expect(bobInbox.messages.filter((m) => m.verification.status !== 'valid')).to.deep.equal([])
-    expect(bobInbox.events.map((e) => e.summary)).to.include.members([`${alice.username} removed ${carol.username} from ${name}`, `${alice.username} added ${dave.username} to ${name}`])
+    expect(bobInbox.events.map((e) => e.summary)).to.include.members([
+      `${alice.username} removed ${carol.username} from ${name}`,
+      `${alice.username} invited ${dave.username} to ${name}`,
+      `${dave.username} joined ${name}`,
+    ])
   })
 
   it('two admins changing members at once end with one key set for exactly the members, and lose no message', async () => {
@@ -312,9 +339,11 @@ describe('CLI: groups', function () {
     expect(promoted).to.include({username: bob.username, role: 'admin'})
     const [{epoch: start}] = await db.query('SELECT epoch FROM groups WHERE id = $1', [groupId])
     const earlier = new Set((await storedMessages({})).map((m) => m.id))
+    // Erin is invited first (no new epoch); her join and bob's removal of dave are the two changes at once.
+    expect(await alice.json(['group', 'add', name, erin.username])).to.include({epoch: start, invitee: erin.username})
 
     const runs = await Promise.all([
-      alice.run(['group', 'add', name, erin.username, '--json']),
+      erin.run(['group', 'join', name, '--json']),
       bob.run(['group', 'remove', name, dave.username, '--json']),
       alice.run(['send', name, 'alice, during', '--json']),
       bob.run(['send', name, 'bob, during', '--json']),
@@ -349,7 +378,7 @@ describe('CLI: groups', function () {
         if (shouldGet) expect(got.get(message.id).verification.status).to.equal('valid')
       }
     }
-    expect(received[3]!.events.map((e) => e.summary)).to.include(`${alice.username} added you to ${name}`)
+    expect(received[3]!.events.map((e) => e.summary)).to.include.members([`${alice.username} invited you to #${name}: fastchat group join ${name}`, `you joined ${name}`])
   })
 
   it('listen shows group events and keys the group when a member who left asks for it', async () => {
@@ -384,7 +413,8 @@ describe('CLI: groups', function () {
   })
 
   it('group rekey starts a fresh epoch with the same members, keyed by the admin, and messages flow on', async () => {
-    const group = await alice.json(['group', 'create', `rekey-${randomBytes(2).toString('hex')}`, '--member', bob.username])
+    const created = await alice.json(['group', 'create', `rekey-${randomBytes(2).toString('hex')}`, '--member', bob.username])
+    const group = await bob.json(['group', 'join', created.id])
     const fresh = await alice.json(['group', 'rekey', group.id])
     expect(fresh).to.include({epoch: group.epoch + 1, keyedBy: alice.username, keyedHere: true})
     expect(fresh.members.map((m: {username: string}) => m.username)).to.have.members([alice.username, bob.username])
@@ -397,6 +427,48 @@ describe('CLI: groups', function () {
     const got = messages.find((m) => m.id === sent.id)
     expect(got).to.deep.include({text: 'under the new key'})
     expect(got.verification.status).to.equal('valid')
+  })
+
+  it('an invitee who never joined cannot read a group message, even with the group id, and declines', async () => {
+    const invited = await alice.json(['group', 'add', name, mallory.username])
+    expect(invited).to.include({invitee: mallory.username})
+    const shown = await alice.json(['group', 'show', name])
+    expect(shown.invited.map((i: any) => [i.username, i.by])).to.deep.equal([[mallory.username, alice.username]])
+    expect(shown.members.map((m: any) => m.username), 'nobody wraps a key for an invitee').not.to.include(mallory.username)
+    const secret = await alice.json(['send', name, 'not for the invitee'])
+
+    const [human, asJson, history, send, show] = await Promise.all([
+      mallory.run(['inbox']),
+      mallory.run(['group', 'invitations', '--json']),
+      mallory.run(['history', groupId]),
+      mallory.run(['send', groupId, 'let me in']),
+      mallory.run(['group', 'show', groupId]),
+    ])
+    expect(human.stdout).to.include(`* ${alice.username} invited you to #${name}: fastchat group join ${name}`)
+    expect(human.stdout).not.to.include('not for the invitee')
+    expect(JSON.parse(asJson.stdout).invitations.map((i: any) => i.group)).to.deep.equal([groupId])
+    for (const refused of [history, send, show]) {
+      expectFailure(refused)
+      expect(refused.stderr).to.include('You are not a member of that group.')
+    }
+    // Nothing of the group reached her stream but the invitation, and no key was ever wrapped for her.
+    const [{events}] = await db.query(
+      'SELECT count(*)::int AS events FROM events e JOIN users u ON u.id = e.recipient_id WHERE u.username = $1 AND (e.message_id IS NOT NULL OR e.type <> $2)',
+      [mallory.username, 'group.invited'],
+    )
+    expect(events).to.equal(0)
+    expect((await get(mallory, `/v1/groups/${groupId}/keys/${secret.group.epoch}`)).status).to.equal(403)
+    expect(await groupKeysOf(mallory)).to.deep.equal([])
+    const all = await storedMessages({})
+    expect(await expectUnreadable(mallory, all), 'each ciphertext tried with her private key').to.be.at.least(all.length)
+
+    const declined = await mallory.json(['group', 'decline', name])
+    expect(declined).to.deep.include({declined: true, group: {id: groupId, name}})
+    expect((await mallory.json(['group', 'invitations'])).invitations).to.deep.equal([])
+    expect((await alice.json(['group', 'show', name])).invited).to.deep.equal([])
+    const again = await mallory.run(['group', 'join', groupId])
+    expectFailure(again)
+    expect(again.stderr).to.include('You have no open invitation to that group.')
   })
 
   it('refuses non-members, and non-admins, with one clear line', async () => {
@@ -425,6 +497,7 @@ describe('CLI: groups', function () {
     expect(JSON.parse(asJson.stdout).error).to.include({exit: 1, code: 'FC_NOT_GROUP_MEMBER', message: 'You are not a member of that group.'})
     expect(await stored(), 'nothing was stored for them').to.equal(storedBefore)
 
+    expect(await carol.json(['group', 'join', small.id])).to.include({joined: true})
     const notAdmin = await carol.run(['group', 'add', small.id, mallory.username])
     expectFailure(notAdmin)
     expect(notAdmin.stderr).to.include('Only an admin of the group can do that.')
@@ -436,6 +509,8 @@ describe('CLI: groups', function () {
       alice.json(['group', 'create', name, '--member', bob.username]),
       alice.json(['group', 'create', bob.username, '--member', bob.username]),
     ])
+    // Bob joins both (by id: he is invited to one group named like himself, and already in one named like the twin).
+    for (const group of [twin, namesake]) await bob.json(['group', 'join', group.id])
     const ambiguous = [['send', name, 'which one?'], ['group', 'add', `#${name}`, carol.username]]
     const [refusals, both, byId, toUser, toGroup, listed] = await Promise.all([
       Promise.all(ambiguous.map((args) => alice.run(args))),

@@ -111,6 +111,61 @@ describe('client library', function () {
     expect((error as FastChatError).data).to.deep.include({username: 'nobody-by-this-name'})
   })
 
+  it('invitations: listed, surfaced as a group event, joined (then the group messages of the new epoch decrypt) or declined', async () => {
+    const {alice} = cluster
+    const store = new MemoryStore()
+    const username = `inv${Date.now().toString(36)}`
+    const client = await FastChatClient.register({
+      store,
+      username,
+      password: PASSWORD,
+      superserver: cluster.superserver.url,
+      passphrase: async () => PASSPHRASE,
+      newPassphrase: async () => PASSPHRASE,
+      onReport: () => undefined,
+    })
+    const name = `lib${Date.now().toString(36)}`
+    const group = await alice.json<{id: string}>(['group', 'create', name, '--member', username])
+    const other = await alice.json<{id: string}>(['group', 'create', `${name}-b`, '--member', username])
+    expect((await client.invitations()).map((i) => [i.group, i.name, i.by])).to.deep.equal([
+      [group.id, name, alice.username],
+      [other.id, `${name}-b`, alice.username],
+    ])
+    expect(await client.groups(), 'an invitation is not membership').to.deep.equal([])
+
+    const read = async (until: (item: Received) => boolean) => {
+      const items: Received[] = []
+      const stop = new AbortController()
+      for await (const item of client.messages({signal: stop.signal, waitMs: 5_000})) {
+        items.push(item)
+        if (until(item)) stop.abort()
+      }
+      return items
+    }
+    const notices = await read((item) => !isMessage(item) && item.group === other.id)
+    expect(notices.filter((item) => !isMessage(item)).map((n) => !isMessage(n) && [n.type, n.group, n.by])).to.deep.equal([
+      ['group.invited', group.id, alice.username],
+      ['group.invited', other.id, alice.username],
+    ])
+
+    const joined = await client.joinGroup(name)
+    expect(joined).to.deep.include({keyedHere: true})
+    expect(joined.group).to.include({id: group.id, epoch: 2, keyedBy: username})
+    const sent = await alice.json<{id: string; group: {epoch: number}}>(['send', group.id, 'for the one who joined'])
+    expect(sent.group.epoch).to.equal(2)
+    const got = (await read((item) => isMessage(item) && item.id === sent.id)).filter(isMessage)
+    expect(got.map((m) => [m.from, 'text' in m ? m.text : null, m.verification.status])).to.deep.equal([[alice.username, 'for the one who joined', 'valid']])
+
+    expect(await client.declineGroup(other.id)).to.deep.equal({id: other.id, name: `${name}-b`})
+    expect(await client.invitations()).to.deep.equal([])
+    const again = await client.declineGroup(`${name}-b`).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(again).to.be.instanceOf(FastChatError)
+    expect(again).to.include({code: 'FC_NOT_INVITED'})
+  })
+
   it('a failover asks the superserver to avoid the server that just failed (issue 15: not sent back to it while another is healthy)', async () => {
     const {alice, superserver} = cluster
     // A third "server", healthy to the superserver, whose database is gone: every send answers 503.

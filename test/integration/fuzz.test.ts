@@ -5,7 +5,7 @@ import {Agent, request} from 'undici'
 
 import type {RunningChatServer} from '../../server/main.js'
 import {createDataSource} from '../../storage/data-source.js'
-import {fakeCiphertext, fixturePublicKey, login, registerAndLogin, type TestUser, uniqueName} from '../helpers/api.js'
+import {fakeCiphertext, fixturePublicKey, joinGroup, login, registerAndLogin, type TestUser, uniqueName} from '../helpers/api.js'
 import {CLUSTER_SECRET, startTestServer} from '../helpers/cluster.js'
 import {chatServerRoutes} from '../helpers/routes.js'
 
@@ -19,7 +19,7 @@ import {chatServerRoutes} from '../helpers/routes.js'
 // Each run draws a new seed (printed on failure): coverage adds up across runs; FASTCHAT_FUZZ_CASES=20000 for a long one.
 const CASES = Number(process.env.FASTCHAT_FUZZ_CASES ?? 1_500)
 const DOCUMENTED = new Set([200, 201, 204, 400, 401, 403, 404, 409, 410, 413, 415, 429, 431])
-const TABLES = ['users', 'inboxes', 'sessions', 'messages', 'events', 'blobs', 'blob_chunks', 'groups', 'group_members', 'group_epochs', 'group_keys', 'blocks']
+const TABLES = ['users', 'inboxes', 'sessions', 'messages', 'events', 'blobs', 'blob_chunks', 'groups', 'group_members', 'group_epochs', 'group_keys', 'group_invitations', 'blocks']
 
 /** Strings that have broken parsers before: unicode, controls, bidi, huge, path tricks, numbers at the edges. */
 const nasty = fc.oneof(
@@ -94,7 +94,8 @@ describe('fuzzing every route', function () {
     ;[alice, bob] = await Promise.all([registerAndLogin(server.url, uniqueName('alice'), 'alice'), registerAndLogin(server.url, uniqueName('bob'), 'bob')])
     const auth = {...alice.auth, 'content-type': 'application/json'}
     group = ((await (await fetch(`${server.url}/v1/groups`, {method: 'POST', headers: auth, body: JSON.stringify({name: 'g', members: [bob.username]})})).json()) as {id: string}).id
-    await fetch(`${server.url}/v1/groups/${group}/keys/1`, {
+    await joinGroup(group, [bob])
+    await fetch(`${server.url}/v1/groups/${group}/keys/2`, {
       method: 'PUT',
       headers: auth,
       body: JSON.stringify({keys: {[alice.username]: fakeCiphertext(1), [bob.username]: fakeCiphertext(2)}}),

@@ -224,6 +224,7 @@ describe('CLI: hostile text and a hostile server cannot drive the terminal (issu
 
   it('hole 3: group show, group list and group events refuse escapes in names, usernames, fingerprints and times', async () => {
     const created = await bob.json(['group', 'create', 'hostile', '--member', alice.username])
+    await alice.json(['group', 'join', created.id])
     const detail = new RegExp(`^/v1/groups/${created.id}$`)
     const cases: [string, (group: any) => unknown][] = [
       ['name', (group) => ({...group, name: `${group.name}${OSC_TITLE}`})],

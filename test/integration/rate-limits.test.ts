@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import {Agent, request} from 'undici'
 
 import type {RunningChatServer} from '../../server/main.js'
-import {fakeCiphertext, fixturePublicKey, PASSWORD, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
+import {fakeCiphertext, fixturePublicKey, joinGroup, PASSWORD, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
 import {CLUSTER_SECRET, startTestServer} from '../helpers/cluster.js'
 import {http} from '../helpers/http.js'
 import {eventually} from '../helpers/processes.js'
@@ -113,21 +113,22 @@ describe('rate limits and poll caps', () => {
       const groupOf = async (admin: TestUser, members: TestUser[]) => {
         const created = await http('POST', `${open.url}/v1/groups`, {json: {name: 'fan-out', members: members.map((m) => m.username)}, headers: admin.auth})
         expect(created.status).to.equal(201)
+        const epoch = await joinGroup(created.body.id, members)
         const keys = Object.fromEntries([admin, ...members].map((m) => [m.username, fakeCiphertext(m.username)]))
-        expect((await http('PUT', `${open.url}/v1/groups/${created.body.id}/keys/1`, {json: {keys}, headers: admin.auth})).status).to.equal(204)
-        return created.body.id as string
+        expect((await http('PUT', `${open.url}/v1/groups/${created.body.id}/keys/${epoch}`, {json: {keys}, headers: admin.auth})).status).to.equal(204)
+        return {id: created.body.id as string, epoch}
       }
       const small = await groupOf(alice, others.slice(0, 3))
       const big = await groupOf(dave, others)
       const huge = await groupOf(erin, others)
-      const groupSend = (from: TestUser, group: string, n: number) =>
-        http('POST', `${server.url}/v1/messages`, {json: {to: {group}, epoch: 1, kind: 'text', ciphertext: fakeCiphertext(n)}, headers: from.auth})
+      const groupSend = (from: TestUser, group: {id: string; epoch: number}, n: number) =>
+        http('POST', `${server.url}/v1/messages`, {json: {to: {group: group.id}, epoch: group.epoch, kind: 'text', ciphertext: fakeCiphertext(n)}, headers: from.auth})
 
       // 5 points per 10 s: a send to 3 members costs 3, so a second one (6) is refused, and with it alice's next 1:1 send.
       expect((await groupSend(alice, small, 1)).status).to.equal(201)
       expectRateLimited(await groupSend(alice, small, 2))
       expectRateLimited(await send({...alice, server: server.url}, dave.username, fakeCiphertext('after')))
-      const history = await http('GET', `${open.url}/v1/conversations/${small}`, {headers: alice.auth})
+      const history = await http('GET', `${open.url}/v1/conversations/${small.id}`, {headers: alice.auth})
       expect(history.body.messages, 'the refused send stored nothing').to.have.length(1)
 
       // A group beyond the allowance (7 recipients) can still be sent to, but it takes the whole window.
@@ -135,8 +136,8 @@ describe('rate limits and poll caps', () => {
       expectRateLimited(await groupSend(dave, big, 4))
 
       // A new epoch notifies every member: weighted the same way.
-      expect((await http('POST', `${server.url}/v1/groups/${huge}/epochs`, {headers: erin.auth})).status).to.equal(201)
-      expectRateLimited(await http('POST', `${server.url}/v1/groups/${huge}/epochs`, {headers: erin.auth}))
+      expect((await http('POST', `${server.url}/v1/groups/${huge.id}/epochs`, {headers: erin.auth})).status).to.equal(201)
+      expectRateLimited(await http('POST', `${server.url}/v1/groups/${huge.id}/epochs`, {headers: erin.auth}))
     } finally {
       await open.close()
     }
