@@ -3,7 +3,8 @@ import {resolve} from 'node:path'
 import type {Agent} from 'undici'
 import type {z} from 'zod'
 
-import {ProtocolError} from '../api-client.js'
+import {type GroupInvitation, ProtocolError} from '../api-client.js'
+import {invitationList} from '../../protocol/answers.js'
 import {FastChatError} from '../errors.js'
 import {MAX_STREAM_EVENT_CHARS} from '../event-stream.js'
 import {SseParser} from '../sse-parser.js'
@@ -112,6 +113,21 @@ export class DaemonClient {
   // POST /v1/groups/remove {group, user}
   async removeMember(group: string, user: string): Promise<KeyedGroup> {
     return this.reported(await this.call('POST /v1/groups/remove', keyedGroupAnswer, {body: {group, user}, timeoutMs: TRANSFER_TIMEOUT_MS})) as unknown as KeyedGroup
+  }
+
+  // GET /v1/groups/invitations
+  async invitations(): Promise<GroupInvitation[]> {
+    return (await this.call('GET /v1/groups/invitations', invitationList, {timeoutMs: STATUS_TIMEOUT_MS * 3})).invitations
+  }
+
+  // POST /v1/groups/join {group}
+  async joinGroup(group: string): Promise<KeyedGroup> {
+    return this.reported(await this.call('POST /v1/groups/join', keyedGroupAnswer, {body: {group}, timeoutMs: TRANSFER_TIMEOUT_MS})) as unknown as KeyedGroup
+  }
+
+  // POST /v1/groups/decline {group}
+  async declineGroup(group: string): Promise<GroupRef> {
+    return this.reported(await this.call('POST /v1/groups/decline', groupRefAnswer, {body: {group}, timeoutMs: TRANSFER_TIMEOUT_MS}))
   }
 
   // POST /v1/groups/leave {group}

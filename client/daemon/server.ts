@@ -211,6 +211,24 @@ export class DaemonServer {
         await answer(res, 200, withReports(value, made))
         return
       }
+      // GET /v1/groups/invitations: the groups I am invited to
+      case 'GET /v1/groups/invitations': {
+        await answer(res, 200, {invitations: await client.invitations()})
+        return
+      }
+      // POST /v1/groups/join {group}: a member from now on, and the new epoch's key made here
+      case 'POST /v1/groups/join': {
+        const body = parse(leaveBody, await readJson(req), 'body')
+        const {value, reports: made} = await reports.collect(() => client.joinGroup(body.group))
+        await answer(res, 200, withReports(value, made))
+        return
+      }
+      // POST /v1/groups/decline {group}
+      case 'POST /v1/groups/decline': {
+        const body = parse(leaveBody, await readJson(req), 'body')
+        await answer(res, 200, await client.declineGroup(body.group))
+        return
+      }
       // POST /v1/groups/leave {group}
       case 'POST /v1/groups/leave': {
         const body = parse(leaveBody, await readJson(req), 'body')

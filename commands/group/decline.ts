@@ -19,7 +19,7 @@ export default class GroupDecline extends BaseCommand<typeof GroupDecline> {
   }
 
   async run(): Promise<GroupDeclineResult> {
-    const group = await (await this.openClient()).declineGroup(this.args.group)
+    const group = await (await this.daemonOrClient()).declineGroup(this.args.group)
     this.log(`You declined the invitation to ${describeGroup(group)}.`)
     return {group, declined: true}
   }

@@ -12,7 +12,7 @@ export default class GroupInvitations extends BaseCommand<typeof GroupInvitation
   static override examples = ['<%= config.bin %> group invitations', '<%= config.bin %> group invitations --json']
 
   async run(): Promise<GroupInvitationsResult> {
-    const invitations = await (await this.openClient()).invitations()
+    const invitations = await (await this.daemonOrClient()).invitations()
     const width = Math.max(0, ...invitations.map((i) => singleLine(i.name).length))
     for (const invitation of invitations) {
       this.log(`${singleLine(invitation.name).padEnd(width)}  ${invitation.group}  invited by ${singleLine(invitation.by)} at ${singleLine(invitation.invitedAt)}`)

@@ -19,7 +19,7 @@ export default class GroupJoin extends BaseCommand<typeof GroupJoin> {
   }
 
   async run(): Promise<GroupJoinResult> {
-    const keyed = await (await this.openClient()).joinGroup(this.args.group)
+    const keyed = await (await this.daemonOrClient()).joinGroup(this.args.group)
     const members = keyed.group.members.length
     this.log(`You joined ${groupName(keyed.group)} (${keyed.group.id}); key epoch ${keyed.group.epoch} made by ${keyed.group.keyedBy} for ${members} member${members === 1 ? '' : 's'}.`)
     return {...groupState(keyed.group), joined: true, keyedHere: keyed.keyedHere}

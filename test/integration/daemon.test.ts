@@ -251,6 +251,23 @@ describe('fastchat daemon: a local JSON API holding the unlocked key (issue 13, 
     const left = await runWithoutPassphrase(alice, ['group', 'leave', group.id, '--json'])
     expect(left.code, left.stderr).to.equal(0)
 
+    // Invitations as well: joining makes the new epoch's key, here in the daemon.
+    const invited = JSON.parse((await bob.run(['group', 'create', 'bob-asks', '--member', alice.username, '--json'])).stdout) as {id: string}
+    const declinable = JSON.parse((await bob.run(['group', 'create', 'bob-asks-too', '--member', alice.username, '--json'])).stdout) as {id: string}
+    const listed = await runWithoutPassphrase(alice, ['group', 'invitations', '--json'])
+    expect(listed.code, listed.stderr).to.equal(0)
+    expect((JSON.parse(listed.stdout) as {invitations: {group: string; by: string}[]}).invitations.map((i) => [i.group, i.by])).to.deep.include.members([
+      [invited.id, bob.username],
+      [declinable.id, bob.username],
+    ])
+    const joined = await runWithoutPassphrase(alice, ['group', 'join', invited.id, '--json'])
+    expect(joined.code, joined.stderr).to.equal(0)
+    expect(JSON.parse(joined.stdout)).to.include({joined: true, keyedHere: true})
+    const declined = await runWithoutPassphrase(alice, ['group', 'decline', declinable.id, '--json'])
+    expect(declined.code, declined.stderr).to.equal(0)
+    const none = await runWithoutPassphrase(alice, ['group', 'invitations', '--json'])
+    expect((JSON.parse(none.stdout) as {invitations: unknown[]}).invitations).to.deep.equal([])
+
     // The proof that it was the daemon: the same command on its own has no passphrase to unlock the key with.
     const alone = await runWithoutPassphrase(bob, ['send', alice.username, 'bob has no daemon'])
     expect(alone.code).to.equal(1)
