@@ -29,6 +29,18 @@ describe('client library', function () {
     await stopTwoUserCluster(cluster ?? {})
   })
 
+  /** A program's account: registered on the cluster into `store`, with the test passphrase. */
+  const registerInMemory = (store: MemoryStore, username: string, onReport?: (report: Report) => void) =>
+    FastChatClient.register({
+      store,
+      username,
+      password: PASSWORD,
+      superserver: cluster.superserver.url,
+      passphrase: async () => PASSPHRASE,
+      newPassphrase: async () => PASSPHRASE,
+      onReport,
+    })
+
   it('examples/echo-bot.ts answers every message it gets, end to end encrypted and verified', async () => {
     const {alice, bob} = cluster
     // The bot runs as bob, from bob's profile; it imports 'fastchat/client' like any program would.
@@ -66,15 +78,7 @@ describe('client library', function () {
     const reports: Report[] = []
     const store = new MemoryStore()
     const username = `mem${Date.now().toString(36)}`
-    const client = await FastChatClient.register({
-      store,
-      username,
-      password: PASSWORD,
-      superserver: cluster.superserver.url,
-      passphrase: async () => PASSPHRASE,
-      newPassphrase: async () => PASSPHRASE,
-      onReport: (report) => reports.push(report),
-    })
+    const client = await registerInMemory(store, username, (report) => reports.push(report))
     expect(client.username).to.equal(username)
 
     const sent = await client.send(alice.username, 'from a program')
@@ -115,15 +119,7 @@ describe('client library', function () {
     const {alice} = cluster
     const store = new MemoryStore()
     const username = `inv${Date.now().toString(36)}`
-    const client = await FastChatClient.register({
-      store,
-      username,
-      password: PASSWORD,
-      superserver: cluster.superserver.url,
-      passphrase: async () => PASSPHRASE,
-      newPassphrase: async () => PASSPHRASE,
-      onReport: () => undefined,
-    })
+    const client = await registerInMemory(store, username)
     const name = `lib${Date.now().toString(36)}`
     const group = await alice.json<{id: string}>(['group', 'create', name, '--member', username])
     const other = await alice.json<{id: string}>(['group', 'create', `${name}-b`, '--member', username])
@@ -183,14 +179,7 @@ describe('client library', function () {
       await beat()
       await waitForHealthy(superserver.url, [...cluster.servers.map((s) => s.url), broken.url])
       const store = new MemoryStore()
-      await FastChatClient.register({
-        store,
-        username: `avoid${Date.now().toString(36)}`,
-        password: PASSWORD,
-        superserver: superserver.url,
-        passphrase: async () => PASSPHRASE,
-        newPassphrase: async () => PASSPHRASE,
-      })
+      await registerInMemory(store, `avoid${Date.now().toString(36)}`)
       // Six sends, each starting on the broken server: each fails there once, then goes elsewhere. Without
       // ?avoid= the round-robin over three servers would hand the broken one back to every third failover.
       for (let i = 0; i < 6; i++) {
