@@ -8,7 +8,7 @@ import * as answers from '../protocol/answers.js'
 import {blockEntry, type BlockEntry, blockList} from '../protocol/blocks.js'
 import {eventSchema, eventsPage, historyMessage, type HistoryMessage, historyPage, type ServerEvent} from '../protocol/events.js'
 import {seq} from '../protocol/primitives.js'
-import type {CreateGroupBody, LoginBody, RegisterBody, SendBody} from '../protocol/requests.js'
+import type {ApproveLinkBody, CreateGroupBody, CreateLinkBody, RegisterBody, SendBody, SessionBody} from '../protocol/requests.js'
 import {FastChatError} from './errors.js'
 
 /**
@@ -94,7 +94,7 @@ export const isFailoverError = (error: unknown): boolean =>
 
 // The answers' types are the schemas' (protocol/): one definition of each shape.
 export type {GroupEvent, HistoryMessage, MessageEvent, OtherEvent, ServerEvent} from '../protocol/events.js'
-export type {GroupDetails, GroupInvitation, GroupMember, GroupRole, GroupSummary, Session, UserKey, WrappedGroupKey} from '../protocol/answers.js'
+export type {Device, GroupDetails, GroupInvitation, GroupMember, GroupRole, GroupSummary, LinkPoll, Session, UserKey, WrappedGroupKey} from '../protocol/answers.js'
 
 export type {SendBody} from '../protocol/requests.js'
 
@@ -127,7 +127,7 @@ export class ApiClient {
   }
 
   // POST /v1/sessions
-  login(body: LoginBody): Promise<answers.Session> {
+  login(body: SessionBody): Promise<answers.Session> {
     return this.checked('POST /v1/sessions', answers.session, '/v1/sessions', {json: body})
   }
 
@@ -329,6 +329,36 @@ export class ApiClient {
     }
   }
 
+  // GET /v1/devices
+  devices(): Promise<{devices: answers.Device[]}> {
+    return this.checked('GET /v1/devices', answers.deviceList, '/v1/devices')
+  }
+
+  // DELETE /v1/devices/:id
+  async revokeDevice(id: string): Promise<void> {
+    await this.request('DELETE', `/v1/devices/${encodeURIComponent(id)}`)
+  }
+
+  // POST /v1/devices/links (no session: the new device has none yet)
+  createLink(body: CreateLinkBody): Promise<answers.LinkCreated> {
+    return this.checked('POST /v1/devices/links', answers.linkCreated, '/v1/devices/links', {json: body})
+  }
+
+  // GET /v1/devices/links/:link, by the new device: with the link's polling secret instead of a session
+  pollLink(link: string, secret: string): Promise<answers.LinkPoll> {
+    return this.checked('GET /v1/devices/links/:link', answers.linkPoll, `/v1/devices/links/${encodeURIComponent(link)}`, {headers: {authorization: `Bearer ${secret}`}})
+  }
+
+  // GET /v1/devices/links/:link, by the approving device
+  linkRequest(link: string): Promise<answers.LinkRequest> {
+    return this.checked('GET /v1/devices/links/:link', answers.linkRequest, `/v1/devices/links/${encodeURIComponent(link)}`)
+  }
+
+  // POST /v1/devices/links/:link/approve
+  async approveLink(link: string, body: ApproveLinkBody): Promise<void> {
+    await this.request('POST', `/v1/devices/links/${encodeURIComponent(link)}/approve`, {json: body})
+  }
+
   /** A request whose answer must match `schema`; `route` names it in errors as documented (`GET /v1/groups/:id`). */
   async checked<S extends z.ZodType>(route: string, schema: S, path: string, options: RequestOptions = {}): Promise<z.output<S>> {
     const [method] = route.split(' ')
@@ -339,7 +369,7 @@ export class ApiClient {
   async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     const url = new URL(path, this.baseUrl).toString()
     const headers: Record<string, string> = {accept: 'application/json', ...options.headers}
-    if (this.token) headers.authorization = `Bearer ${this.token}`
+    if (this.token && !options.headers?.authorization) headers.authorization = `Bearer ${this.token}`
     if (options.json !== undefined) headers['content-type'] = 'application/json'
     const timeout = AbortSignal.timeout(options.timeoutMs ?? REQUEST_TIMEOUT_MS)
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout

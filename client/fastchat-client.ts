@@ -2,7 +2,8 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {encryptText, formatFingerprint, generateKeyPair, normalizeFingerprint, readPublicKey, unlockPrivateKey} from '../crypto/index.js'
 import {password as passwordSchema, username as usernameSchema} from '../protocol/primitives.js'
-import {ApiClient, type ApiError, type GroupInvitation, type GroupSummary, type HistoryMessage, isFailoverError} from './api-client.js'
+import {ApiClient, type ApiError, type Device, type GroupInvitation, type GroupSummary, type HistoryMessage, isFailoverError} from './api-client.js'
+import {approveLink, findDevice, PendingLink} from './devices.js'
 import {Directory} from './directory.js'
 import {FastChatError} from './errors.js'
 import {EventTransport, type TransportMode} from './event-stream.js'
@@ -51,6 +52,11 @@ export interface AccountOptions extends ClientOptions {
   password: string
   /** The superserver's URL; default: the profile's, else FASTCHAT_SUPERSERVER, else http://127.0.0.1:4000. */
   superserver?: string
+}
+
+export interface AccountDeviceOption {
+  /** This device's name in `device list` (default: the server's, "unnamed"); the server appends " (2)"... when taken. */
+  device?: string
 }
 
 export interface RegisterOptions extends AccountOptions {
@@ -142,7 +148,7 @@ export class FastChatClient {
    * `keys generate`), the user on a chat server the superserver assigns, and
    * a session. Input is checked before anything else is asked or sent.
    */
-  static async register(options: RegisterOptions): Promise<FastChatClient> {
+  static async register(options: RegisterOptions & AccountDeviceOption): Promise<FastChatClient> {
     const {store, username, password} = options
     checkUsername(username)
     checkPassword(password)
@@ -163,7 +169,7 @@ export class FastChatClient {
     )
     // The account exists from here on: keep the key first, so a failed login can simply be retried with login().
     await store.saveKeys(keys)
-    await loginTo(store, {superserver, client, remember}, registered.username, password, keys.fingerprint)
+    await loginTo(store, {superserver, client, remember}, registered.username, password, keys.fingerprint, options.device)
     return FastChatClient.open(options)
   }
 
@@ -172,7 +178,7 @@ export class FastChatClient {
    * the server publishes another key for the user than the store's (messages
    * to them cannot be read here), null when it could not be checked.
    */
-  static async login(options: AccountOptions): Promise<{client: FastChatClient; keyMatches: boolean | null}> {
+  static async login(options: AccountOptions & AccountDeviceOption): Promise<{client: FastChatClient; keyMatches: boolean | null}> {
     const {store, username, password} = options
     const existing = await store.profile()
     if (existing?.username && existing.username.toLowerCase() !== username.toLowerCase()) {
@@ -182,7 +188,9 @@ export class FastChatClient {
     const superserver = superserverUrl(options.superserver, existing)
     let client = new ApiClient(await assign(superserver))
     const remember = (url: string) => void (client = client.withServer(url))
-    const profile = await loginTo(store, {superserver, client, remember}, username, password, local.fingerprint).catch((error: unknown) => {
+    // Logging in again replaces this profile's session (best effort), so that re-logins do not pile up devices.
+    if (existing?.token) await new ApiClient(existing.server, existing.token).logout().catch(() => undefined)
+    const profile = await loginTo(store, {superserver, client, remember}, username, password, local.fingerprint, options.device).catch((error: unknown) => {
       if ((error as {status?: number}).status === 401) throw new FastChatError('FC_WRONG_PASSWORD', 'Wrong username or password.', {username})
       throw error
     })
@@ -453,6 +461,38 @@ export class FastChatClient {
     return keyed
   }
 
+  /** My devices (my live sessions), oldest first; `current` is this one. */
+  async devices(): Promise<Device[]> {
+    return (await this.session.withFailover((api) => api.devices())).devices
+  }
+
+  /**
+   * Ends one of my devices' sessions, on every server, by its exact name (or
+   * id). This device's own is a logout: the token is forgotten here too.
+   */
+  async revokeDevice(nameOrId: string): Promise<Device> {
+    const device = findDevice(await this.devices(), nameOrId)
+    await this.session.withFailover((api) => api.revokeDevice(device.id))
+    if (device.current) await this.forgetToken()
+    return device
+  }
+
+  /** Approves a new device's code (`fastchat device link` printed it): it gets my key, still passphrase-protected, and my pins. */
+  approveDevice(code: string): Promise<{name: string}> {
+    return approveLink(this.session, code)
+  }
+
+  /** A new device's link request (the profile must be empty): print its `code`, then waitForApproval(). */
+  static startLink(options: {store: Store; superserver?: string; name: string; passphrase: PassphraseProvider}): Promise<PendingLink> {
+    return PendingLink.start(options)
+  }
+
+  private async forgetToken(): Promise<void> {
+    const profile = (await this.session.store.profile()) ?? this.session.profile
+    const {token: _token, expiresAt: _expires, ...rest} = profile
+    await this.session.store.saveProfile(rest)
+  }
+
   /** Ends this session on the server and forgets the token in the store. */
   async logout(): Promise<void> {
     await this.session.api.logout()
@@ -498,13 +538,14 @@ async function loginTo(
   username: string,
   password: string,
   fingerprint: string,
+  device?: string,
 ): Promise<Profile & {token: string}> {
   let server = at.client.baseUrl
   const session = await withFailover(
     {superserver: at.superserver, client: at.client},
     (api) => {
       server = api.baseUrl
-      return api.login({username, password})
+      return api.login({username, password, ...(device === undefined ? {} : {device})})
     },
     at.remember,
   )

@@ -31,6 +31,8 @@ export interface OpenedBase {
   keyChanged: boolean
   /** The id the sender signed (./message-content.ts), when the message had one: a second message with it is a replay. */
   signedId?: string
+  /** Present, true, when I sent it (from this device or another of mine: a sent copy in my own stream). */
+  sent?: true
 }
 
 /**

@@ -44,7 +44,16 @@ export class MessageOpener {
   async open(message: HistoryMessage): Promise<OpenedMessage> {
     const groupId = message.to.group
     const group = groupId ? {id: groupId, name: await this.directory.groups.nameOf(groupId), epoch: message.epoch ?? 0} : undefined
-    const base = {id: message.id, from: message.from, to: message.to.user ?? `group:${groupId}`, ...(group ? {group} : {}), sentAt: message.sentAt, keyChanged: false}
+    const base = {
+      id: message.id,
+      from: message.from,
+      to: message.to.user ?? `group:${groupId}`,
+      ...(group ? {group} : {}),
+      sentAt: message.sentAt,
+      keyChanged: false,
+      // My own message: in history, or a sent copy from another of my devices in my stream.
+      ...(this.session.isMe(message.from) ? {sent: true as const} : {}),
+    }
     if (message.kind !== 'text' && message.kind !== 'image') {
       return {...base, kind: message.kind, text: null, verification: {status: 'undecryptable', reason: `${message.kind} messages are not supported by this version`}}
     }

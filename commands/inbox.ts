@@ -49,7 +49,7 @@ export default class Inbox extends BaseCommand<typeof Inbox> {
         this.log(formatNotice(item, isMe))
       } else {
         messages.push(item)
-        for (const line of formatMessage(item)) this.log(line)
+        for (const line of formatMessage(item, {sentAsYou: true})) this.log(line)
       }
     }
     if (messages.length === 0) this.log('No new messages.')

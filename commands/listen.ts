@@ -58,7 +58,7 @@ export default class Listen extends BaseCommand<typeof Listen> {
       for await (const item of daemon ? daemon.messages({signal: stop.signal}) : client.messages({signal: stop.signal, transport})) {
         if (json) process.stdout.write(`${jsonText(isGroupNotice(item) ? {...item, summary: summarize(item, isMe)} : item)}\n`)
         else if (isGroupNotice(item)) this.log(formatNotice(item, isMe))
-        else for (const line of formatMessage(item)) this.log(line)
+        else for (const line of formatMessage(item, {sentAsYou: true})) this.log(line)
       }
     } catch (error) {
       // Ctrl-C during a poll of the daemon aborts the request: that is the end, not a failure.

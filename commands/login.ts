@@ -3,6 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {formatFingerprint} from '../crypto/index.js'
 import {FastChatClient} from '../client/fastchat-client.js'
 import {requireKeys} from '../client/store.js'
+import {checkDeviceName, defaultDeviceName} from '../client/devices.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {Exit} from './_lib/errors.js'
 import {readPassphrase, readPassword} from './_lib/prompts.js'
@@ -30,6 +31,7 @@ export default class Login extends BaseCommand<typeof Login> {
   static override flags = {
     superserver: Flags.string({summary: 'Superserver URL. Env: FASTCHAT_SUPERSERVER. Default: the profile\'s, else http://127.0.0.1:4000.'}),
     'password-stdin': Flags.boolean({summary: 'Read the password from the first line of stdin.'}),
+    device: Flags.string({summary: "This device's name in `fastchat device list`. Default: the machine's hostname."}),
   }
 
   async run(): Promise<LoginResult> {
@@ -41,10 +43,11 @@ export default class Login extends BaseCommand<typeof Login> {
         suggestions: ['Use another --profile DIR (or FASTCHAT_HOME) for another account.'],
       })
     }
+    const device = checkDeviceName(this.flags.device ?? defaultDeviceName())
     // Before the password: without a key pair there is nothing to log in with.
     await requireKeys(this.store)
     const password = await readPassword({stdin: this.flags['password-stdin']})
-    const {client, keyMatches} = await FastChatClient.login({store: this.store, username: this.args.username, password, superserver: this.flags.superserver, passphrase: readPassphrase})
+    const {client, keyMatches} = await FastChatClient.login({store: this.store, username: this.args.username, password, superserver: this.flags.superserver, device, passphrase: readPassphrase})
     const {username, server, expiresAt, fingerprint} = client.profile
     if (keyMatches === false) {
       this.note(

@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {formatFingerprint} from '../crypto/index.js'
 import {checkPassword, checkUsername, FastChatClient} from '../client/fastchat-client.js'
+import {checkDeviceName, defaultDeviceName} from '../client/devices.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {Exit} from './_lib/errors.js'
 import {readPassphrase, readPassword} from './_lib/prompts.js'
@@ -33,12 +34,14 @@ export default class Register extends BaseCommand<typeof Register> {
   static override flags = {
     superserver: Flags.string({summary: 'Superserver URL. Env: FASTCHAT_SUPERSERVER. Default: http://127.0.0.1:4000.'}),
     'password-stdin': Flags.boolean({summary: 'Read the password from the first line of stdin.'}),
+    device: Flags.string({summary: "This device's name in `fastchat device list`. Default: the machine's hostname."}),
   }
 
   async run(): Promise<RegisterResult> {
     const {username} = this.args
     // Everything that can be wrong locally is said before anything is asked, generated or sent.
     checkUsername(username)
+    const device = checkDeviceName(this.flags.device ?? defaultDeviceName())
     const existing = await this.store.profile()
     if (existing?.username) {
       this.error(`This profile (${this.store.dir}) already belongs to ${existing.username}.`, {
@@ -53,6 +56,7 @@ export default class Register extends BaseCommand<typeof Register> {
       username,
       password,
       superserver: this.flags.superserver,
+      device,
       passphrase: readPassphrase,
       newPassphrase: () => readPassphrase({confirm: true}),
     })

@@ -25,3 +25,4 @@ export {
   wrapGroupKey,
   type GroupKey,
 } from './groups.js'
+export {generateOneTimeKey, openLinkCheck, sameFingerprint, sealLinkCheck, type OneTimeKey} from './devices.js'

@@ -1,5 +1,6 @@
 import {z} from 'zod'
 
+import {linkCode, MAX_LINK_PAYLOAD_BYTES} from './requests.js'
 import {epoch, errorCode, fingerprint, groupName, groupRole, isoTime, MAX_PUBLIC_KEY_BYTES, seq, username, uuid} from './primitives.js'
 
 /**
@@ -22,7 +23,7 @@ const token = z.string().regex(/^[\x21-\x7e]{16,512}$/, 'must be a token (16-512
 export const registered = z.object({username, fingerprint})
 
 // POST /v1/sessions
-export const session = z.object({token, expiresAt: isoTime, username})
+export const session = z.object({token, expiresAt: isoTime, username, device: z.object({id: uuid, name: z.string().min(1).max(80)}).optional()})
 
 // GET /v1/users/:username
 export const userKey = z.object({username, publicKey: armored('PUBLIC KEY BLOCK', MAX_PUBLIC_KEY_BYTES), fingerprint})
@@ -137,3 +138,37 @@ export type GroupDetails = z.infer<typeof groupDetails>
 export type GroupInvitation = z.infer<typeof groupInvitation>
 export type WrappedGroupKey = z.infer<typeof wrappedGroupKey>
 export type Problem = z.infer<typeof problem>
+
+// Devices (docs/api.md, "Devices")
+
+/** A device name as servers store it: 1-64 printable characters, and " (N)" when the name was taken. */
+const deviceName = z.string().min(1).max(80)
+
+// GET /v1/devices
+export const device = z.object({id: uuid, name: deviceName, createdAt: isoTime, lastActiveAt: isoTime, current: z.boolean()})
+export const deviceList = z.object({devices: z.array(device).max(10_000)})
+
+// POST /v1/devices/links
+export const linkCreated = z.object({link: linkCode, secret: token, expiresAt: isoTime})
+
+// GET /v1/devices/links/:link with a session: what the new device asked
+export const linkRequest = z.object({publicKey: armored('PUBLIC KEY BLOCK', MAX_PUBLIC_KEY_BYTES), check: armored('MESSAGE', 4096), name: deviceName, expiresAt: isoTime})
+
+// GET /v1/devices/links/:link with the polling secret
+export const linkPoll = z.discriminatedUnion('status', [
+  z.object({status: z.literal('pending'), expiresAt: isoTime}),
+  z.object({
+    status: z.literal('approved'),
+    username,
+    ciphertext: armored('MESSAGE', MAX_LINK_PAYLOAD_BYTES),
+    token,
+    expiresAt: isoTime,
+    device: z.object({id: uuid, name: deviceName}),
+    cursor: seq,
+  }),
+])
+
+export type Device = z.infer<typeof device>
+export type LinkCreated = z.infer<typeof linkCreated>
+export type LinkRequest = z.infer<typeof linkRequest>
+export type LinkPoll = z.infer<typeof linkPoll>

@@ -63,6 +63,13 @@ export const errorCodes = {
   FC_STORAGE_QUOTA_EXCEEDED: {status: 413, side: 'server', summary: 'an upload would take your stored files past your quota'},
   FC_TOO_MANY_TRANSFERS: {status: 429, side: 'server', summary: 'too many uploads or downloads of yours in progress on this server'},
 
+  // Devices
+  FC_DEVICE_NOT_FOUND: {status: 404, side: 'both', summary: 'none of your live sessions (devices) has that id or name'},
+  FC_LINK_NOT_FOUND: {status: 404, side: 'server', summary: 'no device link with that code'},
+  FC_LINK_USED: {status: 409, side: 'server', summary: 'the device link was already approved, or its session already handed out'},
+  FC_LINK_EXPIRED: {status: 410, side: 'both', summary: 'the device link code is older than its few minutes'},
+  FC_TOO_MANY_LINKS: {status: 503, side: 'server', summary: 'too many device links are pending on the cluster; try again in a minute'},
+
   // Servers
   FC_SERVER_NOT_REGISTERED: {status: 404, side: 'server', summary: 'a heartbeat from a chat server the superserver does not know'},
   FC_INTERNAL: {status: 500, side: 'server', summary: 'a bug on our side'},
@@ -108,6 +115,12 @@ export const errorCodes = {
   FC_KEY_CHANGED: {side: 'client', summary: "the server's key for a pinned contact differs from the pin"},
   FC_KEY_LOOKUP_MISMATCH: {side: 'client', summary: "the server answered a key lookup with another name's key"},
   FC_KEY_MISMATCH: {side: 'client', summary: 'a key or fingerprint given is not the one expected'},
+
+  // The client: linking devices
+  FC_AMBIGUOUS_DEVICE: {side: 'client', summary: 'several of your devices have that name'},
+  FC_LINK_CODE_MISMATCH: {side: 'client', summary: "a device link code whose secret half does not match the new device's request"},
+  FC_LINK_KEY_SWAPPED: {side: 'client', summary: "the server's copy of a device link names another one-time key than the new device made"},
+  FC_LINK_REFUSED: {side: 'client', summary: 'a device link approved by someone who does not know the code, or with a key the account does not publish'},
 } as const satisfies Record<string, ServerCode | ClientCode>
 
 export type ErrorCode = keyof typeof errorCodes

@@ -116,3 +116,38 @@ export type PutKeysBody = z.input<typeof putKeys>
 
 /** A history peer: a group id, else a username. */
 export const peer = z.union([uuid.transform((group) => ({group})), username.transform((user) => ({user}))])
+
+/** A device's name (`fastchat login --device`, `device link --name`): 1-64 printable characters, spaces inside allowed. */
+export const deviceName = z
+  .string()
+  .trim()
+  .min(1)
+  .max(64)
+  .regex(/^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}\p{Cn}]+$/u, 'must be 1-64 printable characters')
+
+/** The public half of a link code: 6 Crockford base32 characters (no I, L, O, U). */
+export const linkCode = z.string().regex(/^[0-9A-HJKMNP-TV-Z]{6}$/, 'must be 6 characters of 0-9 and A-Z without I, L, O, U')
+
+export const sessionBody = z.strictObject({username: z.string().max(64), password: z.string().max(1024), device: deviceName.optional()})
+
+/** Armored OpenPGP text of at most `max` bytes (a one-time key, a check, a payload). */
+const armoredBlock = (kind: string, max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((value) => value.trimStart().startsWith(`-----BEGIN PGP ${kind}-----`), `must be an armored OpenPGP ${kind.toLowerCase()}`)
+
+/** A device payload: the private key and the pins (about 1 KiB each). Under the server's 256 KiB JSON limit: some 200 pins. */
+export const MAX_LINK_PAYLOAD_BYTES = 240 * 1024
+
+export const createLinkBody = z.strictObject({
+  publicKey: armoredBlock('PUBLIC KEY BLOCK', MAX_PUBLIC_KEY_BYTES),
+  check: armoredBlock('MESSAGE', 4096),
+  name: deviceName,
+})
+
+export const approveLinkBody = z.strictObject({ciphertext: armoredBlock('MESSAGE', MAX_LINK_PAYLOAD_BYTES)})
+
+export type SessionBody = z.input<typeof sessionBody>
+export type CreateLinkBody = z.input<typeof createLinkBody>
+export type ApproveLinkBody = z.input<typeof approveLinkBody>

@@ -58,6 +58,11 @@ export const serverSettings = {
       'each step down halves what a guesser with the database spends. Hashes keep their own cost; a login re-hashes one that differs.',
     schema: z.coerce.number().int().min(14).max(18).default(17),
   },
+  deviceLinkTtlMs: {
+    env: 'FASTCHAT_DEVICE_LINK_TTL_MS',
+    doc: 'How long a device link code (`fastchat device link`) waits for its approval.',
+    schema: z.coerce.number().int().min(1_000).max(3_600_000).default(300_000),
+  },
   retentionDays: {
     env: 'FASTCHAT_RETENTION_DAYS',
     doc: 'How long events are kept for polling; an older cursor gets 410 and re-syncs from history.',

@@ -113,6 +113,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
     blobGraceMs: config.blobGraceHours * HOUR_MS,
     uploadPoolSize: config.uploadPoolSize,
     registry: metrics.registry,
+    deviceLinkTtlMs: config.deviceLinkTtlMs,
   })
   services.accounts.start()
   const health = new DatabaseHealth(db, {timeoutMs: config.healthTimeoutMs, cacheMs: config.healthCacheMs}, logger)

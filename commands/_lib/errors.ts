@@ -134,6 +134,12 @@ const profileFlag = (error: FastChatError) => (text(error.data.location) && erro
  */
 const CLIENT_ERRORS: Record<string, (error: FastChatError) => Omit<Failure, 'message' | 'code'>> = {
   FC_NO_PROFILE: () => ({exit: Exit.input, hint: 'Run `fastchat register <username>` or `fastchat login <username>`, or pass --profile DIR.'}),
+  FC_LINK_CODE_MISMATCH: () => ({exit: Exit.input, hint: 'Type the code exactly as the new device shows it; the link stays usable until it expires.'}),
+  FC_LINK_KEY_SWAPPED: () => ({exit: Exit.trust, hint: 'The server (or something between you) tampered with the request: do not link through it.'}),
+  FC_LINK_REFUSED: () => ({exit: Exit.trust, hint: 'Run `fastchat device link` again and approve the new code yourself.'}),
+  FC_LINK_EXPIRED: () => ({exit: Exit.input, hint: 'Run `fastchat device link` again on the new device.'}),
+  FC_AMBIGUOUS_DEVICE: () => ({exit: Exit.input, hint: '`fastchat device list` shows the ids; revoke by id.'}),
+  FC_DEVICE_NOT_FOUND: () => ({exit: Exit.input, hint: '`fastchat device list` shows your devices\' names.'}),
   FC_NO_KEYS: () => ({
     exit: Exit.input,
     hint: 'Import your private key with `fastchat keys import FILE` (or copy private-key.asc and public-key.asc into the profile), or create one with `fastchat keys generate`.',

@@ -21,11 +21,11 @@ import {multiLine, singleLine} from './display.js'
  * the whole message; its further lines follow, each starting with
  * CONTINUATION (`  | `), so that none can pass for a header (docs/cli.md).
  */
-export function formatMessage(message: OpenedMessage): string[] {
+export function formatMessage(message: OpenedMessage, options: LabelOptions = {}): string[] {
   const lines: string[] = []
   if (message.keyChanged) lines.push(`WARNING: ${singleLine(message.from)}'s key has changed; this message is NOT verified`)
-  if (isFile(message)) return [...lines, ...formatFile(message)]
-  const head = `[${singleLine(message.sentAt)}] ${senderLabel(message)}:`
+  if (isFile(message)) return [...lines, ...formatFile(message, options)]
+  const head = `[${singleLine(message.sentAt)}] ${senderLabel(message, options)}:`
   const {verification} = message
   if (verification.status === 'undecryptable' || message.text === null) {
     const reason = 'reason' in verification ? ` (${singleLine(verification.reason)})` : ''
@@ -41,8 +41,8 @@ export function formatMessage(message: OpenedMessage): string[] {
  * `[sentAt] alice sent photo.png (12.3 KiB, image/png) → /path/photo.png  ✔ verified`,
  * then the caption on a line of its own.
  */
-export function formatFile(message: OpenedFile): string[] {
-  const head = `[${singleLine(message.sentAt)}] ${senderLabel(message)}`
+export function formatFile(message: OpenedFile, options: LabelOptions = {}): string[] {
+  const head = `[${singleLine(message.sentAt)}] ${senderLabel(message, options)}`
   const {verification} = message
   const lines: string[] = []
   if (verification.status === 'undecryptable') {
@@ -60,10 +60,16 @@ export function formatFile(message: OpenedFile): string[] {
   return lines
 }
 
-/** Who sent it, as printed: `alice`, or `#friends alice` for a group message. */
-export function senderLabel(message: Pick<OpenedBase, 'from' | 'group'>): string {
-  if (!message.group) return singleLine(message.from)
-  return `#${singleLine(message.group.name ?? message.group.id)} ${singleLine(message.from)}`
+export interface LabelOptions {
+  /** Label my own messages (sent from another of my devices) `you → bob` rather than by my name: `inbox` and `listen` do. */
+  sentAsYou?: boolean
+}
+
+/** Who sent it, as printed: `alice`, or `#friends alice` for a group message; with sentAsYou, `you → bob` or `#friends you` for my own. */
+export function senderLabel(message: Pick<OpenedBase, 'from' | 'group' | 'to' | 'sent'>, options: LabelOptions = {}): string {
+  const mine = options.sentAsYou === true && message.sent === true
+  if (!message.group) return mine ? `you → ${singleLine(message.to)}` : singleLine(message.from)
+  return `#${singleLine(message.group.name ?? message.group.id)} ${mine ? 'you' : singleLine(message.from)}`
 }
 
 

@@ -141,14 +141,27 @@ export interface Limiters {
   login: LoginGuard
   register: RequestHandler
   send: Guard
+  /** POST /v1/devices/links (no account yet): per IP address. */
+  deviceLinks: RequestHandler
+  /** A new device's polls of its link: per IP address. */
+  deviceLinkPolls: RequestHandler
+  /** Reading and approving links: per account, so that codes cannot be tried in bulk. */
+  deviceLinkLookups: RequestHandler
 }
+
+/** New device links per minute per IP address: a person links a device now and then, a retry or two included. */
+const DEVICE_LINKS_PER_MINUTE = 10
+/** Link polls per minute per IP address: a new device polls about once a second; a few at once behind one NAT. */
+const DEVICE_LINK_POLLS_PER_MINUTE = 600
+/** Links read or approved per minute per account: a person types a code or two; a code guesser is held to this. */
+const DEVICE_LINK_LOOKUPS_PER_MINUTE = 20
 
 const pass: Guard = Object.assign<RequestHandler, Pick<Guard, 'charge'>>((_req, _res, next) => next(), {charge: async () => undefined})
 const noLoginLimits: LoginGuard = {check: async () => undefined, failed: async () => undefined, succeeded: async () => undefined}
 
 /** The route guards for `limits`, or guards that let everything through when limits are off. */
 export function createLimiters(limits: RateLimits | undefined): Limiters {
-  if (!limits) return {login: noLoginLimits, register: pass, send: pass}
+  if (!limits) return {login: noLoginLimits, register: pass, send: pass, deviceLinks: pass, deviceLinkPolls: pass, deviceLinkLookups: pass}
   const account = (_req: Request, res: Response) => (res.locals.user ? `user:${(res.locals.user as {userId: string}).userId}` : undefined)
   return {
     login: loginGuard(limits),
@@ -157,5 +170,8 @@ export function createLimiters(limits: RateLimits | undefined): Limiters {
       {points: limits.sendsPer10s, windowSeconds: 10, key: account},
       {points: limits.sendsPer10s * 5, windowSeconds: 10, key: byIp},
     ]),
+    deviceLinks: rateLimit('device links', [{points: DEVICE_LINKS_PER_MINUTE, windowSeconds: 60, key: byIp}]),
+    deviceLinkPolls: rateLimit('device link polls', [{points: DEVICE_LINK_POLLS_PER_MINUTE, windowSeconds: 60, key: byIp}]),
+    deviceLinkLookups: rateLimit('device link lookups', [{points: DEVICE_LINK_LOOKUPS_PER_MINUTE, windowSeconds: 60, key: account}]),
   }
 }

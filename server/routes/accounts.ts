@@ -5,7 +5,7 @@ import type {Limiters} from '../http/rate-limit.js'
 import {parse, requireJson} from '../http/validate.js'
 import type {AccountService} from '../services/accounts.js'
 import {UnauthorizedError} from '../services/errors.js'
-import {loginBody, registerBody, username} from './schemas.js'
+import {registerBody, sessionBody, username} from './schemas.js'
 
 export function accountRoutes(accounts: AccountService, limiters: Limiters): Router {
   const router = Router()
@@ -25,14 +25,14 @@ export function accountRoutes(accounts: AccountService, limiters: Limiters): Rou
 
   // POST /v1/sessions — the lockout is checked before the password (a locked pair costs no scrypt), the outcome recorded after.
   router.post('/v1/sessions', requireJson(), async (req, res) => {
-    const body = parse(loginBody, req.body)
+    const body = parse(sessionBody, req.body)
     await limiters.login.check(req, body.username)
-    const session = await accounts.login(body.username, body.password).catch(async (error: unknown) => {
+    const session = await accounts.login(body.username, body.password, body.device).catch(async (error: unknown) => {
       if (error instanceof UnauthorizedError) await limiters.login.failed(req, body.username)
       throw error
     })
     await limiters.login.succeeded(req, body.username)
-    res.status(201).set('Cache-Control', 'no-store').json({token: session.token, expiresAt: session.expiresAt.toISOString(), username: session.username})
+    res.status(201).set('Cache-Control', 'no-store').json({token: session.token, expiresAt: session.expiresAt.toISOString(), username: session.username, device: session.device})
   })
 
   // DELETE /v1/sessions/current

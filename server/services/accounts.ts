@@ -3,7 +3,7 @@ import {createHash, randomBytes} from 'node:crypto'
 import type {Registry} from 'prom-client'
 
 import {isCryptoError} from '../../crypto/errors.js'
-import type {SessionUser} from '../../storage/repositories/session.repository.js'
+import type {NewSession, SessionUser} from '../../storage/repositories/session.repository.js'
 import type {UserRecord, UserRepository} from '../../storage/repositories/user.repository.js'
 import {AccountError, UnauthorizedError, ValidationError} from './errors.js'
 import type {PasswordHasher} from './passwords.js'
@@ -23,11 +23,13 @@ export interface AccountsConfig {
 
 /** What accounts need of session storage (SessionRepository). */
 export interface SessionStore extends SessionSource {
-  create(tokenHash: Buffer, userId: string, ttlMs: number): Promise<Date>
+  create(tokenHash: Buffer, userId: string, ttlMs: number, device?: string): Promise<NewSession>
   /** Ends the session and appends its revocation to the feed; the revocation's id. */
   delete(tokenHash: Buffer): Promise<bigint>
   /** Ends every session of the user, as one revocation; its id. */
   deleteAllOf(userId: string): Promise<bigint>
+  /** Ends the user's session with public id `id`; undefined when the user has none. */
+  deleteDevice(userId: string, id: string): Promise<{tokenHash: Buffer; revocation: bigint} | undefined>
 }
 
 /** Usernames whose id is kept in memory; the oldest entry goes first. */
@@ -88,20 +90,27 @@ export class AccountService {
    * A right password checked against an older, cheaper hash is hashed again
    * at today's cost (once: the next login finds the new hash).
    */
-  async login(username: string, password: string): Promise<{token: string; expiresAt: Date; username: string}> {
+  async login(username: string, password: string, device?: string): Promise<{token: string; expiresAt: Date; username: string; device: {id: string; name: string}}> {
     const credentials = await this.users.credentials(usernameKey(username))
     const check = await this.passwords.verify(password, credentials?.passwordHash ?? (await this.passwords.decoy()))
     if (!credentials || !check.ok) throw new UnauthorizedError('Wrong username or password.')
     if (check.stale) await this.users.replacePasswordHash(credentials.id, credentials.passwordHash, await this.passwords.hash(password))
     const token = randomBytes(32).toString('base64url')
-    const expiresAt = await this.sessions.create(hashToken(token), credentials.id, this.config.sessionTtlMs)
-    return {token, expiresAt, username: credentials.username}
+    const session = await this.sessions.create(hashToken(token), credentials.id, this.config.sessionTtlMs, device)
+    return {token, expiresAt: session.expiresAt, username: credentials.username, device: {id: session.id, name: session.device}}
   }
 
   /** Ends the session: at once on this server, within REVOCATION_BOUND_MS on the others (they follow the feed). */
   async logout(token: string): Promise<void> {
     const tokenHash = hashToken(token)
     this.cache.revoke({id: await this.sessions.delete(tokenHash), tokenHash})
+  }
+
+  /** Ends one of the user's sessions (a device) by its public id, as logout() does; false if the user has none with that id. */
+  async endDevice(user: SessionUser, id: string): Promise<boolean> {
+    const ended = await this.sessions.deleteDevice(user.userId, id)
+    if (ended) this.cache.revoke({id: ended.revocation, tokenHash: ended.tokenHash})
+    return ended !== undefined
   }
 
   /** Ends every session of the user, on every server, as logout() does one. */

@@ -118,3 +118,6 @@ export class StorageQuotaExceededError extends BlobError {
     )
   }
 }
+
+/** DeviceService: devices (sessions) and device links. */
+export class DeviceError extends AppError<'FC_DEVICE_NOT_FOUND' | 'FC_LINK_NOT_FOUND' | 'FC_LINK_USED' | 'FC_LINK_EXPIRED'> {}

@@ -10,6 +10,8 @@ import {SessionRepository} from '../../storage/repositories/session.repository.j
 import {UserRepository} from '../../storage/repositories/user.repository.js'
 import {AccountService} from './accounts.js'
 import {BlockService} from './blocks.js'
+import {DeviceLinkRepository} from '../../storage/repositories/device-link.repository.js'
+import {DEVICE_LINK_TTL_MS, DeviceService} from './devices.js'
 import {GroupService} from './groups.js'
 import {type Commits, MessageService} from './messages.js'
 import {PasswordHasher, SCRYPT_COST} from './passwords.js'
@@ -20,9 +22,10 @@ export interface Services {
   groups: GroupService
   blobs: BlobRepository
   blocks: BlockService
+  devices: DeviceService
   passwords: PasswordHasher
   /** Housekeeping: drop expired sessions, events past retention and blobs no message took. */
-  prune(): Promise<{sessions: number; events: number; blobs: number}>
+  prune(): Promise<{sessions: number; events: number; blobs: number; deviceLinks: number}>
 }
 
 export interface ServicesConfig {
@@ -37,6 +40,8 @@ export interface ServicesConfig {
   uploadPoolSize?: number
   /** Where to register the services' metrics (the server's /metrics), if anywhere. */
   registry?: Registry
+  /** How long a device link waits for its approval (DEVICE_LINK_TTL_MS by default). */
+  deviceLinkTtlMs?: number
 }
 
 /** How many 1:1 sends each commit carried (MessageRepository.storeDirect batches them). */
@@ -71,10 +76,15 @@ export function createServices(db: DataSource, parts: {delivery: Commits; stream
   const blobs = new BlobRepository(db, {uploadPoolSize: config.uploadPoolSize})
   const accounts = new AccountService(new UserRepository(db), sessions, passwords, config)
   const groups = new GroupService(db, new GroupRepository(), accounts, delivery, blockRepository, eventRepository)
+  const devices = new DeviceService(accounts, sessions, new DeviceLinkRepository(db), {
+    linkTtlMs: config.deviceLinkTtlMs ?? DEVICE_LINK_TTL_MS,
+    sessionTtlMs: config.sessionTtlMs,
+  })
   return {
     accounts,
     groups,
     blocks: new BlockService(blockRepository, accounts, groups),
+    devices,
     passwords,
     messages: new MessageService(new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)}), accounts, blobs, delivery, groups, eventRepository, (work) => db.transaction(work)),
     blobs,
@@ -83,6 +93,7 @@ export function createServices(db: DataSource, parts: {delivery: Commits; stream
         sessions: await sessions.deleteExpired(),
         events: await eventRepository.prune(config.retentionMs),
         blobs: await blobs.collectGarbage(config.blobGraceMs),
+        deviceLinks: await devices.prune(),
       }
     },
   }

@@ -27,6 +27,8 @@ export interface MessageStore {
   findByIdempotencyKey(tx: EntityManager, message: NewDirectMessage | NewGroupMessage): Promise<StoredMessage | undefined>
   history(conversation: string, before: string | undefined, limit: number, memberId?: string): Promise<MessageRow[]>
   exists(conversation: string, id: string): Promise<boolean>
+  /** Whether the user has a second live session (another device), inside the caller's transaction. */
+  hasOtherDevices(tx: EntityManager, userId: string): Promise<boolean>
 }
 
 /** What sending tells delivery (server/delivery/delivery.ts) after each commit. */
@@ -147,8 +149,10 @@ export class MessageService {
         if (earlier) return earlier
         throw new Error('idempotency conflict without a stored message')
       }
-      const appended = await this.stream.append(tx, recipients, {type: 'message', messageId: inserted.id})
-      return {...inserted, duplicate: false, sameContent: true, deliveredTo: recipients, appended}
+      // The sender's own copy, for their other devices: the group still sees one member (docs/architecture.md, "Devices").
+      const streams = (await this.messages.hasOtherDevices(tx, sender.userId)) ? [...recipients, sender.userId] : recipients
+      const appended = await this.stream.append(tx, streams, {type: 'message', messageId: inserted.id})
+      return {...inserted, duplicate: false, sameContent: true, deliveredTo: streams, appended}
     })
   }
 

@@ -1,5 +1,6 @@
 import {Blob, BlobChunk} from './blob.js'
 import {Block} from './block.js'
+import {DeviceLink} from './device-link.js'
 import {ChatServer} from './chat-server.js'
 import {Event} from './event.js'
 import {Group, GroupEpoch, GroupInvitation, GroupKey, GroupMember} from './group.js'
@@ -10,6 +11,6 @@ import {Session} from './session.js'
 import {SessionRevocation} from './session-revocation.js'
 import {User} from './user.js'
 
-export {Blob, BlobChunk, Block, ChatServer, Event, Group, GroupEpoch, GroupInvitation, GroupKey, GroupMember, Inbox, Message, Presence, Session, SessionRevocation, User}
+export {Blob, BlobChunk, Block, ChatServer, Event, Group, GroupEpoch, GroupInvitation, GroupKey, GroupMember, Inbox, Message, Presence, Session, SessionRevocation, User, DeviceLink}
 
-export const entities = [User, Inbox, Session, Message, Event, Blob, BlobChunk, Group, GroupMember, GroupInvitation, GroupEpoch, GroupKey, ChatServer, Presence, Block, SessionRevocation]
+export const entities = [User, Inbox, Session, Message, Event, Blob, BlobChunk, Group, GroupMember, GroupInvitation, GroupEpoch, GroupKey, ChatServer, Presence, Block, SessionRevocation, DeviceLink]

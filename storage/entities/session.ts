@@ -18,4 +18,12 @@ export class Session {
   /** Recorded at most once an hour; a session unused for FASTCHAT_SESSION_IDLE_HOURS ends. */
   @Column({name: 'last_used_at', type: 'timestamptz', default: () => 'now()'})
   lastUsedAt!: Date
+
+  /** The device's public handle (GET /v1/devices, DELETE /v1/devices/:id); the token hash stays secret. */
+  @Column({type: 'uuid', default: () => 'gen_random_uuid()'})
+  id!: string
+
+  /** Unique among the user's sessions when created (" (2)" appended when taken). */
+  @Column({name: 'device_name', type: 'text', default: "'unnamed'"})
+  deviceName!: string
 }

@@ -105,6 +105,19 @@ function unreachable(error: unknown): boolean {
 }
 
 /**
+ * Whether a sender has another device (a second live session): then the
+ * send also appends its event to the sender's own stream, a "sent copy" that
+ * their other devices read (docs/architecture.md, "Devices"). Decided inside
+ * the send's statement, on the hot path, so it must cost next to nothing: an
+ * index probe of sessions_user_id_idx that stops at the second row. A
+ * single-device sender pays that probe (a few microseconds, one index page)
+ * and nothing else; a flag on users would be as cheap to read but one more
+ * thing that logins, logouts and expiry must keep right.
+ */
+const SENDER_HAS_OTHER_DEVICES = (sender: string) =>
+  `(SELECT count(*) FROM (SELECT 1 FROM sessions s WHERE s.user_id = ${sender} AND s.expires_at > now() LIMIT 2) two) > 1`
+
+/**
  * The 1:1 sends of one batch: each message is inserted unless its recipient
  * blocks its sender or its idempotency key was used before; then the inbox
  * rows of the recipients of what was inserted are locked in id order (as
@@ -112,7 +125,8 @@ function unreachable(error: unknown): boolean {
  * send or another batch) and held until the statement's commit; each is
  * bumped by its number of messages, and those take the seqs in the order the
  * sends arrived (`ord`), as do their `sent_at` (one microsecond apart, so
- * history, which orders by (sent_at, id), agrees with the streams).
+ * history, which orders by (sent_at, id), agrees with the streams). A sender
+ * with another device is a target too (their sent copy), in the same locks.
  */
 const STORE_DIRECT_BATCH = `WITH batch AS (
          SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::uuid[], $8::text[])
@@ -124,22 +138,30 @@ const STORE_DIRECT_BATCH = `WITH batch AS (
            FROM batch b
           WHERE NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = b.recipient_id AND bl.blocked_id = b.sender_id)
          ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING id, recipient_id, sent_at
+         RETURNING id, sender_id, recipient_id, sent_at
+       ), targets AS (
+         SELECT ins.id, ins.recipient_id AS user_id, b.ord FROM inserted ins JOIN batch b ON b.id = ins.id
+         UNION ALL
+         SELECT ins.id, ins.sender_id, b.ord FROM inserted ins JOIN batch b ON b.id = ins.id
+          WHERE ins.sender_id <> ins.recipient_id AND ${SENDER_HAS_OTHER_DEVICES('ins.sender_id')}
        ), locked AS (
-         SELECT user_id FROM inboxes WHERE user_id IN (SELECT recipient_id FROM inserted) ORDER BY user_id FOR UPDATE
+         SELECT user_id FROM inboxes WHERE user_id IN (SELECT user_id FROM targets) ORDER BY user_id FOR UPDATE
        ), counts AS (
-         SELECT recipient_id, count(*) AS n FROM inserted GROUP BY recipient_id
+         SELECT user_id, count(*) AS n FROM targets GROUP BY user_id
        ), bumped AS (
-         UPDATE inboxes i SET last_seq = i.last_seq + c.n FROM locked l JOIN counts c ON c.recipient_id = l.user_id
+         UPDATE inboxes i SET last_seq = i.last_seq + c.n FROM locked l JOIN counts c ON c.user_id = l.user_id
           WHERE i.user_id = l.user_id
          RETURNING i.user_id, i.last_seq, c.n
        ), appended AS (
          INSERT INTO events (recipient_id, seq, type, message_id)
-         SELECT ins.recipient_id, bu.last_seq - bu.n + row_number() OVER (PARTITION BY ins.recipient_id ORDER BY b.ord), 'message', ins.id
-           FROM inserted ins JOIN batch b ON b.id = ins.id JOIN bumped bu ON bu.user_id = ins.recipient_id
-         RETURNING message_id, seq
+         SELECT t.user_id, bu.last_seq - bu.n + row_number() OVER (PARTITION BY t.user_id ORDER BY t.ord), 'message', t.id
+           FROM targets t JOIN bumped bu ON bu.user_id = t.user_id
+         RETURNING recipient_id, message_id, seq
        )
-       SELECT ins.id, ins.sent_at AS "sentAt", a.seq::text AS seq FROM inserted ins LEFT JOIN appended a ON a.message_id = ins.id`
+       SELECT ins.id, ins.sent_at AS "sentAt", a.seq::text AS seq, c.seq::text AS "senderSeq"
+         FROM inserted ins
+         LEFT JOIN appended a ON a.message_id = ins.id AND a.recipient_id = ins.recipient_id
+         LEFT JOIN appended c ON c.message_id = ins.id AND c.recipient_id = ins.sender_id AND ins.sender_id <> ins.recipient_id`
 
 /**
  * The same for a batch of one send, the usual case on a quiet server: the
@@ -153,16 +175,22 @@ const STORE_DIRECT_ONE = `WITH inserted AS (
           WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $3 AND blocked_id = $2)
          ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING id, sent_at
+       ), targets AS (
+         SELECT $3::bigint AS user_id FROM inserted
+         UNION ALL
+         SELECT $2::bigint FROM inserted WHERE $2::bigint <> $3::bigint AND ${SENDER_HAS_OTHER_DEVICES('$2::bigint')}
        ), locked AS (
-         SELECT user_id FROM inboxes WHERE user_id = $3 AND EXISTS (SELECT 1 FROM inserted) FOR UPDATE
+         SELECT user_id FROM inboxes WHERE user_id IN (SELECT user_id FROM targets) ORDER BY user_id FOR UPDATE
        ), bumped AS (
          UPDATE inboxes i SET last_seq = i.last_seq + 1 FROM locked l WHERE i.user_id = l.user_id
          RETURNING i.user_id, i.last_seq
        ), appended AS (
          INSERT INTO events (recipient_id, seq, type, message_id) SELECT user_id, last_seq, 'message', $1 FROM bumped
-         RETURNING seq
+         RETURNING recipient_id, seq
        )
-       SELECT ins.id, ins.sent_at AS "sentAt", (SELECT seq::text FROM appended) AS seq FROM inserted ins`
+       SELECT ins.id, ins.sent_at AS "sentAt", (SELECT seq::text FROM appended WHERE recipient_id = $3::bigint) AS seq,
+              (SELECT seq::text FROM appended WHERE recipient_id = $2::bigint AND $2::bigint <> $3::bigint) AS "senderSeq"
+         FROM inserted ins`
 
 export class MessageRepository {
   private readonly inFlight: number
@@ -247,7 +275,7 @@ export class MessageRepository {
     this.counters.statements++
     this.counters.sends += batch.length
     this.onBatch?.(batch.length)
-    let rows: {id: string; sentAt: Date; seq: string | null}[]
+    let rows: {id: string; sentAt: Date; seq: string | null; senderSeq: string | null}[]
     try {
       if (batch.length === 1) {
         const {id, message: m} = batch[0]!
@@ -281,15 +309,18 @@ export class MessageRepository {
     const byId = new Map(rows.map((row) => [row.id, row]))
     for (const send of batch) {
       const row = byId.get(send.id)
-      const recipientId = send.message.recipientId
+      const {recipientId, senderId} = send.message
       if (row) {
+        const appended: Appended[] = row.seq === null ? [] : [{recipientId, seq: BigInt(row.seq)}]
+        // The sender's own copy, for their other devices (SENDER_HAS_OTHER_DEVICES).
+        if (row.senderSeq !== null) appended.push({recipientId: senderId, seq: BigInt(row.senderSeq)})
         send.resolve({
           id: send.id,
           sentAt: row.sentAt,
           duplicate: false,
           sameContent: true,
-          deliveredTo: [recipientId],
-          appended: row.seq === null ? [] : [{recipientId, seq: BigInt(row.seq)}],
+          deliveredTo: row.senderSeq === null ? [recipientId] : [recipientId, senderId],
+          appended,
         })
       } else {
         // Not stored: its follow-up runs on its own, outside the batch's slot.
@@ -357,6 +388,12 @@ export class MessageRepository {
         LIMIT $3`,
       [conversation, before ?? null, limit, memberId ?? null],
     )) as MessageRow[]
+  }
+
+  /** SENDER_HAS_OTHER_DEVICES for a group send, in its transaction (one index probe beside the group's locks and inserts). */
+  async hasOtherDevices(tx: EntityManager, userId: string): Promise<boolean> {
+    const [row] = (await tx.query(`SELECT ${SENDER_HAS_OTHER_DEVICES('$1::bigint')} AS yes`, [userId])) as {yes: boolean}[]
+    return row!.yes
   }
 
   async exists(conversation: string, id: string): Promise<boolean> {

@@ -72,6 +72,49 @@ export const REVOCATION_RETENTION_MS = 600_000
  */
 const LOCK_FEED = 'LOCK TABLE session_revocations IN SHARE ROW EXCLUSIVE MODE'
 
+export const DEFAULT_DEVICE_NAME = 'unnamed'
+
+export interface NewSession {
+  id: string
+  device: string
+  expiresAt: Date
+}
+
+/** One of a user's sessions, as GET /v1/devices shows it. `lastActiveAt` is `last_used_at`: recorded at most once per LAST_USE_RESOLUTION_MS. */
+export interface DeviceRow {
+  id: string
+  name: string
+  createdAt: Date
+  lastActiveAt: Date
+  current: boolean
+}
+
+type Query = (sql: string, parameters?: unknown[]) => Promise<unknown>
+
+/** Device names the user's sessions may share a base with before a name is refused: " (2)" to " (N)". */
+const DEVICE_SUFFIX_MAX = 1_000
+
+/**
+ * Inserts a session inside the caller's transaction. Its name is unique among
+ * the user's sessions: the user's advisory lock (logins are rare) makes two
+ * concurrent logins with the same name take turns.
+ */
+export async function insertSession(query: Query, s: {tokenHash: Buffer; userId: string; ttlMs: number; device: string}): Promise<NewSession> {
+  await query('SELECT pg_advisory_xact_lock(1718, ($1::bigint % 2147483647)::int)', [s.userId])
+  const taken = new Set(((await query(
+    `SELECT device_name AS name FROM sessions WHERE user_id = $1 AND (device_name = $2 OR left(device_name, length($2) + 2) = $2 || ' (')`,
+    [s.userId, s.device],
+  )) as {name: string}[]).map((row) => row.name))
+  let device = s.device
+  for (let n = 2; taken.has(device) && n <= DEVICE_SUFFIX_MAX; n++) device = `${s.device} (${n})`
+  const [row] = (await query(
+    `INSERT INTO sessions (token_hash, user_id, expires_at, device_name)
+     VALUES ($1, $2, now() + make_interval(secs => $3 / 1000.0), $4) RETURNING id::text AS id, expires_at AS "expiresAt"`,
+    [s.tokenHash, s.userId, s.ttlMs, device],
+  )) as {id: string; expiresAt: Date}[]
+  return {id: row!.id, device, expiresAt: row!.expiresAt}
+}
+
 export interface SessionTimes {
   /** A session not used for this long ends, whatever its expiry. */
   idleMs: number
@@ -83,13 +126,30 @@ export class SessionRepository {
     private readonly times: SessionTimes,
   ) {}
 
-  async create(tokenHash: Buffer, userId: string, ttlMs: number): Promise<Date> {
-    const [row] = (await this.db.query(
-      `INSERT INTO sessions (token_hash, user_id, expires_at)
-       VALUES ($1, $2, now() + make_interval(secs => $3 / 1000.0)) RETURNING expires_at AS "expiresAt"`,
-      [tokenHash, userId, ttlMs],
-    )) as {expiresAt: Date}[]
-    return row!.expiresAt
+  /** A new session (a device) named `device`, or `device (2)`, `(3)`... when one of the user's sessions has the name. */
+  async create(tokenHash: Buffer, userId: string, ttlMs: number, device = DEFAULT_DEVICE_NAME): Promise<NewSession> {
+    return this.db.transaction((tx) => insertSession((sql, parameters) => tx.query(sql, parameters), {tokenHash, userId, ttlMs, device}))
+  }
+
+  /** The user's live sessions, oldest first; `current` is the one of `tokenHash`. */
+  async devices(userId: string, tokenHash: Buffer): Promise<DeviceRow[]> {
+    return (await this.db.query(
+      `SELECT s.id::text AS id, s.device_name AS name, s.created_at AS "createdAt", s.last_used_at AS "lastActiveAt", s.token_hash = $3 AS current
+         FROM sessions s WHERE s.user_id = $1 AND ${LIVE} ORDER BY s.created_at, s.id`,
+      [userId, this.times.idleMs, tokenHash],
+    )) as DeviceRow[]
+  }
+
+  /** Ends the user's session with public id `id` as delete() does; its token hash and revocation id, undefined if the user has none with that id. */
+  async deleteDevice(userId: string, id: string): Promise<{tokenHash: Buffer; revocation: bigint} | undefined> {
+    return this.db.transaction(async (tx) => {
+      await tx.query(LOCK_FEED)
+      // TypeORM answers a DELETE with [rows, count].
+      const [[gone]] = (await tx.query('DELETE FROM sessions WHERE user_id = $1 AND id = $2 RETURNING token_hash AS "tokenHash"', [userId, id])) as [{tokenHash: Buffer}[], number]
+      if (!gone) return undefined
+      const [row] = (await tx.query('INSERT INTO session_revocations (token_hash) VALUES ($1) RETURNING id::text AS id', [gone.tokenHash])) as {id: string}[]
+      return {tokenHash: gone.tokenHash, revocation: BigInt(row!.id)}
+    })
   }
 
   /**
