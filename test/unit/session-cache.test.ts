@@ -4,7 +4,7 @@ import {expect} from 'chai'
 
 import {AccountService, type SessionStore} from '../../server/services/accounts.js'
 import {CACHE_TRUST_MS, REVOCATION_POLL_MS, SessionCache} from '../../server/services/session-cache.js'
-import {LAST_USE_RESOLUTION_MS, REVOCATION_RETENTION_MS, type FoundSession, type Revocation} from '../../storage/repositories/session.repository.js'
+import {LAST_USE_RESOLUTION_MS, REVOCATION_RETENTION_MS, type FoundSession, type NewSession, type Revocation} from '../../storage/repositories/session.repository.js'
 
 const HOUR_MS = 3_600_000
 const hash = (token: string) => createHash('sha256').update(token).digest()
@@ -72,7 +72,10 @@ class FakeStore implements SessionStore {
     return id
   }
 
-  async create(): Promise<Date> {
+  async create(): Promise<NewSession> {
+    throw new Error('not used')
+  }
+  async deleteDevice(): Promise<undefined> {
     throw new Error('not used')
   }
   async delete(tokenHash: Buffer): Promise<bigint> {
