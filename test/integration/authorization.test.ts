@@ -19,6 +19,8 @@ interface Context {
   bob: TestUser
   group: string
   blob: string
+  /** alice's session's public id (GET /v1/devices). */
+  device: string
 }
 
 interface Probe {
@@ -74,6 +76,12 @@ const PROBES: Record<string, Probe> = {
     request: () => ({path: '/v1/blobs', body: 'encrypted bytes', headers: {'content-type': 'application/octet-stream'}}),
   },
   'GET /v1/blobs/:blob': {stranger: 404, request: (c) => ({path: `/v1/blobs/${c.blob}`})},
+  'GET /v1/devices': {stranger: 'own', request: () => ({path: '/v1/devices'})},
+  'DELETE /v1/devices/:id': {stranger: 404, request: (c) => ({path: `/v1/devices/${c.device}`})},
+  'POST /v1/devices/links': {public: true, request: () => ({path: '/v1/devices/links', json: {}})},
+  // A link belongs to nobody until approved: any session may read a pending one (the code is the secret). An unknown code is 404.
+  'GET /v1/devices/links/:link': {stranger: 404, request: () => ({path: '/v1/devices/links/ZZZZZZ'})},
+  'POST /v1/devices/links/:link/approve': {stranger: 404, request: () => ({path: '/v1/devices/links/ZZZZZZ/approve', json: {ciphertext: fakeCiphertext('payload')}})},
 }
 
 describe('authorization walk over every route', function () {
@@ -110,7 +118,8 @@ describe('authorization walk over every route', function () {
     const blob = ((await uploaded.json()) as {blob: string}).blob
     await http('POST', `${server.url}/v1/messages`, {json: {to: {user: bob.username}, kind: 'image', blob, ciphertext: ''}, headers: alice.auth})
     await http('POST', `${server.url}/v1/messages`, {json: {to: {group}, epoch: 2, kind: 'text', ciphertext: fakeCiphertext('for the group')}, headers: alice.auth})
-    ctx = {alice, bob, group, blob}
+    const device = ((await http('GET', `${server.url}/v1/devices`, {headers: alice.auth})).body as {devices: {id: string}[]}).devices[0]!.id
+    ctx = {alice, bob, group, blob, device}
   })
   after(async () => {
     await server.close()
