@@ -188,12 +188,12 @@ export class FastChatClient {
     const superserver = superserverUrl(options.superserver, existing)
     let client = new ApiClient(await assign(superserver))
     const remember = (url: string) => void (client = client.withServer(url))
-    // Logging in again replaces this profile's session (best effort), so that re-logins do not pile up devices.
-    if (existing?.token) await new ApiClient(existing.server, existing.token).logout().catch(() => undefined)
     const profile = await loginTo(store, {superserver, client, remember}, username, password, local.fingerprint, options.device).catch((error: unknown) => {
       if ((error as {status?: number}).status === 401) throw new FastChatError('FC_WRONG_PASSWORD', 'Wrong username or password.', {username})
       throw error
     })
+    // The new session replaces this profile's old one (ended, best effort, once the new one works), so re-logins do not pile up devices.
+    if (existing?.token && existing.token !== profile.token) await new ApiClient(existing.server, existing.token).logout().catch(() => undefined)
     // Messages to us are encrypted to the key the server publishes: if it is not ours, we cannot read them.
     const published = await new ApiClient(profile.server, profile.token).user(profile.username).catch(() => undefined)
     const keyMatches = published ? (await readPublicKey(published.publicKey).catch(() => undefined))?.fingerprint === local.fingerprint : null

@@ -59,6 +59,9 @@ describe('CLI: blocking, sessions and key safety', function () {
     // Bob on a second machine: the same keys in another profile, logged in separately.
     const laptop = join(bob.home, '..', 'laptop')
     await cp(bob.home, laptop, {recursive: true})
+    // Without the copied session: logging in ends the session a profile holds, which would be bob's first one.
+    const {token: _copied, expiresAt: _until, ...copy} = JSON.parse(await readFile(join(laptop, 'profile.json'), 'utf8')) as Record<string, unknown>
+    await writeFile(join(laptop, 'profile.json'), JSON.stringify(copy), {mode: 0o600})
     const env = {...bob.env(), FASTCHAT_HOME: laptop}
     expect((await runCli(['login', bob.username], {env})).code).to.equal(0)
     const tokens = [(await bob.readJson('profile.json')).token, JSON.parse(await readFile(join(laptop, 'profile.json'), 'utf8')).token]

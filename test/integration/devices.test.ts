@@ -5,6 +5,7 @@ import {FastChatClient} from '../../client/fastchat-client.js'
 import {ProfileStore} from '../../client/profile-store.js'
 import {MemoryStore, type Store} from '../../client/store.js'
 import {type CliUser, CliUser as User, PASSPHRASE, spawnCli, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
+import {PASSWORD} from '../helpers/api.js'
 import {http} from '../helpers/http.js'
 import {MaliciousProxy} from '../helpers/malicious-proxy.js'
 import {eventually} from '../helpers/processes.js'
@@ -159,6 +160,21 @@ describe('devices: one account on several devices (issue 16)', function () {
     const unknown = await alice.run(['device', 'revoke', 'phone'])
     expect(unknown.code).to.equal(1)
     expect(unknown.stderr).to.match(/no device named phone/)
+  })
+
+  it('logging in again replaces the profile\'s session instead of adding a device; a taken name gets " (2)"', async () => {
+    const again = await alice.run(['login', alice.username, '--device', 'desktop'])
+    expect(again.code, again.stderr).to.equal(0)
+    const names = async () => (await alice.json<{devices: {name: string}[]}>(['device', 'list'])).devices.map((d) => d.name).sort()
+    expect(await names()).to.deep.equal(['desktop', 'laptop'])
+    const server = cluster.servers[0]!.url
+    const extra = await http('POST', `${server}/v1/sessions`, {json: {username: alice.username, password: PASSWORD, device: 'laptop'}})
+    expect(extra.status, JSON.stringify(extra.body)).to.equal(201)
+    expect(extra.body.device.name).to.equal('laptop (2)')
+    expect(await names()).to.deep.equal(['desktop', 'laptop', 'laptop (2)'])
+    const bad = await http('POST', `${server}/v1/sessions`, {json: {username: alice.username, password: PASSWORD, device: 'tab\there'}})
+    expect(bad.status).to.equal(400)
+    expect((await http('DELETE', `${server}/v1/sessions/current`, {headers: {authorization: `Bearer ${extra.body.token}`}})).status).to.equal(204)
   })
 
   it('an expired code: 410 to the approver and to the new device', async () => {
