@@ -129,6 +129,20 @@ describe('devices: one account on several devices (issue 16)', function () {
     expect(await texts(laptop)).to.deep.equal(await texts(alice)).and.include('written on the desktop')
   })
 
+  it('a group message sent from one device shows on the other; the group sees one member', async () => {
+    const desktop = await FastChatClient.open({store: await profileCopy(alice), passphrase})
+    const bob = await FastChatClient.open({store: await profileCopy(cluster.bob), passphrase})
+    const {group} = await desktop.createGroup('both-devices', [cluster.bob.username])
+    await bob.joinGroup(group.id)
+    const sent = await desktop.send(group.id, 'to the group from the desktop')
+    expect(sent.members).to.equal(2)
+    const {messages} = await laptop.json<{messages: {text: string; from: string; sent?: boolean; group?: {id: string}; verification: {status: string}}[]}>(['inbox'])
+    const copy = messages.find((m) => m.text === 'to the group from the desktop')
+    expect(copy, JSON.stringify(messages)).to.include({from: alice.username, sent: true})
+    expect(copy!.group!.id).to.equal(group.id)
+    expect(copy!.verification.status).to.equal('valid')
+  })
+
   it('a mistyped code is refused by the approver and the link stays usable; an unknown one is 404', async () => {
     const linking = await startLinking(phone, 'phone')
     const [link, secret] = linking.code.split('-') as [string, string]
