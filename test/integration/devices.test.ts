@@ -5,7 +5,7 @@ import {FastChatClient} from '../../client/fastchat-client.js'
 import {ProfileStore} from '../../client/profile-store.js'
 import {MemoryStore, type Store} from '../../client/store.js'
 import {type CliUser, CliUser as User, PASSPHRASE, spawnCli, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
-import {PASSWORD} from '../helpers/api.js'
+import {fakeCiphertext, PASSWORD} from '../helpers/api.js'
 import {http} from '../helpers/http.js'
 import {MaliciousProxy} from '../helpers/malicious-proxy.js'
 import {eventually} from '../helpers/processes.js'
@@ -239,6 +239,26 @@ describe('devices: one account on several devices (issue 16)', function () {
     expect(await store.profile()).to.equal(undefined)
     expect(await store.privateKey()).to.equal(undefined)
     expect((await bob.devices()).map((d) => d.name)).not.to.include('victim')
+  })
+
+  it('concurrent sends (batched in one statement) each leave one sent copy, in order, without gaps', async () => {
+    const server = cluster.servers[0]!.url
+    const [desktopToken, laptopToken] = [await token(alice), await token(laptop)]
+    const events = async (bearer: string, since: number) =>
+      (await http('GET', `${server}/v1/events?since=${since}&timeout=0&limit=1000`, {headers: {authorization: `Bearer ${bearer}`}})).body.events as {seq: number; id: string; from: string}[]
+    const before = (await events(laptopToken, 0)).at(-1)?.seq ?? 0
+    const ids = await Promise.all(Array.from({length: 24}, async (_, i) => {
+      const answer = await http('POST', `${server}/v1/messages`, {
+        headers: {authorization: `Bearer ${desktopToken}`, 'idempotency-key': `batch-${i}`},
+        json: {to: {user: cluster.bob.username}, kind: 'text', ciphertext: fakeCiphertext(`batch${i}`)},
+      })
+      expect(answer.status, JSON.stringify(answer.body)).to.equal(201)
+      return answer.body.id as string
+    }))
+    const copies = (await events(laptopToken, before)).filter((e) => ids.includes(e.id))
+    expect(copies.map((e) => e.id).sort()).to.deep.equal([...ids].sort())
+    expect(copies.map((e) => e.seq)).to.deep.equal(copies.map((_, i) => copies[0]!.seq + i))
+    expect(copies.every((e) => e.from === alice.username)).to.equal(true)
   })
 
   it("one link's polling secret cannot read another link", async () => {
