@@ -72,8 +72,8 @@ export class SqlUsers implements UserSource {
          ), boxes AS (
            INSERT INTO inboxes (user_id) SELECT id FROM created
          ), sessions AS (
-           INSERT INTO sessions (token_hash, user_id, expires_at)
-           SELECT decode(g.token_hash, 'hex'), c.id, now() + interval '1 day' FROM created c JOIN given g USING (username)
+           INSERT INTO sessions (token_hash, user_id, expires_at, id)
+           SELECT decode(g.token_hash, 'hex'), c.id, now() + interval '1 day', gen_random_uuid() FROM created c JOIN given g USING (username)
          )
          SELECT c.id::text AS id, c.username, g.token FROM created c JOIN given g USING (username) ORDER BY g.n`,
         [names, tokens, hashes, hash, this.key.publicKey, this.key.fingerprint],

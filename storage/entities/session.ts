@@ -19,11 +19,11 @@ export class Session {
   @Column({name: 'last_used_at', type: 'timestamptz', default: () => 'now()'})
   lastUsedAt!: Date
 
-  /** The device's public handle (GET /v1/devices, DELETE /v1/devices/:id); the token hash stays secret. */
-  @Column({type: 'uuid', default: () => 'gen_random_uuid()'})
+  /** The device's public handle (GET /v1/devices, DELETE /v1/devices/:id), made by the server at login; the token hash stays secret. */
+  @Column({type: 'uuid'})
   id!: string
 
   /** Unique among the user's sessions when created (" (2)" appended when taken). */
-  @Column({name: 'device_name', type: 'text', default: "'unnamed'"})
+  @Column({name: 'device_name', type: 'text', default: 'unnamed'})
   deviceName!: string
 }

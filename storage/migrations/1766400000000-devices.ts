@@ -19,8 +19,10 @@ export class Devices1766400000000 implements MigrationInterface {
   name = 'Devices1766400000000'
 
   async up(q: QueryRunner): Promise<void> {
+    // Existing sessions get an id here; new ones get theirs from the server (SessionRepository).
     await q.query(`ALTER TABLE sessions ADD COLUMN id uuid NOT NULL DEFAULT gen_random_uuid(),
       ADD COLUMN device_name text NOT NULL DEFAULT 'unnamed'`)
+    await q.query('ALTER TABLE sessions ALTER COLUMN id DROP DEFAULT')
     await q.query('CREATE UNIQUE INDEX sessions_id_idx ON sessions (id)')
     await q.query(`
       CREATE TABLE device_links (

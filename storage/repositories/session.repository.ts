@@ -1,3 +1,5 @@
+import {randomUUID} from 'node:crypto'
+
 import type {DataSource} from 'typeorm'
 
 import {housekeeping} from '../data-source.js'
@@ -108,9 +110,9 @@ export async function insertSession(query: Query, s: {tokenHash: Buffer; userId:
   let device = s.device
   for (let n = 2; taken.has(device) && n <= DEVICE_SUFFIX_MAX; n++) device = `${s.device} (${n})`
   const [row] = (await query(
-    `INSERT INTO sessions (token_hash, user_id, expires_at, device_name)
-     VALUES ($1, $2, now() + make_interval(secs => $3 / 1000.0), $4) RETURNING id::text AS id, expires_at AS "expiresAt"`,
-    [s.tokenHash, s.userId, s.ttlMs, device],
+    `INSERT INTO sessions (token_hash, user_id, expires_at, device_name, id)
+     VALUES ($1, $2, now() + make_interval(secs => $3 / 1000.0), $4, $5) RETURNING id::text AS id, expires_at AS "expiresAt"`,
+    [s.tokenHash, s.userId, s.ttlMs, device, randomUUID()],
   )) as {id: string; expiresAt: Date}[]
   return {id: row!.id, device, expiresAt: row!.expiresAt}
 }
