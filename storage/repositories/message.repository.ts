@@ -110,9 +110,9 @@ function unreachable(error: unknown): boolean {
  * their other devices read (docs/architecture.md, "Devices"). Decided inside
  * the send's statement, on the hot path, so it must cost next to nothing: an
  * index probe of sessions_user_id_idx that stops at the second row. A
- * single-device sender pays that probe (a few microseconds, one index page)
- * and nothing else; a flag on users would be as cheap to read but one more
- * thing that logins, logouts and expiry must keep right.
+ * single-device sender pays that probe (about 0.015 ms of a 0.2-0.3 ms
+ * statement in EXPLAIN ANALYZE) and nothing else; a flag on users would be as
+ * cheap to read but one more thing that logins, logouts and expiry must keep right.
  */
 const SENDER_HAS_OTHER_DEVICES = (sender: string) =>
   `(SELECT count(*) FROM (SELECT 1 FROM sessions s WHERE s.user_id = ${sender} AND s.expires_at > now() LIMIT 2) two) > 1`
@@ -175,12 +175,11 @@ const STORE_DIRECT_ONE = `WITH inserted AS (
           WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $3 AND blocked_id = $2)
          ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING id, sent_at
-       ), targets AS (
-         SELECT $3::bigint AS user_id FROM inserted
-         UNION ALL
-         SELECT $2::bigint FROM inserted WHERE $2::bigint <> $3::bigint AND ${SENDER_HAS_OTHER_DEVICES('$2::bigint')}
        ), locked AS (
-         SELECT user_id FROM inboxes WHERE user_id IN (SELECT user_id FROM targets) ORDER BY user_id FOR UPDATE
+         SELECT user_id FROM inboxes
+          WHERE user_id = ANY(ARRAY[$3::bigint, CASE WHEN $2::bigint <> $3::bigint AND ${SENDER_HAS_OTHER_DEVICES('$2::bigint')} THEN $2::bigint END])
+            AND EXISTS (SELECT 1 FROM inserted)
+          ORDER BY user_id FOR UPDATE
        ), bumped AS (
          UPDATE inboxes i SET last_seq = i.last_seq + 1 FROM locked l WHERE i.user_id = l.user_id
          RETURNING i.user_id, i.last_seq
