@@ -282,4 +282,14 @@ describe('devices: one account on several devices (issue 16)', function () {
     expect(bad.status).to.equal(400)
     expect(bad.body.code).to.equal('FC_VALIDATION')
   })
+
+  it('revoking this device is a logout', async () => {
+    const laptopToken = await token(laptop)
+    const revoked = await laptop.json<{revoked: {name: string}; current: boolean}>(['device', 'revoke', 'laptop'])
+    expect(revoked).to.deep.include({current: true})
+    expect(revoked.revoked.name).to.equal('laptop')
+    expect((await new ProfileStore(laptop.home).profile())!.token).to.equal(undefined)
+    await eventually(async () => (await me(cluster.servers[1]!.url, laptopToken)).status === 401, "the laptop's token refused", 5_000)
+    expect((await alice.run(['device', 'list'])).code).to.equal(0)
+  })
 })
