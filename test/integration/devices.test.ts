@@ -4,6 +4,8 @@ import {encryptText, generateOneTimeKey, sealLinkCheck} from '../../crypto/index
 import {FastChatClient} from '../../client/fastchat-client.js'
 import {ProfileStore} from '../../client/profile-store.js'
 import {MemoryStore, type Store} from '../../client/store.js'
+import {PENDING_LINKS_MAX} from '../../server/services/devices.js'
+import {DeviceLinkRepository} from '../../storage/repositories/device-link.repository.js'
 import {type CliUser, CliUser as User, PASSPHRASE, spawnCli, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
 import {fakeCiphertext, PASSWORD} from '../helpers/api.js'
 import {http} from '../helpers/http.js'
@@ -281,6 +283,29 @@ describe('devices: one account on several devices (issue 16)', function () {
     const bad = await http('GET', `${server}/v1/devices/links/not-a-code`, {headers: {authorization: `Bearer ${a.secret}`}})
     expect(bad.status).to.equal(400)
     expect(bad.body.code).to.equal('FC_VALIDATION')
+  })
+
+  it('caps pending links cluster-wide (503), and housekeeping prunes links long expired', async () => {
+    const server = cluster.servers[1]!.url
+    const key = await generateOneTimeKey()
+    const body = {publicKey: key.publicKey, check: await sealLinkCheck('ABCDEF', key.fingerprint), name: 'flood'}
+    // Pending links up to the cap, as a flood of new devices would leave them (codes outside the alphabet: never a real one).
+    const missing = PENDING_LINKS_MAX - (await cluster.db.query(`SELECT count(*)::int AS n FROM device_links WHERE expires_at > now()`))[0].n
+    await cluster.db.query(
+      `INSERT INTO device_links (code, secret_hash, public_key, check_text, name, expires_at)
+       SELECT 'flood-' || n, '\\x00', 'k', 'c', 'flood', now() + interval '1 minute' FROM generate_series(1, $1) n`,
+      [missing],
+    )
+    const refused = await http('POST', `${server}/v1/devices/links`, {json: body})
+    expect(refused.status).to.equal(503)
+    expect(refused.body.code).to.equal('FC_TOO_MANY_LINKS')
+    expect(refused.headers.get('retry-after')).to.equal('60')
+    // Expired long enough ago, they go with the next housekeeping; a link expired a moment ago stays (a late poll hears 410).
+    await cluster.db.query(`UPDATE device_links SET expires_at = now() - interval '11 minutes' WHERE code LIKE 'flood-%' AND code <> 'flood-1'`)
+    await cluster.db.query(`UPDATE device_links SET expires_at = now() - interval '1 minute' WHERE code = 'flood-1'`)
+    expect(await new DeviceLinkRepository(cluster.db).deleteExpired(10 * 60_000)).to.be.at.least(missing - 1)
+    expect((await cluster.db.query(`SELECT code FROM device_links WHERE code LIKE 'flood-%'`)).map((r: {code: string}) => r.code)).to.deep.equal(['flood-1'])
+    expect((await http('POST', `${server}/v1/devices/links`, {json: body})).status).to.equal(201)
   })
 
   it('revoking this device is a logout', async () => {
