@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-import {linkCode, MAX_LINK_PAYLOAD_BYTES} from './requests.js'
+import {linkCode, MAX_LINK_CHECK_BYTES, MAX_LINK_KEY_BYTES, MAX_LINK_PAYLOAD_BYTES} from './requests.js'
 import {epoch, errorCode, fingerprint, groupName, groupRole, isoTime, MAX_PUBLIC_KEY_BYTES, seq, username, uuid} from './primitives.js'
 
 /**
@@ -152,7 +152,7 @@ export const deviceList = z.object({devices: z.array(device).max(10_000)})
 export const linkCreated = z.object({link: linkCode, secret: token, expiresAt: isoTime})
 
 // GET /v1/devices/links/:link with a session: what the new device asked
-export const linkRequest = z.object({publicKey: armored('PUBLIC KEY BLOCK', MAX_PUBLIC_KEY_BYTES), check: armored('MESSAGE', 4096), name: deviceName, expiresAt: isoTime})
+export const linkRequest = z.object({publicKey: armored('PUBLIC KEY BLOCK', MAX_LINK_KEY_BYTES), check: armored('MESSAGE', MAX_LINK_CHECK_BYTES), name: deviceName, expiresAt: isoTime})
 
 // GET /v1/devices/links/:link with the polling secret
 export const linkPoll = z.discriminatedUnion('status', [

@@ -128,7 +128,8 @@ export const deviceName = z
 /** The public half of a link code: 6 Crockford base32 characters (no I, L, O, U). */
 export const linkCode = z.string().regex(/^[0-9A-HJKMNP-TV-Z]{6}$/, 'must be 6 characters of 0-9 and A-Z without I, L, O, U')
 
-export const sessionBody = z.strictObject({username: z.string().max(64), password: z.string().max(1024), device: deviceName.optional()})
+/** POST /v1/sessions: a login, and the name of the device it is for. */
+export const sessionBody = loginBody.extend({device: deviceName.optional()})
 
 /** Armored OpenPGP text of at most `max` bytes (a one-time key, a check, a payload). */
 const armoredBlock = (kind: string, max: number) =>
@@ -140,9 +141,16 @@ const armoredBlock = (kind: string, max: number) =>
 /** A device payload: the private key and the pins (about 1 KiB each). Under the server's 256 KiB JSON limit: some 200 pins. */
 export const MAX_LINK_PAYLOAD_BYTES = 240 * 1024
 
+/**
+ * A one-time key (Ed25519 and Curve25519, about 700 bytes armored) and its check (about 300): small caps, as anyone may
+ * post links. 10,000 pending links (the cluster's cap) then hold at most some 120 MiB.
+ */
+export const MAX_LINK_KEY_BYTES = 8 * 1024
+export const MAX_LINK_CHECK_BYTES = 4 * 1024
+
 export const createLinkBody = z.strictObject({
-  publicKey: armoredBlock('PUBLIC KEY BLOCK', MAX_PUBLIC_KEY_BYTES),
-  check: armoredBlock('MESSAGE', 4096),
+  publicKey: armoredBlock('PUBLIC KEY BLOCK', MAX_LINK_KEY_BYTES),
+  check: armoredBlock('MESSAGE', MAX_LINK_CHECK_BYTES),
   name: deviceName,
 })
 
