@@ -62,6 +62,8 @@ describe('devices: one account on several devices (issue 16)', function () {
   })
 
   it('links a new device through the CLI: the code printed there, approved here', async () => {
+    // alice has pinned bob's key (by writing to him): the new device gets the pin with the key.
+    expect((await alice.run(['send', cluster.bob.username, 'before the laptop'])).code).to.equal(0)
     const linking = await startLinking(laptop, 'laptop')
     expect(linking.code).to.match(/^[0-9A-HJKMNP-TV-Z]{6}-[0-9A-HJKMNP-TV-Z]{6}$/)
     const approved = await alice.run(['device', 'approve', linking.code])
@@ -73,6 +75,9 @@ describe('devices: one account on several devices (issue 16)', function () {
     const [mine, its] = [await new ProfileStore(alice.home).profile(), await new ProfileStore(laptop.home).profile()]
     expect(its!.fingerprint).to.equal(mine!.fingerprint)
     expect(its!.token).to.be.a('string').and.not.equal(mine!.token)
+    const pins = await new ProfileStore(laptop.home).contacts()
+    expect(Object.keys(pins)).to.deep.equal([cluster.bob.username.toLowerCase()])
+    expect(pins[cluster.bob.username.toLowerCase()]).to.deep.equal((await new ProfileStore(alice.home).contacts())[cluster.bob.username.toLowerCase()])
   })
 
   it('a code used twice: the second approval gets 409, and a second poll too', async () => {
