@@ -143,6 +143,20 @@ describe('rate limits and poll caps', () => {
     }
   })
 
+  it('issue 16: device links are limited per address (10 a minute), and reading them per account (20 a minute)', async () => {
+    const address = '203.0.113.160'
+    const statuses = []
+    // Counted before the body is read: a flood of junk costs the flooder the same as real requests.
+    for (let i = 0; i < 11; i++) statuses.push((await http('POST', `${server.url}/v1/devices/links`, {json: {}, headers: from(address)})).status)
+    expect(statuses).to.deep.equal([...Array(10).fill(400), 429])
+    expectRateLimited(await http('POST', `${server.url}/v1/devices/links`, {json: {}, headers: from(address)}))
+    expect((await http('POST', `${server.url}/v1/devices/links`, {json: {}, headers: from('203.0.113.161')})).status, 'another address').to.equal(400)
+    const guesser = await registerAndLogin(server.url, uniqueName('guesser'))
+    const reads = []
+    for (let i = 0; i < 21; i++) reads.push((await http('GET', `${server.url}/v1/devices/links/ZZZZZ${i % 10}`, {headers: guesser.auth})).status)
+    expect(reads).to.deep.equal([...Array(20).fill(404), 429])
+  })
+
   it('lets a client\'s new poll replace its old one, and caps each user\'s open polls', async () => {
     const user: TestUser = await registerAndLogin(server.url, uniqueName('poller'))
     const agent = new Agent({connections: 10})
