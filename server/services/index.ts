@@ -13,6 +13,9 @@ import {BlockService} from './blocks.js'
 import {GroupService} from './groups.js'
 import {type Commits, MessageService} from './messages.js'
 import {PasswordHasher, SCRYPT_COST} from './passwords.js'
+import {PresenceRepository} from '../../storage/repositories/presence.repository.js'
+import {PresenceVisibilityRepository} from '../../storage/repositories/presence-visibility.repository.js'
+import {PresenceService} from './presence.js'
 
 export interface Services {
   accounts: AccountService
@@ -21,6 +24,8 @@ export interface Services {
   blobs: BlobRepository
   blocks: BlockService
   passwords: PasswordHasher
+  /** Who is online, for the people one talks with (`fastchat who`), and its events. */
+  presence: PresenceService
   /** Housekeeping: drop expired sessions, events past retention and blobs no message took. */
   prune(): Promise<{sessions: number; events: number; blobs: number}>
 }
@@ -37,6 +42,8 @@ export interface ServicesConfig {
   uploadPoolSize?: number
   /** Where to register the services' metrics (the server's /metrics), if anywhere. */
   registry?: Registry
+  /** FASTCHAT_PRESENCE_OFFLINE_MS: how long after their last recorded poll a user is announced offline. */
+  presenceOfflineMs?: number
 }
 
 /** How many 1:1 sends each commit carried (MessageRepository.storeDirect batches them). */
@@ -78,6 +85,7 @@ export function createServices(db: DataSource, parts: {delivery: Commits; stream
     passwords,
     messages: new MessageService(new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)}), accounts, blobs, delivery, groups, eventRepository, (work) => db.transaction(work)),
     blobs,
+    presence: new PresenceService(db, new PresenceRepository(db), new PresenceVisibilityRepository(db), eventRepository, delivery, {offlineMs: config.presenceOfflineMs}),
     async prune() {
       return {
         sessions: await sessions.deleteExpired(),
