@@ -23,7 +23,7 @@ import {usernameKey} from './accounts.js'
 
 /** Default of FASTCHAT_PRESENCE_OFFLINE_MS: over the longest poll (60 s) and the refresh of presence rows (30 s), so a client that reconnects is never seen to leave. */
 export const PRESENCE_OFFLINE_MS_DEFAULT = 90_000
-/** Most people one change is announced to (1:1 contacts first, most recent first, then group members): bounds what one user coming online costs. */
+/** Most people one change is announced to (the most recent 1:1 correspondents): bounds what one user coming online costs. */
 export const PRESENCE_FANOUT_MAX = 500
 /** Most users one sweep turns offline; the next sweep goes on with the rest. */
 const SWEEP_MAX_USERS = 1_000

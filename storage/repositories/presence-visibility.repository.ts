@@ -109,14 +109,15 @@ export class PresenceVisibilityRepository {
 
   /**
    * Who hears of the user's presence changes, at most `max` of them: those
-   * whom they wrote to and who wrote to them among the senders of their own
-   * stream's RECENT_EVENTS_SCANNED latest events (most recent first), then
-   * the joined members of their groups; never anyone they block; and only
-   * those listening now (a poll or stream of theirs recorded within
-   * `listeningWithinMs`): a presence change is news for an hour, not for a
-   * month of retention, and someone who comes back asks GET /v1/presence.
-   * Every one of them may see the user's presence (mayShowTo); those it
-   * leaves out see it with GET /v1/presence.
+   * whom they wrote to and who wrote to them, found among the senders of
+   * their own stream's RECENT_EVENTS_SCANNED latest events, most recent
+   * first; never anyone they block; and only those listening now (a poll or
+   * stream of theirs recorded within `listeningWithinMs`): a presence change
+   * is news now, not for a month of retention, and someone who comes back
+   * asks GET /v1/presence. Group members who never wrote to each other are
+   * not told (they may still ask): in a group of a thousand, every member's
+   * coming and going would be written into every other member's stream.
+   * Every one of them may see the user's presence (mayShowTo).
    */
   async audience(tx: EntityManager, userId: string, max: number, listeningWithinMs: number): Promise<string[]> {
     const rows = (await tx.query(
@@ -131,18 +132,11 @@ export class PresenceVisibilityRepository {
                                         WHERE m.conversation = 'u:' || least(p.id, $1::bigint) || ':' || greatest(p.id, $1::bigint)
                                         ORDER BY m.sent_at DESC, m.id DESC LIMIT ${CONVERSATION_WINDOW}) x
                          WHERE x.sender_id = $1)
-       ), members AS (
-         SELECT DISTINCT other.user_id AS id FROM group_members mine JOIN group_members other ON other.group_id = mine.group_id
-          WHERE mine.user_id = $1 AND other.user_id <> $1
-       ), everyone AS (
-         SELECT id, min(rank) AS rank, max(last) AS last
-           FROM (SELECT id, 0 AS rank, last FROM direct UNION ALL SELECT id, 1 AS rank, 0 AS last FROM members) c
-          GROUP BY id
        )
-       SELECT e.id::text AS id FROM everyone e
-        WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = e.id)
-          AND EXISTS (SELECT 1 FROM presence p WHERE p.user_id = e.id AND p.seen_at > now() - make_interval(secs => $3 / 1000.0))
-        ORDER BY e.rank, e.last DESC, e.id LIMIT $2`,
+       SELECT d.id::text AS id FROM direct d
+        WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = d.id)
+          AND EXISTS (SELECT 1 FROM presence p WHERE p.user_id = d.id AND p.seen_at > now() - make_interval(secs => $3 / 1000.0))
+        ORDER BY d.last DESC, d.id LIMIT $2`,
       [userId, max, listeningWithinMs],
     )) as {id: string}[]
     return rows.map((row) => row.id)
