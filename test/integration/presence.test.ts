@@ -199,6 +199,27 @@ describe('presence (who, presence on|off, presence events)', function () {
     expect((await stateOf(bobApi, mallory.username)).presence).to.be.oneOf(['online', 'offline'])
   })
 
+  it('announces nothing to someone bob blocks, though they wrote to each other and she listens', async () => {
+    // Bob offline first, so that his next poll is a change.
+    await eventually(async () => heardOf(bob.username).at(-1) === 'offline', 'bob offline', OFFLINE_WAIT_MS)
+    const before = heardOf(bob.username).length
+    let malloryListens = true
+    const mallorysPolls = (async () => {
+      while (malloryListens) expect((await poll(mallory, 0, 200, mallory.server, 1)).status).to.equal(200)
+    })()
+    try {
+      await eventually(async () => (await http('GET', `${mallory.server}/v1/me/presence`, {headers: mallory.auth})).body.presence === 'online', 'mallory listening')
+      expect((await pollOnce(bobApi)).status).to.equal(200)
+      await eventually(async () => heardOf(bob.username).length > before, "alice hears bob's online")
+    } finally {
+      malloryListens = false
+      await mallorysPolls
+    }
+    // Appended to every listener in one transaction: had mallory been told, it would be in her stream now.
+    const hers = (await poll(mallory, 0, 0, mallory.server, 1000)).body.events as {type: string; user?: string}[]
+    expect(hers.filter((event) => event.type === 'presence' && event.user === bob.username)).to.deep.equal([])
+  })
+
   it('members of one group see each other; an invitation is not membership', async () => {
     const created = await http('POST', `${aliceApi.server}/v1/groups`, {json: {name: 'presence', members: [carol.username]}, headers: aliceApi.auth})
     expect(created.status, JSON.stringify(created.body)).to.equal(201)
