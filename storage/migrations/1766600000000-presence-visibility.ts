@@ -13,11 +13,14 @@ import type {MigrationInterface, QueryRunner} from 'typeorm'
  *   so two servers announce a change once, not twice.
  * - `presence_hidden`: the user's choice; hidden shows to nobody.
  *
- * The partial index holds only the users online now: the sweep reads it
- * every few seconds. It is not touched by sends (no column a send writes),
- * and presence refreshes leave it alone while the state does not change
- * (same value: a HOT update). No index is added on `messages`: who may see
- * whom is checked through `messages_conversation_idx` (server/services/presence.ts).
+ * The partial index holds only the users online now, by last seen: each
+ * sweep (every few seconds per server) reads just the stale ones. Sends never
+ * write these columns. A presence refresh (one per user per 30 s per server,
+ * batched) moves the user's entry in it, so that update is not HOT and also
+ * writes the users table's other two indexes: the price of a sweep that does
+ * not read every online user. No index is added on `messages`: who may see
+ * whom is checked through `messages_conversation_idx`, bounded
+ * (storage/repositories/presence-visibility.repository.ts).
  */
 export class PresenceVisibility1766600000000 implements MigrationInterface {
   name = 'PresenceVisibility1766600000000'
