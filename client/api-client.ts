@@ -6,6 +6,7 @@ import type {z} from 'zod'
 
 import * as answers from '../protocol/answers.js'
 import {blockEntry, type BlockEntry, blockList} from '../protocol/blocks.js'
+import {myPresence, type MyPresence, type PresenceEntry, presenceList} from '../protocol/presence.js'
 import {eventSchema, eventsPage, historyMessage, type HistoryMessage, historyPage, type ServerEvent} from '../protocol/events.js'
 import {seq} from '../protocol/primitives.js'
 import type {ApproveLinkBody, CreateGroupBody, CreateLinkBody, RegisterBody, SendBody, SessionBody} from '../protocol/requests.js'
@@ -154,6 +155,21 @@ export class ApiClient {
   // GET /v1/blocks
   blocks(): Promise<{blocks: BlockEntry[]}> {
     return this.checked('GET /v1/blocks', blockList, '/v1/blocks')
+  }
+
+  // GET /v1/presence?users=a,b (at most PRESENCE_QUERY_MAX_USERS names)
+  presence(usernames: string[]): Promise<{users: PresenceEntry[]}> {
+    return this.checked('GET /v1/presence', presenceList, `/v1/presence?users=${usernames.map(encodeURIComponent).join(',')}`)
+  }
+
+  // GET /v1/me/presence
+  myPresence(): Promise<MyPresence> {
+    return this.checked('GET /v1/me/presence', myPresence, '/v1/me/presence')
+  }
+
+  // PUT /v1/me/presence
+  setPresence(visible: boolean): Promise<MyPresence> {
+    return this.checked('PUT /v1/me/presence', myPresence, '/v1/me/presence', {json: {visible}})
   }
 
   // GET /v1/users/:username

@@ -1,6 +1,7 @@
 import {ApiError, type MessageEvent, type Rejected, type ServerEvent} from './api-client.js'
 import type {EventTransport} from './event-stream.js'
 import {type GroupEventResponder, type GroupNotice, groupNotice, isGroupEvent} from './group-events.js'
+import {isPresenceEvent, type PresenceNotice, presenceNotice} from './presence-events.js'
 import {RECENT_IDS_KEPT, type SyncState} from './profile-store.js'
 import type {MessageOpener, OpenedMessage} from './receive.js'
 import type {Reporter} from './reports.js'
@@ -27,10 +28,12 @@ export interface Batch {
 
 const isMessage = (event: ServerEvent): event is MessageEvent => event.type === 'message' && typeof (event as MessageEvent).id === 'string'
 
-/** What a page delivers, in stream order: messages, and group events (one line each). */
-export type SyncItem = OpenedMessage | GroupNotice
+/** What a page delivers, in stream order: messages, group events (one line each) and presence events (not shown by default). */
+export type SyncItem = OpenedMessage | GroupNotice | PresenceNotice
 
-export const isGroupNotice = (item: SyncItem): item is GroupNotice => 'seq' in item
+export const isGroupNotice = (item: SyncItem): item is GroupNotice => 'seq' in item && item.type !== 'presence'
+
+export const isPresenceNotice = (item: SyncItem): item is PresenceNotice => 'seq' in item && item.type === 'presence'
 
 /**
  * Reads the event stream from the profile's cursor (DESIGN.md section 2):
@@ -89,9 +92,10 @@ export class EventSync {
     // An event that does not match the API is skipped, with one notice, and the cursor moves past it: a bad server cannot wedge the stream.
     for (const {seq, error} of answer.rejected) this.report({type: 'event.skipped', seq, reason: error.message})
     const seen = new Set(state.recentIds)
-    const notices = new Map(answer.events.filter(isGroupEvent).map((event) => [event.seq, groupNotice(event)]))
+    const notices = new Map<number, GroupNotice | PresenceNotice>(answer.events.filter(isGroupEvent).map((event) => [event.seq, groupNotice(event)]))
+    for (const event of answer.events) if (isPresenceEvent(event)) notices.set(event.seq, presenceNotice(event))
     // Before the messages: one may be from a group we left, no longer in our list but named by its events.
-    this.groups?.learn([...notices.values()])
+    this.groups?.learn([...notices.values()].filter((notice): notice is GroupNotice => notice.type !== 'presence'))
     const opened: SyncItem[] = []
     const shownIds: string[] = []
     for (const event of answer.events) {

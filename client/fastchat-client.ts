@@ -21,6 +21,7 @@ import {type OpenedMessage, MessageOpener} from './receive.js'
 import type {ReceiveFilesOptions} from './file-receive.js'
 import type {Report, Reporter} from './reports.js'
 import {assign, ChatSession, type PassphraseProvider, superserverUrl, withFailover} from './session.js'
+import {type MyPresence, PRESENCE_QUERY_MAX_USERS, type PresenceEntry} from '../protocol/presence.js'
 import {type Contacts, type Profile, requireKeys, type Store} from './store.js'
 import {assertTextFits} from './text-limit.js'
 import type {KeyForSending} from './trust.js'
@@ -424,6 +425,32 @@ export class FastChatClient {
     const gone = (code: string) => code === 'FC_NOT_GROUP_MEMBER' || code === 'FC_GROUP_NOT_FOUND' || code === 'FC_GROUP_MEMBER_NOT_FOUND'
     await changeMembership(this.session, (api) => api.removeGroupMember(ref.id, this.username), (error) => gone(error.code))
     return ref
+  }
+
+  /**
+   * The presence of `usernames` (default: my pinned contacts, by name), as
+   * the server lets me see it (docs/api.md "Presence"): one entry each, in
+   * order, asked PRESENCE_QUERY_MAX_USERS at a time.
+   */
+  async presence(usernames?: string[]): Promise<PresenceEntry[]> {
+    const names = usernames ?? Object.keys(await this.session.store.contacts()).sort()
+    for (const name of names) checkUsername(name)
+    const entries: PresenceEntry[] = []
+    for (let i = 0; i < names.length; i += PRESENCE_QUERY_MAX_USERS) {
+      const chunk = names.slice(i, i + PRESENCE_QUERY_MAX_USERS)
+      entries.push(...(await this.session.withFailover((api) => api.presence(chunk))).users)
+    }
+    return entries
+  }
+
+  /** My presence setting, and what the people I talk with see of it. */
+  async myPresence(): Promise<MyPresence> {
+    return this.session.withFailover((api) => api.myPresence())
+  }
+
+  /** Shows (true) or hides (false) my presence to everyone. */
+  async setPresence(visible: boolean): Promise<MyPresence> {
+    return this.session.withFailover((api) => api.setPresence(visible))
   }
 
   /** My own key's fingerprint (lowercase hex), from the key in the store. */

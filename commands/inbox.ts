@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {findDaemon} from '../client/daemon/connection.js'
-import {isGroupNotice} from '../client/event-sync.js'
+import {isGroupNotice, isPresenceNotice} from '../client/event-sync.js'
 import type {OpenedMessage} from '../client/receive.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {formatMessage, formatNotice, formatReport, type ShownNotice, summarize} from './_lib/format.js'
@@ -44,6 +44,8 @@ export default class Inbox extends BaseCommand<typeof Inbox> {
     const events: ShownNotice[] = []
     // Pages of events until one comes back empty; only the first may wait.
     for await (const item of client.messages({follow: false, waitMs: this.flags.timeout})) {
+      // Presence changes are for `listen` (and `who`); an inbox shows what was said.
+      if (isPresenceNotice(item)) continue
       if (isGroupNotice(item)) {
         events.push({...item, summary: summarize(item, isMe)})
         this.log(formatNotice(item, isMe))

@@ -2,12 +2,12 @@ import {Flags} from '@oclif/core'
 
 import {findDaemon} from '../client/daemon/connection.js'
 import type {TransportMode} from '../client/event-stream.js'
-import {isGroupNotice} from '../client/event-sync.js'
+import {isGroupNotice, isPresenceNotice} from '../client/event-sync.js'
 import {FastChatClient} from '../client/fastchat-client.js'
 import type {Report} from '../client/reports.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {jsonText} from './_lib/display.js'
-import {formatMessage, formatNotice, formatReport, summarize} from './_lib/format.js'
+import {formatMessage, formatNotice, formatPresence, formatReport, summarize} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
 import {receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
 
@@ -17,7 +17,8 @@ export default class Listen extends BaseCommand<typeof Listen> {
     'Follows the event stream (SSE) of the chat server, or long-polls it where the stream cannot be used (--transport), and prints each message as `inbox` does (with --json: one JSON object per line). ' +
     'When the server goes away it asks the superserver for another and resumes from the saved cursor: nothing is lost or shown twice. ' +
     'Files from your contacts up to --max-download MiB are saved in <profile>/downloads (or --out DIR); others are listed (--download saves every file). ' +
-    'Group events are shown as one line each (with --json, objects with a `type`), and a group left without a key is keyed.'
+    'Group events are shown as one line each (with --json, objects with a `type`), and a group left without a key is keyed. ' +
+    'Presence changes of the people you talk with are shown only with --verbose (a line on stderr) or --json (`{"type": "presence", ...}`).'
 
   static override examples = [
     '<%= config.bin %> listen',
@@ -33,7 +34,7 @@ export default class Listen extends BaseCommand<typeof Listen> {
       options: ['auto', 'stream', 'poll'],
       default: 'auto',
     }),
-    verbose: Flags.boolean({char: 'v', summary: 'Say on stderr which transport is used, and when it changes.'}),
+    verbose: Flags.boolean({char: 'v', summary: 'Say on stderr which transport is used, and when it changes, and when people you talk with come online or go offline.'}),
   }
 
   async run(): Promise<void> {
@@ -57,7 +58,9 @@ export default class Listen extends BaseCommand<typeof Listen> {
     try {
       for await (const item of daemon ? daemon.messages({signal: stop.signal}) : client.messages({signal: stop.signal, transport})) {
         if (json) process.stdout.write(`${jsonText(isGroupNotice(item) ? {...item, summary: summarize(item, isMe)} : item)}\n`)
-        else if (isGroupNotice(item)) this.log(formatNotice(item, isMe))
+        else if (isPresenceNotice(item)) {
+          if (this.flags.verbose) this.note(formatPresence(item))
+        } else if (isGroupNotice(item)) this.log(formatNotice(item, isMe))
         else for (const line of formatMessage(item, {sentAsYou: true})) this.log(line)
       }
     } catch (error) {

@@ -1,6 +1,7 @@
 import {z} from 'zod'
 
 import {epoch, groupName, groupRole, isoTime, MAX_CIPHERTEXT_BYTES, seq, username, uuid} from './primitives.js'
+import {presenceEvent} from './presence.js'
 
 /**
  * What `GET /v1/events` and `GET /v1/conversations/:peer` answer with
@@ -68,6 +69,7 @@ export function eventSchema(raw: unknown): z.ZodType<ServerEvent> {
   const type = typeof raw === 'object' && raw !== null ? (raw as {type?: unknown}).type : undefined
   if (type === 'message') return messageEvent
   if (typeof type === 'string' && type.startsWith('group.')) return groupEvent
+  if (type === 'presence') return presenceEvent
   return otherEvent
 }
 

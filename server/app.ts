@@ -16,6 +16,7 @@ import type {Delivery} from './delivery/delivery.js'
 import {clusterRoutes} from './routes/cluster.js'
 import {blockRoutes} from './routes/blocks.js'
 import {deviceRoutes} from './routes/devices.js'
+import {presenceRoutes} from './routes/presence.js'
 import {requireClusterSecret} from './http/cluster-auth.js'
 import {UnauthorizedError, UnavailableError} from './services/errors.js'
 import type {DatabaseHealth} from './health.js'
@@ -121,6 +122,7 @@ export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DE
   app.use(messageRoutes(deps.services.accounts, deps.services.messages, {delivery: deps.delivery, logger}, limiters))
   app.use(accountRoutes(deps.services.accounts, limiters))
   app.use(blockRoutes(deps.services.accounts, deps.services.blocks, limiters))
+  app.use(presenceRoutes(deps.services.accounts, deps.services.presence, limiters))
   app.use(groupRoutes(deps.services.accounts, deps.services.groups, limiters))
   app.use(blobRoutes(deps.services.accounts, deps.services.blobs, {limitBytes: config.blobLimitBytes, ...config.blobTransfers}, limiters))
   app.use(deviceRoutes(deps.services.accounts, deps.services.devices, limiters))

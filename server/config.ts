@@ -193,6 +193,13 @@ export const serverSettings = {
     doc: 'Open long-polls per user on one server; a new one beyond this answers the oldest (a client\'s new poll always replaces its old one).',
     schema: z.coerce.number().int().min(1).max(10_000).default(16),
   },
+  presenceOfflineMs: {
+    env: 'FASTCHAT_PRESENCE_OFFLINE_MS',
+    doc:
+      'A user is announced offline this long after their last poll or stream was recorded (presence rows are refreshed every third of it, at most every 30 s). ' +
+      'Keep it above the longest poll (60 s), or a client waiting in one is seen to leave; lower only for tests.',
+    schema: z.coerce.number().int().min(1_000).max(3_600_000).default(90_000),
+  },
   trustProxy: {
     env: 'FASTCHAT_TRUST_PROXY',
     doc: 'Behind a reverse proxy: which X-Forwarded-For hops to trust for the client address (Express "trust proxy": a hop count, addresses, or "loopback"). Unset: none.',

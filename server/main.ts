@@ -55,6 +55,10 @@ const HOUR_MS = 3_600_000
 const DAY_MS = 24 * HOUR_MS
 /** Retention is counted in days; sweeping hourly keeps the overshoot small. */
 const PRUNE_EVERY_MS = HOUR_MS
+/** Presence sweeps per offline delay: an offline user is announced within a quarter of the delay after it ran out. */
+const PRESENCE_SWEEPS_PER_DELAY = 4
+/** Never sweep more often than this, whatever the delay. */
+const PRESENCE_SWEEP_MIN_MS = 250
 
 export interface RunningChatServer {
   url: string
@@ -92,8 +96,12 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
     {
       stream,
       logger,
-      // Peer push: record where our listeners are, hand our commits to the peers holding theirs.
-      presence: peerPush ? new PresenceRecorder(presence, url, logger) : undefined,
+      // Where our listeners are, always: `fastchat who` reads it (and its online events start here); with
+      // peer push, peers read it too, and we hand our commits to the peers holding theirs.
+      presence: new PresenceRecorder(presence, url, logger, {
+        refreshMs: Math.floor(config.presenceOfflineMs / 3),
+        onOnline: (ids) => void services.presence.cameOnline(ids).catch((error: unknown) => logger.warn({err: error}, 'could not announce presence')),
+      }),
       peers: peerPush ? new PeerPush(presence, url, {secret: config.clusterSecret!, timeoutMs: config.peerTimeoutMs}, logger, metrics.registry) : undefined,
     },
     {
@@ -114,6 +122,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
     uploadPoolSize: config.uploadPoolSize,
     registry: metrics.registry,
     deviceLinkTtlMs: config.deviceLinkTtlMs,
+    presenceOfflineMs: config.presenceOfflineMs,
   })
   services.accounts.start()
   const health = new DatabaseHealth(db, {timeoutMs: config.healthTimeoutMs, cacheMs: config.healthCacheMs}, logger)
@@ -122,6 +131,18 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
     presence.prune().catch((error: unknown) => logger.warn({err: error}, 'pruning presence failed'))
   }, PRUNE_EVERY_MS)
   housekeeping.unref()
+  // Presence: users whose last poll is older than the offline delay are announced offline. Every server
+  // sweeps (one indexed query over the users online now); a conditional UPDATE makes one of them announce each.
+  let sweeping = false
+  const presenceSweep = setInterval(() => {
+    if (sweeping) return
+    sweeping = true
+    services.presence
+      .sweep()
+      .catch((error: unknown) => logger.warn({err: error}, 'presence sweep failed'))
+      .finally(() => (sweeping = false))
+  }, Math.max(PRESENCE_SWEEP_MIN_MS, Math.floor(config.presenceOfflineMs / PRESENCE_SWEEPS_PER_DELAY)))
+  presenceSweep.unref()
   const cluster = config.clusterSecret ? {secret: config.clusterSecret} : undefined
   const app = createApp({db, services, delivery, logger, lifecycle, metrics, cluster, health}, {
       ...DEFAULT_APP_CONFIG,
@@ -185,6 +206,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
         lifecycle.draining = true
         logger.info({openPolls: delivery.openPolls, openStreams: delivery.openStreams}, 'draining')
         clearInterval(housekeeping)
+        clearInterval(presenceSweep)
         await membership?.beatNow()
         // Open polls answer now with what they have, streams end; clients resume elsewhere.
         await delivery.drain()

@@ -1,5 +1,6 @@
 import {formatFingerprint} from '../../crypto/index.js'
 import type {GroupNotice} from '../../client/group-events.js'
+import type {PresenceNotice} from '../../client/presence-events.js'
 import type {GroupRef} from '../../client/group-targets.js'
 import {formatSize} from '../../client/downloads.js'
 import type {OpenedFile} from '../../client/file-receive.js'
@@ -177,3 +178,18 @@ export function formatReport(report: Report): string {
 
 /** A group event as `inbox --json` and `listen --json` print it: the library's data and the line shown for it. */
 export type ShownNotice = GroupNotice & {summary: string}
+
+/** A presence event as `listen --verbose` shows it: `alice is online`. */
+export const formatPresence = (notice: PresenceNotice): string => `${singleLine(notice.user)} is ${notice.presence === 'online' ? 'online' : 'offline'}`
+
+/** How long ago an ISO time was, for people: `just now`, `5 min ago`, `3 h ago`, `2 days ago` (the time itself if it cannot be read). */
+export function timeAgo(iso: string, now = Date.now()): string {
+  const at = Date.parse(iso)
+  if (Number.isNaN(at)) return singleLine(iso)
+  const seconds = Math.max(0, Math.round((now - at) / 1000))
+  if (seconds < 60) return 'just now'
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`
+  if (seconds < 86_400) return `${Math.floor(seconds / 3600)} h ago`
+  const days = Math.floor(seconds / 86_400)
+  return `${days} day${days === 1 ? '' : 's'} ago`
+}

@@ -43,22 +43,37 @@ const PRESENCE_CACHE_MAX = 100_000
 /** A peer that failed is skipped for this long (it is probably dead or draining). */
 const PEER_BACKOFF_MS = 5_000
 
+export interface PresenceRecorderOptions {
+  /**
+   * How often one user's row is rewritten at most: PRESENCE_REFRESH_MS, or
+   * less for a short offline delay (a third of FASTCHAT_PRESENCE_OFFLINE_MS),
+   * so that a user who keeps polling is never swept offline.
+   */
+  refreshMs?: number
+  /** Told the users a write found coming online (server/services/presence.ts announces it). */
+  onOnline?: (userIds: string[]) => void
+}
+
 export class PresenceRecorder {
   private readonly recorded = new Map<string, number>()
   private sweptAt = Date.now()
   private pending = new Set<string>()
   private timer: NodeJS.Timeout | undefined
+  private readonly refreshMs: number
 
   constructor(
     private readonly presence: PresenceRepository,
     private readonly ownUrl: string,
     private readonly logger: Logger,
-  ) {}
+    private readonly options: PresenceRecorderOptions = {},
+  ) {
+    this.refreshMs = Math.min(PRESENCE_REFRESH_MS, options.refreshMs ?? PRESENCE_REFRESH_MS)
+  }
 
   /** Called for every poll; writes (batched) only when this server's record of the user is old. */
   seen(userId: string): void {
     const at = this.recorded.get(userId)
-    if (at !== undefined && Date.now() - at < PRESENCE_REFRESH_MS) return
+    if (at !== undefined && Date.now() - at < this.refreshMs) return
     this.pending.add(userId)
     this.timer ??= setTimeout(() => void this.flush(), 2)
   }
@@ -69,11 +84,12 @@ export class PresenceRecorder {
     this.pending = new Set()
     if (ids.length === 0) return
     try {
-      await this.presence.record(ids, this.ownUrl)
+      const online = await this.presence.record(ids, this.ownUrl)
       const now = Date.now()
       for (const id of ids) this.recorded.set(id, now)
+      if (online.length > 0) this.options.onOnline?.(online)
       // Stale entries only cost memory: sweep them once per refresh period, not on every write.
-      if (now - this.sweptAt >= PRESENCE_REFRESH_MS) {
+      if (now - this.sweptAt >= this.refreshMs) {
         this.sweptAt = now
         this.forgetOld(now)
       }
@@ -84,7 +100,7 @@ export class PresenceRecorder {
   }
 
   private forgetOld(now: number): void {
-    for (const [id, at] of this.recorded) if (now - at >= PRESENCE_REFRESH_MS) this.recorded.delete(id)
+    for (const [id, at] of this.recorded) if (now - at >= this.refreshMs) this.recorded.delete(id)
   }
 
   /** On drain: this server's polls are gone, so peers should stop pushing here. */

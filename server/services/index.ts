@@ -15,6 +15,9 @@ import {DEVICE_LINK_TTL_MS, DeviceService} from './devices.js'
 import {GroupService} from './groups.js'
 import {type Commits, MessageService} from './messages.js'
 import {PasswordHasher, SCRYPT_COST} from './passwords.js'
+import {PresenceRepository} from '../../storage/repositories/presence.repository.js'
+import {PresenceVisibilityRepository} from '../../storage/repositories/presence-visibility.repository.js'
+import {PresenceService} from './presence.js'
 
 export interface Services {
   accounts: AccountService
@@ -24,6 +27,8 @@ export interface Services {
   blocks: BlockService
   devices: DeviceService
   passwords: PasswordHasher
+  /** Who is online, for the people one talks with (`fastchat who`), and its events. */
+  presence: PresenceService
   /** Housekeeping: drop expired sessions, events past retention and blobs no message took. */
   prune(): Promise<{sessions: number; events: number; blobs: number; deviceLinks: number}>
 }
@@ -42,6 +47,8 @@ export interface ServicesConfig {
   registry?: Registry
   /** How long a device link waits for its approval (DEVICE_LINK_TTL_MS by default). */
   deviceLinkTtlMs?: number
+  /** FASTCHAT_PRESENCE_OFFLINE_MS: how long after their last recorded poll a user is announced offline. */
+  presenceOfflineMs?: number
 }
 
 /** How many 1:1 sends each commit carried (MessageRepository.storeDirect batches them). */
@@ -88,6 +95,7 @@ export function createServices(db: DataSource, parts: {delivery: Commits; stream
     passwords,
     messages: new MessageService(new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)}), accounts, blobs, delivery, groups, eventRepository, (work) => db.transaction(work)),
     blobs,
+    presence: new PresenceService(db, new PresenceRepository(db), new PresenceVisibilityRepository(db), eventRepository, delivery, {offlineMs: config.presenceOfflineMs}),
     async prune() {
       return {
         sessions: await sessions.deleteExpired(),

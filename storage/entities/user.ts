@@ -23,4 +23,16 @@ export class User {
 
   @CreateDateColumn({name: 'created_at', type: 'timestamptz'})
   createdAt!: Date
+
+  /** When a poll or stream of theirs was last recorded (coarse: see server/services/presence.ts); null while hidden. */
+  @Column({name: 'last_seen_at', type: 'timestamptz', nullable: true})
+  lastSeenAt!: Date | null
+
+  /** The presence last announced to their contacts. */
+  @Column({name: 'presence_online', type: 'boolean', default: false})
+  presenceOnline!: boolean
+
+  /** `fastchat presence off`: their presence shows to nobody. */
+  @Column({name: 'presence_hidden', type: 'boolean', default: false})
+  presenceHidden!: boolean
 }

@@ -47,6 +47,10 @@ const PROBES: Record<string, Probe> = {
   'GET /v1/blocks': {stranger: 'own', request: () => ({path: '/v1/blocks'})},
   'DELETE /v1/blocks/:username': {stranger: 'own', request: (c) => ({path: `/v1/blocks/${c.alice.username}`})},
   'GET /v1/me': {stranger: 'own', request: () => ({path: '/v1/me'})},
+  // A stranger asking about alice is answered "unknown" (presence.test.ts), as for a name nobody has.
+  'GET /v1/presence': {stranger: 'own', request: (c) => ({path: `/v1/presence?users=${c.alice.username}`})},
+  'GET /v1/me/presence': {stranger: 'own', request: () => ({path: '/v1/me/presence'})},
+  'PUT /v1/me/presence': {stranger: 'own', request: () => ({path: '/v1/me/presence', json: {visible: true}})},
   'POST /v1/messages': {
     stranger: 403,
     request: (c) => ({path: '/v1/messages', json: {to: {group: c.group}, epoch: 1, kind: 'text', ciphertext: fakeCiphertext('intruder')}}),
