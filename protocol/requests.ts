@@ -116,3 +116,25 @@ export type PutKeysBody = z.input<typeof putKeys>
 
 /** A history peer: a group id, else a username. */
 export const peer = z.union([uuid.transform((group) => ({group})), username.transform((user) => ({user}))])
+
+/** A read receipt's ciphertext: a signed, encrypted list of message ids (client/receipts.ts) fits many times over. */
+export const MAX_RECEIPT_CIPHERTEXT_BYTES = 8 * 1024
+/** Receipts in one POST /v1/receipts: one per sender of a batch shown, and a poll page holds at most 1,000 events. */
+export const RECEIPTS_PER_REQUEST_MAX = 100
+
+/** POST /v1/receipts: read receipts, each end-to-end encrypted to the sender of the messages read (and the reader). */
+export const postReceipts = z.strictObject({
+  receipts: z
+    .array(
+      z.strictObject({
+        to: username,
+        ciphertext: z
+          .string()
+          .refine((value) => new TextEncoder().encode(value).length <= MAX_RECEIPT_CIPHERTEXT_BYTES, `must be at most ${MAX_RECEIPT_CIPHERTEXT_BYTES} bytes`)
+          .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message'),
+      }),
+    )
+    .min(1)
+    .max(RECEIPTS_PER_REQUEST_MAX, `at most ${RECEIPTS_PER_REQUEST_MAX} receipts per request`),
+})
+export type ReceiptsBody = z.input<typeof postReceipts>

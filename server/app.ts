@@ -15,6 +15,7 @@ import type {Services} from './services/index.js'
 import type {Delivery} from './delivery/delivery.js'
 import {clusterRoutes} from './routes/cluster.js'
 import {blockRoutes} from './routes/blocks.js'
+import {receiptRoutes} from './routes/receipts.js'
 import {requireClusterSecret} from './http/cluster-auth.js'
 import {UnauthorizedError, UnavailableError} from './services/errors.js'
 import type {DatabaseHealth} from './health.js'
@@ -121,6 +122,7 @@ export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DE
   app.use(accountRoutes(deps.services.accounts, limiters))
   app.use(blockRoutes(deps.services.accounts, deps.services.blocks, limiters))
   app.use(groupRoutes(deps.services.accounts, deps.services.groups, limiters))
+  app.use(receiptRoutes(deps.services.accounts, deps.services.receipts, limiters))
   app.use(blobRoutes(deps.services.accounts, deps.services.blobs, {limitBytes: config.blobLimitBytes, ...config.blobTransfers}, limiters))
 
   app.use(notFoundHandler())

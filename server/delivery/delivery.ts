@@ -1,5 +1,6 @@
 import type {Logger} from 'pino'
 
+import type {AckSink} from './acks.js'
 import type {StreamRead} from '../../storage/repositories/event-stream.repository.js'
 import {CursorError, UnavailableError} from '../services/errors.js'
 import {PerUserSlots} from '../services/per-user-slots.js'
@@ -61,6 +62,8 @@ export interface DeliveryParts {
   logger: Logger
   presence?: PresenceSink
   peers?: PeerSink
+  /** Told what each poll and stream acknowledged, for delivered receipts (./acks.ts); absent when they are off. */
+  acks?: AckSink
 }
 
 export interface PollAnswer {
@@ -268,9 +271,14 @@ export class Delivery {
       // this costs at most latency. A poll that will not wait (timeout 0) always reads.
       const last = this.lastRead.get(userId)
       let mustRead = !(timeoutMs > 0 && last !== undefined && last.next === since && last.version === this.registry.version(userId))
+      // The poll acknowledges `since` (the client moves its cursor only after processing) once `since` is known
+      // to be in the stream: a read checked it, a handed-over run continues it, or the last read ended there.
+      // A map lookup per poll (./acks.ts); the write is batched off this path.
+      if (!mustRead) this.parts.acks?.acked(userId, since)
       for (;;) {
         const run = this.take(listener, since, limit)
         if (run) {
+          this.parts.acks?.acked(userId, since)
           this.delivered.mark(run.length)
           return {events: run, next: run[run.length - 1]!.seq}
         }
@@ -282,6 +290,7 @@ export class Delivery {
         if (mustRead || listener.needsRead) {
           const read = await this.read(listener, since, limit, signal)
           if (!read) return {events: [], next: since}
+          this.parts.acks?.acked(userId, since)
           if (read.events.length > 0) {
             this.delivered.mark(read.events.length)
             return {events: read.events, next: read.events[read.events.length - 1]!.seq}
@@ -317,11 +326,14 @@ export class Delivery {
       if (!first) return
       sink.open(since)
       opened = true
+      // A stream has no acknowledgement: what it wrote counts as delivered (docs/api.md, "Receipts").
+      this.parts.acks?.acked(userId, since)
       const write = (events: WireEvent[]) => {
         if (events.length === 0) return
         sink.write(events)
         this.delivered.mark(events.length)
         since = events[events.length - 1]!.seq
+        this.parts.acks?.acked(userId, since)
       }
       write(first.events)
       if (first.more) listener.needsRead = true
@@ -379,6 +391,7 @@ export class Delivery {
 
   async stop(): Promise<void> {
     this.rechecker?.stop()
+    await this.parts.acks?.stop()
     await this.parts.peers?.stop()
   }
 

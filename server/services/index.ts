@@ -8,11 +8,13 @@ import {EventStreamRepository} from '../../storage/repositories/event-stream.rep
 import {MessageRepository} from '../../storage/repositories/message.repository.js'
 import {SessionRepository} from '../../storage/repositories/session.repository.js'
 import {UserRepository} from '../../storage/repositories/user.repository.js'
+import {ReceiptRepository} from '../../storage/repositories/receipt.repository.js'
 import {AccountService} from './accounts.js'
 import {BlockService} from './blocks.js'
 import {GroupService} from './groups.js'
 import {type Commits, MessageService} from './messages.js'
 import {PasswordHasher, SCRYPT_COST} from './passwords.js'
+import {ReceiptService} from './receipts.js'
 
 export interface Services {
   accounts: AccountService
@@ -21,6 +23,8 @@ export interface Services {
   blobs: BlobRepository
   blocks: BlockService
   passwords: PasswordHasher
+  /** Read receipts relayed (POST /v1/receipts). */
+  receipts: ReceiptService
   /** Housekeeping: drop expired sessions, events past retention and blobs no message took. */
   prune(): Promise<{sessions: number; events: number; blobs: number}>
 }
@@ -78,6 +82,7 @@ export function createServices(db: DataSource, parts: {delivery: Commits; stream
     passwords,
     messages: new MessageService(new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)}), accounts, blobs, delivery, groups, eventRepository, (work) => db.transaction(work)),
     blobs,
+    receipts: new ReceiptService(new ReceiptRepository(db, eventRepository), accounts, blockRepository, delivery),
     async prune() {
       return {
         sessions: await sessions.deleteExpired(),

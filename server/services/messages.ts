@@ -25,7 +25,7 @@ export interface MessageStore {
   /** Inside the caller's transaction; undefined when a concurrent send with the same idempotency key committed first. */
   insertGroup(tx: EntityManager, message: NewGroupMessage): Promise<{id: string; sentAt: Date} | undefined>
   findByIdempotencyKey(tx: EntityManager, message: NewDirectMessage | NewGroupMessage): Promise<StoredMessage | undefined>
-  history(conversation: string, before: string | undefined, limit: number, memberId?: string): Promise<MessageRow[]>
+  history(conversation: string, before: string | undefined, limit: number, memberId?: string): Promise<(MessageRow & {delivered?: boolean})[]>
   exists(conversation: string, id: string): Promise<boolean>
 }
 
@@ -53,6 +53,8 @@ export interface MessageView {
   blob?: string
   epoch?: number
   sentAt: string
+  /** In history, on your own 1:1 messages: the recipient's client acknowledged it (a delivered receipt). */
+  delivered?: boolean
 }
 
 export function messageView(row: MessageRow): MessageView {
@@ -166,6 +168,8 @@ export class MessageService {
       throw new MessageError('FC_MESSAGE_NOT_FOUND', `No message ${before} in this conversation.`)
     }
     const rows = await this.messages.history(conversation, before, limit, 'group' in peer ? user.userId : undefined)
-    return {messages: rows.map(messageView), next: rows.length === limit ? rows[rows.length - 1]!.id : null}
+    const mine = (row: MessageRow) => row.from.toLowerCase() === user.username.toLowerCase()
+    const messages = rows.map((row) => ({...messageView(row), ...(!('group' in peer) && mine(row) ? {delivered: row.delivered === true} : {})}))
+    return {messages, next: rows.length === limit ? rows[rows.length - 1]!.id : null}
   }
 }

@@ -5,6 +5,7 @@ import {BlocksAndSessionUse1765100000000} from './1765100000000-blocks-and-sessi
 import {SessionRevocations1765200000000} from './1765200000000-session-revocations.js'
 import {AssignStrategy1766200000000} from './1766200000000-assign-strategy.js'
 import {GroupInvitations1766300000000} from './1766300000000-group-invitations.js'
+import {Receipts1766500000000} from './1766500000000-receipts.js'
 
 /** Every migration, oldest first. Listed explicitly so the built CLI needs no glob loading. */
-export const migrations = [Initial1764000000000, Presence1764100000000, QuotaAndHealth1765000000000, BlocksAndSessionUse1765100000000, SessionRevocations1765200000000, AssignStrategy1766200000000, GroupInvitations1766300000000]
+export const migrations = [Initial1764000000000, Presence1764100000000, QuotaAndHealth1765000000000, BlocksAndSessionUse1765100000000, SessionRevocations1765200000000, AssignStrategy1766200000000, GroupInvitations1766300000000, Receipts1766500000000]

@@ -140,6 +140,38 @@ export class EventStreamRepository {
   }
 
   /**
+   * Appends events that differ per recipient (receipts: each sender gets its
+   * own list), several per recipient if need be, inside the caller's
+   * transaction, by append()'s rule: the inbox rows locked in id order and
+   * held until commit; a recipient's events take consecutive seqs in the
+   * order given. Says where each landed, in recipient id and seq order.
+   */
+  async appendEach(tx: EntityManager, events: {recipientId: string; type: string; payload: Record<string, unknown>}[]): Promise<Appended[]> {
+    if (events.length === 0) return []
+    const rows = (await tx.query(
+      `WITH input AS (
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS t(user_id, type, payload, ord)
+       ), counts AS (
+         SELECT user_id, count(*) AS n FROM input GROUP BY user_id
+       ), locked AS (
+         SELECT user_id FROM inboxes WHERE user_id IN (SELECT user_id FROM counts) ORDER BY user_id FOR UPDATE
+       ), bumped AS (
+         UPDATE inboxes i SET last_seq = i.last_seq + c.n FROM locked l JOIN counts c ON c.user_id = l.user_id
+          WHERE i.user_id = l.user_id
+         RETURNING i.user_id, i.last_seq, c.n
+       ), appended AS (
+         INSERT INTO events (recipient_id, seq, type, payload)
+         SELECT t.user_id, b.last_seq - b.n + row_number() OVER (PARTITION BY t.user_id ORDER BY t.ord), t.type, t.payload
+           FROM input t JOIN bumped b ON b.user_id = t.user_id
+         RETURNING recipient_id, seq
+       )
+       SELECT recipient_id::text AS "recipientId", seq::text AS seq FROM appended ORDER BY recipient_id, seq`,
+      [events.map((event) => event.recipientId), events.map((event) => event.type), events.map((event) => JSON.stringify(event.payload))],
+    )) as {recipientId: string; seq: string}[]
+    return rows.map((row) => ({recipientId: row.recipientId, seq: BigInt(row.seq)}))
+  }
+
+  /**
    * The head of a stream (the last seq handed out, the last one pruned) and
    * up to `limit` events after `since`, at most `maxBytes` of them (but at
    * least one; see streamEvents). Reads asked for in the same turn of
