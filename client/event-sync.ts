@@ -3,6 +3,7 @@ import type {EventTransport} from './event-stream.js'
 import {type GroupEventResponder, type GroupNotice, groupNotice, isGroupEvent} from './group-events.js'
 import {RECENT_IDS_KEPT, type SyncState} from './profile-store.js'
 import type {MessageOpener, OpenedMessage} from './receive.js'
+import {isReceiptEvent, type ReceiptNotice, type Receipts} from './receipts.js'
 import type {Reporter} from './reports.js'
 import type {ChatSession} from './session.js'
 
@@ -27,8 +28,8 @@ export interface Batch {
 
 const isMessage = (event: ServerEvent): event is MessageEvent => event.type === 'message' && typeof (event as MessageEvent).id === 'string'
 
-/** What a page delivers, in stream order: messages, and group events (one line each). */
-export type SyncItem = OpenedMessage | GroupNotice
+/** What a page delivers, in stream order: messages, group events (one line each), and receipts for my messages. */
+export type SyncItem = OpenedMessage | GroupNotice | ReceiptNotice
 
 export const isGroupNotice = (item: SyncItem): item is GroupNotice => 'seq' in item
 
@@ -56,6 +57,8 @@ export class EventSync {
     private readonly from?: {cursor: number},
     /** How pages are read: the long poll unless given (./event-stream.ts streams when it can). */
     private readonly transport?: EventTransport,
+    /** Receipt events are opened into items with it; with `read`, read receipts are sent for the messages of a committed page. */
+    private readonly receipts?: {handler: Receipts; read: boolean},
   ) {}
 
   /** Polls once (waiting up to `timeoutMs` when nothing is there) and delivers the new messages and group events. */
@@ -111,6 +114,8 @@ export class EventSync {
         seen.add(notice.id)
         shownIds.push(notice.id)
         opened.push(notice)
+      } else if (this.receipts && isReceiptEvent(event)) {
+        opened.push(...(await this.receipts.handler.open(event)))
       }
     }
     const next = Math.max(state.cursor, answer.next)
@@ -120,6 +125,8 @@ export class EventSync {
       // Trimmed here as on disk: a `listen` that runs for days keeps a window, not every id it ever saw.
       this.state = {cursor: next, recentIds: [...state.recentIds, ...shownIds].slice(-RECENT_IDS_KEPT)}
       if (!this.from) await this.session.store.saveState(this.state)
+      // The page was handed out (shown, or taken by the daemon's program): now it is read.
+      if (this.receipts?.read) await this.receipts.handler.acknowledge(opened.filter((item): item is OpenedMessage => 'kind' in item))
     }
     return {items: opened, result: {events: answer.events.length + answer.rejected.length, reset: false}, next, commit}
   }

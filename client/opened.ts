@@ -31,6 +31,10 @@ export interface OpenedBase {
   keyChanged: boolean
   /** The id the sender signed (./message-content.ts), when the message had one: a second message with it is a replay. */
   signedId?: string
+  /** In history, on my own messages: sent (✓), delivered (✓✓: the server's flag or a receipt), or read (client/receipts.ts). */
+  status?: 'sent' | 'delivered' | 'read'
+  /** With `status`: who got and who read it, as receipts said; for a group message, how many other members it has now. */
+  receipts?: {deliveredTo: string[]; readBy: string[]; members?: number}
 }
 
 /**

@@ -55,6 +55,8 @@ export const eventsQuery = z.object({
   since: z.string().regex(/^\d{1,18}$/, 'must be a non-negative integer').default('0').transform((v) => BigInt(v)),
   timeout: z.coerce.number().int().min(0).max(POLL_TIMEOUT_MAX_MS).default(POLL_TIMEOUT_DEFAULT_MS),
   limit: z.coerce.number().int().min(1).max(EVENTS_LIMIT_MAX).default(100),
+  /** `false`: a look that acknowledges nothing (no delivered receipts), for a reader that does not process what it reads (`send --wait`). */
+  ack: z.enum(['true', 'false']).default('true').transform((value) => value === 'true'),
 })
 
 /** `Accept` asking `GET /v1/events` for a stream (SSE) rather than a long-poll. */

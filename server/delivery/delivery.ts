@@ -259,8 +259,9 @@ export class Delivery {
    * waits up to `timeoutMs` for one. Subscribe first, then read, then wait: a
    * commit between the read and the wait has already reached the listener.
    */
-  async poll(userId: string, query: {since: bigint; timeoutMs: number; limit: number}, signal: Cancellation, client?: string): Promise<PollAnswer> {
+  async poll(userId: string, query: {since: bigint; timeoutMs: number; limit: number; ack?: boolean}, signal: Cancellation, client?: string): Promise<PollAnswer> {
     const {since, timeoutMs, limit} = query
+    const acks = query.ack === false ? undefined : this.parts.acks
     const deadline = Date.now() + timeoutMs
     const listener = this.registry.subscribe(userId, 'poll', client)
     this.parts.presence?.seen(userId)
@@ -274,11 +275,11 @@ export class Delivery {
       // The poll acknowledges `since` (the client moves its cursor only after processing) once `since` is known
       // to be in the stream: a read checked it, a handed-over run continues it, or the last read ended there.
       // A map lookup per poll (./acks.ts); the write is batched off this path.
-      if (!mustRead) this.parts.acks?.acked(userId, since)
+      if (!mustRead) acks?.acked(userId, since)
       for (;;) {
         const run = this.take(listener, since, limit)
         if (run) {
-          this.parts.acks?.acked(userId, since)
+          acks?.acked(userId, since)
           this.delivered.mark(run.length)
           return {events: run, next: run[run.length - 1]!.seq}
         }
@@ -290,7 +291,7 @@ export class Delivery {
         if (mustRead || listener.needsRead) {
           const read = await this.read(listener, since, limit, signal)
           if (!read) return {events: [], next: since}
-          this.parts.acks?.acked(userId, since)
+          acks?.acked(userId, since)
           if (read.events.length > 0) {
             this.delivered.mark(read.events.length)
             return {events: read.events, next: read.events[read.events.length - 1]!.seq}
