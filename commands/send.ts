@@ -56,7 +56,7 @@ export default class Send extends BaseCommand<typeof Send> {
       options: ['delivered', 'read'],
       exclusive: ['image'],
     }),
-    timeout: Flags.string({summary: 'With --wait: how long to wait (30s, 2m, 500ms).', default: '30s', dependsOn: ['wait'], helpValue: 'DURATION'}),
+    timeout: Flags.string({summary: 'With --wait: how long to wait (30s, 2m, 500ms); default 30s.', dependsOn: ['wait'], helpValue: 'DURATION'}),
   }
 
   async run(): Promise<SendResult | SendFileResult> {
@@ -80,8 +80,9 @@ export default class Send extends BaseCommand<typeof Send> {
       return {...result, caption: caption !== undefined}
     }
     const wait = this.flags.wait as 'delivered' | 'read' | undefined
-    const timeoutMs = wait ? durationMs(this.flags.timeout) : 0
-    if (wait && timeoutMs === undefined) this.error(`--timeout ${this.flags.timeout} is not a duration.`, {exit: Exit.input, suggestions: ['Write it as 30s, 2m or 500ms.']})
+    const timeout = this.flags.timeout ?? '30s'
+    const timeoutMs = wait ? durationMs(timeout) : 0
+    if (wait && timeoutMs === undefined) this.error(`--timeout ${timeout} is not a duration.`, {exit: Exit.input, suggestions: ['Write it as 30s, 2m or 500ms.']})
     // Before sending: the receipt comes after the message in my stream, however quick the recipient.
     const cursor = (await this.store.state()).cursor
     const client = daemon ?? (await this.openClient())
@@ -93,7 +94,7 @@ export default class Send extends BaseCommand<typeof Send> {
     // (the passphrase only for a read receipt, which is encrypted).
     const waiter = client instanceof FastChatClient ? client : await this.openClient()
     const receipt = await waiter.receipts.waitFor(sent.id, wait, cursor, timeoutMs!)
-    if (!receipt) this.error(`No ${wait} receipt for message ${sent.id} within ${this.flags.timeout}.`, {exit: Exit.network, suggestions: ['It was sent all the same: `fastchat history` shows ✓✓ once it is delivered.']})
+    if (!receipt) this.error(`No ${wait} receipt for message ${sent.id} within ${timeout}.`, {exit: Exit.network, suggestions: ['It was sent all the same: `fastchat history` shows ✓✓ once it is delivered.']})
     this.log(receipt.status === 'read' ? `Read by ${singleLine(receipt.by)}.` : `Delivered to ${singleLine(receipt.by)}.`)
     return {...result, receipt}
   }

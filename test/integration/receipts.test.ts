@@ -2,8 +2,10 @@ import {readFile} from 'node:fs/promises'
 
 import {expect} from 'chai'
 
+import {encryptText, unlockPrivateKey} from '../../crypto/index.js'
 import type {RunningChatServer} from '../../server/main.js'
 import {fakeCiphertext, joinGroup, poll, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
+import {CliUser, PASSPHRASE, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
 import {startTestServer} from '../helpers/cluster.js'
 import {http} from '../helpers/http.js'
 import {eventually} from '../helpers/processes.js'
@@ -81,6 +83,10 @@ describe('receipts (HTTP API)', function () {
     const second = await send(alice, bob.username, fakeCiphertext(2))
     const got = (await events(bob)).filter((event) => event.type === 'message')
     expect(got.map((event) => event.id)).to.deep.equal([first.body.id, second.body.id])
+    // A look with ack=false (send --wait's) acknowledges nothing either.
+    const peek = await http('GET', `${bob.server}/v1/events?since=${got[1]!.seq}&timeout=0&ack=false`, {headers: bob.auth})
+    expect(peek.status).to.equal(200)
+    expect((await http('GET', `${bob.server}/v1/events?since=0&ack=maybe`, {headers: bob.auth})).status).to.equal(400)
     const ahead = await poll(bob, got[1]!.seq + 50)
     expect(ahead.status).to.equal(409)
     expect(ahead.body.code).to.equal('FC_CURSOR_AHEAD')
@@ -188,5 +194,118 @@ describe('receipts (HTTP API)', function () {
     const statements = source.split(/\nconst STORE_DIRECT_/).slice(1).map((part) => part.split(/\n(?:const|export|\/\*\*) /)[0]!)
     expect(statements.length).to.be.greaterThan(0)
     for (const statement of statements) expect(statement).not.to.match(/acks|delivered_at|receipt/i)
+  })
+})
+
+describe('receipts (CLI)', function () {
+  this.timeout(90_000)
+  let cluster: TwoUserCluster
+  let alice: CliUser
+  let bob: CliUser
+  let carol: CliUser
+  let dave: CliUser
+
+  const inboxJson = (user: CliUser, args: string[] = []) =>
+    user.json<{messages: {id: string; text: string}[]; receipts: {status: string; by: string; messages: string[]; verification?: {status: string}}[]}>(['inbox', ...args])
+  const historyJson = (user: CliUser, peer: string) => user.json<{messages: {id: string; from: string; status?: string; receipts?: {readBy: string[]; members?: number}}[]}>(['history', peer])
+
+  before(async () => {
+    cluster = await startTwoUserCluster()
+    ;({alice, bob} = cluster)
+    carol = await CliUser.create('carol', cluster.superserver.url)
+    dave = await CliUser.create('dave', cluster.superserver.url)
+    await Promise.all([carol.register(), dave.register()])
+  })
+  after(async () => {
+    await stopTwoUserCluster(cluster)
+  })
+
+  it('send --wait delivered returns once bob has fetched it; bob\'s inbox sends a verified read receipt; history shows ✓ and ✓✓', async () => {
+    const profiles = await Promise.all([alice, bob].map((user) => user.readJson('profile.json')))
+    expect(profiles[0].server).not.to.equal(profiles[1].server)
+    // Alice waits while bob has not looked yet; bob's inbox is what delivers it.
+    const waiting = alice.run(['send', bob.username, 'did you get this?', '--wait', 'delivered', '--timeout', '20s', '--json'])
+    await eventually(async () => (await alice.readJson('receipts.json').catch(() => undefined))?.sent, 'alice to have sent')
+    const shown = await inboxJson(bob)
+    expect(shown.messages.map((m) => m.text)).to.deep.equal(['did you get this?'])
+    const waited = await waiting
+    expect(waited.code, waited.stderr).to.equal(0)
+    const sent = JSON.parse(waited.stdout)
+    expect(sent.receipt).to.deep.equal({status: 'delivered', by: bob.username})
+
+    // Bob's inbox also sent a read receipt, end-to-end encrypted: alice's client verifies it against bob's pinned key.
+    const received = await inboxJson(alice)
+    const read = received.receipts.filter((r) => r.status === 'read')
+    expect(read).to.have.length(1)
+    expect(read[0]).to.deep.include({by: bob.username, messages: [sent.id]})
+    expect(read[0]!.verification!.status).to.equal('valid')
+    const unread = await alice.json(['send', carol.username, 'not read yet'])
+    const [withBob, withCarol] = await Promise.all([historyJson(alice, bob.username), historyJson(alice, carol.username)])
+    expect(withBob.messages.find((m) => m.id === sent.id)!.status).to.equal('read')
+    expect(withCarol.messages.find((m) => m.id === unread.id)!.status).to.equal('sent')
+    const shownHistory = await alice.run(['history', bob.username])
+    expect(shownHistory.stdout).to.match(/did you get this\?.*✔ verified {2}✓✓ read/)
+    const shownCarol = await alice.run(['history', carol.username])
+    expect(shownCarol.stdout).to.match(/not read yet.*✓ sent$/m)
+  })
+
+  it('send --wait read gives up after --timeout with exit 3 and one line', async () => {
+    const result = await alice.run(['send', dave.username, 'nobody reads this', '--wait', 'read', '--timeout', '800ms'])
+    expect(result.code, result.stderr).to.equal(3)
+    expect(result.stdout).to.match(/^Sent to /)
+    expect(result.stderr).to.match(/^Error: No read receipt for message [0-9a-f-]{36} within 800ms\./m)
+    expect(result.stderr).not.to.match(/\n\s+at /)
+  })
+
+  it('--no-read-receipts sends none, and history shows ✓✓ delivered from the server', async () => {
+    const sent = await alice.json(['send', bob.username, 'quietly'])
+    const quiet = await inboxJson(bob, ['--no-read-receipts'])
+    expect(quiet.messages.map((m) => m.text)).to.deep.equal(['quietly'])
+    // A read receipt would be in alice's stream before the delivered one (bob's client sends it before its next poll acknowledges).
+    const got = await eventually(async () => {
+      const page = await inboxJson(alice)
+      return page.receipts.some((r) => r.status === 'delivered' && r.messages.includes(sent.id)) && page
+    }, 'the delivered receipt')
+    expect(got.receipts.filter((r) => r.status === 'read' && r.messages.includes(sent.id))).to.deep.equal([])
+    const history = await historyJson(alice, bob.username)
+    expect(history.messages.find((m) => m.id === sent.id)!.status).to.equal('delivered')
+    expect((await alice.run(['history', bob.username])).stdout).to.match(/quietly.*✓✓ delivered$/m)
+  })
+
+  it('a group message read by 2 of 3 members shows "read by 2 of 3"', async () => {
+    const name = uniqueName('g')
+    const created = await alice.json(['group', 'create', name, '--member', bob.username, '--member', carol.username, '--member', dave.username])
+    for (const member of [bob, carol, dave]) await member.json(['group', 'join', created.id])
+    const sent = await alice.json(['send', created.id, 'read me'])
+    await Promise.all([inboxJson(bob), inboxJson(carol)])
+    const history = await eventually(async () => {
+      await inboxJson(alice)
+      const page = await historyJson(alice, created.id)
+      const mine = page.messages.find((m) => m.id === sent.id)!
+      return mine.receipts!.readBy.length === 2 && mine
+    }, 'two read receipts')
+    expect(history.receipts!.readBy).to.have.members([bob.username, carol.username])
+    expect(history.receipts!.members).to.equal(3)
+    expect((await alice.run(['history', created.id])).stdout).to.match(/read me.*✓✓ read by 2 of 3$/m)
+  })
+
+  it('a read receipt signed by someone else than its sender is not verified, and not counted', async () => {
+    const sent = await alice.json(['send', carol.username, 'for carol only'])
+    // Bob posts a receipt that carol signed (her key, from her profile): the server relays it as bob's.
+    const carolKey = await unlockPrivateKey(await readFile(carol.file('private-key.asc'), 'utf8'), PASSPHRASE)
+    const alicePublic = await readFile(alice.file('public-key.asc'), 'utf8')
+    const text = JSON.stringify({v: 1, type: 'read', to: alice.username, messages: [sent.id], conversation: {user: bob.username}})
+    const forged = await encryptText({text, to: [alicePublic], signer: carolKey})
+    const bobProfile = await bob.readJson('profile.json')
+    const posted = await http('POST', `${bobProfile.server}/v1/receipts`, {json: {receipts: [{to: alice.username, ciphertext: forged}]}, headers: {authorization: `Bearer ${bobProfile.token}`}})
+    expect(posted.status).to.equal(204)
+    const page = await eventually(async () => {
+      const shown = await inboxJson(alice)
+      return shown.receipts.some((r) => r.status === 'read' && r.by === bob.username) && shown
+    }, 'the forged receipt')
+    const reported = page.receipts.find((r) => r.status === 'read' && r.by === bob.username)!
+    expect(reported.verification!.status).not.to.equal('valid')
+    const history = await historyJson(alice, carol.username)
+    expect(history.messages.find((m) => m.id === sent.id)!.status).to.equal('sent')
   })
 })
