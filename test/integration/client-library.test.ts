@@ -5,7 +5,7 @@ import {fileURLToPath} from 'node:url'
 
 import {expect} from 'chai'
 
-import {FastChatClient, FastChatError, isMessage, MemoryStore, type Received, type Report} from '../../client/index.js'
+import {FastChatClient, FastChatError, isGroupNotice, isMessage, MemoryStore, type Received, type Report} from '../../client/index.js'
 import {PASSWORD} from '../helpers/api.js'
 import {PASSPHRASE, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
 import {eventually} from '../helpers/processes.js'
@@ -138,8 +138,8 @@ describe('client library', function () {
       }
       return items
     }
-    const notices = await read((item) => !isMessage(item) && item.group === other.id)
-    expect(notices.filter((item) => !isMessage(item)).map((n) => !isMessage(n) && [n.type, n.group, n.by])).to.deep.equal([
+    const notices = await read((item) => isGroupNotice(item) && item.group === other.id)
+    expect(notices.filter(isGroupNotice).map((n) => [n.type, n.group, n.by])).to.deep.equal([
       ['group.invited', group.id, alice.username],
       ['group.invited', other.id, alice.username],
     ])
