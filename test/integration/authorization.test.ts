@@ -45,6 +45,7 @@ const PROBES: Record<string, Probe> = {
   'GET /v1/blocks': {stranger: 'own', request: () => ({path: '/v1/blocks'})},
   'DELETE /v1/blocks/:username': {stranger: 'own', request: (c) => ({path: `/v1/blocks/${c.alice.username}`})},
   'GET /v1/me': {stranger: 'own', request: () => ({path: '/v1/me'})},
+  'POST /v1/receipts': {stranger: 'own', request: (c) => ({path: '/v1/receipts', json: {receipts: [{to: c.alice.username, ciphertext: fakeCiphertext('read')}]}})},
   'POST /v1/messages': {
     stranger: 403,
     request: (c) => ({path: '/v1/messages', json: {to: {group: c.group}, epoch: 1, kind: 'text', ciphertext: fakeCiphertext('intruder')}}),
