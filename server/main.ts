@@ -92,7 +92,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   const stream = new EventStreamRepository(db, {maxBytes: config.pollMaxBytes})
   // Delivered receipts: what polls acknowledge, written every receiptFlushMs; the senders woken through delivery.
   const acks = config.deliveryReceipts
-    ? new AckRecorder(new ReceiptRepository(db, stream), (userIds) => delivery.announce(userIds), logger, config.receiptFlushMs)
+    ? new AckRecorder(new ReceiptRepository(db, stream), (events) => delivery.deliverEvents(events), logger, config.receiptFlushMs)
     : undefined
   const delivery = new Delivery(
     {

@@ -1,5 +1,6 @@
 import type {Logger} from 'pino'
 
+import type {AppendedEvent} from '../../storage/repositories/event-stream.repository.js'
 import type {AckedMessage, ReceiptEvent} from '../../storage/repositories/receipt.repository.js'
 
 /**
@@ -22,7 +23,7 @@ export interface AckSink {
 
 /** What a flush writes through (ReceiptRepository). */
 export interface AckStore {
-  recordAcks(acks: Map<string, bigint>, receipts: (acked: AckedMessage[]) => ReceiptEvent[]): Promise<{recipientId: string}[]>
+  recordAcks(acks: Map<string, bigint>, receipts: (acked: AckedMessage[]) => ReceiptEvent[]): Promise<AppendedEvent[]>
 }
 
 /** Default of FASTCHAT_RECEIPT_FLUSH_MS: a receipt a quarter second late is on time for a person, and a busy server writes one transaction per period, not one per poll. */
@@ -80,8 +81,8 @@ export class AckRecorder implements AckSink {
 
   constructor(
     private readonly store: AckStore,
-    /** Wakes the listeners of these users, here and on peers (Delivery.announce). */
-    private readonly announce: (userIds: string[]) => void,
+    /** Hands the receipt events appended to the senders' listeners here, and wakes theirs on peers (Delivery.deliverEvents). */
+    private readonly deliver: (events: AppendedEvent[]) => void,
     private readonly logger: Logger,
     private readonly flushMs = RECEIPT_FLUSH_MS_DEFAULT,
   ) {}
@@ -114,7 +115,7 @@ export class AckRecorder implements AckSink {
       this.stats.receipts += appended.length
       if (this.flushed.size > MAX_REMEMBERED_ACKS) this.flushed.clear()
       for (const [userId, seq] of acks) this.flushed.set(userId, seq)
-      if (appended.length > 0) this.announce([...new Set(appended.map((event) => event.recipientId))])
+      if (appended.length > 0) this.deliver(appended)
     } catch (error) {
       this.stats.failures++
       // Kept for the next flush (a newer acknowledgement wins): nothing is lost, it is only late.

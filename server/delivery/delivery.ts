@@ -174,6 +174,24 @@ export class Delivery {
     this.parts.peers?.push([], messages)
   }
 
+  /**
+   * After a commit here of events other than messages (receipts), with what a
+   * read of the stream would return: handed to the listeners here as they are
+   * (no read back), and peers are told to wake theirs (they read).
+   */
+  deliverEvents(events: {recipientId: string; seq: string; type: string; payload: Record<string, unknown> | null; at: Date}[]): void {
+    if (events.length === 0) return
+    this.committed.mark(events.length)
+    const byUser = new Map<string, WireEvent[]>()
+    for (const event of events) {
+      let list = byUser.get(event.recipientId)
+      if (!list) byUser.set(event.recipientId, (list = []))
+      list.push(wireEventOfRow(event))
+    }
+    this.registry.offer(byUser)
+    this.parts.peers?.push([...byUser.keys()], [])
+  }
+
   /** A peer's push: its commits, as events or as wake-ups; never passed on again. */
   fromPeer(wake: string[], messages: CommittedMessage[]): void {
     if (wake.length > 0) this.registry.wake(wake)

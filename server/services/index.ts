@@ -14,7 +14,7 @@ import {BlockService} from './blocks.js'
 import {GroupService} from './groups.js'
 import {type Commits, MessageService} from './messages.js'
 import {PasswordHasher, SCRYPT_COST} from './passwords.js'
-import {ReceiptService} from './receipts.js'
+import {type EventCommits, ReceiptService} from './receipts.js'
 
 export interface Services {
   accounts: AccountService
@@ -62,7 +62,7 @@ const PASSWORD_QUEUE_PER_SLOT = 25
  * The services of one chat server. `delivery` hears of every commit (server/delivery/);
  * `stream` is the event stream's repository, shared with delivery, which reads it.
  */
-export function createServices(db: DataSource, parts: {delivery: Commits; stream: EventStreamRepository}, config: ServicesConfig): Services {
+export function createServices(db: DataSource, parts: {delivery: Commits & EventCommits; stream: EventStreamRepository}, config: ServicesConfig): Services {
   const delivery = parts.delivery
   const sessions = new SessionRepository(db, {idleMs: config.sessionIdleMs})
   const passwords = new PasswordHasher({
@@ -82,7 +82,7 @@ export function createServices(db: DataSource, parts: {delivery: Commits; stream
     passwords,
     messages: new MessageService(new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)}), accounts, blobs, delivery, groups, eventRepository, (work) => db.transaction(work)),
     blobs,
-    receipts: new ReceiptService(new ReceiptRepository(db, eventRepository), accounts, blockRepository, delivery),
+    receipts: new ReceiptService(new ReceiptRepository(db, eventRepository), accounts, parts.delivery),
     async prune() {
       return {
         sessions: await sessions.deleteExpired(),

@@ -1,8 +1,12 @@
-import type {BlockRepository} from '../../storage/repositories/block.repository.js'
+import type {AppendedEvent} from '../../storage/repositories/event-stream.repository.js'
 import type {ReceiptRepository} from '../../storage/repositories/receipt.repository.js'
 import type {SessionUser} from '../../storage/repositories/session.repository.js'
 import type {AccountService} from './accounts.js'
-import type {Commits} from './messages.js'
+
+/** What relaying tells delivery (Delivery.deliverEvents): the events appended, handed to listeners as they are. */
+export interface EventCommits {
+  deliverEvents(events: AppendedEvent[]): void
+}
 
 export interface ReadReceiptInput {
   to: string
@@ -19,23 +23,25 @@ export class ReceiptService {
   constructor(
     private readonly receipts: ReceiptRepository,
     private readonly accounts: AccountService,
-    private readonly blocks: BlockRepository,
-    private readonly delivery: Pick<Commits, 'announce'>,
+    private readonly delivery: EventCommits,
   ) {}
 
-  /** Appends each receipt to its recipient's stream, all in one transaction; 404 (nothing appended) when a name is unknown. */
+  /**
+   * Appends each receipt to its recipient's stream, all in one statement (the
+   * block check folded in, as the 1:1 send does); 404 (nothing appended) when
+   * a name is unknown. Names come from the accounts' cache, as for sends.
+   */
   async read(reader: SessionUser, input: ReadReceiptInput[]): Promise<{relayed: number}> {
-    const users = await this.accounts.findMany(input.map((receipt) => receipt.to))
+    const names = [...new Set(input.map((receipt) => receipt.to.toLowerCase()))]
+    const users = await Promise.all(names.map((name) => this.accounts.resolve(name)))
     const idOf = new Map(users.map((user) => [user.username.toLowerCase(), user.id]))
-    const appended = await this.receipts.transaction(async (tx) => {
-      const blockers = new Set(await this.blocks.blockersAmong(tx, reader.userId, users.map((user) => user.id)))
-      const events = input
-        .map((receipt) => ({recipientId: idOf.get(receipt.to.toLowerCase())!, ciphertext: receipt.ciphertext}))
-        .filter((receipt) => !blockers.has(receipt.recipientId))
-        .map(({recipientId, ciphertext}) => ({recipientId, type: 'receipt.read', payload: {from: reader.username, ciphertext}}))
-      return this.receipts.append(tx, events)
-    })
-    this.delivery.announce([...new Set(appended.map((event) => event.recipientId))])
+    const events = input.map((receipt) => ({
+      recipientId: idOf.get(receipt.to.toLowerCase())!,
+      type: 'receipt.read',
+      payload: {from: reader.username, ciphertext: receipt.ciphertext},
+    }))
+    const appended = await this.receipts.appendFrom(reader.userId, events)
+    this.delivery.deliverEvents(appended)
     return {relayed: appended.length}
   }
 }

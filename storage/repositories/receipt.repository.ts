@@ -1,6 +1,6 @@
-import type {DataSource, EntityManager} from 'typeorm'
+import type {DataSource} from 'typeorm'
 
-import type {Appended, EventStreamRepository} from './event-stream.repository.js'
+import type {AppendedEvent, EventStreamRepository} from './event-stream.repository.js'
 
 /** A message a flush of acknowledgements found newly acknowledged by its recipient. */
 export interface AckedMessage {
@@ -65,10 +65,13 @@ export class ReceiptRepository {
    * on its `acks` row. Lock order: `acks` rows, then `inboxes` rows, each in
    * id order, as every writer of either does.
    */
-  async recordAcks(acks: Map<string, bigint>, receipts: (acked: AckedMessage[]) => ReceiptEvent[]): Promise<Appended[]> {
+  async recordAcks(acks: Map<string, bigint>, receipts: (acked: AckedMessage[]) => ReceiptEvent[]): Promise<AppendedEvent[]> {
     if (acks.size === 0) return []
     const ids = [...acks.keys()].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1))
     return this.db.transaction(async (tx) => {
+      // Not waiting for the WAL flush (nor a standby): the inbox rows of the senders are locked until the commit, and
+      // sends to them wait for it. Safe to lose: a flush lost in a crash lost its acks too, and the next poll makes it again.
+      await tx.query('SET LOCAL synchronous_commit = off')
       await tx.query('INSERT INTO acks (user_id) SELECT u FROM unnest($1::bigint[]) AS u ORDER BY u ON CONFLICT DO NOTHING', [ids])
       const acked = (await tx.query(RAISE_ACKS, [ids, ids.map((id) => acks.get(id)!.toString())])) as AckedMessage[]
       if (acked.length === 0) return []
@@ -80,12 +83,8 @@ export class ReceiptRepository {
     })
   }
 
-  /** Appends read receipts (or any per-recipient events) in the caller's transaction. */
-  append(tx: EntityManager, events: ReceiptEvent[]): Promise<Appended[]> {
-    return this.stream.appendEach(tx, events)
-  }
-
-  transaction<T>(work: (tx: EntityManager) => Promise<T>): Promise<T> {
-    return this.db.transaction(work)
+  /** Appends read receipts from `senderId` in one statement (committed when it resolves), leaving out recipients who block the sender. */
+  appendFrom(senderId: string, events: ReceiptEvent[]): Promise<AppendedEvent[]> {
+    return this.stream.appendEach(this.db, events, senderId)
   }
 }
