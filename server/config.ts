@@ -1,5 +1,6 @@
 import {z} from 'zod'
 
+import {RECEIPT_FLUSH_MS_DEFAULT} from './delivery/acks.js'
 import {databaseSettings, databaseTimeouts, httpUrl, logLevel, milliseconds, onOff, port, resolveSettings, type Resolved} from './settings.js'
 
 export const serverSettings = {
@@ -206,7 +207,7 @@ export const serverSettings = {
   receiptFlushMs: {
     env: 'FASTCHAT_RECEIPT_FLUSH_MS',
     doc: 'How often the acknowledgements of all users are written (one transaction) and turned into delivered receipts: the most a receipt waits on this server.',
-    schema: z.coerce.number().int().min(10).max(60_000).default(250),
+    schema: z.coerce.number().int().min(10).max(60_000).default(RECEIPT_FLUSH_MS_DEFAULT),
   },
 }
 

@@ -26,8 +26,15 @@ export interface AckStore {
   recordAcks(acks: Map<string, bigint>, receipts: (acked: AckedMessage[]) => ReceiptEvent[]): Promise<AppendedEvent[]>
 }
 
-/** Default of FASTCHAT_RECEIPT_FLUSH_MS: a receipt a quarter second late is on time for a person, and a busy server writes one transaction per period, not one per poll. */
-export const RECEIPT_FLUSH_MS_DEFAULT = 250
+/**
+ * Default of FASTCHAT_RECEIPT_FLUSH_MS. Each flush gives every sender whose
+ * messages were fetched meanwhile one more event, so one more poll answer (or
+ * stream write): in the closed-loop bench, where each user sends several
+ * messages a second, 250 ms cost 30-45% of the throughput and 1 s was within
+ * the machine's drift (docs/benchmarks.md, issue 16). A second is still "at
+ * once" for a person looking for ✓✓.
+ */
+export const RECEIPT_FLUSH_MS_DEFAULT = 1_000
 /** Message ids in one `receipt.delivered` event; more are split over several (an event stays a few tens of KiB). */
 export const RECEIPT_IDS_PER_EVENT = 500
 /** Users whose flushed acknowledgement is remembered (to skip polls that acknowledge nothing new); past this it starts over, which only costs a flush. */
