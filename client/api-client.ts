@@ -9,7 +9,7 @@ import {blockEntry, type BlockEntry, blockList} from '../protocol/blocks.js'
 import {myPresence, type MyPresence, type PresenceEntry, presenceList} from '../protocol/presence.js'
 import {eventSchema, eventsPage, historyMessage, type HistoryMessage, historyPage, type ServerEvent} from '../protocol/events.js'
 import {seq} from '../protocol/primitives.js'
-import type {ApproveLinkBody, CreateGroupBody, CreateLinkBody, RegisterBody, SendBody, SessionBody} from '../protocol/requests.js'
+import type {ApproveLinkBody, CreateGroupBody, CreateLinkBody, ReceiptsBody, RegisterBody, SendBody, SessionBody} from '../protocol/requests.js'
 import {FastChatError} from './errors.js'
 
 /**
@@ -95,6 +95,7 @@ export const isFailoverError = (error: unknown): boolean =>
 
 // The answers' types are the schemas' (protocol/): one definition of each shape.
 export type {GroupEvent, HistoryMessage, MessageEvent, OtherEvent, ServerEvent} from '../protocol/events.js'
+export type {DeliveredReceiptEvent, ReadReceiptEvent} from '../protocol/events.js'
 export type {Device, GroupDetails, GroupInvitation, GroupMember, GroupRole, GroupSummary, LinkPoll, Session, UserKey, WrappedGroupKey} from '../protocol/answers.js'
 
 export type {SendBody} from '../protocol/requests.js'
@@ -379,6 +380,25 @@ export class ApiClient {
   async checked<S extends z.ZodType>(route: string, schema: S, path: string, options: RequestOptions = {}): Promise<z.output<S>> {
     const [method] = route.split(' ')
     return checkAnswer(route, schema, await this.request<unknown>(method!, path, options))
+  }
+
+  // POST /v1/receipts — read receipts, each already encrypted and signed (./receipts.ts)
+  async postReceipts(body: ReceiptsBody): Promise<void> {
+    await this.request('POST', '/v1/receipts', {json: body})
+  }
+
+  /**
+   * GET /v1/events?...&ack=false: a look at the stream that acknowledges
+   * nothing (no delivered receipts for what it sees), under a client id of its
+   * own so it replaces no poll of this process. For `send --wait`.
+   */
+  async peekEvents(since: number, timeoutMs: number, limit: number, signal?: AbortSignal): Promise<{events: ServerEvent[]; next: number; rejected: Rejected[]}> {
+    const query = new URLSearchParams({since: String(since), timeout: String(timeoutMs), limit: String(limit), ack: 'false'})
+    const route = 'GET /v1/events'
+    const options = {signal, timeoutMs: timeoutMs + POLL_GRACE_MS, headers: {'x-fastchat-client': `${CLIENT_ID}-peek`}}
+    const page = await this.checked(route, eventsPage, `/v1/events?${query}`, options)
+    const {valid: events, rejected} = checkEach(route, 'events', page.events, eventSchema)
+    return {events, next: page.next, rejected}
   }
 
   /** A request whose answer is returned unchecked: for answers without a body; anything the caller uses goes through checked(). */

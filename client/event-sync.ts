@@ -4,6 +4,7 @@ import {type GroupEventResponder, type GroupNotice, groupNotice, isGroupEvent} f
 import {isPresenceEvent, type PresenceNotice, presenceNotice} from './presence-events.js'
 import {RECENT_IDS_KEPT, type SyncState} from './profile-store.js'
 import type {MessageOpener, OpenedMessage} from './receive.js'
+import {isReceiptEvent, type ReceiptNotice, type Receipts} from './receipts.js'
 import type {Reporter} from './reports.js'
 import type {ChatSession} from './session.js'
 
@@ -28,8 +29,8 @@ export interface Batch {
 
 const isMessage = (event: ServerEvent): event is MessageEvent => event.type === 'message' && typeof (event as MessageEvent).id === 'string'
 
-/** What a page delivers, in stream order: messages, group events (one line each) and presence events (not shown by default). */
-export type SyncItem = OpenedMessage | GroupNotice | PresenceNotice
+/** What a page delivers, in stream order: messages, group events (one line each), receipts for my messages, and presence events (not shown by default). */
+export type SyncItem = OpenedMessage | GroupNotice | ReceiptNotice | PresenceNotice
 
 export const isGroupNotice = (item: SyncItem): item is GroupNotice => 'seq' in item && item.type !== 'presence'
 
@@ -59,6 +60,8 @@ export class EventSync {
     private readonly from?: {cursor: number},
     /** How pages are read: the long poll unless given (./event-stream.ts streams when it can). */
     private readonly transport?: EventTransport,
+    /** Receipt events are opened into items with it; with `read`, read receipts are sent for the messages of a committed page. */
+    private readonly receipts?: {handler: Receipts; read: boolean},
   ) {}
 
   /** Polls once (waiting up to `timeoutMs` when nothing is there) and delivers the new messages and group events. */
@@ -115,6 +118,8 @@ export class EventSync {
         seen.add(notice.id)
         shownIds.push(notice.id)
         opened.push(notice)
+      } else if (this.receipts && isReceiptEvent(event)) {
+        opened.push(...(await this.receipts.handler.open(event)))
       }
     }
     const next = Math.max(state.cursor, answer.next)
@@ -124,6 +129,8 @@ export class EventSync {
       // Trimmed here as on disk: a `listen` that runs for days keeps a window, not every id it ever saw.
       this.state = {cursor: next, recentIds: [...state.recentIds, ...shownIds].slice(-RECENT_IDS_KEPT)}
       if (!this.from) await this.session.store.saveState(this.state)
+      // The page was handed out (shown, or taken by the daemon's program): now it is read.
+      if (this.receipts?.read) await this.receipts.handler.acknowledge(opened.filter((item): item is OpenedMessage => 'kind' in item))
     }
     return {items: opened, result: {events: answer.events.length + answer.rejected.length, reset: false}, next, commit}
   }

@@ -19,6 +19,7 @@ import type {MessageGroup} from './opened.js'
 import type {ProgressFactory} from './progress.js'
 import {type OpenedMessage, MessageOpener} from './receive.js'
 import type {ReceiveFilesOptions} from './file-receive.js'
+import {Receipts} from './receipts.js'
 import type {Report, Reporter} from './reports.js'
 import {assign, ChatSession, type PassphraseProvider, superserverUrl, withFailover} from './session.js'
 import {type MyPresence, PRESENCE_QUERY_MAX_USERS, type PresenceEntry} from '../protocol/presence.js'
@@ -109,6 +110,8 @@ export interface MessagesOptions {
   streamIdleMs?: number
   /** After a fall back to the long poll, try the stream again this long after. Default 10 minutes. */
   streamRetryMs?: number
+  /** Send read receipts for the messages handed out (client/receipts.ts); default: the profile's setting (on unless turned off). */
+  readReceipts?: boolean
 }
 
 /** Each long poll waits this long: under the 60 s idle timeout of common proxies, and the server's default. */
@@ -129,6 +132,8 @@ export function checkPassword(password: string): void {
 
 export class FastChatClient {
   readonly directory: Directory
+  /** Receipts of my messages, and read receipts for others' (./receipts.ts). */
+  readonly receipts: Receipts
   private readonly report: Reporter
 
   private constructor(
@@ -137,6 +142,7 @@ export class FastChatClient {
   ) {
     this.directory = new Directory(session)
     this.report = options.onReport ?? (() => undefined)
+    this.receipts = new Receipts(session, this.directory.keys, this.report)
   }
 
   /** The account already logged in in `store`. */
@@ -223,6 +229,7 @@ export class FastChatClient {
     const ciphertext = await encryptText({text: packText(binding, text), to: [recipient.publicKey, key.publicKey], signer: key})
     assertTextFits(ciphertext, recipient.username)
     const sent = await this.session.withFailover((api) => api.send({to: {user: recipient.username}, kind: 'text', ciphertext}, binding.id))
+    await this.receipts.recordSent(sent.id, recipient.username)
     return {id: sent.id, sentAt: sent.sentAt, to: recipient.username}
   }
 
@@ -240,6 +247,7 @@ export class FastChatClient {
     }
     const recipient = await this.recipient(target.username)
     const sent = await sendFile(this.session, {file: content, recipient, caption: options.caption, progress: options.progress})
+    await this.receipts.recordSent(sent.id, recipient.username)
     return {...sent, to: recipient.username}
   }
 
@@ -258,7 +266,8 @@ export class FastChatClient {
     // An inbox (no follow) wants what is there now: a poll that answers at once, not a stream to open.
     const {transport: mode, streamIdleMs, streamRetryMs} = options
     const transport = follow ? new EventTransport(this.report, {mode, streamIdleMs, streamRetryMs}) : undefined
-    const sync = new EventSync(this.session, opener, this.report, new GroupEventResponder(this.directory, this.report), undefined, transport)
+    const receipts = {handler: this.receipts, read: options.readReceipts ?? this.session.profile.readReceipts !== false}
+    const sync = new EventSync(this.session, opener, this.report, new GroupEventResponder(this.directory, this.report), undefined, transport, receipts)
     try {
       yield* this.readFrom(sync, options)
     } finally {
@@ -315,7 +324,10 @@ export class FastChatClient {
    * `files`: how this call saves files, instead of the client's (the daemon
    * serves several commands, each with its own --download).
    */
-  async history(peer: string, options: {limit?: number; files?: ReceiveFilesOptions} = {}): Promise<{with: {kind: 'user'; username: string} | {kind: 'group'; group: GroupRef}; messages: OpenedMessage[]}> {
+  async history(
+    peer: string,
+    options: {limit?: number; files?: ReceiveFilesOptions; readReceipts?: boolean} = {},
+  ): Promise<{with: {kind: 'user'; username: string} | {kind: 'group'; group: GroupRef}; messages: OpenedMessage[]}> {
     const limit = options.limit ?? 20
     const target = await this.directory.groups.target(peer, this.directory.keys)
     const id = target.kind === 'group' ? target.group.id : target.username
@@ -337,7 +349,40 @@ export class FastChatClient {
       if (opened.signedId !== undefined) signedIds.add(opened.signedId)
       messages.push(opened)
     }
+    await this.markReceipts(messages, newestFirst, target.kind === 'group' ? target.group.id : undefined)
+    // Shown: the messages of others not answered yet get their read receipts (unless turned off).
+    if (options.readReceipts ?? this.session.profile.readReceipts !== false) await this.receipts.acknowledge(messages)
     return {with: target.kind === 'group' ? {kind: 'group', group: target.group} : {kind: 'user', username: target.username}, messages}
+  }
+
+  /**
+   * Sends a text (as send()), then waits up to `timeoutMs` for its receipt:
+   * `delivered` (a read receipt counts too) or `read`. The stream is read
+   * from the stored cursor without moving it or acknowledging anything, so
+   * `inbox` still shows what arrived meanwhile. `receipt` is undefined on timeout.
+   */
+  async sendAndWait(to: string, text: string, wait: {status: 'delivered' | 'read'; timeoutMs: number; signal?: AbortSignal}): Promise<Sent & {receipt?: {status: 'delivered' | 'read'; by: string}}> {
+    // Before sending: the receipt lands after it in the stream, however fast the recipient.
+    const cursor = await this.cursor()
+    const sent = await this.send(to, text)
+    const receipt = await this.receipts.waitFor(sent.id, wait.status, cursor, wait.timeoutMs, wait.signal)
+    return {...sent, ...(receipt ? {receipt} : {})}
+  }
+
+  /** History's marks on my own messages: the server's `delivered` (1:1), and the receipts recorded in the store. */
+  private async markReceipts(messages: OpenedMessage[], raw: HistoryMessage[], groupId: string | undefined): Promise<void> {
+    const mine = messages.filter((message) => this.session.isMe(message.from))
+    if (mine.length === 0) return
+    const log = await this.session.store.receipts()
+    const delivered = new Set(raw.filter((message) => message.delivered).map((message) => message.id))
+    // A group I left no longer answers: the counts go without "of M" then.
+    const members = groupId ? await this.session.withFailover((api) => api.group(groupId)).then((group) => group.members.length - 1, () => undefined) : undefined
+    for (const message of mine) {
+      const deliveredTo = Object.hasOwn(log.delivered, message.id) ? log.delivered[message.id]! : []
+      const readBy = Object.hasOwn(log.read, message.id) ? log.read[message.id]! : []
+      message.status = readBy.length > 0 ? 'read' : deliveredTo.length > 0 || delivered.has(message.id) ? 'delivered' : 'sent'
+      message.receipts = {deliveredTo, readBy, ...(members === undefined ? {} : {members: Math.max(members, 0)})}
+    }
   }
 
   /** My groups: name, id, my role, how many members, the current key epoch. */
@@ -539,6 +584,7 @@ export class FastChatClient {
     const sent = await sendToGroup(this.session, keys, groupKeys, ref.id, content)
     for (const key of sent.pinned) this.report({type: 'key.pinned', username: key.username, fingerprint: key.fingerprint})
     const group = {id: sent.group.id, name: sent.group.name, epoch: sent.epoch}
+    await this.receipts.recordSent(sent.id, `group:${group.id}`)
     return {id: sent.id, sentAt: sent.sentAt, to: `group:${group.id}`, group, members: sent.group.members.length, ...(sent.blob ? {blob: sent.blob} : {})}
   }
 }

@@ -33,6 +33,10 @@ export interface OpenedBase {
   signedId?: string
   /** Present, true, when I sent it (from this device or another of mine: a sent copy in my own stream). */
   sent?: true
+  /** In history, on my own messages: sent (✓), delivered (✓✓: the server's flag or a receipt), or read (client/receipts.ts). */
+  status?: 'sent' | 'delivered' | 'read'
+  /** With `status`: who got and who read it, as receipts said; for a group message, how many other members it has now. */
+  receipts?: {deliveredTo: string[]; readBy: string[]; members?: number}
 }
 
 /**

@@ -4,7 +4,19 @@ import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
 
 import {FastChatError} from './errors.js'
-import {type Contacts, requireKeys, requireProfile, type Profile, RECENT_IDS_KEPT, SAVED_FILES_KEPT, type SavedFile, type Store, type SyncState} from './store.js'
+import {
+  type Contacts,
+  type ReceiptLog,
+  requireKeys,
+  requireProfile,
+  type Profile,
+  RECENT_IDS_KEPT,
+  SAVED_FILES_KEPT,
+  type SavedFile,
+  type Store,
+  type SyncState,
+  trimReceiptLog,
+} from './store.js'
 
 export {contactOf, type Contact, type ContactOrigin, type Contacts, type Profile, RECENT_IDS_KEPT, type SyncState} from './store.js'
 
@@ -23,6 +35,7 @@ const FILES = {
   contacts: 'contacts.json',
   state: 'state.json',
   savedFiles: 'saved-files.json',
+  receipts: 'receipts.json',
 } as const
 
 /** --profile, else FASTCHAT_HOME, else the XDG config directory. */
@@ -135,6 +148,26 @@ export class ProfileStore implements Store {
       const ids = Object.keys(files)
       for (const id of ids.slice(0, Math.max(0, ids.length - SAVED_FILES_KEPT))) delete files[id]
       await this.writeJson('savedFiles', files)
+    })
+    this.contactsUpdate = update.then(
+      () => undefined,
+      () => undefined,
+    )
+    return update
+  }
+
+  async receipts(): Promise<ReceiptLog> {
+    return trimReceiptLog(await this.readJson<Partial<ReceiptLog>>('receipts'))
+  }
+
+  /** Serialized like contacts: the receipts of one page, and a `send` recording its message, all land. */
+  updateReceipts(change: (log: ReceiptLog) => void): Promise<ReceiptLog> {
+    const update = this.contactsUpdate.then(async () => {
+      const log = await this.receipts()
+      change(log)
+      const trimmed = trimReceiptLog(log)
+      await this.writeJson('receipts', trimmed)
+      return trimmed
     })
     this.contactsUpdate = update.then(
       () => undefined,

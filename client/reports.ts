@@ -26,5 +26,7 @@ export type Report =
    * back to the long poll (the server's or a proxy's answer, quoted: not sanitized).
    */
   | {type: 'transport'; transport: 'stream' | 'poll'; reason?: string}
+  /** Read receipts for messages shown could not be sent (./receipts.ts); the messages were shown all the same. */
+  | {type: 'receipts.failed'; reason: string}
 
 export type Reporter = (report: Report) => void

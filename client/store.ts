@@ -24,6 +24,51 @@ export interface Store {
   /** Files received and saved, by message id: shown again (name, path) without another download, and never saved twice. */
   savedFile(messageId: string): Promise<SavedFile | undefined>
   rememberSavedFile(messageId: string, file: SavedFile): Promise<void>
+  /** Receipts (./receipts.ts): my messages sent from here, who got and read them, and which received ones were answered. */
+  receipts(): Promise<ReceiptLog>
+  /** Read-modify-write, as updateContacts; the log is trimmed to RECEIPTS_KEPT messages afterwards. */
+  updateReceipts(change: (log: ReceiptLog) => void): Promise<ReceiptLog>
+}
+
+/**
+ * What a profile knows of receipts (./receipts.ts), keyed by the server's
+ * message ids. Only messages in `sent` (sent from this profile) get receipts
+ * recorded: a receipt naming anything else is ignored.
+ */
+export interface ReceiptLog {
+  /** My messages, oldest first: id → the conversation, a username or `group:<id>`. */
+  sent: Record<string, string>
+  /** Id → the users whose clients acknowledged it (delivered receipts). */
+  delivered: Record<string, string[]>
+  /** Id → the users whose verified read receipts name it. */
+  read: Record<string, string[]>
+  /** Received messages whose read receipt was sent (or not to be sent), newest last: history does not send it again. */
+  answered: string[]
+}
+
+/** Messages whose receipts are kept (and received messages remembered as answered): the latest ones. */
+export const RECEIPTS_KEPT = 10_000
+
+export const emptyReceiptLog = (): ReceiptLog => ({
+  sent: Object.create(null) as Record<string, string>,
+  delivered: Object.create(null) as Record<string, string[]>,
+  read: Object.create(null) as Record<string, string[]>,
+  answered: [],
+})
+
+/** A log read from disk (or anywhere): own properties only, trimmed to the latest RECEIPTS_KEPT. */
+export function trimReceiptLog(raw: Partial<ReceiptLog> | undefined): ReceiptLog {
+  const log = emptyReceiptLog()
+  const sentIds = Object.keys(raw?.sent ?? {}).slice(-RECEIPTS_KEPT)
+  for (const id of sentIds) {
+    log.sent[id] = String(raw!.sent![id])
+    const delivered = raw?.delivered && Object.hasOwn(raw.delivered, id) ? raw.delivered[id] : undefined
+    const read = raw?.read && Object.hasOwn(raw.read, id) ? raw.read[id] : undefined
+    if (Array.isArray(delivered)) log.delivered[id] = delivered.map(String)
+    if (Array.isArray(read)) log.read[id] = read.map(String)
+  }
+  log.answered = (Array.isArray(raw?.answered) ? raw.answered.map(String) : []).slice(-RECEIPTS_KEPT)
+  return log
 }
 
 /** Where a received file was saved, and what opening it found. */
@@ -48,6 +93,8 @@ export interface Profile {
   expiresAt?: string
   /** Primary key fingerprint of the user's own key, lowercase hex. */
   fingerprint: string
+  /** Send read receipts for messages shown (`fastchat config read-receipts`); absent: on. */
+  readReceipts?: boolean
 }
 
 export interface Contact {
@@ -118,6 +165,18 @@ export class MemoryStore implements Store {
   }
 
   private readonly files = new Map<string, SavedFile>()
+  private receiptLog = emptyReceiptLog()
+
+  async receipts(): Promise<ReceiptLog> {
+    return trimReceiptLog(structuredClone({...this.receiptLog}))
+  }
+
+  async updateReceipts(change: (log: ReceiptLog) => void): Promise<ReceiptLog> {
+    const log = await this.receipts()
+    change(log)
+    this.receiptLog = trimReceiptLog(log)
+    return this.receipts()
+  }
 
   async savedFile(messageId: string): Promise<SavedFile | undefined> {
     return this.files.get(messageId)

@@ -8,6 +8,7 @@ import {BaseCommand} from './_lib/base-command.js'
 import {singleLine} from './_lib/display.js'
 import {formatMessage, formatReport} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
+import {readReceiptsFlag} from './_lib/receive-flags.js'
 
 export interface HistoryResult {
   /** The user, or `group:<id>`. */
@@ -36,6 +37,7 @@ export default class History extends BaseCommand<typeof History> {
     limit: Flags.integer({summary: 'How many of the latest messages to show.', default: 20, min: 1, max: 1000}),
     download: Flags.boolean({summary: 'Download, decrypt, verify and save the files in these messages.', default: false}),
     out: Flags.directory({summary: 'Save files here instead of <profile>/downloads (with --download).', helpValue: 'DIR', dependsOn: ['download']}),
+    ...readReceiptsFlag,
   }
 
   async run(): Promise<HistoryResult> {
@@ -45,7 +47,7 @@ export default class History extends BaseCommand<typeof History> {
     // A daemon of this profile holds the unlocked key: it reads, and nobody is asked for the passphrase.
     const daemonFiles = {files: this.flags.download ? 'all' : 'none', out: this.flags.out} as const
     const client = (await findDaemon(this.store.dir, {onReport: (report) => this.note(formatReport(report)), files: daemonFiles})) ?? (await this.openClient(files))
-    const {with: peer, messages} = await client.history(this.args.with, {limit: this.flags.limit})
+    const {with: peer, messages} = await client.history(this.args.with, {limit: this.flags.limit, readReceipts: this.flags['read-receipts']})
     for (const message of messages) for (const line of formatMessage(message)) this.log(line)
     if (peer.kind === 'group') {
       if (messages.length === 0) this.log(`No messages in #${singleLine(peer.group.name ?? peer.group.id)} yet.`)

@@ -2,16 +2,19 @@ import {Flags} from '@oclif/core'
 
 import {findDaemon} from '../client/daemon/connection.js'
 import {isGroupNotice, isPresenceNotice} from '../client/event-sync.js'
+import {isReceiptNotice, type ReceiptNotice} from '../client/receipts.js'
 import type {OpenedMessage} from '../client/receive.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {formatMessage, formatNotice, formatReport, type ShownNotice, summarize} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
-import {receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
+import {readReceiptsFlag, receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
 
 export interface InboxResult {
   messages: OpenedMessage[]
   /** Group events (members added or removed, roles, keys), in stream order. */
   events: ShownNotice[]
+  /** Receipts for your messages (delivered, read), in stream order; not printed. */
+  receipts: ReceiptNotice[]
   /** The event cursor saved in the profile after this run. */
   cursor: number
 }
@@ -31,6 +34,7 @@ export default class Inbox extends BaseCommand<typeof Inbox> {
   static override flags = {
     timeout: Flags.integer({summary: 'Wait up to this many milliseconds for a message when there is none (max 60000).', default: 0, min: 0, max: 60_000}),
     ...receiveFlags,
+    ...readReceiptsFlag,
   }
 
   async run(): Promise<InboxResult> {
@@ -42,11 +46,15 @@ export default class Inbox extends BaseCommand<typeof Inbox> {
     const isMe = (username: string) => username.toLowerCase() === client.username.toLowerCase()
     const messages: OpenedMessage[] = []
     const events: ShownNotice[] = []
+    const receipts: ReceiptNotice[] = []
+    const readReceipts = this.flags['read-receipts']
     // Pages of events until one comes back empty; only the first may wait.
-    for await (const item of client.messages({follow: false, waitMs: this.flags.timeout})) {
+    for await (const item of client.messages({follow: false, waitMs: this.flags.timeout, readReceipts})) {
       // Presence changes are for `listen` (and `who`); an inbox shows what was said.
       if (isPresenceNotice(item)) continue
-      if (isGroupNotice(item)) {
+      if (isReceiptNotice(item)) {
+        receipts.push(item)
+      } else if (isGroupNotice(item)) {
         events.push({...item, summary: summarize(item, isMe)})
         this.log(formatNotice(item, isMe))
       } else {
@@ -55,6 +63,6 @@ export default class Inbox extends BaseCommand<typeof Inbox> {
       }
     }
     if (messages.length === 0) this.log('No new messages.')
-    return {messages, events, cursor: await client.cursor()}
+    return {messages, events, receipts, cursor: await client.cursor()}
   }
 }

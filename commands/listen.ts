@@ -3,13 +3,14 @@ import {Flags} from '@oclif/core'
 import {findDaemon} from '../client/daemon/connection.js'
 import type {TransportMode} from '../client/event-stream.js'
 import {isGroupNotice, isPresenceNotice} from '../client/event-sync.js'
+import {isReceiptNotice} from '../client/receipts.js'
 import {FastChatClient} from '../client/fastchat-client.js'
 import type {Report} from '../client/reports.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {jsonText} from './_lib/display.js'
-import {formatMessage, formatNotice, formatPresence, formatReport, summarize} from './_lib/format.js'
+import {formatMessage, formatNotice, formatPresence, formatReceipt, formatReport, summarize} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
-import {receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
+import {readReceiptsFlag, receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
 
 export default class Listen extends BaseCommand<typeof Listen> {
   static override summary = 'Follow new messages as they arrive, until Ctrl-C.'
@@ -34,7 +35,8 @@ export default class Listen extends BaseCommand<typeof Listen> {
       options: ['auto', 'stream', 'poll'],
       default: 'auto',
     }),
-    verbose: Flags.boolean({char: 'v', summary: 'Say on stderr which transport is used, and when it changes, and when people you talk with come online or go offline.'}),
+    verbose: Flags.boolean({char: 'v', summary: 'Say on stderr which transport is used, and when it changes, when people you talk with come online or go offline, and show receipts for your messages.'}),
+    ...readReceiptsFlag,
   }
 
   async run(): Promise<void> {
@@ -56,8 +58,13 @@ export default class Listen extends BaseCommand<typeof Listen> {
     if (daemon && this.flags.verbose) this.note(`Reading events through the daemon (--transport is the daemon's).`)
     const transport = this.flags.transport as TransportMode
     try {
-      for await (const item of daemon ? daemon.messages({signal: stop.signal}) : client.messages({signal: stop.signal, transport})) {
-        if (json) process.stdout.write(`${jsonText(isGroupNotice(item) ? {...item, summary: summarize(item, isMe)} : item)}\n`)
+      const readReceipts = this.flags['read-receipts']
+      for await (const item of daemon ? daemon.messages({signal: stop.signal}) : client.messages({signal: stop.signal, transport, readReceipts})) {
+        // Receipts for my messages: a JSON line of their own, or with --verbose one sanitized line on stderr.
+        if (isReceiptNotice(item)) {
+          if (json) process.stdout.write(`${jsonText(item)}\n`)
+          else if (this.flags.verbose) this.note(formatReceipt(item))
+        } else if (json) process.stdout.write(`${jsonText(isGroupNotice(item) ? {...item, summary: summarize(item, isMe)} : item)}\n`)
         else if (isPresenceNotice(item)) {
           if (this.flags.verbose) this.note(formatPresence(item))
         } else if (isGroupNotice(item)) this.log(formatNotice(item, isMe))

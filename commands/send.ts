@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {findDaemon} from '../client/daemon/connection.js'
-import type {Sent} from '../client/fastchat-client.js'
+import {FastChatClient, type Sent} from '../client/fastchat-client.js'
 import {formatSize} from '../client/downloads.js'
 import {readFileToSend, type SentFile} from '../client/file-send.js'
 import type {MessageGroup} from '../client/opened.js'
@@ -19,6 +19,8 @@ export interface SendResult {
   to: string
   /** For a group: which, and the key epoch the message was encrypted under. */
   group?: MessageGroup
+  /** With --wait: the receipt that came (a read receipt also answers `--wait delivered`). */
+  receipt?: {status: 'delivered' | 'read'; by: string}
 }
 
 /** With --image: the file as sent (name and type travel encrypted; the server sees only the blob id and its size). */
@@ -49,6 +51,12 @@ export default class Send extends BaseCommand<typeof Send> {
 
   static override flags = {
     image: Flags.string({summary: 'Send this file (an image or any other file), encrypted; the text becomes its caption.', helpValue: 'FILE'}),
+    wait: Flags.string({
+      summary: "After sending a text, wait for its receipt: delivered (the recipient's client fetched it) or read; exit 3 if none comes within --timeout.",
+      options: ['delivered', 'read'],
+      exclusive: ['image'],
+    }),
+    timeout: Flags.string({summary: 'With --wait: how long to wait (30s, 2m, 500ms); default 30s.', dependsOn: ['wait'], helpValue: 'DURATION'}),
   }
 
   async run(): Promise<SendResult | SendFileResult> {
@@ -71,11 +79,33 @@ export default class Send extends BaseCommand<typeof Send> {
       const {members: _members, ...result} = sent
       return {...result, caption: caption !== undefined}
     }
-    const sent = await (daemon ?? (await this.openClient())).send(this.args.to, text)
+    const wait = this.flags.wait as 'delivered' | 'read' | undefined
+    const timeout = this.flags.timeout ?? '30s'
+    const timeoutMs = wait ? durationMs(timeout) : 0
+    if (wait && timeoutMs === undefined) this.error(`--timeout ${timeout} is not a duration.`, {exit: Exit.input, suggestions: ['Write it as 30s, 2m or 500ms.']})
+    // Before sending: the receipt comes after the message in my stream, however quick the recipient.
+    const cursor = (await this.store.state()).cursor
+    const client = daemon ?? (await this.openClient())
+    const sent = await client.send(this.args.to, text)
     this.log(`Sent to ${where(sent)} at ${sent.sentAt} (message ${sent.id}).`)
     const {members: _members, ...result} = sent
-    return result
+    if (!wait) return result
+    // The wait reads my stream without moving the cursor `inbox` keeps; through a daemon it needs a session of its own
+    // (the passphrase only for a read receipt, which is encrypted).
+    const waiter = client instanceof FastChatClient ? client : await this.openClient()
+    const receipt = await waiter.receipts.waitFor(sent.id, wait, cursor, timeoutMs!)
+    if (!receipt) this.error(`No ${wait} receipt for message ${sent.id} within ${timeout}.`, {exit: Exit.network, suggestions: ['It was sent all the same: `fastchat history` shows ✓✓ once it is delivered.']})
+    this.log(receipt.status === 'read' ? `Read by ${singleLine(receipt.by)}.` : `Delivered to ${singleLine(receipt.by)}.`)
+    return {...result, receipt}
   }
+}
+
+/** `30s`, `2m`, `500ms`, or a number of seconds; undefined when it is none of these (or over an hour). */
+function durationMs(text: string): number | undefined {
+  const match = /^(\d{1,7})(ms|s|m)?$/.exec(text.trim())
+  if (!match) return undefined
+  const ms = Number(match[1]) * (match[2] === 'ms' ? 1 : match[2] === 'm' ? 60_000 : 1_000)
+  return ms > 0 && ms <= 3_600_000 ? ms : undefined
 }
 
 /** `bob`, or `#friends (3 members, key epoch 2)`. */

@@ -32,6 +32,8 @@ export const historyMessage = z.object({
   /** For a group message: the key epoch it was encrypted under. */
   epoch: epoch.optional(),
   sentAt: isoTime,
+  /** History only, on your own 1:1 messages: the recipient's client acknowledged it. */
+  delivered: z.boolean().optional(),
 })
 
 export const messageEvent = historyMessage.extend({seq, type: z.literal('message')})
@@ -55,6 +57,23 @@ export const groupEvent = z.object({
   left: z.boolean().optional(),
 })
 
+/** `receipt.delivered`: recipients' clients acknowledged these messages of mine (docs/api.md, "Receipts"). */
+export const deliveredReceiptEvent = z.object({
+  seq,
+  type: z.literal('receipt.delivered'),
+  receipts: z.array(z.object({by: username, messages: z.array(uuid).max(1000)})).max(1000),
+  at: isoTime.optional(),
+})
+
+/** `receipt.read`: an end-to-end encrypted read receipt from `from` (client/receipts.ts opens and verifies it). */
+export const readReceiptEvent = z.object({
+  seq,
+  type: z.literal('receipt.read'),
+  from: username,
+  ciphertext: z.string().max(MAX_CIPHERTEXT_BYTES),
+  at: isoTime.optional(),
+})
+
 /** An event of a type this version does not know: kept, not trusted. */
 export const otherEvent = z.looseObject({seq, type: z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'must be an event type')})
 
@@ -62,7 +81,9 @@ export type HistoryMessage = z.infer<typeof historyMessage>
 export type MessageEvent = z.infer<typeof messageEvent>
 export type GroupEvent = z.infer<typeof groupEvent>
 export type OtherEvent = z.infer<typeof otherEvent>
-export type ServerEvent = MessageEvent | GroupEvent | OtherEvent
+export type DeliveredReceiptEvent = z.infer<typeof deliveredReceiptEvent>
+export type ReadReceiptEvent = z.infer<typeof readReceiptEvent>
+export type ServerEvent = MessageEvent | GroupEvent | DeliveredReceiptEvent | ReadReceiptEvent | OtherEvent
 
 /** The schema an event is checked against: its `type` chooses it. */
 export function eventSchema(raw: unknown): z.ZodType<ServerEvent> {
@@ -70,6 +91,8 @@ export function eventSchema(raw: unknown): z.ZodType<ServerEvent> {
   if (type === 'message') return messageEvent
   if (typeof type === 'string' && type.startsWith('group.')) return groupEvent
   if (type === 'presence') return presenceEvent
+  if (type === 'receipt.delivered') return deliveredReceiptEvent
+  if (type === 'receipt.read') return readReceiptEvent
   return otherEvent
 }
 

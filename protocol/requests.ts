@@ -55,6 +55,8 @@ export const eventsQuery = z.object({
   since: z.string().regex(/^\d{1,18}$/, 'must be a non-negative integer').default('0').transform((v) => BigInt(v)),
   timeout: z.coerce.number().int().min(0).max(POLL_TIMEOUT_MAX_MS).default(POLL_TIMEOUT_DEFAULT_MS),
   limit: z.coerce.number().int().min(1).max(EVENTS_LIMIT_MAX).default(100),
+  /** `false`: a look that acknowledges nothing (no delivered receipts), for a reader that does not process what it reads (`send --wait`). */
+  ack: z.enum(['true', 'false']).default('true').transform((value) => value === 'true'),
 })
 
 /** `Accept` asking `GET /v1/events` for a stream (SSE) rather than a long-poll. */
@@ -159,3 +161,24 @@ export const approveLinkBody = z.strictObject({ciphertext: armoredBlock('MESSAGE
 export type SessionBody = z.input<typeof sessionBody>
 export type CreateLinkBody = z.input<typeof createLinkBody>
 export type ApproveLinkBody = z.input<typeof approveLinkBody>
+/** A read receipt's ciphertext: a signed, encrypted list of message ids (client/receipts.ts) fits many times over. */
+export const MAX_RECEIPT_CIPHERTEXT_BYTES = 8 * 1024
+/** Receipts in one POST /v1/receipts: one per sender of a batch shown, and a poll page holds at most 1,000 events. */
+export const RECEIPTS_PER_REQUEST_MAX = 100
+
+/** POST /v1/receipts: read receipts, each end-to-end encrypted to the sender of the messages read (and the reader). */
+export const postReceipts = z.strictObject({
+  receipts: z
+    .array(
+      z.strictObject({
+        to: username,
+        ciphertext: z
+          .string()
+          .refine((value) => new TextEncoder().encode(value).length <= MAX_RECEIPT_CIPHERTEXT_BYTES, `must be at most ${MAX_RECEIPT_CIPHERTEXT_BYTES} bytes`)
+          .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message'),
+      }),
+    )
+    .min(1)
+    .max(RECEIPTS_PER_REQUEST_MAX, `at most ${RECEIPTS_PER_REQUEST_MAX} receipts per request`),
+})
+export type ReceiptsBody = z.input<typeof postReceipts>

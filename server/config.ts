@@ -1,5 +1,6 @@
 import {z} from 'zod'
 
+import {RECEIPT_FLUSH_MS_DEFAULT} from './delivery/acks.js'
 import {databaseSettings, databaseTimeouts, httpUrl, logLevel, milliseconds, onOff, port, resolveSettings, type Resolved} from './settings.js'
 
 export const serverSettings = {
@@ -210,6 +211,16 @@ export const serverSettings = {
       .optional(),
   },
   logLevel: {env: 'LOG_LEVEL', doc: 'Log level (logs are JSON on stderr).', schema: logLevel.default('info')},
+  deliveryReceipts: {
+    env: 'FASTCHAT_DELIVERY_RECEIPTS',
+    doc: 'Delivered receipts: what polls acknowledge (their cursor) and streams write becomes a receipt.delivered event for the messages\' senders. Off: none are made (read receipts, end-to-end encrypted, still pass).',
+    schema: onOff.default(true),
+  },
+  receiptFlushMs: {
+    env: 'FASTCHAT_RECEIPT_FLUSH_MS',
+    doc: 'How often the acknowledgements of all users are written (one transaction) and turned into delivered receipts: the most a receipt waits on this server.',
+    schema: z.coerce.number().int().min(10).max(60_000).default(RECEIPT_FLUSH_MS_DEFAULT),
+  },
 }
 
 export type ServerConfig = Resolved<typeof serverSettings>

@@ -14,6 +14,8 @@ import {createServices} from './services/index.js'
 import {PeerPush, PresenceRecorder} from './delivery/peers.js'
 import {PresenceRepository} from '../storage/repositories/presence.repository.js'
 import {DatabaseHealth} from './health.js'
+import {AckRecorder} from './delivery/acks.js'
+import {ReceiptRepository} from '../storage/repositories/receipt.repository.js'
 import {advertisedUrl} from './advertised-url.js'
 import {databaseTimeouts} from './settings.js'
 
@@ -92,6 +94,10 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   const presence = new PresenceRepository(db)
   const peerPush = config.peerPush && config.clusterSecret
   const stream = new EventStreamRepository(db, {maxBytes: config.pollMaxBytes})
+  // Delivered receipts: what polls acknowledge, written every receiptFlushMs; the senders woken through delivery.
+  const acks = config.deliveryReceipts
+    ? new AckRecorder(new ReceiptRepository(db, stream), (events) => delivery.deliverEvents(events), logger, config.receiptFlushMs)
+    : undefined
   const delivery = new Delivery(
     {
       stream,
@@ -103,6 +109,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
         onOnline: (ids) => void services.presence.cameOnline(ids).catch((error: unknown) => logger.warn({err: error}, 'could not announce presence')),
       }),
       peers: peerPush ? new PeerPush(presence, url, {secret: config.clusterSecret!, timeoutMs: config.peerTimeoutMs}, logger, metrics.registry) : undefined,
+      acks,
     },
     {
       maxPerUser: config.maxPollsPerUser,

@@ -28,6 +28,8 @@ export interface BenchEvent {
   type: string
   id?: string
   group?: string
+  /** A message's sender. */
+  from?: string
 }
 
 export class Http {

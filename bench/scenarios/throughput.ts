@@ -1,11 +1,12 @@
 import {performance} from 'node:perf_hooks'
 
-import {Http, MessageSender, receivers, sleep, until} from '../lib/http.js'
-import {CPU_HEADERS, CPU_NOTE, cpuBetween, cpuColumns, cpuPerMessage, cpuSnapshot, loopDelay} from '../lib/metrics.js'
+import {type BenchEvent, type BenchUser, Failures, Http, MessageSender, receivers, sleep, until} from '../lib/http.js'
+import {CPU_HEADERS, CPU_NOTE, cpuBetween, cpuColumns, type CpuPerMessage, cpuPerMessage, cpuSnapshot, loopDelay} from '../lib/metrics.js'
 import type {ReceiveMode} from '../lib/options.js'
+import type {Target} from '../lib/cluster.js'
 import {usersOn, tooManyUsers, type Scenario, type ScenarioContext} from '../lib/scenario.js'
 import {table} from '../lib/stats.js'
-import {closedLoop, Deliveries} from '../lib/traffic.js'
+import {closedLoop, Deliveries, type DeliverySummary} from '../lib/traffic.js'
 
 /**
  * 1. Throughput: U users spread over two chat servers, each keeping one 1:1
@@ -36,27 +37,90 @@ export const throughput: Scenario = async (context) => {
     )
     modes.push({mode, ...s, cpu, cpuMsPerMessage: perMessage, generatorLoopDelayMs: result.generatorLoopDelayMs, receiveFailures: result.receiveFailures.toJSON()})
   }
+  const receipts = await compareReceipts(context, count)
   const text = [
     table(rows),
     "p50…max: send start → receipt by the recipient (its poll answer, or its stream); 201: send start → the sender's 201",
     CPU_NOTE,
     ...notes,
+    ...(receipts ? ['', receipts.text] : []),
   ].join('\n')
-  return {text, data: {users: count, servers: 2, modes}}
+  return {text, data: {users: count, servers: 2, modes, ...(receipts ? {receipts: receipts.data} : {})}}
 }
 
-async function measure(context: ScenarioContext, mode: ReceiveMode, count: number) {
+/**
+ * Receipts on against off (issue 16): the same closed loop on two fresh
+ * clusters, in the first receive mode. Off: FASTCHAT_DELIVERY_RECEIPTS=off
+ * and no read receipts. On: delivered receipts (the default), and every
+ * receiver posts one read receipt request per batch of messages it takes,
+ * one entry per sender, with a fixed ciphertext (the server cannot tell).
+ * Off first, then on: the machine's drift goes against the receipts.
+ */
+async function compareReceipts(context: ScenarioContext, count: number) {
+  const startCluster = context.startCluster
+  if (!startCluster) return undefined
+  const mode = context.options.modes[0]!
+  const variants: {name: string; env: Record<string, string>; readReceipts: boolean}[] = [
+    {name: 'receipts off', env: {FASTCHAT_DELIVERY_RECEIPTS: 'off'}, readReceipts: false},
+    {name: 'receipts on', env: {}, readReceipts: true},
+  ]
+  const rows: Array<Array<string | number>> = [['receipts', 'mode', 'acked sends/s', 'delivered msg/s', 'p50 ms', 'p99 ms', 'read receipts/s', ...CPU_HEADERS]]
+  const data: Array<DeliverySummary & {variant: string; mode: string; cpuMsPerMessage: CpuPerMessage; readReceiptsPerSecond: number; receiptFailures: Record<string, number>}> = []
+  for (const variant of variants) {
+    const target = await startCluster(2, variant.env, {logLevel: 'error'})
+    try {
+      const result = await measure(context, mode, count, {target, readReceipts: variant.readReceipts})
+      const {summary: s, cpu, perMessage} = result
+      rows.push([variant.name, mode, s.ackedPerSecond, s.deliveredPerSecond, s.latencyMs.p50, s.latencyMs.p99, result.readReceiptsPerSecond, ...cpuColumns(cpu, perMessage)])
+      data.push({variant: variant.name, mode, ...s, cpuMsPerMessage: perMessage, readReceiptsPerSecond: result.readReceiptsPerSecond, receiptFailures: result.receiptFailures})
+    } finally {
+      await target.stop()
+    }
+  }
+  const [off, on] = data as [(typeof data)[number], (typeof data)[number]]
+  const ratio = off.deliveredPerSecond > 0 ? Math.round((on.deliveredPerSecond / off.deliveredPerSecond) * 1000) / 1000 : 0
+  // Chat servers and PostgreSQL together when PostgreSQL's share is known, else the chat servers alone.
+  const perMessage = (entry: (typeof data)[number]) => entry.cpuMsPerMessage.serversAndPostgres ?? entry.cpuMsPerMessage.servers
+  const cpuRatio = perMessage(off) > 0 ? Math.round((perMessage(on) / perMessage(off)) * 1000) / 1000 : null
+  const text = [
+    table(rows),
+    `receipts on / off: delivered msg/s × ${ratio}, CPU ms per delivered message × ${cpuRatio ?? '?'} (target: throughput within 10%); receipt failures: ${JSON.stringify(on.receiptFailures)}`,
+  ].join('\n')
+  return {text, data: {variants: data, ratio, cpuRatio}}
+}
+
+/** Posts one read receipt request per batch taken: one entry per sender, a fixed ciphertext (the server relays it unread). */
+function readReceiptPoster(http: Http, ciphertext: string) {
+  let posted = 0
+  const failures = new Failures()
+  const post = (user: BenchUser, events: BenchEvent[]) => {
+    const senders = [...new Set(events.filter((event) => event.type === 'message' && event.from).map((event) => event.from!))].slice(0, 100)
+    if (senders.length === 0) return
+    const body = JSON.stringify({receipts: senders.map((to) => ({to, ciphertext}))})
+    http.call('POST', `${user.server}/v1/receipts`, {token: user.token, body}).then(
+      (answer) => (answer.status === 204 ? posted++ : failures.add(`receipts HTTP ${answer.status}`)),
+      (error: unknown) => failures.add(`receipts ${(error as Error).message}`),
+    )
+  }
+  return {post, failures, get posted() {
+    return posted
+  }}
+}
+
+async function measure(context: ScenarioContext, mode: ReceiveMode, count: number, options: {target?: Target; readReceipts?: boolean} = {}) {
   const quick = context.options.quick
   const warmUpMs = quick ? 1_000 : 3_000
   const runMs = quick ? 4_000 : 20_000
-  const target = await context.target()
+  const target = options.target ?? (await context.target())
   const servers = target.serverUrls.slice(0, 2)
   const users = await usersOn(context, 'tp', count, servers)
   const http = new Http(count * 2 + 16)
   const sender = new MessageSender(http, context.ciphertext)
   const deliveries = new Deliveries()
-  const inbound = receivers(mode, http, (_user, events, at) => {
+  const receipts = options.readReceipts ? readReceiptPoster(http, context.ciphertext) : undefined
+  const inbound = receivers(mode, http, (user, events, at) => {
     for (const event of events) if (event.type === 'message' && event.id) deliveries.received(event.id, at)
+    receipts?.post(user, events)
   })
   try {
     for (const user of users) inbound.start(user)
@@ -65,15 +129,17 @@ async function measure(context: ScenarioContext, mode: ReceiveMode, count: numbe
 
     const before = await cpuSnapshot(servers)
     const lag = loopDelay()
+    const receiptsBefore = receipts?.posted ?? 0
     const from = performance.now()
     deliveries.setWindow(from, from + runMs)
     await closedLoop({senders: users, recipients: users, until: from + runMs, sender, deliveries})
     const generatorLoopDelayMs = lag.stop()
     const cpu = cpuBetween(before, await cpuSnapshot(servers))
+    const readReceiptsPerSecond = receipts ? Math.round(((receipts.posted - receiptsBefore) / runMs) * 10_000) / 10 : 0
     await until(() => deliveries.outstanding === 0, 10_000)
     const summary = deliveries.summary()
     const perMessage = cpuPerMessage(cpu, summary.windowSeconds, deliveries.deliveredInWindow)
-    return {summary, cpu, perMessage, generatorLoopDelayMs, failures: deliveries.failures, receiveFailures: inbound.failures}
+    return {summary, cpu, perMessage, generatorLoopDelayMs, failures: deliveries.failures, receiveFailures: inbound.failures, readReceiptsPerSecond, receiptFailures: receipts?.failures.toJSON() ?? {}}
   } finally {
     await inbound.stop()
     await http.close()

@@ -167,7 +167,9 @@ export class Feed {
     const {session, directory} = this.client
     const opener = new MessageOpener(session, reading.files, directory)
     const from = reading.since === undefined ? undefined : {cursor: reading.since}
-    return new EventSync(session, opener, this.reports.reporter, new GroupEventResponder(directory, this.reports.reporter), from, transport)
+    // Read receipts once a program has taken a page (its commit), as the profile's setting says (docs/daemon.md).
+    const receipts = {handler: this.client.receipts, read: session.profile.readReceipts !== false}
+    return new EventSync(session, opener, this.reports.reporter, new GroupEventResponder(directory, this.reports.reporter), from, transport, receipts)
   }
 
   /** One read and what `handle` does with it, holding the stored cursor throughout when it is the one read. */

@@ -96,7 +96,9 @@ export type DaemonStatus = z.infer<typeof statusAnswer>
 const reports = z.array(z.looseObject({type: z.string()})).optional()
 /** Messages (with `kind`) and group events (with `type`): the library's own values, as JSON. */
 const itemShape = z.union([z.looseObject({id: z.string(), kind: z.string(), from: z.string()}), z.looseObject({id: z.string(), type: z.string(), seq: z.number()})])
-const item = z.custom<Received>((value) => itemShape.safeParse(value).success, 'must be a message or a group event')
+/** Receipts for my messages (client/receipts.ts): `type: 'receipt'`, no `seq`. */
+const receiptShape = z.looseObject({id: z.string(), type: z.literal('receipt'), status: z.enum(['delivered', 'read']), by: z.string(), messages: z.array(z.string())})
+const item = z.custom<Received>((value) => itemShape.safeParse(value).success || receiptShape.safeParse(value).success, 'must be a message, a group event or a receipt')
 const message = z.custom<OpenedMessage>((value) => itemShape.options[0].safeParse(value).success, 'must be a message')
 
 // POST /v1/send → 201: the library's Sent (a file's adds blob, name, type and size), in its key order

@@ -6,6 +6,7 @@ import {formatSize} from '../../client/downloads.js'
 import type {OpenedFile} from '../../client/file-receive.js'
 import type {MessageVerification, OpenedBase} from '../../client/opened.js'
 import {isFile, type OpenedMessage} from '../../client/receive.js'
+import type {ReceiptNotice} from '../../client/receipts.js'
 import type {Report} from '../../client/reports.js'
 import type {ServerKey} from '../../client/trust.js'
 import {multiLine, singleLine} from './display.js'
@@ -34,7 +35,9 @@ export function formatMessage(message: OpenedMessage, options: LabelOptions = {}
     return lines
   }
   const [first, ...rest] = multiLine(message.text)
-  lines.push(`${head} ${first}  ${verificationMark(verification)}`, ...rest)
+  // History marks my own messages (✓ sent, ✓✓ delivered, read): after the verification, on the header line.
+  const status = statusMark(message)
+  lines.push(`${head} ${first}  ${verificationMark(verification)}${status ? `  ${status}` : ''}`, ...rest)
   return lines
 }
 
@@ -171,9 +174,34 @@ export function formatReport(report: Report): string {
       return report.transport === 'stream'
         ? 'Reading events as a stream (SSE).'
         : `Reading events by long poll${report.reason === undefined ? '' : `: ${singleLine(report.reason)}`}.`
+    case 'receipts.failed':
+      return `Notice: could not send read receipts: ${singleLine(report.reason)}`
     case 'group.rekey_failed':
       return `Notice: could not key the new epoch of group ${report.group}: ${report.network ? 'the server could not be reached' : singleLine(report.message)}`
   }
+}
+
+/** `Receipt: bob read 2 of your messages (✔ verified).` — one line, every name sanitized. */
+export function formatReceipt(receipt: ReceiptNotice): string {
+  const count = receipt.messages.length
+  const what = count === 0 ? 'none of your messages' : count === 1 ? `your message ${singleLine(receipt.messages[0]!)}` : `${count} of your messages`
+  const verdict =
+    receipt.verification === undefined ? '' : receipt.verification.status === 'valid' ? ' (✔ verified)' : ` (✘ NOT verified: ${singleLine('reason' in receipt.verification ? receipt.verification.reason : receipt.verification.status)})`
+  return `Receipt: ${singleLine(receipt.by)} ${receipt.status === 'read' ? 'read' : 'got'} ${what}${verdict}.`
+}
+
+/** History's mark on one of my messages: `✓ sent`, `✓✓ delivered`, `✓✓ read`, or for a group `✓✓ read by 2 of 3`. */
+export function statusMark(message: Pick<OpenedBase, 'status' | 'receipts'>): string {
+  if (!message.status) return ''
+  const members = message.receipts?.members
+  if (members !== undefined) {
+    const read = message.receipts!.readBy.length
+    const delivered = new Set([...message.receipts!.deliveredTo, ...message.receipts!.readBy].map((name) => name.toLowerCase())).size
+    if (read > 0) return `✓✓ read by ${read} of ${members}`
+    if (delivered > 0) return `✓✓ delivered to ${delivered} of ${members}`
+    return '✓ sent'
+  }
+  return message.status === 'read' ? '✓✓ read' : message.status === 'delivered' ? '✓✓ delivered' : '✓ sent'
 }
 
 /** A group event as `inbox --json` and `listen --json` print it: the library's data and the line shown for it. */

@@ -28,6 +28,14 @@ export const receiveFlags = {
   }),
 }
 
+/** --no-read-receipts (and --read-receipts): this run only; without either, the profile's setting (`fastchat config read-receipts`). */
+export const readReceiptsFlag = {
+  'read-receipts': Flags.boolean({
+    summary: 'Send read receipts for the messages shown (--no-read-receipts: send none); default: the profile setting, `fastchat config read-receipts`.',
+    allowNo: true,
+  }),
+}
+
 export function receiveFilesOptions(
   profileDir: string,
   flags: {out?: string; download: boolean; 'max-download': number},

@@ -1,5 +1,6 @@
 import type {Logger} from 'pino'
 
+import type {AckSink} from './acks.js'
 import type {StreamRead} from '../../storage/repositories/event-stream.repository.js'
 import {CursorError, UnavailableError} from '../services/errors.js'
 import {PerUserSlots} from '../services/per-user-slots.js'
@@ -61,6 +62,8 @@ export interface DeliveryParts {
   logger: Logger
   presence?: PresenceSink
   peers?: PeerSink
+  /** Told what each poll and stream acknowledged, for delivered receipts (./acks.ts); absent when they are off. */
+  acks?: AckSink
 }
 
 export interface PollAnswer {
@@ -171,6 +174,24 @@ export class Delivery {
     this.parts.peers?.push([], messages)
   }
 
+  /**
+   * After a commit here of events other than messages (receipts), with what a
+   * read of the stream would return: handed to the listeners here as they are
+   * (no read back), and peers are told to wake theirs (they read).
+   */
+  deliverEvents(events: {recipientId: string; seq: string; type: string; payload: Record<string, unknown> | null; at: Date}[]): void {
+    if (events.length === 0) return
+    this.committed.mark(events.length)
+    const byUser = new Map<string, WireEvent[]>()
+    for (const event of events) {
+      let list = byUser.get(event.recipientId)
+      if (!list) byUser.set(event.recipientId, (list = []))
+      list.push(wireEventOfRow(event))
+    }
+    this.registry.offer(byUser)
+    this.parts.peers?.push([...byUser.keys()], [])
+  }
+
   /** A peer's push: its commits, as events or as wake-ups; never passed on again. */
   fromPeer(wake: string[], messages: CommittedMessage[]): void {
     if (wake.length > 0) this.registry.wake(wake)
@@ -256,8 +277,9 @@ export class Delivery {
    * waits up to `timeoutMs` for one. Subscribe first, then read, then wait: a
    * commit between the read and the wait has already reached the listener.
    */
-  async poll(userId: string, query: {since: bigint; timeoutMs: number; limit: number}, signal: Cancellation, client?: string): Promise<PollAnswer> {
+  async poll(userId: string, query: {since: bigint; timeoutMs: number; limit: number; ack?: boolean}, signal: Cancellation, client?: string): Promise<PollAnswer> {
     const {since, timeoutMs, limit} = query
+    const acks = query.ack === false ? undefined : this.parts.acks
     const deadline = Date.now() + timeoutMs
     const listener = this.registry.subscribe(userId, 'poll', client)
     this.parts.presence?.seen(userId)
@@ -268,9 +290,14 @@ export class Delivery {
       // this costs at most latency. A poll that will not wait (timeout 0) always reads.
       const last = this.lastRead.get(userId)
       let mustRead = !(timeoutMs > 0 && last !== undefined && last.next === since && last.version === this.registry.version(userId))
+      // The poll acknowledges `since` (the client moves its cursor only after processing) once `since` is known
+      // to be in the stream: a read checked it, a handed-over run continues it, or the last read ended there.
+      // A map lookup per poll (./acks.ts); the write is batched off this path.
+      if (!mustRead) acks?.acked(userId, since)
       for (;;) {
         const run = this.take(listener, since, limit)
         if (run) {
+          acks?.acked(userId, since)
           this.delivered.mark(run.length)
           return {events: run, next: run[run.length - 1]!.seq}
         }
@@ -282,6 +309,7 @@ export class Delivery {
         if (mustRead || listener.needsRead) {
           const read = await this.read(listener, since, limit, signal)
           if (!read) return {events: [], next: since}
+          acks?.acked(userId, since)
           if (read.events.length > 0) {
             this.delivered.mark(read.events.length)
             return {events: read.events, next: read.events[read.events.length - 1]!.seq}
@@ -317,11 +345,14 @@ export class Delivery {
       if (!first) return
       sink.open(since)
       opened = true
+      // A stream has no acknowledgement: what it wrote counts as delivered (docs/api.md, "Receipts").
+      this.parts.acks?.acked(userId, since)
       const write = (events: WireEvent[]) => {
         if (events.length === 0) return
         sink.write(events)
         this.delivered.mark(events.length)
         since = events[events.length - 1]!.seq
+        this.parts.acks?.acked(userId, since)
       }
       write(first.events)
       if (first.more) listener.needsRead = true
@@ -379,6 +410,7 @@ export class Delivery {
 
   async stop(): Promise<void> {
     this.rechecker?.stop()
+    await this.parts.acks?.stop()
     await this.parts.peers?.stop()
   }
 

@@ -26,6 +26,8 @@ export interface EventsRequest {
   since: bigint
   timeoutMs: number
   limit: number
+  /** Whether a poll acknowledges `since` (delivered receipts); `ack=false` only looks. */
+  ack?: boolean
   /** The client whose older poll or stream a new one replaces: its token plus its X-FastChat-Client id. */
   client: string
   stream: boolean
@@ -140,17 +142,17 @@ export async function serveEvents(deps: EventsHandlerDeps, res: ServerResponse, 
     if (!res.writableEnded) res.end()
     return
   }
-  const answer = await deps.delivery.poll(request.userId, {since: request.since, timeoutMs: request.timeoutMs, limit: request.limit}, signal, request.client)
+  const answer = await deps.delivery.poll(request.userId, {since: request.since, timeoutMs: request.timeoutMs, limit: request.limit, ack: request.ack}, signal, request.client)
   if (res.writableEnded || signal.aborted) return
   const body = pollAnswerJson(answer)
   res.writeHead(200, {...headers, 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body)})
   res.end(body)
 }
 
-const QUERY_KEYS = new Set(['since', 'timeout', 'limit'])
+const QUERY_KEYS = new Set(['since', 'timeout', 'limit', 'ack'])
 
 /** The parts of a GET /v1/events request the fast path takes as they are; anything else goes to Express. */
-function plainRequest(req: IncomingMessage): {token: string; clientId?: string; since: bigint; timeoutMs: number; limit: number; stream: boolean} | undefined {
+function plainRequest(req: IncomingMessage): {token: string; clientId?: string; since: bigint; timeoutMs: number; limit: number; ack: boolean; stream: boolean} | undefined {
   const url = req.url ?? ''
   const token = bearerToken(req.headers.authorization)
   const clientId = req.headers['x-fastchat-client']
@@ -170,7 +172,7 @@ function plainRequest(req: IncomingMessage): {token: string; clientId?: string; 
     if (!parsed.success) return undefined
     since = parsed.data
   }
-  return {token, clientId: clientId as string | undefined, since, timeoutMs: query.data.timeout, limit: query.data.limit, stream}
+  return {token, clientId: clientId as string | undefined, since, timeoutMs: query.data.timeout, limit: query.data.limit, ack: query.data.ack, stream}
 }
 
 /**

@@ -36,7 +36,7 @@ export function messageRoutes(accounts: AccountService, messages: MessageService
     const stream = wantsEventStream(req.get('accept'))
     const lastEventId = req.get('last-event-id')
     const since = stream && lastEventId !== undefined ? parse(lastEventIdHeader, lastEventId, 'Last-Event-ID header') : query.since
-    await serveEvents(events, res, {userId: currentUser(res).userId, since, timeoutMs: query.timeout, limit: query.limit, client, stream})
+    await serveEvents(events, res, {userId: currentUser(res).userId, since, timeoutMs: query.timeout, limit: query.limit, ack: query.ack, client, stream})
   })
 
   // GET /v1/conversations/:peer?before=&limit= (a username or a group id)

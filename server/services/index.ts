@@ -8,6 +8,7 @@ import {EventStreamRepository} from '../../storage/repositories/event-stream.rep
 import {MessageRepository} from '../../storage/repositories/message.repository.js'
 import {SessionRepository} from '../../storage/repositories/session.repository.js'
 import {UserRepository} from '../../storage/repositories/user.repository.js'
+import {ReceiptRepository} from '../../storage/repositories/receipt.repository.js'
 import {AccountService} from './accounts.js'
 import {BlockService} from './blocks.js'
 import {DeviceLinkRepository} from '../../storage/repositories/device-link.repository.js'
@@ -18,6 +19,7 @@ import {PasswordHasher, SCRYPT_COST} from './passwords.js'
 import {PresenceRepository} from '../../storage/repositories/presence.repository.js'
 import {PresenceVisibilityRepository} from '../../storage/repositories/presence-visibility.repository.js'
 import {PresenceService} from './presence.js'
+import {type EventCommits, ReceiptService} from './receipts.js'
 
 export interface Services {
   accounts: AccountService
@@ -29,6 +31,8 @@ export interface Services {
   passwords: PasswordHasher
   /** Who is online, for the people one talks with (`fastchat who`), and its events. */
   presence: PresenceService
+  /** Read receipts relayed (POST /v1/receipts). */
+  receipts: ReceiptService
   /** Housekeeping: drop expired sessions, events past retention and blobs no message took. */
   prune(): Promise<{sessions: number; events: number; blobs: number; deviceLinks: number}>
 }
@@ -70,7 +74,7 @@ const PASSWORD_QUEUE_PER_SLOT = 25
  * The services of one chat server. `delivery` hears of every commit (server/delivery/);
  * `stream` is the event stream's repository, shared with delivery, which reads it.
  */
-export function createServices(db: DataSource, parts: {delivery: Commits; stream: EventStreamRepository}, config: ServicesConfig): Services {
+export function createServices(db: DataSource, parts: {delivery: Commits & EventCommits; stream: EventStreamRepository}, config: ServicesConfig): Services {
   const delivery = parts.delivery
   const sessions = new SessionRepository(db, {idleMs: config.sessionIdleMs})
   const passwords = new PasswordHasher({
@@ -96,6 +100,7 @@ export function createServices(db: DataSource, parts: {delivery: Commits; stream
     messages: new MessageService(new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)}), accounts, blobs, delivery, groups, eventRepository, (work) => db.transaction(work)),
     blobs,
     presence: new PresenceService(db, new PresenceRepository(db), new PresenceVisibilityRepository(db), eventRepository, delivery, {offlineMs: config.presenceOfflineMs}),
+    receipts: new ReceiptService(new ReceiptRepository(db, eventRepository), accounts, parts.delivery),
     async prune() {
       return {
         sessions: await sessions.deleteExpired(),

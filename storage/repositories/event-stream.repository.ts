@@ -34,6 +34,11 @@ export interface Appended {
   seq: bigint
 }
 
+/** An event appendEach() appended, as a read of the stream would return it, and whose stream. */
+export interface AppendedEvent extends EventRow {
+  recipientId: string
+}
+
 export interface NewEvent {
   type: string
   messageId?: string
@@ -137,6 +142,47 @@ export class EventStreamRepository {
       [recipientIds, event.type, event.messageId ?? null, event.payload ? JSON.stringify(event.payload) : null],
     )) as {recipientId: string; seq: string}[]
     return rows.map((row) => ({recipientId: row.recipientId, seq: BigInt(row.seq)}))
+  }
+
+  /**
+   * Appends events that differ per recipient (receipts: each sender gets its
+   * own list), several per recipient if need be, inside the caller's
+   * transaction, by append()'s rule: the inbox rows locked in id order and
+   * held until commit; a recipient's events take consecutive seqs in the
+   * order given. Returns them as appended (seq, time), in recipient id and
+   * seq order, to be handed to listeners without reading them back. With
+   * `unlessBlocked`, events to recipients who block that user are dropped
+   * (in the same statement: no extra round trip). One statement, so outside
+   * a transaction (`tx` the DataSource) it commits on its own.
+   */
+  async appendEach(
+    tx: EntityManager | DataSource,
+    events: {recipientId: string; type: string; payload: Record<string, unknown>}[],
+    unlessBlocked?: string,
+  ): Promise<AppendedEvent[]> {
+    if (events.length === 0) return []
+    const rows = (await tx.query(
+      `WITH input AS (
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS t(user_id, type, payload, ord)
+          WHERE $4::bigint IS NULL OR NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = t.user_id AND bl.blocked_id = $4::bigint)
+       ), counts AS (
+         SELECT user_id, count(*) AS n FROM input GROUP BY user_id
+       ), locked AS (
+         SELECT user_id FROM inboxes WHERE user_id IN (SELECT user_id FROM counts) ORDER BY user_id FOR UPDATE
+       ), bumped AS (
+         UPDATE inboxes i SET last_seq = i.last_seq + c.n FROM locked l JOIN counts c ON c.user_id = l.user_id
+          WHERE i.user_id = l.user_id
+         RETURNING i.user_id, i.last_seq, c.n
+       ), appended AS (
+         INSERT INTO events (recipient_id, seq, type, payload)
+         SELECT t.user_id, b.last_seq - b.n + row_number() OVER (PARTITION BY t.user_id ORDER BY t.ord), t.type, t.payload
+           FROM input t JOIN bumped b ON b.user_id = t.user_id
+         RETURNING recipient_id, seq, type, payload, created_at
+       )
+       SELECT recipient_id::text AS "recipientId", seq::text AS seq, type, payload, created_at AS "at" FROM appended ORDER BY recipient_id, seq`,
+      [events.map((event) => event.recipientId), events.map((event) => event.type), events.map((event) => JSON.stringify(event.payload)), unlessBlocked ?? null],
+    )) as AppendedEvent[]
+    return rows
   }
 
   /**

@@ -51,6 +51,7 @@ const PROBES: Record<string, Probe> = {
   'GET /v1/presence': {stranger: 'own', request: (c) => ({path: `/v1/presence?users=${c.alice.username}`})},
   'GET /v1/me/presence': {stranger: 'own', request: () => ({path: '/v1/me/presence'})},
   'PUT /v1/me/presence': {stranger: 'own', request: () => ({path: '/v1/me/presence', json: {visible: true}})},
+  'POST /v1/receipts': {stranger: 'own', request: (c) => ({path: '/v1/receipts', json: {receipts: [{to: c.alice.username, ciphertext: fakeCiphertext('read')}]}})},
   'POST /v1/messages': {
     stranger: 403,
     request: (c) => ({path: '/v1/messages', json: {to: {group: c.group}, epoch: 1, kind: 'text', ciphertext: fakeCiphertext('intruder')}}),

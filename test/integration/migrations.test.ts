@@ -8,7 +8,7 @@ const ALL_MIGRATIONS = migrations.map((migration) => migration.name)
 
 describe('migrations', () => {
   const expectedTables = [
-    'blob_chunks', 'blobs', 'blocks', 'chat_servers', 'device_links', 'events', 'group_epochs', 'group_invitations', 'group_keys', 'group_members', 'groups',
+    'acks', 'blob_chunks', 'blobs', 'blocks', 'chat_servers', 'device_links', 'events', 'group_epochs', 'group_invitations', 'group_keys', 'group_members', 'groups',
     'inboxes', 'messages', 'presence', 'schema_migrations', 'session_revocations', 'sessions', 'users',
   ]
 

@@ -1,0 +1,229 @@
+import {z} from 'zod'
+
+import {CryptoError, decryptText, encryptText, type Verification} from '../crypto/index.js'
+import {RECEIPTS_PER_REQUEST_MAX} from '../protocol/requests.js'
+import type {DeliveredReceiptEvent, ReadReceiptEvent, ServerEvent} from './api-client.js'
+import {judge} from './opened.js'
+import type {OpenedMessage} from './receive.js'
+import type {Reporter} from './reports.js'
+import type {ChatSession} from './session.js'
+import {contactOf, type ReceiptLog} from './store.js'
+import type {KeyDirectory} from './trust.js'
+
+/**
+ * Receipts (docs/api.md, "Receipts"; docs/cli.md, "Receipts").
+ *
+ * Delivered: the server appends `receipt.delivered` to a sender's stream when
+ * a recipient's client acknowledged the message (its cursor passed it). The
+ * server knows this anyway, so it is taken as the server says.
+ *
+ * Read: the reader's client sends, after showing messages, one end-to-end
+ * encrypted receipt per sender (POST /v1/receipts), signed, encrypted to the
+ * sender and to itself. Its plaintext:
+ *
+ *   {"v": 1, "type": "read", "to": "alice", "messages": ["<id>", …], "conversation": {"user": "bob"}}
+ *   {"v": 1, "type": "read", "to": "alice", "messages": ["<id>"], "conversation": {"group": "<id>", "epoch": 3}}
+ *
+ * `conversation` is the one the messages were sent in, as their sender wrote
+ * it. The sender's client verifies the signature against the pinned key of
+ * the event's `from` (a receipt signed by anyone else is not verified), and
+ * counts only ids of its own messages sent in that conversation, to `from`.
+ */
+
+export const RECEIPT_VERSION = 1
+/** Ids in one read receipt: a page of events holds at most 1,000 messages. */
+const MAX_IDS_PER_RECEIPT = 1_000
+
+const readReceipt = z.strictObject({
+  v: z.literal(RECEIPT_VERSION),
+  type: z.literal('read'),
+  to: z.string().min(1).max(64),
+  messages: z.array(z.uuid()).min(1).max(MAX_IDS_PER_RECEIPT),
+  conversation: z.union([z.strictObject({user: z.string().min(1).max(64)}), z.strictObject({group: z.uuid(), epoch: z.number().int().min(0)})]),
+})
+
+/** What the stream said about my messages, one item per reader: `listen --json` prints it as is. */
+export interface ReceiptNotice {
+  type: 'receipt'
+  /** `receipt:<seq>:<by>`: what a webhook's Idempotency-Key carries. */
+  id: string
+  status: 'delivered' | 'read'
+  by: string
+  /** Ids of my messages (sent from this profile) it names; others are left out. */
+  messages: string[]
+  /** For a read receipt: whether it is signed by `by`'s pinned key. An unverified one is not recorded. */
+  verification?: Verification | {status: 'undecryptable'; reason: string}
+}
+
+export const isReceiptNotice = (item: object): item is ReceiptNotice => (item as {type?: unknown}).type === 'receipt' && !('seq' in item) && !('kind' in item)
+
+export const isReceiptEvent = (event: ServerEvent): event is DeliveredReceiptEvent | ReadReceiptEvent => event.type === 'receipt.delivered' || event.type === 'receipt.read'
+
+const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase()
+
+/** A message's conversation as its sender wrote it: what a read receipt for it names. */
+type ReceiptConversation = {user: string} | {group: string; epoch: number}
+
+export class Receipts {
+  constructor(
+    private readonly session: ChatSession,
+    private readonly keys: KeyDirectory,
+    private readonly report: Reporter,
+  ) {}
+
+  /** Remembers a message I sent (`to`: a username or `group:<id>`): only these get receipts recorded. */
+  async recordSent(id: string, to: string): Promise<void> {
+    await this.session.store.updateReceipts((log) => {
+      log.sent[id] = to
+    })
+  }
+
+  /** The notices a receipt event makes (none when it names no message of mine), recorded in the store when trusted. */
+  async open(event: DeliveredReceiptEvent | ReadReceiptEvent): Promise<ReceiptNotice[]> {
+    const log = await this.session.store.receipts()
+    const notices = event.type === 'receipt.delivered' ? this.delivered(event, log) : [await this.read(event, log)]
+    const trusted = notices.filter((notice) => notice.messages.length > 0 && (notice.verification === undefined || notice.verification.status === 'valid'))
+    if (trusted.length > 0) {
+      await this.session.store.updateReceipts((stored) => {
+        for (const notice of trusted) {
+          const book = notice.status === 'delivered' ? stored.delivered : stored.read
+          for (const id of notice.messages) {
+            const by = Object.hasOwn(book, id) ? book[id]! : []
+            if (!by.some((name) => same(name, notice.by))) book[id] = [...by, notice.by]
+          }
+        }
+      })
+    }
+    return notices.filter((notice) => notice.messages.length > 0 || notice.verification?.status !== 'valid')
+  }
+
+  private delivered(event: DeliveredReceiptEvent, log: ReceiptLog): ReceiptNotice[] {
+    return event.receipts
+      .map(({by, messages}) => ({
+        type: 'receipt' as const,
+        id: `receipt:${event.seq}:${by}`,
+        status: 'delivered' as const,
+        by,
+        messages: messages.filter((id) => sentTo(log, id, by, undefined)),
+      }))
+      .filter((notice) => notice.messages.length > 0)
+  }
+
+  private async read(event: ReadReceiptEvent, log: ReceiptLog): Promise<ReceiptNotice> {
+    const notice = (messages: string[], verification: ReceiptNotice['verification']): ReceiptNotice => ({
+      type: 'receipt',
+      id: `receipt:${event.seq}:${event.from}`,
+      status: 'read',
+      by: event.from,
+      messages,
+      verification,
+    })
+    const key = await this.session.key()
+    const sender = await this.keys.forVerifying(event.from)
+    let opened: {text: string; verification: Verification}
+    try {
+      opened = await decryptText({armored: event.ciphertext, key, senderPublicKey: sender?.publicKey ?? key.publicKey})
+    } catch (error) {
+      if (!(error instanceof CryptoError)) throw error
+      return notice([], {status: 'undecryptable', reason: error.message})
+    }
+    const parsed = readReceipt.safeParse(safeJson(opened.text))
+    if (!parsed.success) return notice([], {status: 'invalid', reason: 'not a FastChat read receipt'})
+    const verification = judge(opened.verification, event.from, sender)
+    const receipt = parsed.data
+    if (!same(receipt.to, this.session.username)) return notice([], {status: 'invalid', reason: `written to ${receipt.to}, not to you`})
+    const messages = receipt.messages.filter((id) => sentTo(log, id, event.from, receipt.conversation))
+    return notice(messages, verification)
+  }
+
+  /**
+   * After messages were shown: one read receipt per sender and conversation,
+   * for the verified messages of others not answered yet, all in one request
+   * (or one per RECEIPTS_PER_REQUEST_MAX). A receipt that cannot be sent is
+   * reported, never thrown: showing messages must not fail for it.
+   */
+  async acknowledge(messages: OpenedMessage[]): Promise<void> {
+    const log = await this.session.store.receipts()
+    const answered = new Set(log.answered)
+    const fresh = messages.filter((message) => !this.session.isMe(message.from) && !answered.has(message.id))
+    if (fresh.length === 0) return
+    const groups = new Map<string, {to: string; conversation: ReceiptConversation; ids: string[]}>()
+    for (const message of fresh) {
+      // Only to a sender whose key signed the message: the receipt is encrypted to that pinned key.
+      if (message.verification.status !== 'valid') continue
+      const conversation: ReceiptConversation = message.group ? {group: message.group.id, epoch: message.group.epoch} : {user: this.session.username}
+      const key = `${message.from.toLowerCase()} ${JSON.stringify(conversation)}`
+      let entry = groups.get(key)
+      if (!entry) groups.set(key, (entry = {to: message.from, conversation, ids: []}))
+      entry.ids.push(message.id)
+    }
+    try {
+      const own = await this.session.key()
+      const contacts = await this.session.store.contacts()
+      const receipts: {to: string; ciphertext: string}[] = []
+      for (const {to, conversation, ids} of groups.values()) {
+        const pinned = contactOf(contacts, to)
+        if (!pinned) continue
+        const text = JSON.stringify({v: RECEIPT_VERSION, type: 'read', to, messages: ids.slice(0, MAX_IDS_PER_RECEIPT), conversation})
+        receipts.push({to, ciphertext: await encryptText({text, to: [pinned.publicKey, own.publicKey], signer: own})})
+      }
+      for (let i = 0; i < receipts.length; i += RECEIPTS_PER_REQUEST_MAX) {
+        const part = receipts.slice(i, i + RECEIPTS_PER_REQUEST_MAX)
+        await this.session.withFailover((api) => api.postReceipts({receipts: part}))
+      }
+      await this.session.store.updateReceipts((stored) => {
+        stored.answered.push(...fresh.map((message) => message.id))
+      })
+    } catch (error) {
+      this.report({type: 'receipts.failed', reason: (error as Error).message})
+    }
+  }
+
+  /**
+   * Waits for a receipt of `status` (a read receipt also means delivered) for
+   * my message `id`, reading my stream from `cursor` without acknowledging
+   * anything or moving the stored cursor (ApiClient.peekEvents): the messages
+   * it passes are still new for `inbox`. Undefined after `timeoutMs`.
+   */
+  async waitFor(id: string, status: 'delivered' | 'read', cursor: number, timeoutMs: number, signal?: AbortSignal): Promise<{status: 'delivered' | 'read'; by: string} | undefined> {
+    const deadline = Date.now() + timeoutMs
+    const found = (log: ReceiptLog) => {
+      const read = Object.hasOwn(log.read, id) ? log.read[id]! : []
+      if (read.length > 0) return {status: 'read' as const, by: read[0]!}
+      const delivered = Object.hasOwn(log.delivered, id) ? log.delivered[id]! : []
+      if (status === 'delivered' && delivered.length > 0) return {status: 'delivered' as const, by: delivered[0]!}
+      return undefined
+    }
+    let since = cursor
+    for (;;) {
+      // Another reader of this profile (a `listen`) may have recorded it already.
+      const known = found(await this.session.store.receipts())
+      if (known) return known
+      const remaining = deadline - Date.now()
+      if (remaining <= 0 || signal?.aborted) return undefined
+      const page = await this.session.withFailover((api) => api.peekEvents(since, Math.min(remaining, 30_000), 100, signal))
+      // Waiting for `delivered` opens no read receipt: no passphrase is needed for it (the server's word is enough).
+      for (const event of page.events) if (isReceiptEvent(event) && (status === 'read' || event.type === 'receipt.delivered')) await this.open(event)
+      since = Math.max(since, page.next)
+    }
+  }
+}
+
+/**
+ * Whether `id` is my message sent to `by` (1:1), or to the group a read
+ * receipt names; for a delivered receipt of a group message, any member.
+ */
+function sentTo(log: ReceiptLog, id: string, by: string, conversation: ReceiptConversation | undefined): boolean {
+  if (!Object.hasOwn(log.sent, id)) return false
+  const to = log.sent[id]!
+  if (to.startsWith('group:')) return conversation === undefined || ('group' in conversation && to === `group:${conversation.group}`)
+  return same(to, by) && (conversation === undefined || ('user' in conversation && same(conversation.user, by)))
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}

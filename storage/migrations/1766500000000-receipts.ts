@@ -1,0 +1,32 @@
+import type {MigrationInterface, QueryRunner} from 'typeorm'
+
+/**
+ * Issue 16, part 2: delivered receipts. `acks` holds, per user, the highest
+ * seq of their stream a client has acknowledged (a poll's `since`, or what a
+ * stream wrote); server/delivery/acks.ts raises it and turns the messages it
+ * passes into `receipt.delivered` events for their senders. A table of its
+ * own, not a column of `inboxes`: its row locks never meet the ones the send
+ * path takes on `inboxes`. Existing users start at their stream's head, so
+ * an upgrade emits no receipts for the past; users created later have no row
+ * until their first acknowledgement, which counts from 0.
+ * `messages.delivered_at` is when a 1:1 message was first acknowledged by
+ * its recipient (history's `delivered`); nullable, so adding it rewrites nothing.
+ */
+export class Receipts1766500000000 implements MigrationInterface {
+  name = 'Receipts1766500000000'
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`
+      CREATE TABLE acks (
+        user_id bigint PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        seq     bigint NOT NULL DEFAULT 0
+      )`)
+    await q.query('INSERT INTO acks (user_id, seq) SELECT user_id, last_seq FROM inboxes')
+    await q.query('ALTER TABLE messages ADD COLUMN delivered_at timestamptz')
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query('ALTER TABLE messages DROP COLUMN IF EXISTS delivered_at')
+    await q.query('DROP TABLE IF EXISTS acks')
+  }
+}

@@ -1,0 +1,312 @@
+import {readFile} from 'node:fs/promises'
+
+import {expect} from 'chai'
+
+import {encryptText, unlockPrivateKey} from '../../crypto/index.js'
+import type {RunningChatServer} from '../../server/main.js'
+import {fakeCiphertext, joinGroup, poll, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
+import {CliUser, PASSPHRASE, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
+import {startTestServer} from '../helpers/cluster.js'
+import {http} from '../helpers/http.js'
+import {eventually} from '../helpers/processes.js'
+
+/*
+ * Issue 16, part 2: delivered and read receipts. Delivered: a recipient's
+ * poll past a message (its cursor) makes a `receipt.delivered` event in the
+ * sender's stream, across chat servers. Read: clients relay end-to-end
+ * encrypted receipts through POST /v1/receipts as `receipt.read` events.
+ * Here at the HTTP level, as a curl user sees them.
+ */
+
+interface Event {
+  seq: number
+  type: string
+  from?: string
+  id?: string
+  ciphertext?: string
+  receipts?: {by: string; messages: string[]}[]
+}
+
+describe('receipts (HTTP API)', function () {
+  this.timeout(60_000)
+  let a: RunningChatServer
+  let b: RunningChatServer
+  let alice: TestUser
+  let bob: TestUser
+  let carol: TestUser
+
+  const call = (user: TestUser, method: string, path: string, json?: unknown) => http(method, `${user.server}${path}`, {json, headers: user.auth})
+  const events = async (user: TestUser, since = 0) => (await poll(user, since)).body.events as Event[]
+  /** Every message id `by` was reported to have got, in `user`'s stream. */
+  const deliveredBy = (list: Event[], by: string) =>
+    list.filter((event) => event.type === 'receipt.delivered').flatMap((event) => event.receipts!.filter((r) => r.by === by).flatMap((r) => r.messages))
+  const readReceipts = (user: TestUser, receipts: unknown) => call(user, 'POST', '/v1/receipts', {receipts})
+
+  before(async () => {
+    // Flushes every 20 ms: the receipts come quickly, by the same code as in production.
+    ;[a, b] = await Promise.all([startTestServer(undefined, {FASTCHAT_RECEIPT_FLUSH_MS: '20'}), startTestServer(undefined, {FASTCHAT_RECEIPT_FLUSH_MS: '20'})])
+  })
+  after(async () => {
+    await Promise.all([a.close(), b.close()])
+  })
+  beforeEach(async () => {
+    ;[alice, bob, carol] = await Promise.all([
+      registerAndLogin(a.url, uniqueName('alice'), 'alice'),
+      registerAndLogin(b.url, uniqueName('bob'), 'bob'),
+      registerAndLogin(b.url, uniqueName('carol'), 'carol'),
+    ])
+  })
+
+  it('a poll past a message on one server puts receipt.delivered in the sender stream on the other, and history says delivered', async () => {
+    const sent = await send(alice, bob.username, fakeCiphertext(1))
+    expect(sent.status).to.equal(201)
+    const [message] = (await events(bob)).filter((event) => event.type === 'message')
+    expect(message!.id).to.equal(sent.body.id)
+    // Only receiving it acknowledges nothing: the cursor has not passed it yet.
+    const before = await call(alice, 'GET', `/v1/conversations/${bob.username}`)
+    expect(before.body.messages[0].delivered).to.equal(false)
+    await poll(bob, message!.seq)
+    const receipts = await eventually(async () => {
+      const ids = deliveredBy(await events(alice), bob.username)
+      return ids.length > 0 && ids
+    }, 'a delivered receipt for alice')
+    expect(receipts).to.deep.equal([sent.body.id])
+    const history = await call(alice, 'GET', `/v1/conversations/${bob.username}`)
+    expect(history.body.messages[0]).to.include({id: sent.body.id, delivered: true})
+    // Bob's own view of the same message carries no delivered flag: it is not his.
+    const his = await call(bob, 'GET', `/v1/conversations/${alice.username}`)
+    expect(his.body.messages[0]).not.to.have.property('delivered')
+  })
+
+  it('acknowledges only what the cursor passed: a cursor ahead of the head acknowledges nothing', async () => {
+    const first = await send(alice, bob.username, fakeCiphertext(1))
+    const second = await send(alice, bob.username, fakeCiphertext(2))
+    const got = (await events(bob)).filter((event) => event.type === 'message')
+    expect(got.map((event) => event.id)).to.deep.equal([first.body.id, second.body.id])
+    // A look with ack=false (send --wait's) acknowledges nothing either.
+    const peek = await http('GET', `${bob.server}/v1/events?since=${got[1]!.seq}&timeout=0&ack=false`, {headers: bob.auth})
+    expect(peek.status).to.equal(200)
+    expect((await http('GET', `${bob.server}/v1/events?since=0&ack=maybe`, {headers: bob.auth})).status).to.equal(400)
+    const ahead = await poll(bob, got[1]!.seq + 50)
+    expect(ahead.status).to.equal(409)
+    expect(ahead.body.code).to.equal('FC_CURSOR_AHEAD')
+    // Now a real acknowledgement of the first only: had the refused poll counted, the second would be receipted too.
+    await poll(bob, got[0]!.seq)
+    await eventually(async () => deliveredBy(await events(alice), bob.username).length > 0, 'the first receipt')
+    expect(deliveredBy(await events(alice), bob.username)).to.deep.equal([first.body.id])
+    const history = await call(alice, 'GET', `/v1/conversations/${bob.username}`)
+    expect(history.body.messages.map((m: {id: string; delivered: boolean}) => [m.id, m.delivered])).to.deep.equal([
+      [second.body.id, false],
+      [first.body.id, true],
+    ])
+  })
+
+  it('a stream acknowledges what it wrote', async () => {
+    const sent = await send(alice, bob.username, fakeCiphertext(1))
+    const controller = new AbortController()
+    const response = await fetch(`${bob.server}/v1/events?since=0`, {headers: {...bob.auth, accept: 'text/event-stream'}, signal: controller.signal})
+    expect(response.status).to.equal(200)
+    try {
+      await eventually(async () => deliveredBy(await events(alice), bob.username).includes(sent.body.id), 'a receipt from the stream')
+    } finally {
+      controller.abort()
+      await response.body?.cancel().catch(() => undefined)
+    }
+  })
+
+  it('group messages are receipted per member, and are not marked delivered in history', async () => {
+    const created = await call(alice, 'POST', '/v1/groups', {name: 'receipts', members: [bob.username, carol.username]})
+    expect(created.status).to.equal(201)
+    const group = created.body.id as string
+    const epoch = await joinGroup(group, [bob, carol])
+    const keys = Object.fromEntries([alice, bob, carol].map((m) => [m.username, fakeCiphertext(m.username)]))
+    expect((await call(alice, 'PUT', `/v1/groups/${group}/keys/${epoch}`, {keys})).status).to.equal(204)
+    const sent = await call(alice, 'POST', '/v1/messages', {to: {group}, epoch, kind: 'text', ciphertext: fakeCiphertext('g')})
+    expect(sent.status, JSON.stringify(sent.body)).to.equal(201)
+    for (const member of [bob, carol]) {
+      const list = await events(member)
+      await poll(member, list[list.length - 1]!.seq)
+    }
+    await eventually(async () => {
+      const list = await events(alice)
+      return deliveredBy(list, bob.username).includes(sent.body.id) && deliveredBy(list, carol.username).includes(sent.body.id)
+    }, 'receipts from both members')
+    const history = await call(alice, 'GET', `/v1/conversations/${group}`)
+    expect(history.body.messages[0]).to.include({id: sent.body.id}).and.not.to.have.property('delivered')
+  })
+
+  it('relays read receipts as receipt.read, drops those to a user who blocks the reader, and checks its input', async () => {
+    const receipt = fakeCiphertext('read')
+    expect((await readReceipts(bob, [{to: alice.username, ciphertext: receipt}])).status).to.equal(204)
+    let list = await events(alice)
+    expect(list.filter((e) => e.type === 'receipt.read').map((e) => [e.from, e.ciphertext])).to.deep.equal([[bob.username, receipt]])
+
+    // Alice blocks carol: carol's receipt is accepted (she cannot tell) and dropped; bob's, sent after it, arrives alone.
+    expect((await call(alice, 'POST', '/v1/blocks', {username: carol.username})).status).to.equal(201)
+    expect((await readReceipts(carol, [{to: alice.username, ciphertext: fakeCiphertext('carol')}])).status).to.equal(204)
+    expect((await readReceipts(bob, [{to: alice.username, ciphertext: fakeCiphertext('again')}])).status).to.equal(204)
+    list = await events(alice)
+    expect(list.filter((e) => e.type === 'receipt.read').map((e) => e.from)).to.deep.equal([bob.username, bob.username])
+
+    const problems = [
+      [[], 400],
+      [Array.from({length: 101}, () => ({to: alice.username, ciphertext: receipt})), 400],
+      [[{to: alice.username, ciphertext: 'not armored'}], 400],
+      [[{to: alice.username, ciphertext: fakeCiphertext('x'.repeat(9 * 1024))}], 400],
+      [[{to: alice.username, ciphertext: receipt, extra: 1}], 400],
+      [[{to: 'no such user!', ciphertext: receipt}], 400],
+    ] as const
+    for (const [receipts, status] of problems) {
+      const answer = await readReceipts(bob, receipts)
+      expect(answer.status, JSON.stringify(answer.body)).to.equal(status)
+      expect(answer.headers.get('content-type')).to.match(/application\/problem\+json/)
+      expect(answer.body.code).to.equal('FC_VALIDATION')
+    }
+    // An unknown user: 404, and nothing is appended for the known one in the same request.
+    const unknown = await readReceipts(bob, [
+      {to: alice.username, ciphertext: fakeCiphertext('lost')},
+      {to: uniqueName('nobody'), ciphertext: receipt},
+    ])
+    expect(unknown.status).to.equal(404)
+    expect(unknown.body.code).to.equal('FC_USER_NOT_FOUND')
+    expect((await events(alice)).filter((e) => e.type === 'receipt.read')).to.have.length(2)
+    expect((await http('POST', `${a.url}/v1/receipts`, {json: {receipts: [{to: alice.username, ciphertext: receipt}]}})).status).to.equal(401)
+  })
+
+  it('a hostile account cannot flood streams with receipts: each one costs a send against the rate limit', async () => {
+    const limited = await startTestServer(undefined, {FASTCHAT_RATE_LIMITS: 'on', FASTCHAT_SENDS_PER_10S: '5'})
+    try {
+      const mallory = await registerAndLogin(limited.url, uniqueName('mallory'), 'mallory')
+      const three = Array.from({length: 3}, () => ({to: alice.username, ciphertext: fakeCiphertext('flood')}))
+      expect((await readReceipts(mallory, three)).status).to.equal(204)
+      // 3 + 3 > 5 per 10 s: the second request is refused before anything is appended.
+      const refused = await readReceipts(mallory, three)
+      expect(refused.status).to.equal(429)
+      expect(refused.body.code).to.equal('FC_RATE_LIMITED')
+      expect((await events(alice)).filter((e) => e.type === 'receipt.read')).to.have.length(3)
+    } finally {
+      await limited.close()
+    }
+  })
+
+  it('the 1:1 send statement is untouched: receipts add nothing to it', async () => {
+    const source = await readFile(new URL('../../storage/repositories/message.repository.ts', import.meta.url), 'utf8')
+    const statements = source.split(/\nconst STORE_DIRECT_/).slice(1).map((part) => part.split(/\n(?:const|export|\/\*\*) /)[0]!)
+    expect(statements.length).to.be.greaterThan(0)
+    for (const statement of statements) expect(statement).not.to.match(/acks|delivered_at|receipt/i)
+  })
+})
+
+describe('receipts (CLI)', function () {
+  this.timeout(90_000)
+  let cluster: TwoUserCluster
+  let alice: CliUser
+  let bob: CliUser
+  let carol: CliUser
+  let dave: CliUser
+
+  const inboxJson = (user: CliUser, args: string[] = []) =>
+    user.json<{messages: {id: string; text: string}[]; receipts: {status: string; by: string; messages: string[]; verification?: {status: string}}[]}>(['inbox', ...args])
+  const historyJson = (user: CliUser, peer: string) => user.json<{messages: {id: string; from: string; status?: string; receipts?: {readBy: string[]; members?: number}}[]}>(['history', peer])
+
+  before(async () => {
+    cluster = await startTwoUserCluster()
+    ;({alice, bob} = cluster)
+    carol = await CliUser.create('carol', cluster.superserver.url)
+    dave = await CliUser.create('dave', cluster.superserver.url)
+    await Promise.all([carol.register(), dave.register()])
+  })
+  after(async () => {
+    await stopTwoUserCluster(cluster)
+  })
+
+  it('send --wait delivered returns once bob has fetched it; bob\'s inbox sends a verified read receipt; history shows ✓ and ✓✓', async () => {
+    const profiles = await Promise.all([alice, bob].map((user) => user.readJson('profile.json')))
+    expect(profiles[0].server).not.to.equal(profiles[1].server)
+    // Alice waits while bob has not looked yet; bob's inbox is what delivers it.
+    const waiting = alice.run(['send', bob.username, 'did you get this?', '--wait', 'delivered', '--timeout', '20s', '--json'])
+    await eventually(async () => Object.keys((await alice.readJson('receipts.json').catch(() => undefined))?.sent ?? {}).length > 0, 'alice to have sent')
+    const shown = await inboxJson(bob)
+    expect(shown.messages.map((m) => m.text)).to.deep.equal(['did you get this?'])
+    const waited = await waiting
+    expect(waited.code, waited.stderr).to.equal(0)
+    const sent = JSON.parse(waited.stdout)
+    expect(sent.receipt).to.deep.equal({status: 'delivered', by: bob.username})
+
+    // Bob's inbox also sent a read receipt, end-to-end encrypted: alice's client verifies it against bob's pinned key.
+    const received = await inboxJson(alice)
+    const read = received.receipts.filter((r) => r.status === 'read')
+    expect(read).to.have.length(1)
+    expect(read[0]).to.deep.include({by: bob.username, messages: [sent.id]})
+    expect(read[0]!.verification!.status).to.equal('valid')
+    const unread = await alice.json(['send', carol.username, 'not read yet'])
+    const [withBob, withCarol] = await Promise.all([historyJson(alice, bob.username), historyJson(alice, carol.username)])
+    expect(withBob.messages.find((m) => m.id === sent.id)!.status).to.equal('read')
+    expect(withCarol.messages.find((m) => m.id === unread.id)!.status).to.equal('sent')
+    const shownHistory = await alice.run(['history', bob.username])
+    expect(shownHistory.stdout).to.match(/did you get this\?.*✔ verified {2}✓✓ read/)
+    const shownCarol = await alice.run(['history', carol.username])
+    expect(shownCarol.stdout).to.match(/not read yet.*✓ sent$/m)
+  })
+
+  it('send --wait read gives up after --timeout with exit 3 and one line', async () => {
+    const result = await alice.run(['send', dave.username, 'nobody reads this', '--wait', 'read', '--timeout', '800ms'])
+    expect(result.code, result.stderr).to.equal(3)
+    expect(result.stdout).to.match(/^Sent to /)
+    expect(result.stderr).to.match(/^Error: No read receipt for message [0-9a-f-]{36} within 800ms\./m)
+    expect(result.stderr).not.to.match(/\n\s+at /)
+  })
+
+  it('--no-read-receipts sends none, and history shows ✓✓ delivered from the server', async () => {
+    const sent = await alice.json(['send', bob.username, 'quietly'])
+    const quiet = await inboxJson(bob, ['--no-read-receipts'])
+    expect(quiet.messages.map((m) => m.text)).to.deep.equal(['quietly'])
+    // A read receipt would be in alice's stream before the delivered one (bob's client sends it before its next poll acknowledges).
+    const seen: {status: string; messages: string[]}[] = []
+    await eventually(async () => {
+      seen.push(...(await inboxJson(alice)).receipts)
+      return seen.some((r) => r.status === 'delivered' && r.messages.includes(sent.id))
+    }, 'the delivered receipt')
+    expect(seen.filter((r) => r.status === 'read' && r.messages.includes(sent.id))).to.deep.equal([])
+    const history = await historyJson(alice, bob.username)
+    expect(history.messages.find((m) => m.id === sent.id)!.status).to.equal('delivered')
+    expect((await alice.run(['history', bob.username])).stdout).to.match(/quietly.*✓✓ delivered$/m)
+  })
+
+  it('a group message read by 2 of 3 members shows "read by 2 of 3"', async () => {
+    const name = uniqueName('g')
+    const created = await alice.json(['group', 'create', name, '--member', bob.username, '--member', carol.username, '--member', dave.username])
+    for (const member of [bob, carol, dave]) await member.json(['group', 'join', created.id])
+    const sent = await alice.json(['send', created.id, 'read me'])
+    await Promise.all([inboxJson(bob), inboxJson(carol)])
+    const history = await eventually(async () => {
+      await inboxJson(alice)
+      const page = await historyJson(alice, created.id)
+      const mine = page.messages.find((m) => m.id === sent.id)!
+      return mine.receipts!.readBy.length === 2 && mine
+    }, 'two read receipts')
+    expect(history.receipts!.readBy).to.have.members([bob.username, carol.username])
+    expect(history.receipts!.members).to.equal(3)
+    expect((await alice.run(['history', created.id])).stdout).to.match(/read me.*✓✓ read by 2 of 3$/m)
+  })
+
+  it('a read receipt signed by someone else than its sender is not verified, and not counted', async () => {
+    const sent = await alice.json(['send', carol.username, 'for carol only'])
+    // Bob posts a receipt that carol signed (her key, from her profile): the server relays it as bob's.
+    const carolKey = await unlockPrivateKey(await readFile(carol.file('private-key.asc'), 'utf8'), PASSPHRASE)
+    const alicePublic = await readFile(alice.file('public-key.asc'), 'utf8')
+    const text = JSON.stringify({v: 1, type: 'read', to: alice.username, messages: [sent.id], conversation: {user: bob.username}})
+    const forged = await encryptText({text, to: [alicePublic], signer: carolKey})
+    const bobProfile = await bob.readJson('profile.json')
+    const posted = await http('POST', `${bobProfile.server}/v1/receipts`, {json: {receipts: [{to: alice.username, ciphertext: forged}]}, headers: {authorization: `Bearer ${bobProfile.token}`}})
+    expect(posted.status).to.equal(204)
+    const page = await eventually(async () => {
+      const shown = await inboxJson(alice)
+      return shown.receipts.some((r) => r.status === 'read' && r.by === bob.username) && shown
+    }, 'the forged receipt')
+    const reported = page.receipts.find((r) => r.status === 'read' && r.by === bob.username)!
+    expect(reported.verification!.status).not.to.equal('valid')
+    const history = await historyJson(alice, carol.username)
+    expect(history.messages.find((m) => m.id === sent.id)!.status).to.equal('sent')
+  })
+})
