@@ -30,7 +30,7 @@ import {crypto} from './scenarios/crypto.js'
 import {fixedLoad} from './scenarios/fixed-load.js'
 import {groupFanout} from './scenarios/group-fanout.js'
 import {idlePolls} from './scenarios/idle-polls.js'
-import {throughput} from './scenarios/throughput.js'
+import {receipts, throughput} from './scenarios/throughput.js'
 
 const SCENARIO_TABLE: Record<ScenarioName, {title: string; run: Scenario}> = {
   throughput: {title: '1. throughput: closed loop of 1:1 sends on 2 chat servers (long-poll and stream)', run: throughput},
@@ -41,6 +41,7 @@ const SCENARIO_TABLE: Record<ScenarioName, {title: string; run: Scenario}> = {
   cli: {title: '6. CLI cold start', run: cli},
   'cross-server': {title: '7. cross-server latency at light load (3 chat servers, long-poll and stream)', run: crossServer},
   balancing: {title: '8. balancing: round-robin and least-loaded after a chat server restarts', run: balancing},
+  receipts: {title: '9. receipts: the closed loop of 1 with delivered and read receipts off, then on', run: receipts},
 }
 
 /** Tables and progress go to stdout; problems to stderr. */

@@ -61,7 +61,7 @@ export class EventSync {
     /** How pages are read: the long poll unless given (./event-stream.ts streams when it can). */
     private readonly transport?: EventTransport,
     /** Receipt events are opened into items with it; with `read`, read receipts are sent for the messages of a committed page. */
-    private readonly receipts?: {handler: Receipts; read: boolean},
+    private readonly receipts?: {handler: Receipts; read: boolean; soonMs?: number},
   ) {}
 
   /** Polls once (waiting up to `timeoutMs` when nothing is there) and delivers the new messages and group events. */
@@ -130,7 +130,15 @@ export class EventSync {
       this.state = {cursor: next, recentIds: [...state.recentIds, ...shownIds].slice(-RECENT_IDS_KEPT)}
       if (!this.from) await this.session.store.saveState(this.state)
       // The page was handed out (shown, or taken by the daemon's program): now it is read.
-      if (this.receipts?.read) await this.receipts.handler.acknowledge(opened.filter((item): item is OpenedMessage => 'kind' in item))
+      const shown = opened.filter((item): item is OpenedMessage => 'kind' in item)
+      // Sent copies (my messages from my other devices): their receipts count here too.
+      const mine = shown.filter((message) => this.session.isMe(message.from))
+      if (this.receipts && mine.length > 0) await this.receipts.handler.recordSentCopies(mine)
+      if (this.receipts?.read) {
+        // Following, the pages of a moment share one request (Receipts.acknowledgeSoon); an inbox sends before it ends.
+        if (this.receipts.soonMs) this.receipts.handler.acknowledgeSoon(shown, this.receipts.soonMs)
+        else await this.receipts.handler.acknowledge(shown)
+      }
     }
     return {items: opened, result: {events: answer.events.length + answer.rejected.length, reset: false}, next, commit}
   }

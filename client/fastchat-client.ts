@@ -39,6 +39,13 @@ import type {KeyForSending} from './trust.js'
  *     for await (const item of client.messages()) if (isMessage(item)) console.log(item.from, item.text)
  */
 
+/**
+ * Following the stream, read receipts of the pages shown within this long go
+ * in one request (one receipt per sender): a busy conversation costs the
+ * servers one request a second, not one per page (docs/benchmarks.md, "Receipts").
+ */
+const READ_RECEIPTS_BATCH_MS = 1_000
+
 export interface ClientOptions {
   store: Store
   /** Asked once, when the private key is first needed. */
@@ -266,12 +273,17 @@ export class FastChatClient {
     // An inbox (no follow) wants what is there now: a poll that answers at once, not a stream to open.
     const {transport: mode, streamIdleMs, streamRetryMs} = options
     const transport = follow ? new EventTransport(this.report, {mode, streamIdleMs, streamRetryMs}) : undefined
-    const receipts = {handler: this.receipts, read: options.readReceipts ?? this.session.profile.readReceipts !== false}
+    const receipts = {
+      handler: this.receipts,
+      read: options.readReceipts ?? this.session.profile.readReceipts !== false,
+      ...(follow ? {soonMs: READ_RECEIPTS_BATCH_MS} : {}),
+    }
     const sync = new EventSync(this.session, opener, this.report, new GroupEventResponder(this.directory, this.report), undefined, transport, receipts)
     try {
       yield* this.readFrom(sync, options)
     } finally {
       transport?.close()
+      await this.receipts.flushQueued()
     }
   }
 
@@ -349,7 +361,7 @@ export class FastChatClient {
       if (opened.signedId !== undefined) signedIds.add(opened.signedId)
       messages.push(opened)
     }
-    await this.markReceipts(messages, newestFirst, target.kind === 'group' ? target.group.id : undefined)
+    await this.markReceipts(messages, target.kind === 'group' ? target.group.id : undefined)
     // Shown: the messages of others not answered yet get their read receipts (unless turned off).
     if (options.readReceipts ?? this.session.profile.readReceipts !== false) await this.receipts.acknowledge(messages)
     return {with: target.kind === 'group' ? {kind: 'group', group: target.group} : {kind: 'user', username: target.username}, messages}
@@ -369,18 +381,22 @@ export class FastChatClient {
     return {...sent, ...(receipt ? {receipt} : {})}
   }
 
-  /** History's marks on my own messages: the server's `delivered` (1:1), and the receipts recorded in the store. */
-  private async markReceipts(messages: OpenedMessage[], raw: HistoryMessage[], groupId: string | undefined): Promise<void> {
+  /**
+   * History's marks on my own messages: the receipts recorded in the store,
+   * after taking in those still waiting in my stream (Receipts.catchUp: the
+   * messages there stay new for `inbox`).
+   */
+  private async markReceipts(messages: OpenedMessage[], groupId: string | undefined): Promise<void> {
     const mine = messages.filter((message) => this.session.isMe(message.from))
     if (mine.length === 0) return
+    await this.receipts.catchUp((await this.session.store.state()).cursor)
     const log = await this.session.store.receipts()
-    const delivered = new Set(raw.filter((message) => message.delivered).map((message) => message.id))
     // A group I left no longer answers: the counts go without "of M" then.
     const members = groupId ? await this.session.withFailover((api) => api.group(groupId)).then((group) => group.members.length - 1, () => undefined) : undefined
     for (const message of mine) {
       const deliveredTo = Object.hasOwn(log.delivered, message.id) ? log.delivered[message.id]! : []
       const readBy = Object.hasOwn(log.read, message.id) ? log.read[message.id]! : []
-      message.status = readBy.length > 0 ? 'read' : deliveredTo.length > 0 || delivered.has(message.id) ? 'delivered' : 'sent'
+      message.status = readBy.length > 0 ? 'read' : deliveredTo.length > 0 ? 'delivered' : 'sent'
       message.receipts = {deliveredTo, readBy, ...(members === undefined ? {} : {members: Math.max(members, 0)})}
     }
   }

@@ -64,6 +64,9 @@ const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase()
 /** A message's conversation as its sender wrote it: what a read receipt for it names. */
 type ReceiptConversation = {user: string} | {group: string; epoch: number}
 
+/** Pages of 1,000 events `history` reads at most to find receipts not yet taken in (Receipts.catchUp). */
+const CATCH_UP_PAGES = 5
+
 export class Receipts {
   constructor(
     private readonly session: ChatSession,
@@ -75,6 +78,19 @@ export class Receipts {
   async recordSent(id: string, to: string): Promise<void> {
     await this.session.store.updateReceipts((log) => {
       log.sent[id] = to
+    })
+  }
+
+  /**
+   * My messages sent from my other devices (their copies in my stream, `from`
+   * me): remembered as sent, so their receipts are recorded here too.
+   */
+  async recordSentCopies(messages: {id: string; to: string; verification: {status: string}}[]): Promise<void> {
+    const log = await this.session.store.receipts()
+    const fresh = messages.filter((message) => message.verification.status === 'valid' && !Object.hasOwn(log.sent, message.id))
+    if (fresh.length === 0) return
+    await this.session.store.updateReceipts((stored) => {
+      for (const message of fresh) stored.sent[message.id] = message.to
     })
   }
 
@@ -136,6 +152,35 @@ export class Receipts {
     return notice(messages, verification)
   }
 
+  private queued: OpenedMessage[] = []
+  private queueTimer: NodeJS.Timeout | undefined
+  private flushing: Promise<void> = Promise.resolve()
+
+  /**
+   * acknowledge(), but for the pages shown within `delayMs` together: a
+   * `listen` or a daemon in a busy conversation sends one request a second
+   * (one receipt per sender) instead of one per page. flushQueued() sends
+   * what waits at once (the end of `messages()`).
+   */
+  acknowledgeSoon(messages: OpenedMessage[], delayMs: number): void {
+    if (messages.length === 0) return
+    this.queued.push(...messages)
+    this.queueTimer ??= setTimeout(() => void this.flushQueued(), delayMs)
+  }
+
+  /** Sends the read receipts acknowledgeSoon() queued; never throws (failures are reported). */
+  flushQueued(): Promise<void> {
+    clearTimeout(this.queueTimer)
+    this.queueTimer = undefined
+    const messages = this.queued.splice(0)
+    if (messages.length > 0) {
+      this.flushing = this.flushing
+        .then(() => this.acknowledge(messages))
+        .catch((error: unknown) => this.report({type: 'receipts.failed', reason: (error as Error).message}))
+    }
+    return this.flushing
+  }
+
   /**
    * After messages were shown: one read receipt per sender and conversation,
    * for the verified messages of others not answered yet, all in one request
@@ -176,6 +221,22 @@ export class Receipts {
       })
     } catch (error) {
       this.report({type: 'receipts.failed', reason: (error as Error).message})
+    }
+  }
+
+  /**
+   * Takes in the receipts waiting in my stream after `cursor` (at most
+   * CATCH_UP_PAGES pages), without acknowledging anything or moving the
+   * stored cursor: what `history` does before it marks my messages, so its
+   * ✓✓ does not wait for an `inbox` to have run.
+   */
+  async catchUp(cursor: number): Promise<void> {
+    let since = cursor
+    for (let page = 0; page < CATCH_UP_PAGES; page++) {
+      const answer = await this.session.withFailover((api) => api.peekEvents(since, 0, 1_000))
+      for (const event of answer.events) if (isReceiptEvent(event)) await this.open(event)
+      if (answer.next <= since || answer.events.length === 0) return
+      since = answer.next
     }
   }
 

@@ -32,8 +32,6 @@ export const historyMessage = z.object({
   /** For a group message: the key epoch it was encrypted under. */
   epoch: epoch.optional(),
   sentAt: isoTime,
-  /** History only, on your own 1:1 messages: the recipient's client acknowledged it. */
-  delivered: z.boolean().optional(),
 })
 
 export const messageEvent = historyMessage.extend({seq, type: z.literal('message')})

@@ -1,6 +1,7 @@
 import {z} from 'zod'
 
 import {RECEIPT_FLUSH_MS_DEFAULT} from './delivery/acks.js'
+import {LAZY_EVENTS_MS} from './delivery/delivery.js'
 import {databaseSettings, databaseTimeouts, httpUrl, logLevel, milliseconds, onOff, port, resolveSettings, type Resolved} from './settings.js'
 
 export const serverSettings = {
@@ -153,6 +154,11 @@ export const serverSettings = {
     env: 'FASTCHAT_RECHECK_MS',
     doc: 'How often parked polls re-read their stream heads (one query per server), the fallback when a peer push is lost; 0 turns it off (tests and benchmarks of peer push alone).',
     schema: z.coerce.number().int().min(0).max(60_000).default(500),
+  },
+  lazyEventsMs: {
+    env: 'FASTCHAT_LAZY_EVENTS_MS',
+    doc: 'How long a long-poll whose only news is receipts or presence events waits for a message to answer with them (they ride along); 0 answers them at once.',
+    schema: z.coerce.number().int().min(0).max(10_000).default(LAZY_EVENTS_MS),
   },
   rateLimits: {
     env: 'FASTCHAT_RATE_LIMITS',

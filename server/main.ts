@@ -117,6 +117,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
       maxBytes: config.pollMaxBytes,
       heartbeatMs: config.streamHeartbeatMs,
       recheckMs: config.recheckMs,
+      lazyEventsMs: config.lazyEventsMs,
     },
   )
   const services = createServices(db, {delivery, stream}, {

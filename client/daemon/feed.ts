@@ -168,7 +168,8 @@ export class Feed {
     const opener = new MessageOpener(session, reading.files, directory)
     const from = reading.since === undefined ? undefined : {cursor: reading.since}
     // Read receipts once a program has taken a page (its commit), as the profile's setting says (docs/daemon.md).
-    const receipts = {handler: this.client.receipts, read: session.profile.readReceipts !== false}
+    // One request a second at most, as `listen` does (client/receipts.ts acknowledgeSoon).
+    const receipts = {handler: this.client.receipts, read: session.profile.readReceipts !== false, soonMs: 1_000}
     return new EventSync(session, opener, this.reports.reporter, new GroupEventResponder(directory, this.reports.reporter), from, transport, receipts)
   }
 

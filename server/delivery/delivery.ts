@@ -5,7 +5,7 @@ import type {StreamRead} from '../../storage/repositories/event-stream.repositor
 import {CursorError, UnavailableError} from '../services/errors.js'
 import {PerUserSlots} from '../services/per-user-slots.js'
 import type {Cancellation} from './cancel.js'
-import type {Listener, WireEvent} from './listener.js'
+import {isLazyEvent, type Listener, type WireEvent} from './listener.js'
 import {Rechecker} from './recheck.js'
 import {ListenerRegistry} from './registry.js'
 import {RateMeter} from './throughput.js'
@@ -55,6 +55,8 @@ export interface DeliveryOptions {
   heartbeatMs?: number
   /** How often parked listeners re-read their stream heads (FASTCHAT_RECHECK_MS); 0: never. */
   recheckMs?: number
+  /** How long a poll whose only news is receipts or presence waits for something else to answer with (LAZY_EVENTS_MS); 0: answers at once. */
+  lazyEventsMs?: number
 }
 
 export interface DeliveryParts {
@@ -100,6 +102,14 @@ const MAX_REMEMBERED_READS = 200_000
  */
 const READS_PER_USER_DEFAULT = 2
 export const HEARTBEAT_MS_DEFAULT = 15_000
+/**
+ * How long a long-poll whose only news is receipts or presence events waits
+ * before answering with them (isLazyEvent): in a busy conversation they ride
+ * along with the next message, and the poll answer and new poll each would
+ * cost alone are saved. One second: a tick that a person does not notice,
+ * and what `send --wait` adds at most.
+ */
+export const LAZY_EVENTS_MS = 1_000
 const MAX_BYTES_DEFAULT = 1024 * 1024
 
 /**
@@ -127,6 +137,7 @@ export class Delivery {
   private readonly reads: PerUserSlots
   private readonly maxBytes: number
   readonly heartbeatMs: number
+  private readonly lazyMs: number
   private readonly rechecker: Rechecker | undefined
   /** Per user: the cursor the last read here ended at, and the registry's version for the user before that read. */
   private readonly lastRead = new Map<string, {next: bigint; version: number}>()
@@ -139,6 +150,7 @@ export class Delivery {
     this.reads = new PerUserSlots(options.readsPerUser ?? READS_PER_USER_DEFAULT)
     this.maxBytes = options.maxBytes ?? MAX_BYTES_DEFAULT
     this.heartbeatMs = options.heartbeatMs ?? HEARTBEAT_MS_DEFAULT
+    this.lazyMs = options.lazyEventsMs ?? LAZY_EVENTS_MS
     const recheckMs = options.recheckMs ?? 500
     this.rechecker =
       recheckMs > 0
@@ -188,7 +200,8 @@ export class Delivery {
       if (!list) byUser.set(event.recipientId, (list = []))
       list.push(wireEventOfRow(event))
     }
-    this.registry.offer(byUser)
+    // Held, not answered at once, by the polls here (Listener.hold); peers read them, and hold them the same way.
+    this.registry.hold(byUser, this.lazyMs)
     this.parts.peers?.push([...byUser.keys()], [])
   }
 
@@ -311,13 +324,27 @@ export class Delivery {
           if (!read) return {events: [], next: since}
           acks?.acked(userId, since)
           if (read.events.length > 0) {
-            this.delivered.mark(read.events.length)
-            return {events: read.events, next: read.events[read.events.length - 1]!.seq}
+            // Only receipts or presence, and time to wait: held for the next message or the lazy delay (isLazyEvent).
+            if (!read.more && this.lazyMs > 0 && deadline - Date.now() > this.lazyMs && read.events.every((event) => isLazyEvent(event.type))) {
+              listener.hold(read.events, this.registry.version(userId), this.lazyMs)
+            } else {
+              this.delivered.mark(read.events.length)
+              return {events: read.events, next: read.events[read.events.length - 1]!.seq}
+            }
           }
         }
         mustRead = false
-        listener.since = since
+        // Beyond what it holds: the re-check must not take held lazy events for news it missed.
+        listener.since = listener.heldThrough(since)
         const remaining = deadline - Date.now()
+        if (remaining <= 0) {
+          listener.releaseLazy()
+          const held = this.take(listener, since, limit)
+          if (held) {
+            this.delivered.mark(held.length)
+            return {events: held, next: held[held.length - 1]!.seq}
+          }
+        }
         if (remaining <= 0 || signal.aborted || listener.superseded) return {events: [], next: since}
         await listener.wait(remaining, signal)
       }

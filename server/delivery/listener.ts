@@ -20,6 +20,15 @@ const PENDING_MAX_BYTES = 1024 * 1024
 export type ListenerKind = 'poll' | 'stream'
 
 /**
+ * Events that may wait a moment (receipts, presence): a long-poll whose only
+ * news is such events answers after at most the lazy delay, or at once with
+ * the next other event, instead of answering each alone. In a busy
+ * conversation they ride along with the messages; each would otherwise cost
+ * the client a poll answer and a new poll (docs/architecture.md, "Receipts").
+ */
+export const isLazyEvent = (type: string) => type.startsWith('receipt.') || type === 'presence'
+
+/**
  * A long-poll or a stream parked on this server for one user. It subscribes
  * *before* it reads the database, so a commit between its read and its wait
  * still reaches it: either as the committed events themselves (handed over
@@ -43,6 +52,9 @@ export class Listener {
   /** Since when what it holds starts past a gap (ms), if it does. */
   gapSince: number | undefined
   private release: (() => void) | undefined
+  /** While lazy events are held: when they are answered anyway (ms), and the timer that does it. */
+  private lazyUntil: number | undefined
+  private lazyTimer: NodeJS.Timeout | undefined
 
   constructor(
     readonly userId: string,
@@ -80,6 +92,65 @@ export class Listener {
   }
 
   /**
+   * Lazy events (isLazyEvent): kept like offered ones, but a poll holding
+   * only these is released after `delayMs`, not now. A stream writes them at
+   * once (it costs no new request).
+   */
+  hold(events: WireEvent[], version: number, delayMs: number): void {
+    if (this.kind === 'stream' || delayMs <= 0) return this.offer(events, version)
+    this.offeredAt = version
+    for (const event of events) {
+      if (this.pending.length >= PENDING_MAX_EVENTS || this.pendingBytes + event.bytes > PENDING_MAX_BYTES) {
+        this.dropPending()
+        this.wake()
+        return
+      }
+      this.pending.push(event)
+      this.pendingBytes += event.bytes
+    }
+    this.armLazy(delayMs)
+  }
+
+  private armLazy(delayMs: number): void {
+    if (this.lazyTimer !== undefined) return
+    this.lazyUntil = Date.now() + delayMs
+    this.lazyTimer = setTimeout(() => {
+      this.lazyTimer = undefined
+      this.lazyUntil = undefined
+      this.fresh = true
+      this.release?.()
+    }, delayMs)
+  }
+
+  /** Lazy events held are due now (a poll at its deadline answers with them rather than empty). */
+  releaseLazy(): void {
+    if (this.lazyUntil !== undefined) this.disarmLazy()
+  }
+
+  private disarmLazy(): void {
+    clearTimeout(this.lazyTimer)
+    this.lazyTimer = undefined
+    this.lazyUntil = undefined
+  }
+
+  /**
+   * Where the events held continue the stream to without a gap, from
+   * `since`: what a poll holding lazy events waits beyond (the re-check must
+   * not take those for news it missed).
+   */
+  heldThrough(since: bigint): bigint {
+    if (this.pending.length === 0) return since
+    this.pending.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0))
+    let through = since
+    for (const event of this.pending) {
+      if (event.seq <= through) continue
+      if (event.seq !== through + 1n) break
+      through = event.seq
+    }
+    return through
+  }
+
+  /**
    * The events handed over that continue the stream right after `since`, in
    * seq order, at most `limit` and `maxBytes` of them (at least one).
    * Undefined when there are none; a gap (an event handed over whose
@@ -103,6 +174,14 @@ export class Listener {
       end++
     }
     const run = this.pending.slice(start, end)
+    // Only lazy events, within their delay: not yet (the timer, or the next other event, releases them).
+    if (run.length > 0 && this.lazyUntil !== undefined && Date.now() < this.lazyUntil && run.every((event) => isLazyEvent(event.type))) {
+      if (start > 0) {
+        this.pending = this.pending.slice(start)
+        this.pendingBytes = this.pending.reduce((sum, event) => sum + event.bytes, 0)
+      }
+      return undefined
+    }
     if (run.length === 0 && start < this.pending.length) {
       // What was handed over starts past a gap: the missing event is most likely still on its
       // way (two commits resolve in either order); the caller waits a moment, then reads.
@@ -112,6 +191,7 @@ export class Listener {
     }
     this.gapSince = undefined
     this.pending = this.pending.slice(end)
+    if (this.pending.length === 0) this.disarmLazy()
     this.pendingBytes -= bytes
     if (start > 0) this.pendingBytes = this.pending.reduce((sum, event) => sum + event.bytes, 0)
     return run.length > 0 ? run : undefined
@@ -123,6 +203,7 @@ export class Listener {
   }
 
   private dropPending(): void {
+    this.disarmLazy()
     this.pending = []
     this.pendingBytes = 0
     this.gapSince = undefined
@@ -161,6 +242,7 @@ export class Listener {
 
   /** Ends it: a parked wait returns, and the registry forgets it. */
   close(): void {
+    this.disarmLazy()
     this.release?.()
     this.onDone(this)
   }

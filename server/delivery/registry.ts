@@ -92,6 +92,16 @@ export class ListenerRegistry {
     }
   }
 
+  /** Committed lazy events (receipts, presence), by user: held by polls for up to `delayMs` (Listener.hold). */
+  hold(byUser: Map<string, WireEvent[]>, delayMs: number): void {
+    if (this.versions.size > MAX_TRACKED_VERSIONS) this.forgetVersions()
+    for (const [id, events] of byUser) {
+      const version = this.bump(id)
+      const set = this.listeners.get(id)
+      if (set) for (const listener of set) listener.hold(events, version, delayMs)
+    }
+  }
+
   /** For each user with a parked listener, the lowest cursor one of them waits beyond. */
   parked(): Map<string, bigint> {
     const out = new Map<string, bigint>()

@@ -25,7 +25,7 @@ export interface MessageStore {
   /** Inside the caller's transaction; undefined when a concurrent send with the same idempotency key committed first. */
   insertGroup(tx: EntityManager, message: NewGroupMessage): Promise<{id: string; sentAt: Date} | undefined>
   findByIdempotencyKey(tx: EntityManager, message: NewDirectMessage | NewGroupMessage): Promise<StoredMessage | undefined>
-  history(conversation: string, before: string | undefined, limit: number, memberId?: string): Promise<(MessageRow & {delivered?: boolean})[]>
+  history(conversation: string, before: string | undefined, limit: number, memberId?: string): Promise<MessageRow[]>
   exists(conversation: string, id: string): Promise<boolean>
   /** Whether the user has a second live session (another device), inside the caller's transaction. */
   hasOtherDevices(tx: EntityManager, userId: string): Promise<boolean>
@@ -55,8 +55,6 @@ export interface MessageView {
   blob?: string
   epoch?: number
   sentAt: string
-  /** In history, on your own 1:1 messages: the recipient's client acknowledged it (a delivered receipt). */
-  delivered?: boolean
 }
 
 export function messageView(row: MessageRow): MessageView {
@@ -172,8 +170,6 @@ export class MessageService {
       throw new MessageError('FC_MESSAGE_NOT_FOUND', `No message ${before} in this conversation.`)
     }
     const rows = await this.messages.history(conversation, before, limit, 'group' in peer ? user.userId : undefined)
-    const mine = (row: MessageRow) => row.from.toLowerCase() === user.username.toLowerCase()
-    const messages = rows.map((row) => ({...messageView(row), ...(!('group' in peer) && mine(row) ? {delivered: row.delivered === true} : {})}))
-    return {messages, next: rows.length === limit ? rows[rows.length - 1]!.id : null}
+    return {messages: rows.map(messageView), next: rows.length === limit ? rows[rows.length - 1]!.id : null}
   }
 }

@@ -40,8 +40,4 @@ export class Message {
 
   @Column({name: 'sent_at', type: 'timestamptz', default: () => 'now()'})
   sentAt!: Date
-
-  /** When the recipient of a 1:1 message first acknowledged it (a delivered receipt); null until then, and for group messages. */
-  @Column({name: 'delivered_at', type: 'timestamptz', nullable: true})
-  deliveredAt!: Date | null
 }

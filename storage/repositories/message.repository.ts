@@ -374,10 +374,9 @@ export class MessageRepository {
    * given. With `memberId` (a group), only the epochs that user was a member
    * of, and nothing from the members that user blocks.
    */
-  /** `delivered`: a 1:1 message its recipient acknowledged (a delivered receipt; server/delivery/acks.ts). */
-  async history(conversation: string, before: string | undefined, limit: number, memberId?: string): Promise<(MessageRow & {delivered: boolean})[]> {
+  async history(conversation: string, before: string | undefined, limit: number, memberId?: string): Promise<MessageRow[]> {
     return (await this.db.query(
-      `SELECT ${MESSAGE_COLUMNS}, m.delivered_at IS NOT NULL AS delivered
+      `SELECT ${MESSAGE_COLUMNS}
          FROM messages m JOIN users su ON su.id = m.sender_id LEFT JOIN users ru ON ru.id = m.recipient_id
         WHERE m.conversation = $1
           AND ($2::uuid IS NULL OR (m.sent_at, m.id) < (SELECT sent_at, id FROM messages WHERE id = $2::uuid AND conversation = $1))
@@ -387,7 +386,7 @@ export class MessageRepository {
         ORDER BY m.sent_at DESC, m.id DESC
         LIMIT $3`,
       [conversation, before ?? null, limit, memberId ?? null],
-    )) as (MessageRow & {delivered: boolean})[]
+    )) as MessageRow[]
   }
 
   /** SENDER_HAS_OTHER_DEVICES for a group send, in its transaction (one index probe beside the group's locks and inserts). */

@@ -8,7 +8,7 @@ export interface AckedMessage {
   recipient: string
   senderId: string
   messageId: string
-  /** A 1:1 message (its `delivered_at` is set); false for a group message. */
+  /** A 1:1 message; false for a group message. */
   direct: boolean
 }
 
@@ -58,8 +58,7 @@ export class ReceiptRepository {
   ) {}
 
   /**
-   * In one transaction: raises the acknowledged seqs, marks the 1:1 messages
-   * passed as delivered, and appends the events `receipts` makes of them
+   * In one transaction: raises the acknowledged seqs and appends the events `receipts` makes of them
    * (one per sender, say). Idempotent: an acknowledgement at or below the
    * stored one finds nothing. Two servers flushing the same user take turns
    * on its `acks` row. Lock order: `acks` rows, then `inboxes` rows, each in
@@ -75,10 +74,6 @@ export class ReceiptRepository {
       await tx.query('INSERT INTO acks (user_id) SELECT u FROM unnest($1::bigint[]) AS u ORDER BY u ON CONFLICT DO NOTHING', [ids])
       const acked = (await tx.query(RAISE_ACKS, [ids, ids.map((id) => acks.get(id)!.toString())])) as AckedMessage[]
       if (acked.length === 0) return []
-      const direct = acked.filter((message) => message.direct).map((message) => message.messageId)
-      if (direct.length > 0) {
-        await tx.query('UPDATE messages SET delivered_at = now() WHERE id = ANY($1::uuid[]) AND delivered_at IS NULL', [direct])
-      }
       return this.stream.appendEach(tx, receipts(acked))
     })
   }

@@ -391,7 +391,7 @@ class Traffic {
   private receivers: Promise<void>[] = []
   private readonly acknowledged: {id: string; to: string}[] = []
   private readonly abandoned: string[] = []
-  private readonly seen = new Map<string, {seq: number; id: string}[]>()
+  private readonly seen = new Map<string, {seq: number; type: string; id: string}[]>()
   private readonly statuses = new Map<string, number>()
   private failovers = 0
 
@@ -428,7 +428,7 @@ class Traffic {
   report() {
     const ackedIds = new Set(this.acknowledged.map((a) => a.id))
     const perRecipient = [...this.seen].map(([username, events]) => {
-      const ids = events.map((e) => e.id)
+      const ids = events.filter((e) => e.type === 'message').map((e) => e.id)
       return {
         username,
         missing: this.acknowledged.filter((a) => a.to === username && !ids.includes(a.id)).map((a) => a.id),
@@ -436,7 +436,7 @@ class Traffic {
         seqs: events.map((e) => e.seq),
       }
     })
-    const received = [...this.seen.values()].flat()
+    const received = [...this.seen.values()].flat().filter((e) => e.type === 'message')
     return {
       acknowledged: this.acknowledged.length,
       received: received.length,
@@ -499,7 +499,7 @@ class Traffic {
   }
 
   private async receive(user: TestUser): Promise<void> {
-    const seen: {seq: number; id: string}[] = []
+    const seen: {seq: number; type: string; id: string}[] = []
     this.seen.set(user.username, seen)
     let server = user.server
     let since = 0
@@ -511,8 +511,9 @@ class Traffic {
         })
         this.count(String(answer.status))
         if (answer.status === 200) {
-          const body = (await answer.json()) as {events: {seq: number; id: string}[]; next: number}
-          seen.push(...body.events.map((e) => ({seq: e.seq, id: e.id})))
+          const body = (await answer.json()) as {events: {seq: number; type: string; id?: string}[]; next: number}
+          // Every event counts for the cursor's continuity; messages (not the receipts about them) for delivery.
+          seen.push(...body.events.map((e) => ({seq: e.seq, type: e.type, id: e.id ?? `${e.type}#${e.seq}`})))
           since = body.next
           if (n % REASSIGN_EVERY === 0) server = (await this.assign()) ?? server
           continue

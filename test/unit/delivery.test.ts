@@ -3,7 +3,7 @@ import {mock} from 'node:test'
 import {expect} from 'chai'
 import pino from 'pino'
 
-import {Delivery, GAP_GRACE_MS, STREAM_DRAIN_TIMEOUT_MS, type StreamSink, type StreamSource} from '../../server/delivery/delivery.js'
+import {Delivery, GAP_GRACE_MS, LAZY_EVENTS_MS, STREAM_DRAIN_TIMEOUT_MS, type StreamSink, type StreamSource} from '../../server/delivery/delivery.js'
 import type {WireEvent} from '../../server/delivery/listener.js'
 import type {CommittedMessage} from '../../server/delivery/views.js'
 import type {EventRow, StreamRead} from '../../storage/repositories/event-stream.repository.js'
@@ -21,11 +21,11 @@ class MemoryStream implements StreamSource {
   readonly streams = new Map<string, EventRow[]>()
   reads = 0
 
-  append(userId: string, count = 1): bigint {
+  append(userId: string, count = 1, type = 'note'): bigint {
     let rows = this.streams.get(userId)
     if (!rows) this.streams.set(userId, (rows = []))
     for (let i = 0; i < count; i++) {
-      rows.push({seq: String(rows.length + 1), type: 'note', payload: {n: rows.length + 1}, at: new Date(0)})
+      rows.push({seq: String(rows.length + 1), type, payload: {n: rows.length + 1}, at: new Date(0)})
     }
     return BigInt(rows.length)
   }
@@ -296,5 +296,59 @@ describe('delivery state machine (fake timers)', () => {
     mock.timers.tick(1)
     await running
     expect(sink.ended).to.equal('closed')
+  })
+
+  it('holds a receipt a parked poll is handed until the next message, or answers it alone after the lazy delay; a read of receipts alone holds them too', async () => {
+    const receipt = (userId: string) => {
+      const seq = stream.append(userId, 1, 'receipt.delivered')
+      delivery.deliverEvents([{recipientId: userId, seq: String(seq), type: 'receipt.delivered', payload: {receipts: []}, at: new Date(0)}])
+      return seq
+    }
+    let answer: Awaited<ReturnType<typeof poll>> | undefined
+    void poll(0n).then((result) => (answer = result))
+    await settle()
+    receipt('1')
+    mock.timers.tick(LAZY_EVENTS_MS - 1)
+    await settle()
+    expect(answer, 'a receipt alone waits').to.equal(undefined)
+    delivery.deliver([committed('1', stream.append('1'))])
+    await settle()
+    expect(answer!.events.map((event) => event.type)).to.deep.equal(['receipt.delivered', 'message'])
+    const readsAfterFirst = stream.reads
+
+    // Alone: answered when the delay is up, from memory; the re-check meanwhile does not take it for missed news.
+    answer = undefined
+    void poll(2n).then((result) => (answer = result))
+    await settle()
+    receipt('1')
+    mock.timers.tick(LAZY_EVENTS_MS - 1)
+    await settle()
+    expect(answer).to.equal(undefined)
+    mock.timers.tick(1)
+    await settle()
+    expect(answer!.events.map((event) => Number(event.seq))).to.deep.equal([3])
+    expect(delivery.recovered, 'the re-check woke nothing').to.equal(0)
+
+    // A poll that reads only receipts (they committed while no poll was open) holds them as well.
+    receipt('1')
+    answer = undefined
+    void poll(3n).then((result) => (answer = result))
+    await settle()
+    expect(stream.reads).to.be.greaterThan(readsAfterFirst)
+    expect(answer, 'read, then held').to.equal(undefined)
+    mock.timers.tick(LAZY_EVENTS_MS)
+    await settle()
+    expect(answer!.events.map((event) => Number(event.seq))).to.deep.equal([4])
+
+    // A stream writes them at once.
+    const sink = new RecordingSink()
+    const running = delivery.stream('1', {since: 4n, limit: 100}, sink, aborts.signal)
+    await settle()
+    receipt('1')
+    await settle()
+    expect(sink.seqs).to.deep.equal([5])
+    aborts.abort()
+    mock.timers.tick(15_000)
+    await running
   })
 })
