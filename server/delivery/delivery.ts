@@ -26,7 +26,8 @@ export interface PresenceSink {
 
 /** The peers that hold other users' listeners (./peers.ts): told of commits made here. */
 export interface PeerSink {
-  push(wake: string[], messages: CommittedMessage[]): void
+  /** `lazy`: receipts and presence events, handed over as they are (the peer's polls hold them). */
+  push(wake: string[], messages: CommittedMessage[], lazy?: {recipientId: string; event: WireEvent}[]): void
   stop(): Promise<void>
 }
 
@@ -200,15 +201,18 @@ export class Delivery {
       if (!list) byUser.set(event.recipientId, (list = []))
       list.push(wireEventOfRow(event))
     }
-    // Held, not answered at once, by the polls here (Listener.hold); peers read them, and hold them the same way.
+    // Held, not answered at once, by the polls here (Listener.hold), and handed to the peers' as they are (no read there).
     this.registry.hold(byUser, this.lazyMs)
-    this.parts.peers?.push([...byUser.keys()], [])
+    const lazy: {recipientId: string; event: WireEvent}[] = []
+    for (const [recipientId, list] of byUser) for (const event of list) lazy.push({recipientId, event})
+    this.parts.peers?.push([], [], lazy)
   }
 
   /** A peer's push: its commits, as events or as wake-ups; never passed on again. */
-  fromPeer(wake: string[], messages: CommittedMessage[]): void {
+  fromPeer(wake: string[], messages: CommittedMessage[], lazy: Map<string, WireEvent[]> = new Map()): void {
     if (wake.length > 0) this.registry.wake(wake)
     if (messages.length > 0) this.registry.offer(wireEventsOf(messages))
+    if (lazy.size > 0) this.registry.hold(lazy, this.lazyMs)
   }
 
   private recover(userIds: string[]): void {

@@ -174,8 +174,10 @@ export class Listener {
       end++
     }
     const run = this.pending.slice(start, end)
-    // Only lazy events, within their delay: not yet (the timer, or the next other event, releases them).
+    // Only lazy events, within their delay: not yet; the timer, or the next other event, releases them. Held
+    // events past a gap (a message whose predecessor is missing) must not wait for the delay: that is a gap.
     if (run.length > 0 && this.lazyUntil !== undefined && Date.now() < this.lazyUntil && run.every((event) => isLazyEvent(event.type))) {
+      if (end < this.pending.length) this.gapSince ??= Date.now()
       if (start > 0) {
         this.pending = this.pending.slice(start)
         this.pendingBytes = this.pending.reduce((sum, event) => sum + event.bytes, 0)

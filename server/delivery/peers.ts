@@ -3,6 +3,7 @@ import {Counter, type Registry} from 'prom-client'
 import {Agent, request} from 'undici'
 
 import type {PresenceRepository} from '../../storage/repositories/presence.repository.js'
+import type {WireEvent} from './listener.js'
 import type {CommittedMessage} from './views.js'
 
 /**
@@ -116,22 +117,29 @@ interface Where {
   until: number
 }
 
-/** One peer's share of a push: the users to wake there, and the messages (with seqs) of users there. */
+/** One peer's share of a push: the users to wake there, and the messages (with seqs) and lazy events of users there. */
 interface PeerShare {
   wake: string[]
   messages: {view: CommittedMessage['view']; to: [string, string][]}[]
+  lazy: LazyWire[]
   bytes: number
 }
+
+/** A lazy event (a receipt, presence) as it goes to a peer: recipient, seq, type, and its wire JSON. */
+export type LazyWire = [string, string, string, string]
 
 /** The wake-up body a peer accepts (server/routes/cluster.ts validates it). */
 export interface PushBody {
   users: string[]
   messages?: {view: CommittedMessage['view']; to: [string, string][]}[]
+  /** Lazy events, handed over as they are (the peer's polls hold them: Listener.hold). */
+  lazy?: LazyWire[]
 }
 
 export class PeerPush {
   private pendingWake = new Set<string>()
   private pendingMessages: CommittedMessage[] = []
+  private pendingLazy: {recipientId: string; event: WireEvent}[] = []
   private readonly where = new Map<string, Where>()
   private timer: NodeJS.Timeout | undefined
   private readonly backoff = new Map<string, number>()
@@ -172,10 +180,13 @@ export class PeerPush {
    * Queues, for the servers where these users listen, wake-ups (`wake`: they
    * read their streams) and committed messages (handed over as they are).
    */
-  push(wake: string[], messages: CommittedMessage[]): void {
+  push(wake: string[], messages: CommittedMessage[], lazy: {recipientId: string; event: WireEvent}[] = []): void {
     for (const id of wake) this.pendingWake.add(id)
     for (const message of messages) this.pendingMessages.push(message)
-    if (this.pendingWake.size > 0 || this.pendingMessages.length > 0) this.timer ??= setTimeout(() => this.track(this.flush()), PUSH_BATCH_MS)
+    for (const event of lazy) this.pendingLazy.push(event)
+    if (this.pendingWake.size > 0 || this.pendingMessages.length > 0 || this.pendingLazy.length > 0) {
+      this.timer ??= setTimeout(() => this.track(this.flush()), PUSH_BATCH_MS)
+    }
   }
 
   private track(work: Promise<void>): void {
@@ -187,10 +198,13 @@ export class PeerPush {
     this.timer = undefined
     const wake = [...this.pendingWake]
     const messages = this.pendingMessages
+    const lazy = this.pendingLazy
     this.pendingWake = new Set()
     this.pendingMessages = []
+    this.pendingLazy = []
     const ids = new Set(wake)
     for (const message of messages) for (const {recipientId} of message.to) ids.add(recipientId)
+    for (const {recipientId} of lazy) ids.add(recipientId)
     const now = Date.now()
     // Where each user listens is looked up at most once a second; a user who just moved
     // to another server meanwhile is woken by that server's re-check instead.
@@ -211,7 +225,7 @@ export class PeerPush {
     const shares = new Map<string, PeerShare>()
     const share = (url: string) => {
       let found = shares.get(url)
-      if (!found) shares.set(url, (found = {wake: [], messages: [], bytes: 0}))
+      if (!found) shares.set(url, (found = {wake: [], messages: [], lazy: [], bytes: 0}))
       return found
     }
     for (const id of wake) for (const url of this.where.get(id)?.urls ?? []) share(url).wake.push(id)
@@ -236,6 +250,17 @@ export class PeerPush {
         peer.messages.push({view: message.view, to})
       }
     }
+    for (const {recipientId, event} of lazy) {
+      for (const url of this.where.get(recipientId)?.urls ?? []) {
+        const peer = share(url)
+        if (peer.bytes + event.bytes > PUSH_MAX_BYTES || peer.lazy.length >= PUSH_MAX_MESSAGES) {
+          peer.wake.push(recipientId)
+          continue
+        }
+        peer.bytes += event.bytes + 32
+        peer.lazy.push([recipientId, event.seq.toString(), event.type, event.json])
+      }
+    }
     await Promise.all([...shares].map(([url, peer]) => this.send(url, peer)))
   }
 
@@ -247,8 +272,13 @@ export class PeerPush {
     }
     const bodies: PushBody[] = []
     const wake = [...new Set(peer.wake)]
-    for (let i = 0; i < wake.length || (i === 0 && peer.messages.length > 0); i += PUSH_MAX_USERS) {
-      bodies.push({users: wake.slice(i, i + PUSH_MAX_USERS), ...(i === 0 && peer.messages.length > 0 ? {messages: peer.messages} : {})})
+    const carries = peer.messages.length > 0 || peer.lazy.length > 0
+    for (let i = 0; i < wake.length || (i === 0 && carries); i += PUSH_MAX_USERS) {
+      bodies.push({
+        users: wake.slice(i, i + PUSH_MAX_USERS),
+        ...(i === 0 && peer.messages.length > 0 ? {messages: peer.messages} : {}),
+        ...(i === 0 && peer.lazy.length > 0 ? {lazy: peer.lazy} : {}),
+      })
     }
     for (const body of bodies) {
       try {

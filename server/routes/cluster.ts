@@ -4,7 +4,8 @@ import {z} from 'zod'
 import {historyMessage} from '../../protocol/events.js'
 import type {MessageKind} from '../../storage/entities/message.js'
 import type {Delivery} from '../delivery/delivery.js'
-import type {CommittedMessage} from '../delivery/views.js'
+import type {WireEvent} from '../delivery/listener.js'
+import {type CommittedMessage, EVENT_ENVELOPE_BYTES} from '../delivery/views.js'
 import {requireClusterSecret} from '../http/cluster-auth.js'
 import {parse, requireJson} from '../http/validate.js'
 
@@ -18,8 +19,13 @@ const wakeBody = z
       .array(z.strictObject({view: historyMessage, to: z.array(z.tuple([userId, z.string().regex(/^\d{1,19}$/, 'must be a seq')])).min(1).max(5_000)}))
       .max(500)
       .optional(),
+    /** Lazy events (receipts, presence): recipient, seq, type, the event's wire JSON (made by the peer, as a read here would). */
+    lazy: z
+      .array(z.tuple([userId, z.string().regex(/^\d{1,19}$/, 'must be a seq'), z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/), z.string().max(256 * 1024)]))
+      .max(500)
+      .optional(),
   })
-  .refine((body) => body.users.length > 0 || (body.messages?.length ?? 0) > 0, 'must wake someone')
+  .refine((body) => body.users.length > 0 || (body.messages?.length ?? 0) > 0 || (body.lazy?.length ?? 0) > 0, 'must wake someone')
 
 /** Routes peer chat servers call on each other, guarded by the cluster secret. */
 export function clusterRoutes(delivery: Delivery, clusterSecret: string): Router {
@@ -32,7 +38,13 @@ export function clusterRoutes(delivery: Delivery, clusterSecret: string): Router
       view: {...view, kind: view.kind as MessageKind, to: view.to.group ? {group: view.to.group} : {user: view.to.user!}},
       to: to.map(([recipientId, seq]) => ({recipientId, seq: BigInt(seq)})),
     }))
-    delivery.fromPeer(body.users, messages)
+    const lazy = new Map<string, WireEvent[]>()
+    for (const [recipientId, seq, type, json] of body.lazy ?? []) {
+      let list = lazy.get(recipientId)
+      if (!list) lazy.set(recipientId, (list = []))
+      list.push({seq: BigInt(seq), type, json, bytes: EVENT_ENVELOPE_BYTES + json.length})
+    }
+    delivery.fromPeer(body.users, messages, lazy)
     res.status(204).end()
   })
 
