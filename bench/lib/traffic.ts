@@ -139,13 +139,22 @@ export function pickOther<T>(list: T[], not: T): T {
 export const pick = <T>(list: T[]): T => list[Math.floor(Math.random() * list.length)]!
 
 /** Closed loop: every sender keeps exactly one send in flight until `until` (performance.now() ms). */
-export async function closedLoop(options: {senders: BenchUser[]; recipients: BenchUser[]; until: number; sender: MessageSender; deliveries: Deliveries}): Promise<void> {
-  const {senders, recipients, until, sender, deliveries} = options
+export async function closedLoop(options: {
+  senders: BenchUser[]
+  recipients: BenchUser[]
+  until: number
+  sender: MessageSender
+  deliveries: Deliveries
+  /** Whom each sender writes to (its conversations); default: any other recipient, at random. */
+  partners?: (from: BenchUser) => BenchUser[]
+}): Promise<void> {
+  const {senders, recipients, until, sender, deliveries, partners} = options
   await Promise.all(
     senders.map(async (from) => {
+      const mine = partners?.(from)
       while (performance.now() < until) {
         const failuresBefore = deliveries.failures.total
-        await deliveries.send(sender, from, pickOther(recipients, from))
+        await deliveries.send(sender, from, mine ? mine[Math.floor(Math.random() * mine.length)]! : pickOther(recipients, from))
         // A failing server must not turn this into a hot loop.
         if (deliveries.failures.total > failuresBefore) await sleep(50)
       }

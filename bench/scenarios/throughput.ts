@@ -55,9 +55,19 @@ export const receipts: Scenario = async (context) => {
   const count = context.options.quick ? 40 : 100
   const skip = await tooManyUsers(context, count)
   if (skip) return {skipped: skip}
-  const compared = await compareReceipts(context, count)
-  if (!compared) return {skipped: 'needs clusters of its own (not with --superserver)'}
-  return {text: compared.text, data: {users: count, servers: 2, ...compared.data}}
+  const random = await compareReceipts(context, count, false)
+  if (!random) return {skipped: 'needs clusters of its own (not with --superserver)'}
+  const conversations = (await compareReceipts(context, count, true))!
+  return {
+    text: [
+      'random pairs (the closed loop of scenario 1: each message to any other user):',
+      random.text,
+      '',
+      `conversations (each user writes to ${CONVERSATIONS_PER_USER} others, a ring):`,
+      conversations.text,
+    ].join('\n'),
+    data: {users: count, servers: 2, random: random.data, conversations: conversations.data},
+  }
 }
 
 /**
@@ -67,9 +77,10 @@ export const receipts: Scenario = async (context) => {
  * receiver posts read receipts as the client library does (one request a
  * second for the batches it took, one entry per sender), with a fixed
  * ciphertext (the server cannot tell).
- * Off first, then on: the machine's drift goes against the receipts.
+ * Off first, then on: the machine's drift goes against the receipts. With
+ * `conversations`, each user writes to its partners only (ringPartners).
  */
-async function compareReceipts(context: ScenarioContext, count: number) {
+async function compareReceipts(context: ScenarioContext, count: number, conversations: boolean) {
   const startCluster = context.startCluster
   if (!startCluster) return undefined
   const mode = context.options.modes[0]!
@@ -82,7 +93,7 @@ async function compareReceipts(context: ScenarioContext, count: number) {
   for (const variant of variants) {
     const target = await startCluster(2, variant.env, {logLevel: 'error'})
     try {
-      const result = await measure(context, mode, count, {target, readReceipts: variant.readReceipts})
+      const result = await measure(context, mode, count, {target, readReceipts: variant.readReceipts, conversations})
       const {summary: s, cpu, perMessage} = result
       rows.push([variant.name, mode, s.ackedPerSecond, s.deliveredPerSecond, s.latencyMs.p50, s.latencyMs.p99, result.readReceiptsPerSecond, ...cpuColumns(cpu, perMessage)])
       data.push({variant: variant.name, mode, ...s, cpuMsPerMessage: perMessage, readReceiptsPerSecond: result.readReceiptsPerSecond, receiptFailures: result.receiptFailures})
@@ -143,7 +154,17 @@ function readReceiptPoster(http: Http, ciphertext: string, batchMs = 1_000) {
   }}
 }
 
-async function measure(context: ScenarioContext, mode: ReceiveMode, count: number, options: {target?: Target; readReceipts?: boolean} = {}) {
+/**
+ * Conversations: user i writes to users i+1, i+2 and i+3 (a ring), so each
+ * receives from three people, as someone in three chats at once does.
+ */
+const CONVERSATIONS_PER_USER = 3
+const ringPartners = (users: BenchUser[]) => (from: BenchUser) => {
+  const i = users.indexOf(from)
+  return Array.from({length: CONVERSATIONS_PER_USER}, (_, k) => users[(i + k + 1) % users.length]!)
+}
+
+async function measure(context: ScenarioContext, mode: ReceiveMode, count: number, options: {target?: Target; readReceipts?: boolean; conversations?: boolean} = {}) {
   const quick = context.options.quick
   const warmUpMs = quick ? 1_000 : 3_000
   const runMs = quick ? 4_000 : 20_000
@@ -161,14 +182,15 @@ async function measure(context: ScenarioContext, mode: ReceiveMode, count: numbe
   try {
     for (const user of users) inbound.start(user)
     await sleep(500)
-    await closedLoop({senders: users, recipients: users, until: performance.now() + warmUpMs, sender, deliveries})
+    const partners = options.conversations ? ringPartners(users) : undefined
+    await closedLoop({senders: users, recipients: users, until: performance.now() + warmUpMs, sender, deliveries, partners})
 
     const before = await cpuSnapshot(servers)
     const lag = loopDelay()
     const receiptsBefore = receipts?.posted ?? 0
     const from = performance.now()
     deliveries.setWindow(from, from + runMs)
-    await closedLoop({senders: users, recipients: users, until: from + runMs, sender, deliveries})
+    await closedLoop({senders: users, recipients: users, until: from + runMs, sender, deliveries, partners})
     const generatorLoopDelayMs = lag.stop()
     const cpu = cpuBetween(before, await cpuSnapshot(servers))
     const readReceiptsPerSecond = receipts ? Math.round(((receipts.posted - receiptsBefore) / runMs) * 10_000) / 10 : 0

@@ -2,6 +2,10 @@ import {Listener, type ListenerKind, type WireEvent} from './listener.js'
 
 /** Users whose wake-up count is kept; past this all are forgotten (which only costs each a read). */
 const MAX_TRACKED_VERSIONS = 200_000
+/** Users with lazy events kept for their next poll (see hold()); past this all are dropped (which costs each a read). */
+const MAX_MAILBOXES = 100_000
+/** Lazy events kept for one user between two polls; past this they are dropped and the next poll reads. */
+const MAILBOX_MAX_EVENTS = 200
 
 /**
  * The polls and streams open on this server, by user. It knows nothing of
@@ -43,8 +47,22 @@ export class ListenerRegistry {
     if (kind === 'poll') this.polls++
     else this.streams++
     if (this.closed) listener.supersede()
+    // Lazy events that arrived while this user had no listener here: this one starts with them.
+    const box = this.mailboxes.get(userId)
+    if (box) {
+      this.mailboxes.delete(userId)
+      listener.hold(box.events, this.version(userId), box.until - Date.now())
+    }
     return listener
   }
+
+  /**
+   * Lazy events (receipts, presence) that came for a user between two of
+   * their polls: kept for the next one, which then need not read them back
+   * (the version is not bumped for them, so the skip-read rule still holds).
+   * Dropping them (caps) bumps the version: the next poll reads instead.
+   */
+  private readonly mailboxes = new Map<string, {events: WireEvent[]; until: number}>()
 
   /**
    * How many commits each user has had here: a poll that read a user's stream
@@ -92,13 +110,39 @@ export class ListenerRegistry {
     }
   }
 
-  /** Committed lazy events (receipts, presence), by user: held by polls for up to `delayMs` (Listener.hold). */
+  /**
+   * Committed lazy events (receipts, presence), by user: held by polls for up
+   * to `delayMs` (Listener.hold); for a user with no listener here now, kept
+   * for the next one (mailboxes).
+   */
   hold(byUser: Map<string, WireEvent[]>, delayMs: number): void {
     if (this.versions.size > MAX_TRACKED_VERSIONS) this.forgetVersions()
     for (const [id, events] of byUser) {
-      const version = this.bump(id)
       const set = this.listeners.get(id)
-      if (set) for (const listener of set) listener.hold(events, version, delayMs)
+      if (set && set.size > 0) {
+        const version = this.bump(id)
+        for (const listener of set) listener.hold(events, version, delayMs)
+        continue
+      }
+      if (delayMs <= 0) {
+        this.bump(id)
+        continue
+      }
+      let box = this.mailboxes.get(id)
+      if (!box) {
+        if (this.mailboxes.size >= MAX_MAILBOXES) {
+          // Dropped, all: every user's next poll reads (a new floor for every version).
+          this.mailboxes.clear()
+          this.forgetVersions()
+        }
+        this.mailboxes.set(id, (box = {events: [], until: Date.now() + delayMs}))
+      }
+      if (box.events.length + events.length > MAILBOX_MAX_EVENTS) {
+        this.mailboxes.delete(id)
+        this.bump(id)
+        continue
+      }
+      box.events.push(...events)
     }
   }
 
@@ -118,6 +162,7 @@ export class ListenerRegistry {
   /** Answers every open listener now and any that arrives later at once (draining). */
   close(): void {
     this.closed = true
+    this.mailboxes.clear()
     this.forgetVersions()
     for (const set of this.listeners.values()) for (const listener of set) listener.supersede()
   }

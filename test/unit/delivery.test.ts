@@ -329,8 +329,9 @@ describe('delivery state machine (fake timers)', () => {
     expect(answer!.events.map((event) => Number(event.seq))).to.deep.equal([3])
     expect(delivery.recovered, 'the re-check woke nothing').to.equal(0)
 
-    // A poll that reads only receipts (they committed while no poll was open) holds them as well.
-    receipt('1')
+    // A poll that reads only receipts (a peer said there is news, with no poll open here) holds them as well.
+    stream.append('1', 1, 'receipt.delivered')
+    delivery.fromPeer(['1'], [])
     answer = undefined
     void poll(3n).then((result) => (answer = result))
     await settle()
@@ -340,13 +341,26 @@ describe('delivery state machine (fake timers)', () => {
     await settle()
     expect(answer!.events.map((event) => Number(event.seq))).to.deep.equal([4])
 
+    // Between two polls: kept for the next one, which parks with it without a read (the skip-read rule holds).
+    receipt('1')
+    const reads = stream.reads
+    answer = undefined
+    void poll(4n).then((result) => (answer = result))
+    await settle()
+    expect(stream.reads, 'no read for a receipt kept between polls').to.equal(reads)
+    expect(answer).to.equal(undefined)
+    delivery.deliver([committed('1', stream.append('1'))])
+    await settle()
+    expect(answer!.events.map((event) => Number(event.seq))).to.deep.equal([5, 6])
+    expect(stream.reads).to.equal(reads)
+
     // A stream writes them at once.
     const sink = new RecordingSink()
-    const running = delivery.stream('1', {since: 4n, limit: 100}, sink, aborts.signal)
+    const running = delivery.stream('1', {since: 6n, limit: 100}, sink, aborts.signal)
     await settle()
     receipt('1')
     await settle()
-    expect(sink.seqs).to.deep.equal([5])
+    expect(sink.seqs).to.deep.equal([7])
     aborts.abort()
     mock.timers.tick(15_000)
     await running
