@@ -73,6 +73,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     if (!stop.signal.aborted) await once(stop.signal, 'abort')
     await server.close()
     await webhook
+    // Read receipts still waiting for their second (Receipts.acknowledgeSoon) go before the daemon ends.
+    await client.receipts.flushQueued()
     await removeDaemonInfo(profileDir, process.pid)
     if (at.socket) await rm(at.socket, {force: true})
     if (failure) throw failure
