@@ -110,20 +110,25 @@ export class ProfileStore implements Store {
    * are pinned several at once) the updates take turns and none is lost.
    */
   updateContacts(change: (contacts: Contacts) => void): Promise<Contacts> {
-    const update = this.contactsUpdate.then(async () => {
+    return this.inTurn(async () => {
       const contacts = await this.contacts()
       change(contacts)
       await this.writeJson('contacts', contacts)
       return contacts
     })
-    this.contactsUpdate = update.then(
+  }
+
+  /** The profile's read-modify-writes (contacts, saved files, receipts) take turns within this process; a failed one does not stop the next. */
+  private inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const update = this.updates.then(work)
+    this.updates = update.then(
       () => undefined,
       () => undefined,
     )
     return update
   }
 
-  private contactsUpdate: Promise<void> = Promise.resolve()
+  private updates: Promise<void> = Promise.resolve()
 
   async state(): Promise<SyncState> {
     const state = await this.readJson<SyncState>('state')
@@ -141,7 +146,7 @@ export class ProfileStore implements Store {
 
   /** Newest last; the oldest are dropped past SAVED_FILES_KEPT. Serialized like contacts, so concurrent saves in a page all land. */
   rememberSavedFile(messageId: string, file: SavedFile): Promise<void> {
-    const update = this.contactsUpdate.then(async () => {
+    return this.inTurn(async () => {
       const files = (await this.readJson<Record<string, SavedFile>>('savedFiles')) ?? {}
       delete files[messageId]
       files[messageId] = file
@@ -149,11 +154,6 @@ export class ProfileStore implements Store {
       for (const id of ids.slice(0, Math.max(0, ids.length - SAVED_FILES_KEPT))) delete files[id]
       await this.writeJson('savedFiles', files)
     })
-    this.contactsUpdate = update.then(
-      () => undefined,
-      () => undefined,
-    )
-    return update
   }
 
   async receipts(): Promise<ReceiptLog> {
@@ -162,18 +162,13 @@ export class ProfileStore implements Store {
 
   /** Serialized like contacts: the receipts of one page, and a `send` recording its message, all land. */
   updateReceipts(change: (log: ReceiptLog) => void): Promise<ReceiptLog> {
-    const update = this.contactsUpdate.then(async () => {
+    return this.inTurn(async () => {
       const log = await this.receipts()
       change(log)
       const trimmed = trimReceiptLog(log)
       await this.writeJson('receipts', trimmed)
       return trimmed
     })
-    this.contactsUpdate = update.then(
-      () => undefined,
-      () => undefined,
-    )
-    return update
   }
 
   private async readText(name: keyof typeof FILES): Promise<string | undefined> {

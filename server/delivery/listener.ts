@@ -78,17 +78,22 @@ export class Listener {
   /** Committed events of this listener's user, in any order; too many and it reads instead. */
   offer(events: WireEvent[], version: number): void {
     this.offeredAt = version
+    if (!this.keep(events)) this.needsRead = true
+    this.fresh = true
+    this.release?.()
+  }
+
+  /** Adds events to what it holds; false (holding nothing then) when that would pass the caps: it must read instead. */
+  private keep(events: WireEvent[]): boolean {
     for (const event of events) {
       if (this.pending.length >= PENDING_MAX_EVENTS || this.pendingBytes + event.bytes > PENDING_MAX_BYTES) {
         this.dropPending()
-        this.needsRead = true
-        break
+        return false
       }
       this.pending.push(event)
       this.pendingBytes += event.bytes
     }
-    this.fresh = true
-    this.release?.()
+    return true
   }
 
   /**
@@ -99,15 +104,7 @@ export class Listener {
   hold(events: WireEvent[], version: number, delayMs: number): void {
     if (this.kind === 'stream' || delayMs <= 0) return this.offer(events, version)
     this.offeredAt = version
-    for (const event of events) {
-      if (this.pending.length >= PENDING_MAX_EVENTS || this.pendingBytes + event.bytes > PENDING_MAX_BYTES) {
-        this.dropPending()
-        this.wake()
-        return
-      }
-      this.pending.push(event)
-      this.pendingBytes += event.bytes
-    }
+    if (!this.keep(events)) return this.wake()
     this.armLazy(delayMs)
   }
 
