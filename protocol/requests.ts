@@ -166,6 +166,9 @@ export const MAX_RECEIPT_CIPHERTEXT_BYTES = 8 * 1024
 /** Receipts in one POST /v1/receipts: one per sender of a batch shown, and a poll page holds at most 1,000 events. */
 export const RECEIPTS_PER_REQUEST_MAX = 100
 
+/** UTF-8 length of a string; an ASCII one (every armored text) without encoding it. */
+const utf8Length = (value: string) => (/^[\x00-\x7f]*$/.test(value) ? value.length : new TextEncoder().encode(value).length)
+
 /** POST /v1/receipts: read receipts, each end-to-end encrypted to the sender of the messages read (and the reader). */
 export const postReceipts = z.strictObject({
   receipts: z
@@ -174,7 +177,7 @@ export const postReceipts = z.strictObject({
         to: username,
         ciphertext: z
           .string()
-          .refine((value) => new TextEncoder().encode(value).length <= MAX_RECEIPT_CIPHERTEXT_BYTES, `must be at most ${MAX_RECEIPT_CIPHERTEXT_BYTES} bytes`)
+          .refine((value) => utf8Length(value) <= MAX_RECEIPT_CIPHERTEXT_BYTES, `must be at most ${MAX_RECEIPT_CIPHERTEXT_BYTES} bytes`)
           .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message'),
       }),
     )

@@ -39,6 +39,14 @@ export interface AppendedEvent extends EventRow {
   recipientId: string
 }
 
+/** An event for one stream (appendEach); `unlessBlockedBy`: dropped if its recipient blocks this user. */
+export interface EventToAppend {
+  recipientId: string
+  type: string
+  payload: Record<string, unknown>
+  unlessBlockedBy?: string
+}
+
 export interface NewEvent {
   type: string
   messageId?: string
@@ -150,21 +158,20 @@ export class EventStreamRepository {
    * transaction, by append()'s rule: the inbox rows locked in id order and
    * held until commit; a recipient's events take consecutive seqs in the
    * order given. Returns them as appended (seq, time), in recipient id and
-   * seq order, to be handed to listeners without reading them back. With
-   * `unlessBlocked`, events to recipients who block that user are dropped
-   * (in the same statement: no extra round trip). One statement, so outside
-   * a transaction (`tx` the DataSource) it commits on its own.
+   * seq order, to be handed to listeners without reading them back: the
+   * statement returns only where each landed (by its place in the input), and
+   * the payloads are the caller's own objects, not parsed back from JSON (an
+   * event's `created_at` is its transaction's now()). An
+   * event with `unlessBlockedBy` is dropped when its recipient blocks that
+   * user (in the same statement: no extra round trip). One statement, so
+   * outside a transaction (`tx` the DataSource) it commits on its own.
    */
-  async appendEach(
-    tx: EntityManager | DataSource,
-    events: {recipientId: string; type: string; payload: Record<string, unknown>}[],
-    unlessBlocked?: string,
-  ): Promise<AppendedEvent[]> {
+  async appendEach(tx: EntityManager | DataSource, events: EventToAppend[]): Promise<AppendedEvent[]> {
     if (events.length === 0) return []
     const rows = (await tx.query(
       `WITH input AS (
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS t(user_id, type, payload, ord)
-          WHERE $4::bigint IS NULL OR NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = t.user_id AND bl.blocked_id = $4::bigint)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::bigint[]) WITH ORDINALITY AS t(user_id, type, payload, blocked_by, ord)
+          WHERE t.blocked_by IS NULL OR NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = t.user_id AND bl.blocked_id = t.blocked_by)
        ), counts AS (
          SELECT user_id, count(*) AS n FROM input GROUP BY user_id
        ), locked AS (
@@ -173,16 +180,24 @@ export class EventStreamRepository {
          UPDATE inboxes i SET last_seq = i.last_seq + c.n FROM locked l JOIN counts c ON c.user_id = l.user_id
           WHERE i.user_id = l.user_id
          RETURNING i.user_id, i.last_seq, c.n
-       ), appended AS (
-         INSERT INTO events (recipient_id, seq, type, payload)
-         SELECT t.user_id, b.last_seq - b.n + row_number() OVER (PARTITION BY t.user_id ORDER BY t.ord), t.type, t.payload
+       ), numbered AS (
+         SELECT t.ord, t.user_id, t.type, t.payload, b.last_seq - b.n + row_number() OVER (PARTITION BY t.user_id ORDER BY t.ord) AS seq
            FROM input t JOIN bumped b ON b.user_id = t.user_id
-         RETURNING recipient_id, seq, type, payload, created_at
+       ), appended AS (
+         INSERT INTO events (recipient_id, seq, type, payload) SELECT user_id, seq, type, payload FROM numbered
        )
-       SELECT recipient_id::text AS "recipientId", seq::text AS seq, type, payload, created_at AS "at" FROM appended ORDER BY recipient_id, seq`,
-      [events.map((event) => event.recipientId), events.map((event) => event.type), events.map((event) => JSON.stringify(event.payload)), unlessBlocked ?? null],
-    )) as AppendedEvent[]
-    return rows
+       SELECT ord::int AS ord, seq::text AS seq, now() AS "at" FROM numbered ORDER BY user_id, seq`,
+      [
+        events.map((event) => event.recipientId),
+        events.map((event) => event.type),
+        events.map((event) => JSON.stringify(event.payload)),
+        events.map((event) => event.unlessBlockedBy ?? null),
+      ],
+    )) as {ord: number; seq: string; at: Date}[]
+    return rows.map((row) => {
+      const event = events[row.ord - 1]!
+      return {recipientId: event.recipientId, seq: row.seq, type: event.type, payload: event.payload, at: row.at}
+    })
   }
 
   /**

@@ -91,6 +91,12 @@ interface PendingSend {
  */
 const SPLIT_ON_SQLSTATE_CLASSES = new Set(['22', '23', '40'])
 
+/** Whether a batch that failed with `error` is worth retrying one item at a time (SPLIT_ON_SQLSTATE_CLASSES). */
+export function worthSplitting(error: unknown): boolean {
+  const sqlstate = (error as {code?: unknown}).code
+  return typeof sqlstate === 'string' && SPLIT_ON_SQLSTATE_CLASSES.has(sqlstate.slice(0, 2))
+}
+
 /**
  * Whether an error says the database cannot be reached (no connection from
  * the pool in time, refused, lost, shutting down) rather than refusing this
@@ -294,8 +300,7 @@ export class MessageRepository {
         ])
       }
     } catch (error) {
-      const sqlstate = (error as {code?: unknown}).code
-      if (batch.length === 1 || typeof sqlstate !== 'string' || !SPLIT_ON_SQLSTATE_CLASSES.has(sqlstate.slice(0, 2))) {
+      if (batch.length === 1 || !worthSplitting(error)) {
         for (const send of batch) send.reject(error)
         if (unreachable(error)) for (const send of this.queue.splice(0)) send.reject(error)
         return

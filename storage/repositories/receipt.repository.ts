@@ -1,6 +1,6 @@
 import type {DataSource} from 'typeorm'
 
-import type {AppendedEvent, EventStreamRepository} from './event-stream.repository.js'
+import type {AppendedEvent, EventStreamRepository, EventToAppend} from './event-stream.repository.js'
 
 /** A message a flush of acknowledgements found newly acknowledged by its recipient. */
 export interface AckedMessage {
@@ -68,9 +68,9 @@ export class ReceiptRepository {
     if (acks.size === 0) return []
     const ids = [...acks.keys()].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1))
     return this.db.transaction(async (tx) => {
-      // Not waiting for the WAL flush (nor a standby): the inbox rows of the senders are locked until the commit, and
-      // sends to them wait for it. Safe to lose: a flush lost in a crash lost its acks too, and the next poll makes it again.
-      await tx.query('SET LOCAL synchronous_commit = off')
+      // Committed like any append (synchronous_commit on): its events are handed to listeners after the commit, and one
+      // lost in a crash of the database after a listener saw it would give its seq to the next event, which that
+      // listener's cursor has passed already.
       await tx.query('INSERT INTO acks (user_id) SELECT u FROM unnest($1::bigint[]) AS u ORDER BY u ON CONFLICT DO NOTHING', [ids])
       const acked = (await tx.query(RAISE_ACKS, [ids, ids.map((id) => acks.get(id)!.toString())])) as AckedMessage[]
       if (acked.length === 0) return []
@@ -78,8 +78,8 @@ export class ReceiptRepository {
     })
   }
 
-  /** Appends read receipts from `senderId` in one statement (committed when it resolves), leaving out recipients who block the sender. */
-  appendFrom(senderId: string, events: ReceiptEvent[]): Promise<AppendedEvent[]> {
-    return this.stream.appendEach(this.db, events, senderId)
+  /** Appends read receipts in one statement (committed when it resolves); each names its reader in `unlessBlockedBy`. */
+  append(events: EventToAppend[]): Promise<AppendedEvent[]> {
+    return this.stream.appendEach(this.db, events)
   }
 }
