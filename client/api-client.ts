@@ -2,14 +2,14 @@ import {randomUUID} from 'node:crypto'
 import {Readable} from 'node:stream'
 
 import type {Dispatcher} from 'undici'
-import type {z} from 'zod'
+import {z} from 'zod'
 
 import * as answers from '../protocol/answers.js'
 import {blockEntry, type BlockEntry, blockList} from '../protocol/blocks.js'
 import {myPresence, type MyPresence, type PresenceEntry, presenceList} from '../protocol/presence.js'
 import {eventSchema, eventsPage, historyMessage, type HistoryMessage, historyPage, type ServerEvent} from '../protocol/events.js'
 import {seq} from '../protocol/primitives.js'
-import type {ApproveLinkBody, CreateGroupBody, CreateLinkBody, ReceiptsBody, RegisterBody, SendBody, SessionBody} from '../protocol/requests.js'
+import type {ApproveLinkBody, CreateGroupBody, CreateLinkBody, PeerOffersBody, ReceiptsBody, RegisterBody, SendBody, SessionBody} from '../protocol/requests.js'
 import {FastChatError} from './errors.js'
 
 /**
@@ -380,6 +380,16 @@ export class ApiClient {
   async checked<S extends z.ZodType>(route: string, schema: S, path: string, options: RequestOptions = {}): Promise<z.output<S>> {
     const [method] = route.split(' ')
     return checkAnswer(route, schema, await this.request<unknown>(method!, path, options))
+  }
+
+  // POST /v1/peer-offers — peer offers, each already encrypted and signed (./peer-offers.ts)
+  async postPeerOffers(body: PeerOffersBody): Promise<void> {
+    await this.request('POST', '/v1/peer-offers', {json: body})
+  }
+
+  // GET /v1/me/address — the address this server sees me at (a peer endpoint's candidate)
+  myAddress(): Promise<{address: string}> {
+    return this.checked('GET /v1/me/address', z.object({address: z.string().max(100)}), '/v1/me/address')
   }
 
   // POST /v1/receipts — read receipts, each already encrypted and signed (./receipts.ts)

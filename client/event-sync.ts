@@ -1,6 +1,7 @@
 import {ApiError, type MessageEvent, type Rejected, type ServerEvent} from './api-client.js'
 import type {EventTransport} from './event-stream.js'
 import {type GroupEventResponder, type GroupNotice, groupNotice, isGroupEvent} from './group-events.js'
+import {isPeerOfferEvent, type PeerOfferNotice, type PeerOffers} from './peer.js'
 import {isPresenceEvent, type PresenceNotice, presenceNotice} from './presence-events.js'
 import {RECENT_IDS_KEPT, type SyncState} from './profile-store.js'
 import type {MessageOpener, OpenedMessage} from './receive.js'
@@ -30,9 +31,11 @@ export interface Batch {
 const isMessage = (event: ServerEvent): event is MessageEvent => event.type === 'message' && typeof (event as MessageEvent).id === 'string'
 
 /** What a page delivers, in stream order: messages, group events (one line each), receipts for my messages, and presence events (not shown by default). */
-export type SyncItem = OpenedMessage | GroupNotice | ReceiptNotice | PresenceNotice
+export type SyncItem = OpenedMessage | GroupNotice | ReceiptNotice | PresenceNotice | PeerOfferNotice
 
 export const isGroupNotice = (item: SyncItem): item is GroupNotice => 'seq' in item && item.type !== 'presence'
+
+export const isPeerOfferNotice = (item: SyncItem): item is PeerOfferNotice => 'accepted' in item && (item as PeerOfferNotice).type === 'peer.offer'
 
 export const isPresenceNotice = (item: SyncItem): item is PresenceNotice => 'seq' in item && item.type === 'presence'
 
@@ -46,6 +49,10 @@ export const isPresenceNotice = (item: SyncItem): item is PresenceNotice => 'seq
  */
 export class EventSync {
   private state?: SyncState
+  /** Signed ids of the page being opened and not yet committed: a direct copy of one of them is dropped. */
+  private readonly inPage = new Set<string>()
+  /** Signed ids shown by the direct path since the last commit (also saved at once). */
+  private readonly direct = new Set<string>()
 
   /**
    * `from`: read from this cursor instead of the store's, and keep the
@@ -62,7 +69,34 @@ export class EventSync {
     private readonly transport?: EventTransport,
     /** Receipt events are opened into items with it; with `read`, read receipts are sent for the messages of a committed page. */
     private readonly receipts?: {handler: Receipts; read: boolean; soonMs?: number},
+    /** Peer offers in the stream are taken in with it (./peer.ts); without it they are skipped. */
+    private readonly offers?: PeerOffers,
   ) {}
+
+  /**
+   * A message that came by the direct path (./peer.ts), opened: true when it
+   * is new and is to be shown, and then its signed id is remembered (and
+   * saved) so that its server copy is dropped; false when it was shown
+   * already, by either path.
+   */
+  async claimDirect(signedId: string): Promise<boolean> {
+    const state = (this.state ??= this.from ? {cursor: this.from.cursor, recentIds: []} : await this.session.store.state())
+    if (this.inPage.has(signedId) || this.direct.has(signedId) || state.recentIds.includes(signedId)) return false
+    this.direct.add(signedId)
+    this.state = {cursor: state.cursor, recentIds: [...state.recentIds, signedId].slice(-RECENT_IDS_KEPT)}
+    await this.persist()
+    return true
+  }
+
+  private saving: Promise<void> = Promise.resolve()
+
+  /** Saves the state as it is when the write starts, one write at a time: a page's commit and a direct claim cannot overwrite each other's. */
+  private persist(): Promise<void> {
+    if (this.from) return Promise.resolve()
+    const write = this.saving.then(() => this.session.store.saveState(this.state!))
+    this.saving = write.catch(() => undefined)
+    return write
+  }
 
   /** Polls once (waiting up to `timeoutMs` when nothing is there) and delivers the new messages and group events. */
   async page(timeoutMs: number, deliver: (item: SyncItem) => void, signal?: AbortSignal): Promise<PageResult> {
@@ -107,10 +141,12 @@ export class EventSync {
         seen.add(event.id)
         shownIds.push(event.id)
         const message = await this.opener.open(event)
-        // The same signed message under a new server id: the operator (or a member) sending it again. Dropped.
+        // The same signed message under a new server id: the operator (or a member) sending it again, or its copy that
+        // came by the direct path first. Dropped.
         if (message.signedId !== undefined) {
-          if (seen.has(message.signedId)) continue
+          if (seen.has(message.signedId) || this.direct.has(message.signedId)) continue
           seen.add(message.signedId)
+          this.inPage.add(message.signedId)
           shownIds.push(message.signedId)
         }
         opened.push(message)
@@ -120,15 +156,21 @@ export class EventSync {
         opened.push(notice)
       } else if (this.receipts && isReceiptEvent(event)) {
         opened.push(...(await this.receipts.handler.open(event)))
+      } else if (this.offers && isPeerOfferEvent(event)) {
+        opened.push(await this.offers.take(event))
       }
     }
     const next = Math.max(state.cursor, answer.next)
     const commit = async () => {
       const delivered = opened.filter(isGroupNotice)
       if (this.groups && delivered.length > 0) await this.groups.answer(delivered)
-      // Trimmed here as on disk: a `listen` that runs for days keeps a window, not every id it ever saw.
-      this.state = {cursor: next, recentIds: [...state.recentIds, ...shownIds].slice(-RECENT_IDS_KEPT)}
-      if (!this.from) await this.session.store.saveState(this.state)
+      // Trimmed here as on disk: a `listen` that runs for days keeps a window, not every id it ever saw. From the state
+      // now, not the one the page began with: direct copies shown meanwhile (claimDirect) stay remembered.
+      const now = this.state ?? state
+      this.state = {cursor: next, recentIds: [...now.recentIds, ...shownIds].slice(-RECENT_IDS_KEPT)}
+      this.inPage.clear()
+      this.direct.clear()
+      await this.persist()
       // The page was handed out (shown, or taken by the daemon's program): now it is read.
       const shown = opened.filter((item): item is OpenedMessage => 'kind' in item)
       // Sent copies (my messages from my other devices): their receipts count here too.
@@ -159,7 +201,7 @@ export class EventSync {
     } else {
       return false
     }
-    if (!this.from) await this.session.store.saveState(this.state)
+    await this.persist()
     return true
   }
 }

@@ -1,3 +1,4 @@
+import {randomUUID} from 'node:crypto'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {encryptText, formatFingerprint, generateKeyPair, normalizeFingerprint, readPublicKey, unlockPrivateKey} from '../crypto/index.js'
@@ -19,11 +20,12 @@ import type {MessageGroup} from './opened.js'
 import type {ProgressFactory} from './progress.js'
 import {type OpenedMessage, MessageOpener} from './receive.js'
 import type {ReceiveFilesOptions} from './file-receive.js'
+import {closePeerConnections, type DirectMessage, localAddresses, PEER_OFFER_TTL_MS, PeerEndpoint, PeerOffers, postDirect} from './peer.js'
 import {Receipts} from './receipts.js'
 import type {Report, Reporter} from './reports.js'
 import {assign, ChatSession, type PassphraseProvider, superserverUrl, withFailover} from './session.js'
 import {type MyPresence, PRESENCE_QUERY_MAX_USERS, type PresenceEntry} from '../protocol/presence.js'
-import {type Contacts, type Profile, requireKeys, type Store} from './store.js'
+import {type Contacts, OUTBOX_MAX, type Profile, requireKeys, type Store} from './store.js'
 import {assertTextFits} from './text-limit.js'
 import type {KeyForSending} from './trust.js'
 
@@ -82,6 +84,16 @@ export interface Sent {
   group?: MessageGroup
   /** Members in the group at the time (for a group message). */
   members?: number
+  /**
+   * The paths that carried a 1:1 text (./peer.ts): `server` once committed (a
+   * 201), `direct` when the recipient's peer endpoint took it too. Only
+   * `direct` means no server answered: it is queued and committed later.
+   */
+  via?: ('direct' | 'server')[]
+  /** Why the direct path was not used, when the recipient has an offer: `unreachable` or `refused` (not tried again for that offer). */
+  direct?: 'unreachable' | 'refused'
+  /** Delivered directly while no server answered: kept in the profile and committed when one does. */
+  queued?: true
 }
 
 export interface SentFileResult extends Sent {
@@ -119,6 +131,13 @@ export interface MessagesOptions {
   streamRetryMs?: number
   /** Send read receipts for the messages handed out (client/receipts.ts); default: the profile's setting (on unless turned off). */
   readReceipts?: boolean
+  /**
+   * With follow: open a peer endpoint (./peer.ts) on this address (default
+   * all of this machine's) and port (default a free one), and offer it to the
+   * pinned contacts; messages that come by it are handed out with
+   * `via: 'direct'`, and the others with `via: 'server'`.
+   */
+  peer?: {host?: string; port?: number}
 }
 
 /** Each long poll waits this long: under the 60 s idle timeout of common proxies, and the server's default. */
@@ -141,6 +160,8 @@ export class FastChatClient {
   readonly directory: Directory
   /** Receipts of my messages, and read receipts for others' (./receipts.ts). */
   readonly receipts: Receipts
+  /** Contacts' peer offers, and mine (./peer.ts). */
+  readonly peers: PeerOffers
   private readonly report: Reporter
 
   private constructor(
@@ -150,6 +171,7 @@ export class FastChatClient {
     this.directory = new Directory(session)
     this.report = options.onReport ?? (() => undefined)
     this.receipts = new Receipts(session, this.directory.keys, this.report)
+    this.peers = new PeerOffers(session, this.directory.keys)
   }
 
   /** The account already logged in in `store`. */
@@ -228,16 +250,78 @@ export class FastChatClient {
    * you, signed, sent once whatever the failovers (its id is the idempotency key).
    */
   async send(to: string, text: string): Promise<Sent> {
-    const target = await this.directory.groups.target(to, this.directory.keys)
-    if (target.kind === 'group') return this.toGroup(target.group, {kind: 'text', text})
-    const recipient = await this.recipient(target.username)
+    let recipient: KeyForSending
+    try {
+      const target = await this.directory.groups.target(to, this.directory.keys)
+      if (target.kind === 'group') return this.toGroup(target.group, {kind: 'text', text})
+      recipient = await this.recipient(target.username)
+    } catch (error) {
+      // No server to look the name up: a pinned contact with a fresh offer can still be written to, directly.
+      const offline = isFailoverError(error) ? await this.offlineRecipient(to) : undefined
+      if (!offline) throw error
+      recipient = offline
+    }
     const key = await this.session.key()
     const binding = newBinding({user: recipient.username})
     const ciphertext = await encryptText({text: packText(binding, text), to: [recipient.publicKey, key.publicKey], signer: key})
     assertTextFits(ciphertext, recipient.username)
-    const sent = await this.session.withFailover((api) => api.send({to: {user: recipient.username}, kind: 'text', ciphertext}, binding.id))
+    await this.flushOutbox()
+    // Both ways at once (docs/architecture.md, "Delivery paths"): the server commits it (a 201 means durable), and the
+    // recipient's peer endpoint, when it offered one, gets the same signed ciphertext; the recipient shows the first.
+    const offer = await this.peers.usable(recipient.username)
+    const direct = offer ? postDirect(offer, {from: this.session.username, to: {user: recipient.username}, kind: 'text', ciphertext}) : undefined
+    let sent: {id: string; sentAt: string} | undefined
+    let failure: unknown
+    try {
+      sent = await this.session.withFailover((api) => api.send({to: {user: recipient.username}, kind: 'text', ciphertext}, binding.id))
+    } catch (error) {
+      failure = error
+    }
+    const path = await direct
+    if (offer && path && path !== 'direct') await this.peers.failed(offer, path)
+    if (!sent) {
+      // No server answered, but the recipient has it: kept, and committed with the same idempotency key when one answers.
+      if (path !== 'direct' || !isFailoverError(failure)) throw failure
+      const outbox = await this.session.store.peers()
+      if (outbox.outbox.length >= OUTBOX_MAX) throw failure
+      await this.session.store.updatePeers((book) => {
+        book.outbox.push({to: recipient.username, ciphertext, idempotencyKey: binding.id, queuedAt: new Date().toISOString()})
+      })
+      return {id: binding.id, sentAt: binding.sentAt, to: recipient.username, via: ['direct'], queued: true}
+    }
     await this.receipts.recordSent(sent.id, recipient.username)
-    return {id: sent.id, sentAt: sent.sentAt, to: recipient.username}
+    return {
+      id: sent.id,
+      sentAt: sent.sentAt,
+      to: recipient.username,
+      via: path === 'direct' ? ['direct', 'server'] : ['server'],
+      ...(path && path !== 'direct' ? {direct: path} : {}),
+    }
+  }
+
+  /**
+   * Commits the messages that went only directly while no server answered,
+   * oldest first, each with its original idempotency key (stored once however
+   * often this runs). Stops at the first that fails to reach a server; one the
+   * server refuses (the recipient gone, blocked) is dropped, reported.
+   */
+  async flushOutbox(): Promise<number> {
+    const {outbox} = await this.session.store.peers()
+    let done = 0
+    for (const queued of outbox) {
+      try {
+        const sent = await this.session.withFailover((api) => api.send({to: {user: queued.to}, kind: 'text', ciphertext: queued.ciphertext}, queued.idempotencyKey))
+        await this.receipts.recordSent(sent.id, queued.to)
+      } catch (error) {
+        if (isFailoverError(error)) break
+        this.report({type: 'outbox.dropped', to: queued.to, reason: (error as Error).message})
+      }
+      done++
+      await this.session.store.updatePeers((book) => {
+        book.outbox = book.outbox.filter((entry) => entry.idempotencyKey !== queued.idempotencyKey)
+      })
+    }
+    return done
   }
 
   /** Sends a file (a path, or name, type and bytes), with an optional caption. */
@@ -278,34 +362,103 @@ export class FastChatClient {
       read: options.readReceipts ?? this.session.profile.readReceipts !== false,
       ...(follow ? {soonMs: READ_RECEIPTS_BATCH_MS} : {}),
     }
-    const sync = new EventSync(this.session, opener, this.report, new GroupEventResponder(this.directory, this.report), undefined, transport, receipts)
+    const sync = new EventSync(this.session, opener, this.report, new GroupEventResponder(this.directory, this.report), undefined, transport, receipts, this.peers)
+    const direct = follow && options.peer ? await this.openPeer(sync, opener, options.peer) : undefined
     try {
-      yield* this.readFrom(sync, options)
+      yield* this.readFrom(sync, options, direct)
     } finally {
       transport?.close()
+      await direct?.close()
       await this.receipts.flushQueued()
     }
   }
 
+  /**
+   * Opens the peer endpoint and offers it to the pinned contacts (again at
+   * half the offer's life); what comes by it is opened, verified and claimed
+   * against the stream's seen ids (EventSync.claimDirect) into a DirectInbox.
+   * A failure to open or offer is reported, and the servers carry everything.
+   */
+  private async openPeer(sync: EventSync, opener: MessageOpener, where: {host?: string; port?: number}): Promise<DirectInbox | undefined> {
+    const inbox = new DirectInbox()
+    const endpoint = new PeerEndpoint((message) => {
+      void this.openDirect(message, sync, opener)
+        .then((opened) => opened && inbox.push(opened))
+        .catch(() => undefined) // a key lookup that failed: its server copy comes all the same
+    })
+    let timer: NodeJS.Timeout | undefined
+    inbox.onClose(async () => {
+      clearInterval(timer)
+      await endpoint.close()
+      await closePeerConnections()
+    })
+    try {
+      const host = where.host ?? '0.0.0.0'
+      const port = await endpoint.listen(host, where.port ?? 0)
+      const offer = async () => {
+        const seen = await this.session.withFailover((api) => api.myAddress()).then(
+          (answer) => [answer.address],
+          () => [],
+        )
+        const addresses = host === '0.0.0.0' ? localAddresses() : [host]
+        const urls = [...new Set([...addresses, ...seen])].filter((address) => /^\d+\.\d+\.\d+\.\d+$/.test(address)).slice(0, 16).map((address) => `http://${address}:${port}`)
+        const offered = urls.length > 0 ? await this.peers.offer(endpoint, urls) : 0
+        this.report({type: 'peer.listening', urls, offered})
+      }
+      await offer()
+      timer = setInterval(() => void offer().catch((error: unknown) => this.report({type: 'peer.failed', reason: (error as Error).message})), PEER_OFFER_TTL_MS / 2)
+      timer.unref()
+      return inbox
+    } catch (error) {
+      this.report({type: 'peer.failed', reason: (error as Error).message})
+      await inbox.close()
+      return undefined
+    }
+  }
+
+  /** A message that came by the peer endpoint, opened and verified as a server-delivered one; undefined when it is not to be shown. */
+  private async openDirect(message: DirectMessage, sync: EventSync, opener: MessageOpener): Promise<OpenedMessage | undefined> {
+    if (!this.session.isMe(message.to.user)) return undefined
+    const opened = await opener.open({id: randomUUID(), from: message.from, to: {user: message.to.user}, kind: 'text', ciphertext: message.ciphertext, sentAt: new Date().toISOString()})
+    // Only what its sender's pinned key signed, for this conversation, with an id to match its server copy by.
+    if (opened.verification.status !== 'valid' || opened.signedId === undefined) return undefined
+    if (!(await sync.claimDirect(opened.signedId))) return undefined
+    return {...opened, id: opened.signedId, via: 'direct'}
+  }
+
   /** messages()' loop: pages read, their items handed out, then committed; outages ridden out with `follow`. */
-  private async *readFrom(sync: EventSync, options: MessagesOptions): AsyncGenerator<Received, void, undefined> {
+  private async *readFrom(sync: EventSync, options: MessagesOptions, direct?: DirectInbox): AsyncGenerator<Received, void, undefined> {
     const follow = options.follow ?? true
     const {signal} = options
     let waitMs = options.waitMs ?? (follow ? LONG_POLL_MS : 0)
     let backoff = BACKOFF_START_MS
     let lost = false
+    let pending: Promise<Awaited<ReturnType<EventSync['read']>>> | undefined
     while (!signal?.aborted) {
       let batch
       try {
         // After an outage the first poll does not wait: it tells at once whether the server is back.
-        batch = follow ? await sync.read(lost ? 0 : waitMs, signal) : await this.session.withFailover(() => sync.read(waitMs, signal))
+        pending ??= follow ? sync.read(lost ? 0 : waitMs, signal) : this.session.withFailover(() => sync.read(waitMs, signal))
+        if (direct) {
+          // What comes directly is handed out while the poll waits; the poll goes on (it is not asked again).
+          const first = await Promise.race([pending.then(() => 'poll', () => 'poll'), direct.arrival()])
+          if (first === 'direct') {
+            for (const item of direct.take()) yield item
+            continue
+          }
+        }
+        batch = await pending
+        pending = undefined
         if (!follow && batch.result.events === 0 && !batch.result.reset) return
       } catch (error) {
+        pending = undefined
         if (signal?.aborted) return
         if (!follow || !isFailoverError(error)) throw error
         if (!lost) this.report({type: 'connection.lost', server: this.session.profile.server, reason: (error as Error).message})
         lost = true
-        await sleep(backoff, undefined, {signal}).catch(() => undefined)
+        // While the servers are away, what comes directly is still handed out.
+        await (direct ? Promise.race([sleep(backoff, undefined, {signal}), direct.arrival()]) : sleep(backoff, undefined, {signal})).catch(() => undefined)
+        if (direct) for (const item of direct.take()) yield item
         backoff = Math.min(backoff * 2, BACKOFF_MAX_MS)
         // The superserver may be down too: then the next round retries where we were.
         if (!signal?.aborted) await this.session.failover().catch(() => undefined)
@@ -315,8 +468,10 @@ export class FastChatClient {
       lost = false
       backoff = BACKOFF_START_MS
       const before = sync.cursor
-      for (const item of batch.items) yield item
+      for (const item of batch.items) yield direct && isMessage(item) ? {...item, via: 'server' as const} : item
       await batch.commit()
+      // Messages that went only directly while no server answered: committed now that one does.
+      if (direct && (await this.session.store.peers()).outbox.length > 0) await this.flushOutbox().catch(() => undefined)
       if (!follow) {
         // Events that do not move the cursor (a broken or hostile server) would keep an inbox going forever.
         if (!batch.result.reset && sync.cursor === before) return
@@ -589,6 +744,18 @@ export class FastChatClient {
     await this.session.store.saveProfile(rest)
   }
 
+  /**
+   * While no server answers: `to` as a pinned contact with a usable peer
+   * offer, and the pinned key (the one a send encrypts to anyway; whether the
+   * server's key changed is checked again at the next send that reaches it).
+   */
+  private async offlineRecipient(to: string): Promise<KeyForSending | undefined> {
+    const name = to.replace(/^@/, '')
+    const pinned = await this.directory.keys.pinned(name)
+    if (!pinned || pinned.changedTo !== undefined || !(await this.peers.usable(name))) return undefined
+    return {username: name, publicKey: pinned.publicKey, fingerprint: pinned.fingerprint, firstUse: false}
+  }
+
   private async recipient(username: string): Promise<KeyForSending> {
     const key = await this.directory.keys.forSending(username)
     if (key.firstUse) this.report({type: 'key.pinned', username: key.username, fingerprint: key.fingerprint})
@@ -651,5 +818,42 @@ async function holdsKey(client: ApiClient, username: string, password: string, f
     return (await readPublicKey(published.publicKey)).fingerprint === fingerprint
   } catch {
     return false
+  }
+}
+
+/** Messages that came by the peer endpoint, waiting to be handed out by messages(). */
+class DirectInbox {
+  private items: OpenedMessage[] = []
+  private wake: (() => void) | undefined
+  private closing: (() => Promise<void>) | undefined
+
+  push(item: OpenedMessage): void {
+    this.items.push(item)
+    this.wake?.()
+    this.wake = undefined
+  }
+
+  /** Resolves with 'direct' once something is waiting. */
+  arrival(): Promise<'direct'> {
+    if (this.items.length > 0) return Promise.resolve('direct')
+    return new Promise((resolve) => {
+      const previous = this.wake
+      this.wake = () => {
+        previous?.()
+        resolve('direct')
+      }
+    })
+  }
+
+  take(): OpenedMessage[] {
+    return this.items.splice(0)
+  }
+
+  onClose(close: () => Promise<void>): void {
+    this.closing = close
+  }
+
+  async close(): Promise<void> {
+    await this.closing?.()
   }
 }

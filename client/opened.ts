@@ -33,6 +33,8 @@ export interface OpenedBase {
   signedId?: string
   /** Present, true, when I sent it (from this device or another of mine: a sent copy in my own stream). */
   sent?: true
+  /** How it came, when a peer endpoint is open (./peer.ts): straight from the sender's client, or from the server. */
+  via?: 'direct' | 'server'
   /** In history, on my own messages: sent (✓), delivered (✓✓: the server's flag or a receipt), or read (client/receipts.ts). */
   status?: 'sent' | 'delivered' | 'read'
   /** With `status`: who got and who read it, as receipts said; for a group message, how many other members it has now. */

@@ -16,6 +16,8 @@ import {
   type Store,
   type SyncState,
   trimReceiptLog,
+  type PeerBook,
+  peerBookOf,
 } from './store.js'
 
 export {contactOf, type Contact, type ContactOrigin, type Contacts, type Profile, RECENT_IDS_KEPT, type SyncState} from './store.js'
@@ -36,6 +38,7 @@ const FILES = {
   state: 'state.json',
   savedFiles: 'saved-files.json',
   receipts: 'receipts.json',
+  peers: 'peers.json',
 } as const
 
 /** --profile, else FASTCHAT_HOME, else the XDG config directory. */
@@ -168,6 +171,20 @@ export class ProfileStore implements Store {
       const trimmed = trimReceiptLog(log)
       await this.writeJson('receipts', trimmed)
       return trimmed
+    })
+  }
+
+  async peers(): Promise<PeerBook> {
+    return peerBookOf(await this.readJson<Partial<PeerBook>>('peers'))
+  }
+
+  /** Serialized like contacts: an offer taken in and a send marking another one failed both land. */
+  updatePeers(change: (book: PeerBook) => void): Promise<PeerBook> {
+    return this.inTurn(async () => {
+      const book = await this.peers()
+      change(book)
+      await this.writeJson('peers', peerBookOf(book))
+      return book
     })
   }
 

@@ -28,5 +28,11 @@ export type Report =
   | {type: 'transport'; transport: 'stream' | 'poll'; reason?: string}
   /** Read receipts for messages shown could not be sent (./receipts.ts); the messages were shown all the same. */
   | {type: 'receipts.failed'; reason: string}
+  /** A message that went only directly was refused by the server when committed later (./peer.ts): not retried. */
+  | {type: 'outbox.dropped'; to: string; reason: string}
+  /** The peer endpoint listens at these addresses, offered to `offered` contacts (again every few minutes). */
+  | {type: 'peer.listening'; urls: string[]; offered: number}
+  /** The peer endpoint could not be opened or offered: the servers carry everything. */
+  | {type: 'peer.failed'; reason: string}
 
 export type Reporter = (report: Report) => void

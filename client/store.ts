@@ -28,6 +28,46 @@ export interface Store {
   receipts(): Promise<ReceiptLog>
   /** Read-modify-write, as updateContacts; the log is trimmed to RECEIPTS_KEPT messages afterwards. */
   updateReceipts(change: (log: ReceiptLog) => void): Promise<ReceiptLog>
+  /** The direct path (./peer.ts): contacts' peer offers, and messages sent only directly, waiting for a server. */
+  peers(): Promise<PeerBook>
+  /** Read-modify-write, as updateContacts. */
+  updatePeers(change: (book: PeerBook) => void): Promise<PeerBook>
+}
+
+/** A contact's peer offer, as taken in (./peer.ts). */
+export interface PeerOffer {
+  id: string
+  from: string
+  urls: string[]
+  capability: string
+  expiresAt: string
+  /** A direct post found no candidate answering, or one answering wrongly: not tried again. */
+  failed?: 'unreachable' | 'refused'
+}
+
+/** A message delivered directly while no server answered: committed later, with its idempotency key, so it is stored once. */
+export interface QueuedSend {
+  to: string
+  ciphertext: string
+  idempotencyKey: string
+  queuedAt: string
+}
+
+export interface PeerBook {
+  /** By contact (lower case). */
+  offers: Record<string, PeerOffer>
+  /** Oldest first. */
+  outbox: QueuedSend[]
+}
+
+/** Messages kept waiting for a server at most: past this a send that only went directly fails instead. */
+export const OUTBOX_MAX = 1_000
+
+/** A book read from disk (or anywhere): own properties only. */
+export function peerBookOf(raw: Partial<PeerBook> | undefined): PeerBook {
+  const offers = Object.create(null) as Record<string, PeerOffer>
+  for (const [name, offer] of Object.entries(raw?.offers ?? {})) offers[name] = offer
+  return {offers, outbox: Array.isArray(raw?.outbox) ? raw.outbox.slice(-OUTBOX_MAX) : []}
 }
 
 /**
@@ -95,6 +135,8 @@ export interface Profile {
   fingerprint: string
   /** Send read receipts for messages shown (`fastchat config read-receipts`); absent: on. */
   readReceipts?: boolean
+  /** Open a peer endpoint whenever this profile follows its stream (`listen`; ./peer.ts). Off unless turned on (`fastchat config peer on`). */
+  peer?: boolean
 }
 
 export interface Contact {
@@ -166,6 +208,18 @@ export class MemoryStore implements Store {
 
   private readonly files = new Map<string, SavedFile>()
   private receiptLog = emptyReceiptLog()
+  private peerBook = peerBookOf(undefined)
+
+  async peers(): Promise<PeerBook> {
+    return peerBookOf(structuredClone({...this.peerBook}))
+  }
+
+  async updatePeers(change: (book: PeerBook) => void): Promise<PeerBook> {
+    const book = await this.peers()
+    change(book)
+    this.peerBook = peerBookOf(book)
+    return this.peers()
+  }
 
   async receipts(): Promise<ReceiptLog> {
     return trimReceiptLog(structuredClone({...this.receiptLog}))

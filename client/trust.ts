@@ -1,5 +1,5 @@
 import {CryptoError, formatFingerprint, readPublicKey} from '../crypto/index.js'
-import {ApiError} from './api-client.js'
+import {ApiError, isFailoverError} from './api-client.js'
 import {FastChatError} from './errors.js'
 import {type Contact, type ContactOrigin, contactOf, requireKeys} from './store.js'
 import type {ChatSession} from './session.js'
@@ -165,7 +165,13 @@ export class KeyDirectory {
   /** The key to verify a message from `username` against: the pinned one, else the server's, pinned now. Null if none exists. */
   async forVerifying(username: string): Promise<KeyForVerifying | null> {
     const pinned = await this.pinned(username)
-    const current = await this.current(username)
+    // With no server to ask (a message that came by the direct path while the servers are away), a pinned key is
+    // enough: it is the one trusted; whether the server's changed is seen at the next lookup that reaches one.
+    const current = await this.current(username).catch((error: unknown) => {
+      if (pinned && isFailoverError(error)) return undefined
+      throw error
+    })
+    if (current === undefined) return {publicKey: pinned!.publicKey, fingerprint: pinned!.fingerprint, keyChanged: false, known: pinned!.origin !== 'received'}
     if (!pinned) {
       if (!current) return null
       const kept = await this.pinFirstUse(current, 'received')

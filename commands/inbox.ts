@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {findDaemon} from '../client/daemon/connection.js'
-import {isGroupNotice, isPresenceNotice} from '../client/event-sync.js'
+import {isGroupNotice, isPeerOfferNotice, isPresenceNotice} from '../client/event-sync.js'
 import {isReceiptNotice, type ReceiptNotice} from '../client/receipts.js'
 import type {OpenedMessage} from '../client/receive.js'
 import {BaseCommand} from './_lib/base-command.js'
@@ -51,7 +51,7 @@ export default class Inbox extends BaseCommand<typeof Inbox> {
     // Pages of events until one comes back empty; only the first may wait.
     for await (const item of client.messages({follow: false, waitMs: this.flags.timeout, readReceipts})) {
       // Presence changes are for `listen` (and `who`); an inbox shows what was said.
-      if (isPresenceNotice(item)) continue
+      if (isPresenceNotice(item) || isPeerOfferNotice(item)) continue
       if (isReceiptNotice(item)) {
         receipts.push(item)
       } else if (isGroupNotice(item)) {

@@ -2,13 +2,13 @@ import {Flags} from '@oclif/core'
 
 import {findDaemon} from '../client/daemon/connection.js'
 import type {TransportMode} from '../client/event-stream.js'
-import {isGroupNotice, isPresenceNotice} from '../client/event-sync.js'
+import {isGroupNotice, isPeerOfferNotice, isPresenceNotice} from '../client/event-sync.js'
 import {isReceiptNotice} from '../client/receipts.js'
 import {FastChatClient} from '../client/fastchat-client.js'
 import type {Report} from '../client/reports.js'
 import {BaseCommand} from './_lib/base-command.js'
 import {jsonText} from './_lib/display.js'
-import {formatMessage, formatNotice, formatPresence, formatReceipt, formatReport, summarize} from './_lib/format.js'
+import {formatMessage, formatNotice, formatPeerOffer, formatPresence, formatReceipt, formatReport, summarize} from './_lib/format.js'
 import {progressFor} from './_lib/progress.js'
 import {readReceiptsFlag, receiveFilesOptions, receiveFlags} from './_lib/receive-flags.js'
 
@@ -35,7 +35,17 @@ export default class Listen extends BaseCommand<typeof Listen> {
       options: ['auto', 'stream', 'poll'],
       default: 'auto',
     }),
-    verbose: Flags.boolean({char: 'v', summary: 'Say on stderr which transport is used, and when it changes, when people you talk with come online or go offline, and show receipts for your messages.'}),
+    verbose: Flags.boolean({
+      char: 'v',
+      summary:
+        'Say on stderr which transport is used, and when it changes, when people you talk with come online or go offline, show receipts for your messages, and with a peer endpoint which path each message came by.',
+    }),
+    peer: Flags.boolean({
+      summary: 'Open a peer endpoint and offer it to your pinned contacts, so that their messages can also come directly (default: the profile\'s `config peer` setting, off).',
+      allowNo: true,
+    }),
+    'peer-host': Flags.string({summary: 'The address the peer endpoint listens on.', default: '0.0.0.0', helpValue: 'ADDRESS'}),
+    'peer-port': Flags.integer({summary: 'The port the peer endpoint listens on (0: a free one).', default: 0, min: 0, max: 65_535}),
     ...readReceiptsFlag,
   }
 
@@ -59,16 +69,25 @@ export default class Listen extends BaseCommand<typeof Listen> {
     const transport = this.flags.transport as TransportMode
     try {
       const readReceipts = this.flags['read-receipts']
-      for await (const item of daemon ? daemon.messages({signal: stop.signal}) : client.messages({signal: stop.signal, transport, readReceipts})) {
+      const peerOn = this.flags.peer ?? (client instanceof FastChatClient && client.profile.peer === true)
+      if (daemon && this.flags.peer) this.note('Notice: --peer is not available through the daemon; messages come through the servers.')
+      const peer = peerOn ? {host: this.flags['peer-host'], port: this.flags['peer-port']} : undefined
+      for await (const item of daemon ? daemon.messages({signal: stop.signal}) : client.messages({signal: stop.signal, transport, readReceipts, peer})) {
         // Receipts for my messages: a JSON line of their own, or with --verbose one sanitized line on stderr.
-        if (isReceiptNotice(item)) {
+        if (isPeerOfferNotice(item)) {
+          if (json) process.stdout.write(`${jsonText(item)}\n`)
+          else if (this.flags.verbose) this.note(formatPeerOffer(item))
+        } else if (isReceiptNotice(item)) {
           if (json) process.stdout.write(`${jsonText(item)}\n`)
           else if (this.flags.verbose) this.note(formatReceipt(item))
         } else if (json) process.stdout.write(`${jsonText(isGroupNotice(item) ? {...item, summary: summarize(item, isMe)} : item)}\n`)
         else if (isPresenceNotice(item)) {
           if (this.flags.verbose) this.note(formatPresence(item))
         } else if (isGroupNotice(item)) this.log(formatNotice(item, isMe))
-        else for (const line of formatMessage(item, {sentAsYou: true})) this.log(line)
+        else {
+          for (const line of formatMessage(item, {sentAsYou: true})) this.log(line)
+          if (this.flags.verbose && item.via) this.note(item.via === 'direct' ? '(came directly from the sender)' : '(came through the server)')
+        }
       }
     } catch (error) {
       // Ctrl-C during a poll of the daemon aborts the request: that is the end, not a failure.
@@ -80,8 +99,9 @@ export default class Listen extends BaseCommand<typeof Listen> {
     }
   }
 
-  /** Reports as notes on stderr; the transport only with --verbose, and with --json as a line of its own: `{"type":"transport",...}`. */
+  /** Reports as notes on stderr; the transport only with --verbose, and with --json as a line of its own: `{"type":"transport",...}` (and `{"type":"peer.listening",...}`). */
   private report(report: Report): void {
+    if (report.type === 'peer.listening' && this.jsonEnabled()) return void process.stdout.write(`${jsonText(report)}\n`)
     if (report.type !== 'transport') return this.note(formatReport(report))
     if (this.jsonEnabled()) process.stdout.write(`${jsonText(report)}\n`)
     else if (this.flags.verbose) this.note(formatReport(report))

@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {findDaemon} from '../client/daemon/connection.js'
+import {closePeerConnections} from '../client/peer.js'
 import {FastChatClient, type Sent} from '../client/fastchat-client.js'
 import {formatSize} from '../client/downloads.js'
 import {readFileToSend, type SentFile} from '../client/file-send.js'
@@ -86,8 +87,9 @@ export default class Send extends BaseCommand<typeof Send> {
     // Before sending: the receipt comes after the message in my stream, however quick the recipient.
     const cursor = (await this.store.state()).cursor
     const client = daemon ?? (await this.openClient())
-    const sent = await client.send(this.args.to, text)
-    this.log(`Sent to ${where(sent)} at ${sent.sentAt} (message ${sent.id}).`)
+    const sent = await client.send(this.args.to, text).finally(closePeerConnections)
+    if (sent.queued) this.log(`Delivered directly to ${where(sent)} (message ${sent.id}); no server answered, so it is kept here and stored on the server at the next send or listen.`)
+    else this.log(`Sent to ${where(sent)} at ${sent.sentAt} (message ${sent.id})${sent.via?.includes('direct') ? ', also directly' : ''}.`)
     const {members: _members, ...result} = sent
     if (!wait) return result
     // The wait reads my stream without moving the cursor `inbox` keeps; through a daemon it needs a session of its own

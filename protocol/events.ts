@@ -72,6 +72,15 @@ export const readReceiptEvent = z.object({
   at: isoTime.optional(),
 })
 
+/** `peer.offer`: an end-to-end encrypted peer offer from `from` (client/peer-offers.ts opens and verifies it). */
+export const peerOfferEvent = z.object({
+  seq,
+  type: z.literal('peer.offer'),
+  from: username,
+  ciphertext: z.string().max(MAX_CIPHERTEXT_BYTES),
+  at: isoTime.optional(),
+})
+
 /** An event of a type this version does not know: kept, not trusted. */
 export const otherEvent = z.looseObject({seq, type: z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'must be an event type')})
 
@@ -81,7 +90,8 @@ export type GroupEvent = z.infer<typeof groupEvent>
 export type OtherEvent = z.infer<typeof otherEvent>
 export type DeliveredReceiptEvent = z.infer<typeof deliveredReceiptEvent>
 export type ReadReceiptEvent = z.infer<typeof readReceiptEvent>
-export type ServerEvent = MessageEvent | GroupEvent | DeliveredReceiptEvent | ReadReceiptEvent | OtherEvent
+export type PeerOfferEvent = z.infer<typeof peerOfferEvent>
+export type ServerEvent = MessageEvent | GroupEvent | DeliveredReceiptEvent | ReadReceiptEvent | PeerOfferEvent | OtherEvent
 
 /** The schema an event is checked against: its `type` chooses it. */
 export function eventSchema(raw: unknown): z.ZodType<ServerEvent> {
@@ -91,6 +101,7 @@ export function eventSchema(raw: unknown): z.ZodType<ServerEvent> {
   if (type === 'presence') return presenceEvent
   if (type === 'receipt.delivered') return deliveredReceiptEvent
   if (type === 'receipt.read') return readReceiptEvent
+  if (type === 'peer.offer') return peerOfferEvent
   return otherEvent
 }
 

@@ -185,3 +185,22 @@ export const postReceipts = z.strictObject({
     .max(RECEIPTS_PER_REQUEST_MAX, `at most ${RECEIPTS_PER_REQUEST_MAX} receipts per request`),
 })
 export type ReceiptsBody = z.input<typeof postReceipts>
+
+/** Peer offers in one POST /v1/peer-offers: one per contact, and a listener offers to at most this many at once. */
+export const PEER_OFFERS_PER_REQUEST_MAX = 100
+
+/** An armored OpenPGP message of at most `max` bytes. */
+const armoredOfAtMost = (max: number) =>
+  z
+    .string()
+    .refine((value) => utf8Length(value) <= max, `must be at most ${max} bytes`)
+    .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message')
+
+/** POST /v1/peer-offers: peer offers (client/peer-offers.ts), each end-to-end encrypted to one contact and signed. */
+export const postPeerOffers = z.strictObject({
+  offers: z
+    .array(z.strictObject({to: username, ciphertext: armoredOfAtMost(MAX_RECEIPT_CIPHERTEXT_BYTES)}))
+    .min(1)
+    .max(PEER_OFFERS_PER_REQUEST_MAX, `at most ${PEER_OFFERS_PER_REQUEST_MAX} offers per request`),
+})
+export type PeerOffersBody = z.input<typeof postPeerOffers>

@@ -17,6 +17,7 @@ import {clusterRoutes} from './routes/cluster.js'
 import {blockRoutes} from './routes/blocks.js'
 import {deviceRoutes} from './routes/devices.js'
 import {presenceRoutes} from './routes/presence.js'
+import {peerRoutes} from './routes/peers.js'
 import {receiptRoutes} from './routes/receipts.js'
 import {requireClusterSecret} from './http/cluster-auth.js'
 import {UnauthorizedError, UnavailableError} from './services/errors.js'
@@ -126,6 +127,7 @@ export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DE
   app.use(presenceRoutes(deps.services.accounts, deps.services.presence, limiters))
   app.use(groupRoutes(deps.services.accounts, deps.services.groups, limiters))
   app.use(receiptRoutes(deps.services.accounts, deps.services.receipts, limiters))
+  app.use(peerRoutes(deps.services.accounts, deps.services.receipts, limiters))
   app.use(blobRoutes(deps.services.accounts, deps.services.blobs, {limitBytes: config.blobLimitBytes, ...config.blobTransfers}, limiters))
   app.use(deviceRoutes(deps.services.accounts, deps.services.devices, limiters))
 

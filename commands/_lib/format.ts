@@ -6,6 +6,7 @@ import {formatSize} from '../../client/downloads.js'
 import type {OpenedFile} from '../../client/file-receive.js'
 import type {MessageVerification, OpenedBase} from '../../client/opened.js'
 import {isFile, type OpenedMessage} from '../../client/receive.js'
+import type {PeerOfferNotice} from '../../client/peer.js'
 import type {ReceiptNotice} from '../../client/receipts.js'
 import type {Report} from '../../client/reports.js'
 import type {ServerKey} from '../../client/trust.js'
@@ -178,7 +179,19 @@ export function formatReport(report: Report): string {
       return `Notice: could not send read receipts: ${singleLine(report.reason)}`
     case 'group.rekey_failed':
       return `Notice: could not key the new epoch of group ${report.group}: ${report.network ? 'the server could not be reached' : singleLine(report.message)}`
+    case 'outbox.dropped':
+      return `Notice: a message to ${singleLine(report.to)} that went only directly was refused by the server: ${singleLine(report.reason)}`
+    case 'peer.listening':
+      return `Peer endpoint at ${report.urls.map(singleLine).join(', ')}, offered to ${report.offered} contact${report.offered === 1 ? '' : 's'}.`
+    case 'peer.failed':
+      return `Notice: no direct path (${singleLine(report.reason)}); messages go through the servers.`
   }
+}
+
+/** `bob offered a direct path (2 addresses, until 10:42:00).` — one line, sanitized. */
+export function formatPeerOffer(offer: PeerOfferNotice): string {
+  if (!offer.accepted) return `Notice: ignored a peer offer from ${singleLine(offer.from)}: ${singleLine(offer.reason ?? 'not valid')}.`
+  return `${singleLine(offer.from)} offered a direct path (${offer.candidates ?? 0} address${offer.candidates === 1 ? '' : 'es'}, until ${singleLine(offer.expiresAt ?? '?')}).`
 }
 
 /** `Receipt: bob read 2 of your messages (✔ verified).` — one line, every name sanitized. */

@@ -64,14 +64,27 @@ export class ReceiptService {
    * moment; resolves once committed. 404 (nothing appended) when a name is
    * unknown. Names come from the accounts' cache, as for sends.
    */
-  async read(reader: SessionUser, input: ReadReceiptInput[]): Promise<void> {
+  read(reader: SessionUser, input: ReadReceiptInput[]): Promise<void> {
+    return this.relay(reader, 'receipt.read', input)
+  }
+
+  /**
+   * Peer offers (docs/api.md, "Peer offers"): relayed exactly as read
+   * receipts are, as `peer.offer` events; the server sees ciphertext only,
+   * no address.
+   */
+  offer(sender: SessionUser, input: ReadReceiptInput[]): Promise<void> {
+    return this.relay(sender, 'peer.offer', input)
+  }
+
+  private async relay(reader: SessionUser, type: 'receipt.read' | 'peer.offer', input: ReadReceiptInput[]): Promise<void> {
     const names = [...new Set(input.map((receipt) => receipt.to.toLowerCase()))]
     const users = await Promise.all(names.map((name) => this.accounts.resolve(name)))
     const idOf = new Map(users.map((user) => [user.username.toLowerCase(), user.id]))
     await this.appends.add(
       input.map((receipt) => ({
         recipientId: idOf.get(receipt.to.toLowerCase())!,
-        type: 'receipt.read',
+        type,
         payload: {from: reader.username, ciphertext: receipt.ciphertext},
         unlessBlockedBy: reader.userId,
       })),

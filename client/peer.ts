@@ -1,0 +1,317 @@
+import {createHash, createHmac, randomBytes, randomUUID, timingSafeEqual} from 'node:crypto'
+import {once} from 'node:events'
+import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {networkInterfaces} from 'node:os'
+
+import {Agent, request} from 'undici'
+import {z} from 'zod'
+
+import {CryptoError, decryptText, encryptText} from '../crypto/index.js'
+import {PEER_OFFERS_PER_REQUEST_MAX} from '../protocol/requests.js'
+import type {PeerOfferEvent} from '../protocol/events.js'
+import {judge} from './opened.js'
+import type {ChatSession} from './session.js'
+import type {PeerOffer} from './store.js'
+import type {KeyDirectory} from './trust.js'
+
+/**
+ * The direct path between clients (docs/architecture.md, "Delivery paths";
+ * docs/security.md, "Peer endpoints").
+ *
+ * A long-running client (`listen --peer`, the daemon) opens a peer endpoint:
+ * an HTTP listener. It tells its pinned contacts where it is in a peer offer,
+ * signed and encrypted to each contact, which the chat server relays as a
+ * `peer.offer` event (ciphertext: the server learns no address). Its plaintext:
+ *
+ *   {"v": 1, "type": "peer.offer", "id": "<uuid>", "to": "alice",
+ *    "urls": ["http://192.168.1.20:41234", "http://203.0.113.9:41234"],
+ *    "capability": "<base64url>", "expiresAt": "<ISO 8601>"}
+ *
+ * `capability` is the contact's own secret for this endpoint (an HMAC of the
+ * endpoint's random key and the contact's name): only that contact can post,
+ * and the endpoint proves it holds the key by answering each post with
+ * `fastchat-peer-proof: HMAC-SHA256(capability, SHA-256(body))`. A sender
+ * posts the same signed ciphertext it commits to the server; the receiver
+ * opens and verifies it exactly as a server-delivered one, and shows
+ * whichever copy comes first (one signed id for both).
+ */
+
+export const PEER_OFFER_VERSION = 1
+/** How long an offer is good for; a listener offers again at half of it. */
+export const PEER_OFFER_TTL_MS = 10 * 60 * 1000
+/** Contacts one listener offers to: the most recently pinned first. */
+export const PEER_OFFER_CONTACTS_MAX = 500
+/** Most a direct post waits for a connection to one candidate: an unreachable one (NAT, firewall) costs this, once. */
+export const PEER_CONNECT_TIMEOUT_MS = 300
+/** Most a direct post waits for the answer once connected. */
+const PEER_ANSWER_TIMEOUT_MS = 2_000
+/** Largest body the endpoint takes: a full-size text message and its envelope. */
+const PEER_BODY_MAX_BYTES = 160 * 1024
+/** Connections one endpoint holds at once. */
+const PEER_MAX_CONNECTIONS = 64
+export const PEER_MESSAGES_PATH = '/fastchat-peer/v1/messages'
+export const PEER_PROOF_HEADER = 'fastchat-peer-proof'
+
+const offerPlaintext = z.strictObject({
+  v: z.literal(PEER_OFFER_VERSION),
+  type: z.literal('peer.offer'),
+  id: z.uuid(),
+  to: z.string().min(1).max(64),
+  urls: z
+    .array(z.url({protocol: /^http$/}).max(200))
+    .min(1)
+    .max(16),
+  capability: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  expiresAt: z.iso.datetime(),
+})
+
+/** What a direct post carries: what the server would hand out, less what only the server knows. */
+export const directMessage = z.strictObject({
+  from: z.string().min(1).max(64),
+  to: z.strictObject({user: z.string().min(1).max(64)}),
+  kind: z.literal('text'),
+  ciphertext: z.string().min(1).max(PEER_BODY_MAX_BYTES),
+})
+export type DirectMessage = z.infer<typeof directMessage>
+
+/** What taking in an offer gives (`listen --json` prints it). */
+export interface PeerOfferNotice {
+  type: 'peer.offer'
+  /** `peer.offer:<seq>`. */
+  id: string
+  from: string
+  accepted: boolean
+  /** Why not, when not accepted. */
+  reason?: string
+  expiresAt?: string
+  candidates?: number
+}
+
+export const isPeerOfferEvent = (event: {type: string}): event is PeerOfferEvent => event.type === 'peer.offer'
+
+const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase()
+const base64url = (bytes: Buffer) => bytes.toString('base64url')
+const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest()
+export const proofOf = (capability: string, body: string | Buffer) => createHmac('sha256', capability).update(sha256(body)).digest('hex')
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+/** The result of one direct post. */
+export type DirectResult = 'direct' | 'unreachable' | 'refused'
+
+let dispatcher: Agent | undefined
+/** One connection pool for every direct post, with the short connect timeout (kept open: a conversation posts again). */
+const peerDispatcher = () => (dispatcher ??= new Agent({connect: {timeout: PEER_CONNECT_TIMEOUT_MS}, keepAliveTimeout: 30_000, connections: 8}))
+
+/** Closes the direct posts' connections (the end of a command). */
+export async function closePeerConnections(): Promise<void> {
+  const closing = dispatcher
+  dispatcher = undefined
+  await closing?.close()
+}
+
+/**
+ * Posts `message` to the endpoint an offer names, trying its candidates in
+ * order. 'direct': accepted, and the answer proved the endpoint holds the
+ * offer's key. 'unreachable': no candidate answered (each costs at most
+ * PEER_CONNECT_TIMEOUT_MS to connect). 'refused': an endpoint answered, but
+ * wrongly (refused the capability, or no valid proof): not the offerer's.
+ */
+export async function postDirect(offer: PeerOffer, message: DirectMessage, signal?: AbortSignal): Promise<DirectResult> {
+  const body = JSON.stringify(message)
+  const proof = proofOf(offer.capability, body)
+  for (const url of offer.urls) {
+    let answer
+    try {
+      answer = await request(new URL(PEER_MESSAGES_PATH, url), {
+        method: 'POST',
+        dispatcher: peerDispatcher(),
+        headers: {'content-type': 'application/json', authorization: `Bearer ${offer.capability}`},
+        body,
+        headersTimeout: PEER_ANSWER_TIMEOUT_MS,
+        bodyTimeout: PEER_ANSWER_TIMEOUT_MS,
+        signal,
+      })
+    } catch {
+      continue // not reachable there: the next candidate
+    }
+    await answer.body.dump({limit: 16 * 1024}).catch(() => undefined)
+    return answer.statusCode === 202 && answer.headers[PEER_PROOF_HEADER] === proof ? 'direct' : 'refused'
+  }
+  return 'unreachable'
+}
+
+/** A message that came in over the endpoint, with the contact it came from. */
+export type DirectArrival = DirectMessage
+
+/**
+ * The peer endpoint: one HTTP route, POST PEER_MESSAGES_PATH, for the
+ * contacts this client offered it to. Anything else, a bad capability or a
+ * body that is not a direct message, is refused before it is read any
+ * further; a good one is handed to `onMessage` (which opens and verifies it)
+ * and answered 202 with the proof.
+ */
+export class PeerEndpoint {
+  private readonly key = randomBytes(32)
+  private server: Server | undefined
+
+  constructor(private readonly onMessage: (message: DirectArrival) => void) {}
+
+  /** The capability a contact gets in its offer. */
+  capabilityFor(contact: string): string {
+    return base64url(createHmac('sha256', this.key).update(contact.toLowerCase()).digest())
+  }
+
+  /** Listens on `host` (all addresses by default) and `port` (0: a free one); resolves with the port. */
+  async listen(host = '0.0.0.0', port = 0): Promise<number> {
+    const server = createServer({requestTimeout: 10_000, headersTimeout: 5_000}, (req, res) => void this.handle(req, res))
+    server.maxConnections = PEER_MAX_CONNECTIONS
+    server.keepAliveTimeout = 30_000
+    server.listen(port, host)
+    await once(server, 'listening')
+    this.server = server
+    return (server.address() as AddressInfo).port
+  }
+
+  async close(): Promise<void> {
+    const server = this.server
+    this.server = undefined
+    if (!server) return
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const refuse = (status: number, title: string) => {
+      res.writeHead(status, {'content-type': 'application/problem+json', connection: 'close'})
+      res.end(JSON.stringify({type: 'about:blank', title, status}))
+      req.resume()
+    }
+    if (req.method !== 'POST' || req.url !== PEER_MESSAGES_PATH) return refuse(404, 'Not found')
+    const token = /^Bearer ([A-Za-z0-9_-]{43})$/.exec(req.headers.authorization ?? '')?.[1]
+    if (!token) return refuse(401, 'No capability')
+    if (Number(req.headers['content-length'] ?? 0) > PEER_BODY_MAX_BYTES) return refuse(413, 'Too large')
+    const chunks: Buffer[] = []
+    let size = 0
+    try {
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        size += chunk.length
+        if (size > PEER_BODY_MAX_BYTES) return refuse(413, 'Too large')
+        chunks.push(chunk)
+      }
+    } catch {
+      return
+    }
+    const body = Buffer.concat(chunks)
+    const parsed = directMessage.safeParse(safeJson(body.toString('utf8')))
+    if (!parsed.success) return refuse(400, 'Not a direct message')
+    const expected = Buffer.from(this.capabilityFor(parsed.data.from))
+    const given = Buffer.from(token)
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return refuse(401, 'Wrong capability')
+    this.onMessage(parsed.data)
+    res.writeHead(202, {[PEER_PROOF_HEADER]: proofOf(token, body), 'content-length': '0'})
+    res.end()
+  }
+}
+
+/** This machine's addresses a contact could reach: every non-internal IPv4 one (IPv6 link-local ones need a zone, so none). */
+export function localAddresses(): string[] {
+  const addresses: string[] = []
+  for (const list of Object.values(networkInterfaces())) {
+    for (const entry of list ?? []) if (entry.family === 'IPv4' && !entry.internal) addresses.push(entry.address)
+  }
+  return addresses
+}
+
+/**
+ * Offers: made for the pinned contacts and sent through the chat server, and
+ * taken in from the stream (verified against the sender's pinned key) into
+ * the profile, where any command of the profile finds them (`send`).
+ */
+export class PeerOffers {
+  constructor(
+    private readonly session: ChatSession,
+    private readonly keys: KeyDirectory,
+  ) {}
+
+  /**
+   * Offers `urls` to the pinned contacts (the most recently pinned first, at
+   * most PEER_OFFER_CONTACTS_MAX), each signed and encrypted to that contact
+   * only. Returns how many were sent.
+   */
+  async offer(endpoint: PeerEndpoint, urls: string[]): Promise<number> {
+    const contacts = Object.entries(await this.session.store.contacts())
+      .filter(([name]) => !this.session.isMe(name))
+      .sort(([, a], [, b]) => (a.pinnedAt < b.pinnedAt ? 1 : -1))
+      .slice(0, PEER_OFFER_CONTACTS_MAX)
+    if (contacts.length === 0) return 0
+    const key = await this.session.key()
+    const expiresAt = new Date(Date.now() + PEER_OFFER_TTL_MS).toISOString()
+    const offers = await Promise.all(
+      contacts.map(async ([name, contact]) => {
+        const plaintext = {v: PEER_OFFER_VERSION, type: 'peer.offer', id: randomUUID(), to: name, urls, capability: endpoint.capabilityFor(name), expiresAt}
+        return {to: name, ciphertext: await encryptText({text: JSON.stringify(plaintext), to: [contact.publicKey], signer: key})}
+      }),
+    )
+    for (let i = 0; i < offers.length; i += PEER_OFFERS_PER_REQUEST_MAX) {
+      const chunk = offers.slice(i, i + PEER_OFFERS_PER_REQUEST_MAX)
+      await this.session.withFailover((api) => api.postPeerOffers({offers: chunk}))
+    }
+    return offers.length
+  }
+
+  /** Takes in an offer event: kept (replacing the contact's older one) only when signed by its sender's pinned key, to me, and not expired. */
+  async take(event: PeerOfferEvent): Promise<PeerOfferNotice> {
+    const notice = (accepted: boolean, reason?: string, extra: Partial<PeerOfferNotice> = {}): PeerOfferNotice => ({
+      type: 'peer.offer',
+      id: `peer.offer:${event.seq}`,
+      from: event.from,
+      accepted,
+      ...(reason ? {reason} : {}),
+      ...extra,
+    })
+    const sender = await this.keys.forVerifying(event.from)
+    if (!sender) return notice(false, 'not a pinned contact')
+    const key = await this.session.key()
+    let opened
+    try {
+      opened = await decryptText({armored: event.ciphertext, key, senderPublicKey: sender.publicKey})
+    } catch (error) {
+      if (!(error instanceof CryptoError)) throw error
+      return notice(false, `undecryptable: ${error.message}`)
+    }
+    if (judge(opened.verification, event.from, sender).status !== 'valid') return notice(false, 'not signed by its sender\'s pinned key')
+    const parsed = offerPlaintext.safeParse(safeJson(opened.text))
+    if (!parsed.success) return notice(false, 'not a FastChat peer offer')
+    const offer = parsed.data
+    if (!same(offer.to, this.session.username)) return notice(false, `written to ${offer.to}, not to you`)
+    if (Date.parse(offer.expiresAt) <= Date.now()) return notice(false, 'expired')
+    await this.session.store.updatePeers((book) => {
+      book.offers[event.from.toLowerCase()] = {id: offer.id, from: event.from, urls: offer.urls, capability: offer.capability, expiresAt: offer.expiresAt}
+    })
+    return notice(true, undefined, {expiresAt: offer.expiresAt, candidates: offer.urls.length})
+  }
+
+  /** A contact's offer to use now: fresh, and not found unreachable or wrong. */
+  async usable(contact: string): Promise<PeerOffer | undefined> {
+    const book = await this.session.store.peers()
+    const offer = Object.hasOwn(book.offers, contact.toLowerCase()) ? book.offers[contact.toLowerCase()] : undefined
+    if (!offer || offer.failed || Date.parse(offer.expiresAt) <= Date.now()) return undefined
+    return offer
+  }
+
+  /** After a post that failed: the pair uses the servers until the contact's next offer (the same offer is never tried again). */
+  async failed(offer: PeerOffer, result: Exclude<DirectResult, 'direct'>): Promise<void> {
+    await this.session.store.updatePeers((book) => {
+      const stored = book.offers[offer.from.toLowerCase()]
+      if (stored?.id === offer.id) stored.failed = result
+    })
+  }
+}

@@ -1,0 +1,163 @@
+import {once} from 'node:events'
+import {createServer, type IncomingMessage, type Server} from 'node:http'
+import type {AddressInfo} from 'node:net'
+
+import {expect} from 'chai'
+
+import {waitForHealthy, startTestServer} from '../helpers/cluster.js'
+import {type CliUser, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
+import {http} from '../helpers/http.js'
+import {listen, type Listening} from '../helpers/listen.js'
+import {eventually} from '../helpers/processes.js'
+
+type Line = Record<string, unknown>
+
+/**
+ * Issue 17 on one machine (127.0.0.1): the direct path between two clients
+ * beside the servers' (test/integration/peer-hosts.test.ts runs it across
+ * network namespaces, with NAT). The CLI throughout, as a user runs it.
+ */
+describe('peer path (direct client to client, on loopback)', function () {
+  this.timeout(120_000)
+
+  let cluster: TwoUserCluster
+  let bobListen: Listening | undefined
+  const fakes: Server[] = []
+
+  /** bob's messages as his listen printed them, by text. */
+  const printed = (text: string) => (bobListen?.lines() ?? []).filter((line) => line.text === text)
+
+  before(async () => {
+    cluster = await startTwoUserCluster()
+    const {alice, bob} = cluster
+    // Each pins the other's key on first use: alice by writing, bob by reading (offers go to pinned contacts only).
+    await alice.json(['send', bob.username, 'first, through the server'])
+    await bob.json(['inbox', '--timeout', '10000'])
+  })
+
+  after(async () => {
+    await bobListen?.stop()
+    for (const fake of fakes) fake.closeAllConnections?.()
+    await Promise.all(fakes.map((fake) => new Promise((resolve) => fake.close(resolve))))
+    await stopTwoUserCluster(cluster ?? {})
+  })
+
+  /** Starts bob's `listen --peer` and waits for his endpoint to be offered to alice. */
+  async function bobListens(): Promise<Line> {
+    bobListen = listen(cluster.bob, ['--peer', '--peer-host', '127.0.0.1'])
+    return eventually(async () => bobListen!.lines().find((line) => line.type === 'peer.listening'), `bob's peer endpoint (stderr: ${bobListen?.stderr()})`, 30_000)
+  }
+
+  /** alice takes in what her stream holds (bob's offer among it) and returns bob's offer as stored in her profile. */
+  async function aliceTakesOffer(alice: CliUser, bob: CliUser): Promise<{urls: string[]; capability: string; failed?: string}> {
+    return eventually(async () => {
+      await alice.json(['inbox', '--timeout', '0'])
+      const book = await alice.readJson<{offers: Record<string, {urls: string[]; capability: string; failed?: string}>}>('peers.json').catch(() => undefined)
+      return book?.offers[bob.username.toLowerCase()]
+    }, `alice to take in bob's offer`, 20_000)
+  }
+
+  it('offers carry only ciphertext through the server; a message goes both ways and bob shows it once, as come directly', async () => {
+    const {alice, bob} = cluster
+    const listening = await bobListens()
+    expect(listening.offered).to.equal(1)
+    expect(listening.urls).to.deep.equal([`http://127.0.0.1:${new URL((listening.urls as string[])[0]!).port}`])
+    const offer = await aliceTakesOffer(alice, bob)
+    expect(offer.urls).to.deep.equal(listening.urls)
+
+    // What the server relayed: an armored message, no address or capability in the clear.
+    const history = await http<{events: Line[]}>('GET', `${cluster.servers[0]!.url}/v1/events?since=0&timeout=0&ack=false`, {
+      headers: {authorization: `Bearer ${(await alice.readJson<{token: string}>('profile.json')).token}`},
+    })
+    const relayed = (history.body.events ?? []).filter((event) => event.type === 'peer.offer')
+    if (history.status === 200) {
+      expect(relayed.length).to.be.greaterThan(0)
+      for (const event of relayed) {
+        expect(String(event.ciphertext)).to.match(/^-----BEGIN PGP MESSAGE-----/)
+        expect(JSON.stringify(event)).not.to.include('127.0.0.1').and.not.to.include(offer.capability)
+      }
+    }
+
+    const sent = await alice.json<{id: string; via: string[]}>(['send', bob.username, 'hello directly'])
+    expect(sent.via).to.deep.equal(['direct', 'server'])
+    const [shown] = await eventually(async () => (printed('hello directly').length > 0 ? printed('hello directly') : undefined), 'bob to show it')
+    expect(shown).to.include({from: alice.username, via: 'direct'})
+    expect((shown as {verification: {status: string}}).verification.status).to.equal('valid')
+    // The server copy has been read (bob's cursor passed it: its server id is among his seen ids), and dropped.
+    await eventually(async () => (await bob.readJson<{recentIds: string[]}>('state.json')).recentIds.includes(sent.id), `bob's listen to read the server copy`)
+    expect(printed('hello directly')).to.have.length(1)
+  })
+
+  it('a message bob got first through the server is not shown again when its direct copy comes late (one id for both)', async () => {
+    const {alice, bob} = cluster
+    // Ten sends back to back: whichever copy wins each race, each is shown once.
+    const texts = Array.from({length: 10}, (_, i) => `race ${i}`)
+    for (const text of texts) await alice.json(['send', bob.username, text])
+    await eventually(async () => texts.every((text) => printed(text).length > 0), 'bob to show all ten')
+    const sentIds = (await alice.json<{messages: {id: string; text: string}[]}>(['history', bob.username, '--limit', '20'])).messages
+      .filter((message) => texts.includes(message.text))
+      .map((message) => message.id)
+    expect(sentIds).to.have.length(10)
+    await eventually(async () => {
+      const seen = (await bob.readJson<{recentIds: string[]}>('state.json')).recentIds
+      return sentIds.every((id) => seen.includes(id))
+    }, 'bob to read every server copy')
+    for (const text of texts) expect(printed(text), text).to.have.length(1)
+  })
+
+  it('an endpoint that answers wrongly (no proof) is used once, then never again for that offer; the message goes through the server', async () => {
+    const {alice, bob} = cluster
+    const requests: IncomingMessage[] = []
+    const fake = createServer((req, res) => {
+      requests.push(req)
+      req.resume()
+      res.writeHead(202).end() // says yes, but cannot prove it holds the offer's capability
+    })
+    fakes.push(fake)
+    fake.listen(0, '127.0.0.1')
+    await once(fake, 'listening')
+    const book = await alice.readJson<{offers: Record<string, {urls: string[]; failed?: string}>; outbox: unknown[]}>('peers.json')
+    book.offers[bob.username.toLowerCase()]!.urls = [`http://127.0.0.1:${(fake.address() as AddressInfo).port}`]
+    await alice.writeJson('peers.json', book)
+
+    const first = await alice.json<{id: string; via: string[]; direct?: string}>(['send', bob.username, 'to an impostor endpoint'])
+    expect(first).to.deep.include({via: ['server'], direct: 'refused'})
+    expect(requests).to.have.length(1)
+    const second = await alice.json<{via: string[]; direct?: string}>(['send', bob.username, 'after the impostor'])
+    expect(second.via).to.deep.equal(['server'])
+    expect(second.direct).to.equal(undefined)
+    expect(requests, 'not tried again').to.have.length(1)
+    await eventually(async () => printed('after the impostor').length > 0, 'bob to get it through the server')
+    expect(printed('to an impostor endpoint')).to.have.length(1)
+    expect(printed('after the impostor')[0]).to.include({via: 'server'})
+  })
+
+  it('with every chat server down, messages still go directly, are kept by the sender, and are stored once when a server is back', async () => {
+    const {alice, bob} = cluster
+    // A fresh offer from bob (the impostor test spoiled the last one): restart his listen.
+    await bobListen!.stop()
+    const before = bobListen!.lines()
+    await bobListens()
+    await aliceTakesOffer(alice, bob)
+    void before
+
+    await Promise.all(cluster.servers.map((server) => server.close()))
+    cluster.servers = []
+    const queued = await alice.json<{id: string; via: string[]; queued?: boolean}>(['send', bob.username, 'while the servers are down'])
+    expect(queued).to.deep.include({via: ['direct'], queued: true})
+    await eventually(async () => printed('while the servers are down').length > 0, 'bob to show it directly')
+    expect(printed('while the servers are down')[0]).to.include({via: 'direct'})
+    expect((await alice.readJson<{outbox: unknown[]}>('peers.json')).outbox).to.have.length(1)
+
+    cluster.servers.push(await startTestServer(cluster.superserver.url), await startTestServer(cluster.superserver.url))
+    await waitForHealthy(cluster.superserver.url, cluster.servers.map((server) => server.url))
+    // The next send commits the kept one first, with its idempotency key.
+    await alice.json(['send', bob.username, 'servers back'])
+    expect((await alice.readJson<{outbox: unknown[]}>('peers.json')).outbox).to.have.length(0)
+    const history = (await alice.json<{messages: {id: string; text: string}[]}>(['history', bob.username, '--limit', '50'])).messages
+    const stored = history.filter((message) => message.text === 'while the servers are down')
+    expect(stored, 'stored once').to.have.length(1)
+    await eventually(async () => (await bob.readJson<{recentIds: string[]}>('state.json')).recentIds.includes(stored[0]!.id), `bob's listen to read its server copy`, 30_000)
+    expect(printed('while the servers are down'), 'shown once').to.have.length(1)
+  })
+})
