@@ -19,8 +19,8 @@ import {newBinding, packText} from './message-content.js'
 import type {MessageGroup} from './opened.js'
 import type {ProgressFactory} from './progress.js'
 import {type OpenedMessage, MessageOpener} from './receive.js'
-import type {ReceiveFilesOptions} from './file-receive.js'
-import {closePeerConnections, type DirectMessage, localAddresses, PEER_OFFER_TTL_MS, PeerEndpoint, PeerOffers, postDirect} from './peer.js'
+import {MAX_BLOB_BYTES, type ReceiveFilesOptions} from './file-receive.js'
+import {closePeerConnections, type DirectFileArrival, type DirectMessage, localAddresses, PEER_OFFER_TTL_MS, PeerEndpoint, PeerOffers, postDirect} from './peer.js'
 import {Receipts} from './receipts.js'
 import type {Report, Reporter} from './reports.js'
 import {assign, ChatSession, type PassphraseProvider, superserverUrl, withFailover} from './session.js'
@@ -91,13 +91,17 @@ export interface Sent {
    */
   via?: ('direct' | 'server')[]
   /** Why the direct path was not used, when the recipient has an offer: `unreachable` or `refused` (not tried again for that offer). */
-  direct?: 'unreachable' | 'refused'
+  direct?: 'unreachable' | 'refused' | 'too-large'
   /** Delivered directly while no server answered: kept in the profile and committed when one does. */
   queued?: true
+  /** The id its sender signed (a 1:1 text or file): the same on the direct path and the server's, and the send's idempotency key. */
+  signedId?: string
 }
 
-export interface SentFileResult extends Sent {
-  blob: string
+export interface SentFileResult extends Omit<Sent, 'direct'> {
+  /** The server's copy of the encrypted file; null when it went only directly. */
+  blob: string | null
+  direct?: 'unreachable' | 'refused' | 'too-large'
   name: string
   type: string
   size: number
@@ -278,7 +282,7 @@ export class FastChatClient {
       failure = error
     }
     const path = await direct
-    if (offer && path && path !== 'direct') await this.peers.failed(offer, path)
+    if (offer && (path === 'unreachable' || path === 'refused')) await this.peers.failed(offer, path)
     if (!sent) {
       // No server answered, but the recipient has it: kept, and committed with the same idempotency key when one answers.
       if (path !== 'direct' || !isFailoverError(failure)) throw failure
@@ -287,7 +291,7 @@ export class FastChatClient {
       await this.session.store.updatePeers((book) => {
         book.outbox.push({to: recipient.username, ciphertext, idempotencyKey: binding.id, queuedAt: new Date().toISOString()})
       })
-      return {id: binding.id, sentAt: binding.sentAt, to: recipient.username, via: ['direct'], queued: true}
+      return {id: binding.id, sentAt: binding.sentAt, to: recipient.username, via: ['direct'], queued: true, signedId: binding.id}
     }
     await this.receipts.recordSent(sent.id, recipient.username)
     return {
@@ -296,6 +300,7 @@ export class FastChatClient {
       to: recipient.username,
       via: path === 'direct' ? ['direct', 'server'] : ['server'],
       ...(path && path !== 'direct' ? {direct: path} : {}),
+      signedId: binding.id,
     }
   }
 
@@ -337,7 +342,9 @@ export class FastChatClient {
       return {...sent, blob: sent.blob!, name: content.name, type: content.type, size: content.data.byteLength}
     }
     const recipient = await this.recipient(target.username)
-    const sent = await sendFile(this.session, {file: content, recipient, caption: options.caption, progress: options.progress})
+    const offer = await this.peers.usable(recipient.username)
+    const sent = await sendFile(this.session, {file: content, recipient, caption: options.caption, progress: options.progress, ...(offer ? {offer} : {})})
+    if (offer && (sent.direct === 'unreachable' || sent.direct === 'refused')) await this.peers.failed(offer, sent.direct)
     await this.receipts.recordSent(sent.id, recipient.username)
     return {...sent, to: recipient.username}
   }
@@ -381,10 +388,14 @@ export class FastChatClient {
    */
   private async openPeer(sync: EventSync, opener: MessageOpener, where: {host?: string; port?: number}): Promise<DirectInbox | undefined> {
     const inbox = new DirectInbox()
-    const endpoint = new PeerEndpoint((message) => {
-      void this.openDirect(message, sync, opener)
-        .then((opened) => opened && inbox.push(opened))
-        .catch(() => undefined) // a key lookup that failed: its server copy comes all the same
+    const show = (opening: Promise<OpenedMessage | undefined>) =>
+      void opening.then((opened) => opened && inbox.push(opened)).catch(() => undefined) // a failed key lookup, a copy shown already: the server's copy stands
+    // Files directly up to what this client downloads unasked (--max-download), or any size with --download; none without files.
+    const files = this.options.files
+    const maxFileBytes = !files ? 0 : files.automatic ? files.automatic.maxBytes : MAX_BLOB_BYTES
+    const endpoint = new PeerEndpoint((message) => show(this.openDirect(message, sync, opener)), {
+      onFile: (file) => show(this.openDirectFile(file, sync, opener)),
+      maxBytes: maxFileBytes,
     })
     let timer: NodeJS.Timeout | undefined
     inbox.onClose(async () => {
@@ -423,6 +434,16 @@ export class FastChatClient {
     // Only what its sender's pinned key signed, for this conversation, with an id to match its server copy by.
     if (opened.verification.status !== 'valid' || opened.signedId === undefined) return undefined
     if (!(await sync.claimDirect(opened.signedId))) return undefined
+    return {...opened, id: opened.signedId, via: 'direct'}
+  }
+
+  /** A file that came by the peer endpoint: saved as a downloaded one, once (its signed id claimed before it is written). */
+  private async openDirectFile(file: DirectFileArrival, sync: EventSync, opener: MessageOpener): Promise<OpenedMessage | undefined> {
+    const {meta, sealed} = file
+    if (!this.session.isMe(meta.to.user)) return undefined
+    const message = {id: randomUUID(), from: meta.from, to: {user: meta.to.user}, kind: 'image' as const, ciphertext: meta.caption, sentAt: new Date().toISOString()}
+    const opened = await opener.open(message, {sealed, claim: (signedId) => sync.claimDirect(signedId)})
+    if (opened.verification.status !== 'valid' || opened.signedId === undefined) return undefined
     return {...opened, id: opened.signedId, via: 'direct'}
   }
 

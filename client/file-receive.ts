@@ -28,8 +28,11 @@ export interface OpenedFile extends OpenedBase {
   type: string | null
   /** Bytes of the file as saved. */
   size: number | null
-  /** Why `inbox`/`listen` listed the file but did not save it: from a sender you never wrote to, or larger than you let in unasked. */
-  held?: 'unknown-sender' | 'too-large'
+  /**
+   * Why `inbox`/`listen` listed the file but did not save it: from a sender you never wrote to, larger than you let in
+   * unasked, or sent only directly (peer to peer) to another of your devices: the server never had it.
+   */
+  held?: 'unknown-sender' | 'too-large' | 'direct-only'
 }
 
 export interface ReceiveFilesOptions {
@@ -45,7 +48,7 @@ export interface ReceiveFilesOptions {
 }
 
 /** The encrypted blob is the file plus the envelope header and OpenPGP's overhead. */
-const MAX_BLOB_BYTES = MAX_FILE_BYTES + 1024 * 1024
+export const MAX_BLOB_BYTES = MAX_FILE_BYTES + 1024 * 1024
 /** Results kept for a page retried after a failover, so that a file is not saved twice. */
 const REMEMBERED = 1_000
 
@@ -69,13 +72,32 @@ export class FileReceiver {
   ) {}
 
   /** `decrypt` opens the file and its caption; `sender` is who the trust rules judge them by. */
-  async open(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>, decrypt: Decryptor, sender: SenderKey, arrival: Arrival): Promise<OpenedFile> {
+  async open(
+    message: HistoryMessage,
+    base: Omit<OpenedBase, 'verification'>,
+    decrypt: Decryptor,
+    sender: SenderKey,
+    arrival: Arrival,
+    /**
+     * The encrypted file, when it came directly (./peer.ts), and what decides whether it is new (its caption's signed
+     * id not shown before): saved as a downloaded one would be, or AlreadyShown thrown before anything is written.
+     */
+    direct?: {sealed: Uint8Array; claim: (signedId: string) => Promise<boolean>},
+  ): Promise<OpenedFile> {
     const known = this.opened.get(message.id)
     if (known) return known
     const empty = unopenedFile(message, base)
     const caption = await this.openCaption(message, decrypt, sender, arrival)
     const listed = {...empty, caption: caption.text, ...(caption.signedId ? {signedId: caption.signedId} : {})}
-    if (!message.blob) return {...empty, verification: {status: 'undecryptable', reason: 'the message references no file'}}
+    if (direct) {
+      if (!caption.signedId || caption.verification?.status !== 'valid' || !(await direct.claim(caption.signedId))) throw new AlreadyShown()
+      return this.save(message, listed, decrypt, sender, arrival, caption, direct.sealed)
+    }
+    if (!message.blob) {
+      // Sent directly to one device of mine: the server has its signed caption, not the file.
+      if (caption.signedId) return {...listed, verification: caption.verification ?? {status: 'not-downloaded'}, held: 'direct-only'}
+      return {...empty, verification: {status: 'undecryptable', reason: 'the message references no file'}}
+    }
     // Saved before (by inbox, listen or history --download) and still there: shown with its name and path, not fetched
     // or saved again, unless this read saves files somewhere else (--out DIR): then a copy goes there, as asked.
     const saved = await this.session.store.savedFile(message.id)
@@ -99,6 +121,20 @@ export class FileReceiver {
       if (isFailoverError(error) || !(error instanceof ApiError) || error.status === 401 || error.status === 429) throw error
       return this.remember({...listed, verification: {status: 'undecryptable', reason: `cannot download it: ${error.message}`}})
     }
+    return this.save(message, listed, decrypt, sender, arrival, caption, sealed)
+  }
+
+  /** Decrypts, checks and saves an encrypted file, downloaded or come directly. */
+  private async save(
+    message: HistoryMessage,
+    listed: Omit<OpenedFile, 'verification'>,
+    decrypt: Decryptor,
+    sender: SenderKey,
+    arrival: Arrival,
+    caption: {verification?: Verification; signedId?: string},
+    sealed: Uint8Array,
+  ): Promise<OpenedFile> {
+    if (!this.options) return {...listed, verification: caption.verification ?? {status: 'not-downloaded'}}
     let file: {verification: Verification; name: string; type: string; data: Uint8Array; binding: Binding | null}
     try {
       const decrypted = await decrypt.bytes(sealed)
@@ -134,7 +170,8 @@ export class FileReceiver {
       const content = unpackText(opened.text)
       const verification = judgeBinding(judge(opened.verification, message.from, sender), content?.binding ?? null, arrival)
       return {
-        text: content?.text ?? opened.text,
+        // A file sent directly always has a caption, empty when none was written: that is no caption.
+        text: content ? (content.text === '' ? null : content.text) : opened.text,
         verification: verification.status === 'valid' ? verification : {status: 'invalid', reason: `caption: ${reasonOf(verification)}`},
         ...(content ? {signedId: content.binding.id} : {}),
       }
@@ -161,6 +198,13 @@ export class FileReceiver {
     this.opened.set(file.id, file)
     if (this.opened.size > REMEMBERED) this.opened.delete(this.opened.keys().next().value!)
     return file
+  }
+}
+
+/** A file that came directly, not saved: shown already (its server copy came first), or with a caption that does not verify. */
+export class AlreadyShown extends Error {
+  constructor() {
+    super('shown already, or not verified')
   }
 }
 

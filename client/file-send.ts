@@ -7,8 +7,10 @@ import {formatSize} from './downloads.js'
 import {FastChatError} from './errors.js'
 import {mediaTypeFor, packEnvelope} from './file-envelope.js'
 import {newBinding, packText} from './message-content.js'
+import {type DirectResult, postDirectFile} from './peer.js'
 import {noProgress, type ProgressFactory} from './progress.js'
 import type {ChatSession} from './session.js'
+import type {PeerOffer} from './store.js'
 import type {KeyForSending} from './trust.js'
 
 /**
@@ -22,11 +24,18 @@ export interface SentFile {
   id: string
   sentAt: string
   to: string
-  blob: string
+  /** The server's copy of the encrypted file; null when it went only directly (./peer.ts). */
+  blob: string | null
   name: string
   type: string
   /** Bytes of the file (before encryption). */
   size: number
+  /** The paths that carried the file: `direct` (the recipient's peer endpoint), `server` (uploaded). */
+  via: ('direct' | 'server')[]
+  /** Why it did not go directly, when the recipient had an offer. */
+  direct?: Exclude<DirectResult, 'direct'>
+  /** The id its sender signed, the same on every path (also the send's idempotency key). */
+  signedId: string
 }
 
 /** Reads the file to send, with input errors (missing, a directory, too big) as one clear line. */
@@ -55,22 +64,72 @@ export async function readFileToSend(path: string): Promise<{name: string; type:
  */
 export async function sendFile(
   session: ChatSession,
-  options: {file: {name: string; type: string; data: Uint8Array}; recipient: KeyForSending; caption?: string; progress?: ProgressFactory},
+  options: {
+    file: {name: string; type: string; data: Uint8Array}
+    recipient: KeyForSending
+    caption?: string
+    progress?: ProgressFactory
+    /** The recipient's peer offer, when it has a usable one: the file is streamed to it first. */
+    offer?: PeerOffer
+  },
 ): Promise<SentFile> {
-  const {file, recipient} = options
+  const {file, recipient, offer} = options
+  const progress = options.progress ?? noProgress
   const key = await session.key()
   const to = [recipient.publicKey, key.publicKey]
   // The file and its caption are bound to one conversation and one id, which is also the send's idempotency key.
   const binding = newBinding({user: recipient.username})
   const sealed = await encryptBytes({data: packEnvelope(file, file.data, binding), to, signer: key})
-  const caption = options.caption ? await encryptText({text: packText(binding, options.caption), to, signer: key}) : ''
+  // Sent directly, the file always has a caption (empty if none was given): it names the file's id, by which the
+  // receiver knows the server's message for the copy it has, without anything to download.
+  const caption = options.caption || offer ? await encryptText({text: packText(binding, options.caption ?? ''), to, signer: key}) : ''
 
-  const uploaded = await uploadSealed(session, sealed, file, options.progress)
-
+  let direct: DirectResult | undefined
+  if (offer) {
+    const bar = progress(`Sending ${file.name} directly`, sealed.byteLength)
+    try {
+      direct = await postDirectFile(offer, {from: session.username, to: {user: recipient.username}, caption}, sealed, (count) => bar.advance(count))
+    } finally {
+      bar.stop()
+    }
+  }
+  // Stored on the server too unless the only device of the recipient has it: nothing is lost, and their other devices get it.
+  let blob: string | null = null
+  if (direct !== 'direct' || (offer?.devices ?? 1) > 1) {
+    try {
+      blob = (await uploadSealed(session, sealed, file, progress)).blob
+    } catch (error) {
+      if (direct === 'direct') blob = null // delivered; the other devices see it listed, not stored
+      else throw peerOnlyHint(error, recipient.username, direct) ?? error
+    }
+  }
   const sent = await session.withFailover((api) =>
-    api.send({to: {user: recipient.username}, kind: 'image', blob: uploaded.blob, ciphertext: caption}, binding.id),
+    api.send({to: {user: recipient.username}, kind: 'image', ...(blob ? {blob} : {}), ciphertext: caption}, binding.id),
   )
-  return {id: sent.id, sentAt: sent.sentAt, to: recipient.username, blob: uploaded.blob, name: file.name, type: file.type, size: file.data.byteLength}
+  return {
+    id: sent.id,
+    sentAt: sent.sentAt,
+    to: recipient.username,
+    blob,
+    name: file.name,
+    type: file.type,
+    size: file.data.byteLength,
+    via: direct === 'direct' ? (blob ? ['direct', 'server'] : ['direct']) : ['server'],
+    ...(direct && direct !== 'direct' ? {direct} : {}),
+    signedId: binding.id,
+  }
+}
+
+/** A file too large for the server: say whether, and how, it could have gone directly. */
+function peerOnlyHint(error: unknown, recipient: string, direct: DirectResult | undefined): FastChatError | undefined {
+  if (!(error instanceof FastChatError) || !['FC_PAYLOAD_TOO_LARGE', 'FC_UPLOAD_CUT_OFF'].includes(error.code)) return undefined
+  const why =
+    direct === undefined
+      ? `${recipient} has no peer endpoint open to you (a file this large can go only directly, while ${recipient} runs \`fastchat listen --peer\`)`
+      : direct === 'too-large'
+        ? `${recipient}'s client takes no file this large directly (their --max-download)`
+        : `${recipient} could not be reached directly (${direct})`
+  return new FastChatError(error.code, `${error.message} It did not go directly either: ${why}.`, {...error.data, direct: direct ?? null})
 }
 
 /** Uploads an encrypted file as a blob, failing over like a send; a refusal for its size is one clear line. */

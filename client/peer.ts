@@ -1,8 +1,9 @@
 import {createHash, createHmac, randomBytes, randomUUID, timingSafeEqual} from 'node:crypto'
 import {once} from 'node:events'
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
-import type {AddressInfo} from 'node:net'
+import {type AddressInfo, connect, type Socket} from 'node:net'
 import {networkInterfaces} from 'node:os'
+import {Readable} from 'node:stream'
 
 import {Agent, request} from 'undici'
 import {z} from 'zod'
@@ -51,6 +52,14 @@ const PEER_BODY_MAX_BYTES = 160 * 1024
 /** Connections one endpoint holds at once. */
 const PEER_MAX_CONNECTIONS = 64
 export const PEER_MESSAGES_PATH = '/fastchat-peer/v1/messages'
+/**
+ * A file, streamed: a 4-byte big-endian length, that many bytes of JSON
+ * (directFileMeta: who, to whom, the encrypted caption that describes it),
+ * then the encrypted file exactly as it would be uploaded as a blob.
+ */
+export const PEER_FILES_PATH = '/fastchat-peer/v1/files'
+/** Most a file post waits between two chunks of the answer (the receiver decrypts nothing before answering). */
+const PEER_FILE_ANSWER_TIMEOUT_MS = 30_000
 export const PEER_PROOF_HEADER = 'fastchat-peer-proof'
 
 const offerPlaintext = z.strictObject({
@@ -64,6 +73,8 @@ const offerPlaintext = z.strictObject({
     .max(16),
   capability: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
   expiresAt: z.iso.datetime(),
+  /** The offerer's devices at the time: with more than one, a file sent directly is stored on the server too, for the others. */
+  devices: z.number().int().min(1).max(1000).optional(),
 })
 
 /** What a direct post carries: what the server would hand out, less what only the server knows. */
@@ -74,6 +85,16 @@ export const directMessage = z.strictObject({
   ciphertext: z.string().min(1).max(PEER_BODY_MAX_BYTES),
 })
 export type DirectMessage = z.infer<typeof directMessage>
+
+/** The head of a direct file post: the file's own bytes follow it (PEER_FILES_PATH). */
+export const directFileMeta = z.strictObject({
+  from: z.string().min(1).max(64),
+  to: z.strictObject({user: z.string().min(1).max(64)}),
+  /** The caption, as an image message carries it: signed, bound to the file's id (always present: it names the file). */
+  caption: z.string().min(1).max(64 * 1024),
+})
+export type DirectFileMeta = z.infer<typeof directFileMeta>
+const META_MAX_BYTES = 80 * 1024
 
 /** What taking in an offer gives (`listen --json` prints it). */
 export interface PeerOfferNotice {
@@ -103,8 +124,8 @@ function safeJson(text: string): unknown {
   }
 }
 
-/** The result of one direct post. */
-export type DirectResult = 'direct' | 'unreachable' | 'refused'
+/** The result of one direct post; 'too-large': the endpoint takes no file that large (its owner's download limit). */
+export type DirectResult = 'direct' | 'unreachable' | 'refused' | 'too-large'
 
 let dispatcher: Agent | undefined
 /** One connection pool for every direct post, with the short connect timeout (kept open: a conversation posts again). */
@@ -125,27 +146,114 @@ export async function closePeerConnections(): Promise<void> {
  * wrongly (refused the capability, or no valid proof): not the offerer's.
  */
 export async function postDirect(offer: PeerOffer, message: DirectMessage, signal?: AbortSignal): Promise<DirectResult> {
+  const url = await firstReachable(offer.urls)
+  if (!url) return 'unreachable'
   const body = JSON.stringify(message)
-  const proof = proofOf(offer.capability, body)
-  for (const url of offer.urls) {
-    let answer
-    try {
-      answer = await request(new URL(PEER_MESSAGES_PATH, url), {
-        method: 'POST',
-        dispatcher: peerDispatcher(),
-        headers: {'content-type': 'application/json', authorization: `Bearer ${offer.capability}`},
-        body,
-        headersTimeout: PEER_ANSWER_TIMEOUT_MS,
-        bodyTimeout: PEER_ANSWER_TIMEOUT_MS,
-        signal,
-      })
-    } catch {
-      continue // not reachable there: the next candidate
-    }
-    await answer.body.dump({limit: 16 * 1024}).catch(() => undefined)
-    return answer.statusCode === 202 && answer.headers[PEER_PROOF_HEADER] === proof ? 'direct' : 'refused'
+  let answer
+  try {
+    answer = await request(new URL(PEER_MESSAGES_PATH, url), {
+      method: 'POST',
+      dispatcher: peerDispatcher(),
+      headers: {'content-type': 'application/json', authorization: `Bearer ${offer.capability}`},
+      body,
+      headersTimeout: PEER_ANSWER_TIMEOUT_MS,
+      bodyTimeout: PEER_ANSWER_TIMEOUT_MS,
+      signal,
+    })
+  } catch {
+    return 'unreachable' // it went away between the two
   }
-  return 'unreachable'
+  await answer.body.dump({limit: 16 * 1024}).catch(() => undefined)
+  return answer.statusCode === 202 && answer.headers[PEER_PROOF_HEADER] === proofOf(offer.capability, body) ? 'direct' : 'refused'
+}
+
+/**
+ * The candidate that accepts a TCP connection first, all tried at once, each
+ * for at most PEER_CONNECT_TIMEOUT_MS: an offer's unreachable addresses (a
+ * NAT, a firewall that drops, a peer gone) cost that once in all, not once
+ * each, and a nearby address wins over a far one. Undefined when none does.
+ */
+export function firstReachable(urls: string[]): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let pending = urls.length
+    let done = false
+    const sockets: Socket[] = []
+    const finish = (url: string | undefined) => {
+      if (done) return
+      done = true
+      for (const socket of sockets) socket.destroy()
+      resolve(url)
+    }
+    if (pending === 0) return finish(undefined)
+    for (const url of urls) {
+      const {hostname, port} = new URL(url)
+      const socket = connect({host: hostname, port: Number(port) || 80})
+      sockets.push(socket)
+      socket.setTimeout(PEER_CONNECT_TIMEOUT_MS)
+      const failed = () => {
+        socket.destroy()
+        if (--pending === 0) finish(undefined)
+      }
+      socket.once('connect', () => finish(url))
+      socket.once('timeout', failed)
+      socket.once('error', failed)
+    }
+  })
+}
+
+/**
+ * Streams an encrypted file to the endpoint an offer names, as postDirect()
+ * posts a message; `progress` is told the bytes sent. The sender's own
+ * connect timeout applies to each candidate; once connected, the transfer
+ * takes what it takes.
+ */
+export async function postDirectFile(
+  offer: PeerOffer,
+  meta: DirectFileMeta,
+  sealed: Uint8Array,
+  progress: (bytes: number) => void = () => undefined,
+): Promise<DirectResult> {
+  const head = Buffer.from(JSON.stringify(meta))
+  const length = Buffer.alloc(4)
+  length.writeUInt32BE(head.length)
+  const hash = createHash('sha256').update(length).update(head).update(sealed).digest()
+  const proof = createHmac('sha256', offer.capability).update(hash).digest('hex')
+  const url = await firstReachable(offer.urls)
+  if (!url) return 'unreachable'
+  let answer
+  try {
+    answer = await request(new URL(PEER_FILES_PATH, url), {
+      method: 'POST',
+      dispatcher: peerDispatcher(),
+      headers: {'content-type': 'application/octet-stream', authorization: `Bearer ${offer.capability}`, 'content-length': String(4 + head.length + sealed.byteLength)},
+      body: Readable.from(chunked([length, head, sealed], progress)),
+      headersTimeout: PEER_FILE_ANSWER_TIMEOUT_MS,
+      bodyTimeout: PEER_FILE_ANSWER_TIMEOUT_MS,
+    })
+  } catch {
+    // Cut off: refused by its size before the body went (413, then closed), or the peer went away mid-way.
+    return 'unreachable'
+  }
+  await answer.body.dump({limit: 16 * 1024}).catch(() => undefined)
+  if (answer.statusCode === 413) return 'too-large'
+  return answer.statusCode === 202 && answer.headers[PEER_PROOF_HEADER] === proof ? 'direct' : 'refused'
+}
+
+/** The parts as one body of 256 KiB chunks, telling `progress` as each goes. */
+async function* chunked(parts: Uint8Array[], progress: (bytes: number) => void): AsyncGenerator<Uint8Array> {
+  for (const part of parts) {
+    for (let at = 0; at < part.byteLength; at += 256 * 1024) {
+      const chunk = part.subarray(at, at + 256 * 1024)
+      yield chunk
+      progress(chunk.byteLength)
+    }
+  }
+}
+
+/** A file that came in over the endpoint: its head, and the encrypted file. */
+export interface DirectFileArrival {
+  meta: DirectFileMeta
+  sealed: Uint8Array
 }
 
 /** A message that came in over the endpoint, with the contact it came from. */
@@ -162,7 +270,11 @@ export class PeerEndpoint {
   private readonly key = randomBytes(32)
   private server: Server | undefined
 
-  constructor(private readonly onMessage: (message: DirectArrival) => void) {}
+  constructor(
+    private readonly onMessage: (message: DirectArrival) => void,
+    /** Files: where they go, and the largest taken (encrypted bytes; 0: none, refused with 413). */
+    private readonly files: {onFile: (file: DirectFileArrival) => void; maxBytes: number} = {onFile: () => undefined, maxBytes: 0},
+  ) {}
 
   /** The capability a contact gets in its offer. */
   capabilityFor(contact: string): string {
@@ -194,9 +306,11 @@ export class PeerEndpoint {
       res.end(JSON.stringify({type: 'about:blank', title, status}))
       req.resume()
     }
-    if (req.method !== 'POST' || req.url !== PEER_MESSAGES_PATH) return refuse(404, 'Not found')
+    const isFile = req.url === PEER_FILES_PATH
+    if (req.method !== 'POST' || (req.url !== PEER_MESSAGES_PATH && !isFile)) return refuse(404, 'Not found')
     const token = /^Bearer ([A-Za-z0-9_-]{43})$/.exec(req.headers.authorization ?? '')?.[1]
     if (!token) return refuse(401, 'No capability')
+    if (isFile) return this.file(req, res, token, refuse)
     if (Number(req.headers['content-length'] ?? 0) > PEER_BODY_MAX_BYTES) return refuse(413, 'Too large')
     const chunks: Buffer[] = []
     let size = 0
@@ -212,12 +326,56 @@ export class PeerEndpoint {
     const body = Buffer.concat(chunks)
     const parsed = directMessage.safeParse(safeJson(body.toString('utf8')))
     if (!parsed.success) return refuse(400, 'Not a direct message')
-    const expected = Buffer.from(this.capabilityFor(parsed.data.from))
-    const given = Buffer.from(token)
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return refuse(401, 'Wrong capability')
+    if (!this.holds(token, parsed.data.from)) return refuse(401, 'Wrong capability')
     this.onMessage(parsed.data)
     res.writeHead(202, {[PEER_PROOF_HEADER]: proofOf(token, body), 'content-length': '0'})
     res.end()
+  }
+
+  /**
+   * A file: its size checked against the limit before anything is read, its
+   * head (and so the capability) before the file's bytes, which are then
+   * read up to the announced length and handed on; the proof covers the body.
+   */
+  private async file(req: IncomingMessage, res: ServerResponse, token: string, refuse: (status: number, title: string) => void): Promise<void> {
+    const length = Number(req.headers['content-length'])
+    if (!Number.isSafeInteger(length) || length < 4) return refuse(411, 'Length required')
+    if (length > this.files.maxBytes + META_MAX_BYTES + 4) return refuse(413, 'Too large')
+    const body = Buffer.allocUnsafe(length)
+    let size = 0
+    let checked = false
+    let meta: DirectFileMeta | undefined
+    try {
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        if (size + chunk.length > length) return refuse(400, 'Longer than announced')
+        chunk.copy(body, size)
+        size += chunk.length
+        if (!checked && size >= 4) {
+          const headLength = body.readUInt32BE(0)
+          if (headLength > META_MAX_BYTES || 4 + headLength > length) return refuse(400, 'Not a direct file')
+          if (size < 4 + headLength) continue
+          checked = true
+          const parsed = directFileMeta.safeParse(safeJson(body.subarray(4, 4 + headLength).toString('utf8')))
+          if (!parsed.success) return refuse(400, 'Not a direct file')
+          if (!this.holds(token, parsed.data.from)) return refuse(401, 'Wrong capability')
+          meta = parsed.data
+        }
+      }
+    } catch {
+      return
+    }
+    if (size !== length || !meta) return refuse(400, 'Shorter than announced')
+    const sealed = body.subarray(4 + body.readUInt32BE(0))
+    this.files.onFile({meta, sealed})
+    res.writeHead(202, {[PEER_PROOF_HEADER]: createHmac('sha256', token).update(sha256(body)).digest('hex'), 'content-length': '0'})
+    res.end()
+  }
+
+  /** Whether `token` is the capability this endpoint gave `contact`. */
+  private holds(token: string, contact: string): boolean {
+    const expected = Buffer.from(this.capabilityFor(contact))
+    const given = Buffer.from(token)
+    return given.length === expected.length && timingSafeEqual(given, expected)
   }
 }
 
@@ -254,9 +412,14 @@ export class PeerOffers {
     if (contacts.length === 0) return 0
     const key = await this.session.key()
     const expiresAt = new Date(Date.now() + PEER_OFFER_TTL_MS).toISOString()
+    // How many devices I have: a contact sending me a file directly stores it on the server too when I have others.
+    const devices = await this.session.withFailover((api) => api.devices()).then(
+      (answer) => answer.devices.length,
+      () => undefined,
+    )
     const offers = await Promise.all(
       contacts.map(async ([name, contact]) => {
-        const plaintext = {v: PEER_OFFER_VERSION, type: 'peer.offer', id: randomUUID(), to: name, urls, capability: endpoint.capabilityFor(name), expiresAt}
+        const plaintext = {v: PEER_OFFER_VERSION, type: 'peer.offer', id: randomUUID(), to: name, urls, capability: endpoint.capabilityFor(name), expiresAt, ...(devices ? {devices} : {})}
         return {to: name, ciphertext: await encryptText({text: JSON.stringify(plaintext), to: [contact.publicKey], signer: key})}
       }),
     )
@@ -294,7 +457,14 @@ export class PeerOffers {
     if (!same(offer.to, this.session.username)) return notice(false, `written to ${offer.to}, not to you`)
     if (Date.parse(offer.expiresAt) <= Date.now()) return notice(false, 'expired')
     await this.session.store.updatePeers((book) => {
-      book.offers[event.from.toLowerCase()] = {id: offer.id, from: event.from, urls: offer.urls, capability: offer.capability, expiresAt: offer.expiresAt}
+      book.offers[event.from.toLowerCase()] = {
+        id: offer.id,
+        from: event.from,
+        urls: offer.urls,
+        capability: offer.capability,
+        expiresAt: offer.expiresAt,
+        ...(offer.devices ? {devices: offer.devices} : {}),
+      }
     })
     return notice(true, undefined, {expiresAt: offer.expiresAt, candidates: offer.urls.length})
   }
@@ -308,7 +478,7 @@ export class PeerOffers {
   }
 
   /** After a post that failed: the pair uses the servers until the contact's next offer (the same offer is never tried again). */
-  async failed(offer: PeerOffer, result: Exclude<DirectResult, 'direct'>): Promise<void> {
+  async failed(offer: PeerOffer, result: 'unreachable' | 'refused'): Promise<void> {
     await this.session.store.updatePeers((book) => {
       const stored = book.offers[offer.from.toLowerCase()]
       if (stored?.id === offer.id) stored.failed = result

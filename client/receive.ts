@@ -9,6 +9,9 @@ import type {ChatSession} from './session.js'
 import {LookupMismatchError} from './trust.js'
 
 export {judge, type MessageVerification, type OpenedBase} from './opened.js'
+
+/** An image message's encrypted file that came directly, and how to claim its signed id (FileReceiver.open). */
+export type DirectFile = {sealed: Uint8Array; claim: (signedId: string) => Promise<boolean>}
 export type {OpenedFile} from './file-receive.js'
 
 /** A text message (or one of a kind this version cannot show). */
@@ -41,7 +44,8 @@ export class MessageOpener {
     this.files = new FileReceiver(session, files)
   }
 
-  async open(message: HistoryMessage): Promise<OpenedMessage> {
+  /** `direct`: the encrypted file of an image message that came directly (./peer.ts), instead of downloading it (FileReceiver.open). */
+  async open(message: HistoryMessage, direct?: DirectFile): Promise<OpenedMessage> {
     const groupId = message.to.group
     const group = groupId ? {id: groupId, name: await this.directory.groups.nameOf(groupId), epoch: message.epoch ?? 0} : undefined
     const base = {
@@ -67,14 +71,14 @@ export class MessageOpener {
       // The server tried to pass another name's key off as the sender's: opened as from a sender without a key
       // (never verified, files not saved unasked), with the refusal as the reason; the other messages go on.
       if (!(error instanceof LookupMismatchError)) throw error
-      const opened = await this.openFrom(message, base, key, null)
+      const opened = await this.openFrom(message, base, key, null, direct)
       return opened.verification.status === 'undecryptable' ? opened : {...opened, verification: {status: 'invalid', reason: error.message}}
     }
-    return this.openFrom(message, base, key, sender)
+    return this.openFrom(message, base, key, sender, direct)
   }
 
   /** Decrypts and judges `message` with `sender` as the key its signature must be by. */
-  private async openFrom(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>, key: UnlockedKey, sender: SenderKey): Promise<OpenedMessage> {
+  private async openFrom(message: HistoryMessage, base: Omit<OpenedBase, 'verification'>, key: UnlockedKey, sender: SenderKey, direct?: DirectFile): Promise<OpenedMessage> {
     const opened = {...base, keyChanged: Boolean(sender?.keyChanged)}
     let decrypt: Decryptor
     try {
@@ -86,7 +90,7 @@ export class MessageOpener {
       return {...opened, kind: 'text', text: null, verification: {status: 'undecryptable', reason: error.message}}
     }
     const arrival = this.arrival(message)
-    if (message.kind === 'image') return this.files.open(message, opened, decrypt, sender, arrival)
+    if (message.kind === 'image') return this.files.open(message, opened, decrypt, sender, arrival, direct)
     try {
       const decrypted = await decrypt.text(message.ciphertext)
       const content = unpackText(decrypted.text)

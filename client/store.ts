@@ -41,6 +41,8 @@ export interface PeerOffer {
   urls: string[]
   capability: string
   expiresAt: string
+  /** The contact's devices when it offered: with more than one, a file sent directly is stored on the server too. */
+  devices?: number
   /** A direct post found no candidate answering, or one answering wrongly: not tried again. */
   failed?: 'unreachable' | 'refused'
 }

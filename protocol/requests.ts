@@ -29,7 +29,8 @@ export const sendMessage = z
       ctx.addIssue({code: 'custom', path: ['ciphertext'], message: 'must be an armored OpenPGP message'})
     }
     if (message.kind === 'image') {
-      if (!message.blob) ctx.addIssue({code: 'custom', path: ['blob'], message: 'is required for an image'})
+      // A file sent directly (peer to peer) may have no blob: its signed caption names it, and the recipient has it.
+      if (!message.blob && !armored) ctx.addIssue({code: 'custom', path: ['blob'], message: 'is required for an image without a caption'})
       if (message.ciphertext !== '' && !armored) {
         ctx.addIssue({code: 'custom', path: ['ciphertext'], message: 'must be empty or an armored OpenPGP message'})
       }

@@ -2,7 +2,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {isFailoverError} from '../api-client.js'
 import {EventTransport, type Transport, type TransportMode} from '../event-stream.js'
-import {type Batch, EventSync} from '../event-sync.js'
+import {type Batch, EventSync, isPeerOfferNotice} from '../event-sync.js'
 import {BACKOFF_MAX_MS, BACKOFF_START_MS, type FastChatClient, LONG_POLL_MS, type Received} from '../fastchat-client.js'
 import type {ReceiveFilesOptions} from '../file-receive.js'
 import {GroupEventResponder} from '../group-events.js'
@@ -170,7 +170,8 @@ export class Feed {
     // Read receipts once a program has taken a page (its commit), as the profile's setting says (docs/daemon.md).
     // One request a second at most, as `listen` does (client/receipts.ts acknowledgeSoon).
     const receipts = {handler: this.client.receipts, read: session.profile.readReceipts !== false, soonMs: 1_000}
-    return new EventSync(session, opener, this.reports.reporter, new GroupEventResponder(directory, this.reports.reporter), from, transport, receipts)
+    // Contacts' peer offers are taken in (the daemon's sends use them), and not handed to programs.
+    return new EventSync(session, opener, this.reports.reporter, new GroupEventResponder(directory, this.reports.reporter), from, transport, receipts, this.client.peers)
   }
 
   /** One read and what `handle` does with it, holding the stored cursor throughout when it is the one read. */
@@ -224,7 +225,7 @@ export class Feed {
 /** A batch with what was reported while it was read. */
 type ReadBatch = Batch & {reports: Report[]}
 
-const page = (batch: ReadBatch): Page => ({items: batch.items, next: batch.next, reports: batch.reports})
+const page = (batch: ReadBatch): Page => ({items: batch.items.filter((item) => !isPeerOfferNotice(item)), next: batch.next, reports: batch.reports})
 
 /** Takes turns in the order asked; the place in line is taken when take() is called, not when it first awaits. */
 class Turns {

@@ -54,8 +54,16 @@ export function formatFile(message: OpenedFile, options: LabelOptions = {}): str
     lines.push(`${head}: ✘ could not decrypt file ${singleLine(message.id)} (${singleLine(verification.reason)})`)
   } else if (message.path === null) {
     const mark = verificationMark(verification)
-    const why = message.held === 'unknown-sender' ? 'not downloaded: you have not written to them' : message.held === 'too-large' ? 'not downloaded: larger than --max-download' : 'not downloaded'
-    lines.push(`${head} sent a file (${why}; --download saves it)${mark ? `  ${mark}` : ''}`)
+    const why =
+      message.held === 'unknown-sender'
+        ? 'not downloaded: you have not written to them'
+        : message.held === 'too-large'
+          ? 'not downloaded: larger than --max-download'
+          : message.held === 'direct-only'
+            ? 'sent directly to another of your devices; the server never had it'
+            : 'not downloaded'
+    const hint = message.held === 'direct-only' ? '' : '; --download saves it'
+    lines.push(`${head} sent a file (${why}${hint})${mark ? `  ${mark}` : ''}`)
   } else {
     const what = `${singleLine(message.name ?? '')} (${formatSize(message.size ?? 0)}, ${singleLine(message.type ?? '')})`
     lines.push(`${head} sent ${what} → ${singleLine(message.path)}  ${verificationMark(verification)}`)
