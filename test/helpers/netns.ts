@@ -4,20 +4,36 @@ import {once} from 'node:events'
 import {createConnection, createServer, type Server, type Socket} from 'node:net'
 
 /*
- * Several hosts on one Linux machine, made with network namespaces: a bridge
- * in the root namespace, and per host a namespace joined to it by a veth pair.
- * Each host has its own address and port space (every chat server can listen
- * on :4001), and a test can silently cut the network between two of them
- * (iptables DROP: no RST, no ICMP; a connection just stops hearing back), as
- * a broken switch or a dead machine would. Needs root, `ip` and `iptables`.
+ * Several hosts on one Linux machine, made with network namespaces: per
+ * segment a bridge in the root namespace, and per host a namespace joined to
+ * its segment's bridge by a veth pair. Each host has its own address and port
+ * space (every chat server can listen on :4001), and a test can silently cut
+ * the network between two of them (iptables DROP: no RST, no ICMP; a
+ * connection just stops hearing back), as a broken switch or a dead machine
+ * would. Needs root, `ip` and `iptables`.
  *
- *   root namespace: bridge, 10.213.X.1 (the test process) and .2 (the database forwarder)
- *   host i:         namespace, 10.213.X.(11 + i)/24, default route via .1
+ *   root namespace: per segment a bridge with 10.213.X.1; on the first segment also
+ *                   .2 (the database forwarder). It routes between the segments.
+ *   host i of a segment: namespace, 10.213.X.(11 + i)/24, default route via .1
+ *   NAT host:       a host on a segment (its public leg, eth0) that is also the
+ *                   router of a private segment of its own (bridge `lan` inside
+ *                   its namespace, P.1/24); the hosts behind it have P.(11 + k),
+ *                   default route via P.1. It masquerades what they send out of
+ *                   eth0 and drops every connection attempt made to it from
+ *                   outside (no port forwards): nobody can open a connection to
+ *                   a host behind it, and trying times out (no RST, no ICMP).
  *
  * Two addresses in the root namespace so that a host can be cut from the
- * database while the test still talks to it. Nothing is left behind: destroy()
- * (or, if the run is killed, a synchronous clean-up on exit or on a signal)
- * removes the processes, namespaces, veths and bridge.
+ * database while the test still talks to it. The root namespace forwards only
+ * between the topology's own bridges (per-bridge `forwarding`, not the global
+ * net.ipv4.ip_forward, which stays as it was), and a private segment's /24 has
+ * a blackhole route there, so a packet for it is dropped silently as on the
+ * Internet rather than sent out of the machine or answered with an ICMP error.
+ *
+ * Nothing is left behind: destroy() (or, if the run is killed, a synchronous
+ * clean-up on exit or on a signal) removes the processes, namespaces, veths,
+ * bridges, the root namespace's routes and iptables rules (their sysctls go
+ * with the bridges).
  */
 
 export interface ExecResult {
@@ -36,11 +52,37 @@ export interface HostProcess {
   stop(signal?: NodeJS.Signals): Promise<number | string>
 }
 
+/**
+ * What createTopology() builds. Host names are unique across the whole
+ * topology, short, lower-case, and not `root` or `db`.
+ */
+export interface TopologySpec {
+  /**
+   * Segment name → the hosts on it, in address order. The first segment is the
+   * one the root namespace's `root` (.1) and `db` (.2) addresses are on.
+   */
+  segments: Record<string, string[]>
+  /**
+   * NAT host name → the segment its public leg is on, and the hosts behind it
+   * (on a private segment of its own, `subnets[<nat host>]`).
+   */
+  nat?: Record<string, {segment: string; hosts: string[]}>
+}
+
 export interface Hosts {
-  /** The first three octets of the /24, e.g. `10.213.57`. */
+  /** The random part of every name made for this topology: namespaces `fc-<id>-<host>`, interfaces `fcb<id>…` and `fc<id>v…`. */
+  readonly id: string
+  /** The first segment's /24 as its first three octets, e.g. `10.213.57`. */
   readonly subnet: string
+  /** Every segment's /24 (first three octets) by segment name; a NAT host's private segment under the NAT host's name. */
+  readonly subnets: Readonly<Record<string, string>>
+  /** Every host, NAT hosts and the hosts behind them included. */
   readonly names: readonly string[]
-  /** A host's address; `root` is the test process's (.1), `db` the database forwarder's (.2). */
+  /**
+   * A host's address: on its segment, for a host behind a NAT its private one,
+   * for a NAT host its public one. `root` is the test process's (.1 of the first
+   * segment), `db` the database forwarder's (.2 of the first segment).
+   */
   address(host: string): string
   /** Runs `cmd args` in the host's namespace to completion; never rejects on a non-zero exit. */
   exec(host: string, cmd: string, args: string[], options?: {env?: NodeJS.ProcessEnv; timeoutMs?: number}): Promise<ExecResult>
@@ -51,10 +93,18 @@ export interface Hosts {
    * forwarder in this process. Returns the URL rewritten to go through it.
    */
   forwardDatabase(databaseUrl: string): Promise<string>
-  /** Drops every packet between two hosts, both ways, silently. `root` or `db` may be one side. */
+  /**
+   * Drops every packet between two hosts, both ways, silently, with rules in
+   * the hosts' own namespaces. `root` or `db` may be one side. A host behind a
+   * NAT is seen by others at its NAT host's public address: cut it on its own side.
+   */
   cut(a: string, b: string): Promise<void>
   heal(a: string, b: string): Promise<void>
-  /** Kills every process started here, removes the namespaces, veths and bridge, and closes the forwarder. */
+  /**
+   * Kills every process started here, removes the namespaces, veths, bridges,
+   * routes and iptables rules, and closes the forwarder; throws if anything of
+   * this topology is still there afterwards.
+   */
   destroy(): Promise<void>
 }
 
@@ -78,25 +128,60 @@ export async function available(): Promise<string | undefined> {
   return undefined
 }
 
-/** Host i gets .(FIRST_HOST + i); .1 and .2 are the root namespace's. */
+/** Host i of a segment gets .(FIRST_HOST + i); .1 and .2 are the root namespace's (or the NAT host's .1). */
 const FIRST_HOST = 11
 /** A process that ignores SIGKILL's exit for this long is reported, not waited for forever. */
 const EXIT_WAIT_MS = 5_000
+/** Inside a NAT host's namespace: its public leg, and the bridge of its private segment. */
+const NAT_PUBLIC = 'eth0'
+const NAT_LAN = 'lan'
 
+/** One segment and its hosts, as today's multi-host test uses them. */
 export async function createHosts(names: string[]): Promise<Hosts> {
+  return createTopology({segments: {hosts: names}})
+}
+
+type Command = [string, string[]]
+
+/**
+ * Builds `spec`: a bridge per segment in the root namespace, which routes
+ * between them, and NAT hosts with hosts behind them (see the file's head).
+ */
+export async function createTopology(spec: TopologySpec): Promise<Hosts> {
+  const segmentNames = Object.keys(spec.segments)
+  const nats = Object.entries(spec.nat ?? {})
+  const bridged = segmentNames.flatMap((segment) => spec.segments[segment]!.map((host) => ({host, segment})))
+  const behind = nats.flatMap(([nat, {hosts}]) => hosts.map((host) => ({host, nat})))
+  const names = [...bridged.map((h) => h.host), ...nats.map(([nat]) => nat), ...behind.map((h) => h.host)]
+  if (segmentNames.length === 0) throw new Error('a topology needs a segment')
   if (new Set(names).size !== names.length || names.some((n) => n === 'root' || n === 'db' || !/^[a-z0-9]{1,12}$/.test(n))) {
     throw new Error(`host names must be unique, short, lower-case and not root or db: ${names.join(', ')}`)
   }
-  if (names.length > 200) throw new Error('at most 200 hosts on one /24')
-  // A random suffix and subnet: two runs, or two mocha workers, never share a name or an address.
+  for (const [nat, {segment}] of nats) {
+    if (!segmentNames.includes(segment)) throw new Error(`NAT host ${nat}: no segment ${segment} (segments: ${segmentNames.join(', ')})`)
+  }
+  // The public legs of the NAT hosts are hosts of their segments, after the segment's own.
+  const onSegment = (segment: string) => [...spec.segments[segment]!, ...nats.filter(([, n]) => n.segment === segment).map(([nat]) => nat)]
+  if ([...segmentNames.map((s) => onSegment(s).length), ...nats.map(([, n]) => n.hosts.length)].some((n) => n > 200)) {
+    throw new Error('at most 200 hosts on one /24')
+  }
+  if (segmentNames.length > 9) throw new Error('at most 9 segments')
+  // A random suffix and subnets: two runs, or two mocha workers, never share a name or an address.
   const suffix = randomBytes(3).toString('hex')
-  const bridge = `fcb${suffix}` // interface names: 15 characters at most
+  // Interface names: 15 characters at most. The first bridge keeps the name a one-segment run always had.
+  const bridges = segmentNames.map((_, i) => (i === 0 ? `fcb${suffix}` : `fcb${suffix}${i}`))
+  const bridgeOf = (segment: string) => bridges[segmentNames.indexOf(segment)]!
   const namespace = (host: string) => `fc-${suffix}-${host}`
   const rootVeth = (i: number) => `fc${suffix}v${i}`
-  let subnet = ''
+  const routed = segmentNames.length > 1 || nats.length > 0
+  const subnets: Record<string, string> = {}
   const addresses = new Map<string, string>()
-  /** Set when the machine's firewall needed a rule to let our bridge's traffic through (see below). */
-  let forwardRule: string[] | undefined
+  /** Rules added to the root namespace's FORWARD chain (only when the machine's firewall needs them, see below). */
+  const forwardRules: string[][] = []
+  /** Blackhole routes in the root namespace for the private segments. */
+  const blackholes: string[] = []
+  let rootVeths = 0
+  let bridgesMade = 0
   const processes = new Set<ChildProcess>()
   const forwarders: {server: Server; sockets: Set<Socket>}[] = []
   const cuts = new Set<string>()
@@ -134,11 +219,14 @@ export async function createHosts(names: string[]): Promise<Hosts> {
       }
     }
   }
-  const teardownCommands = (): [string, string[]][] => [
-    ...names.map((_, i): [string, string[]] => ['ip', ['link', 'del', rootVeth(i)]]),
-    ...names.map((host): [string, string[]] => ['ip', ['netns', 'del', namespace(host)]]),
-    ...(forwardRule ? [['iptables', ['-w', '5', '-D', ...forwardRule]] as [string, string[]]] : []),
-    ['ip', ['link', 'del', bridge]],
+  const teardownCommands = (): Command[] => [
+    ...Array.from({length: rootVeths}, (_, i): Command => ['ip', ['link', 'del', rootVeth(i)]]),
+    // Deleting a namespace deletes the veths and bridges inside it, and its iptables rules and sysctls.
+    ...names.map((host): Command => ['ip', ['netns', 'del', namespace(host)]]),
+    ...forwardRules.map((rule): Command => ['iptables', ['-w', '5', '-D', ...rule]]),
+    ...blackholes.map((prefix): Command => ['ip', ['route', 'del', 'blackhole', prefix]]),
+    // With a bridge go its addresses, its routes and its `forwarding`.
+    ...bridges.slice(0, bridgesMade).map((bridge): Command => ['ip', ['link', 'del', bridge]]),
   ]
   // A run stopped by a signal (Ctrl-C; mocha's parent sends SIGINT then SIGTERM) skips `after` and 'exit' alike:
   // clean up, then let the signal do what it would have done.
@@ -154,6 +242,15 @@ export async function createHosts(names: string[]): Promise<Hosts> {
   }
   process.once('exit', emergencyCleanup)
   for (const signal of signals) process.once(signal, onSignal)
+
+  /** What of this topology the machine still has (empty once destroyed). */
+  const leftovers = async (): Promise<string[]> => {
+    const links = (await run('ip', ['-o', 'link', 'show'])).stdout.split('\n').filter((line) => line.includes(`fcb${suffix}`) || line.includes(`fc${suffix}v`))
+    const spaces = (await run('ip', ['netns', 'list'])).stdout.split('\n').filter((line) => line.startsWith(`fc-${suffix}-`))
+    const routes = (await run('ip', ['-4', 'route', 'show'])).stdout.split('\n').filter((line) => blackholes.some((prefix) => line.includes(prefix)))
+    const rules = (await run('iptables', ['-w', '5', '-S'])).stdout.split('\n').filter((line) => line.includes(`fcb${suffix}`))
+    return [...links, ...spaces, ...routes, ...rules].map((line) => line.trim())
+  }
 
   const destroy = async () => {
     if (destroyed) return
@@ -178,10 +275,8 @@ export async function createHosts(names: string[]): Promise<Hosts> {
       await new Promise<void>((resolve) => server.close(() => resolve()))
     }
     for (const [cmd, args] of teardownCommands()) await run(cmd, args)
-    const links = await run('ip', ['-o', 'link', 'show'])
-    const left = links.stdout.split('\n').filter((line) => line.includes(bridge) || line.includes(`fc${suffix}v`))
-    const spaces = (await run('ip', ['netns', 'list'])).stdout.split('\n').filter((line) => line.startsWith(`fc-${suffix}-`))
-    if (left.length > 0 || spaces.length > 0) problems.push(`left behind: ${[...left, ...spaces].join('; ')}`)
+    const left = await leftovers()
+    if (left.length > 0) problems.push(`left behind: ${left.join('; ')}`)
     if (problems.length > 0) throw new Error(`netns cleanup: ${problems.join('; ')}`)
   }
 
@@ -189,44 +284,103 @@ export async function createHosts(names: string[]): Promise<Hosts> {
     const result = await run(cmd, args)
     if (result.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${result.code}: ${firstLine(result)}`)
   }
+  const inside = (host: string, cmd: string, args: string[]) => must('ip', ['netns', 'exec', namespace(host), cmd, ...args])
+
+  /** Gives `host`'s namespace (its `eth0` already there) the address `ip` and a default route via `gateway`. */
+  const addHost = async (host: string, ip: string, gateway: string) => {
+    const ns = namespace(host)
+    await must('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0'])
+    await must('ip', ['-n', ns, 'link', 'set', 'eth0', 'up'])
+    await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
+    await must('ip', ['-n', ns, 'route', 'add', 'default', 'via', gateway])
+    addresses.set(host, ip)
+  }
 
   try {
-    for (let attempt = 1; ; attempt++) {
-      subnet = await freeSubnet()
-      await must('ip', ['link', 'add', bridge, 'type', 'bridge'])
-      await must('ip', ['addr', 'add', `${subnet}.1/24`, 'dev', bridge])
-      await must('ip', ['addr', 'add', `${subnet}.2/24`, 'dev', bridge]) // secondary: traffic from this process leaves from .1
-      // Another run may have taken the same /24 at the same moment: then each tries another.
-      const holders = (await run('ip', ['-4', '-o', 'addr', 'show'])).stdout.split('\n').filter((line) => line.includes(` ${subnet}.`))
-      if (holders.every((line) => line.includes(` ${bridge} `))) break
-      await must('ip', ['link', 'del', bridge])
-      if (attempt === 3) throw new Error(`no free 10.213.X.0/24 subnet after ${attempt} tries`)
+    for (const [index, segment] of segmentNames.entries()) {
+      const bridge = bridges[index]!
+      const own = index === 0 ? ['.1', '.2'] : ['.1'] // .2: secondary, traffic from this process leaves from .1
+      for (let attempt = 1; ; attempt++) {
+        const subnet = await freeSubnet(Object.values(subnets))
+        await must('ip', ['link', 'add', bridge, 'type', 'bridge'])
+        bridgesMade = index + 1
+        for (const host of own) await must('ip', ['addr', 'add', `${subnet}${host}/24`, 'dev', bridge])
+        // Another run may have taken the same /24 at the same moment: then each tries another.
+        const holders = (await run('ip', ['-4', '-o', 'addr', 'show'])).stdout.split('\n').filter((line) => line.includes(` ${subnet}.`))
+        if (holders.every((line) => line.includes(` ${bridge} `))) {
+          subnets[segment] = subnet
+          break
+        }
+        await must('ip', ['link', 'del', bridge])
+        bridgesMade = index
+        if (attempt === 3) throw new Error(`no free 10.213.X.0/24 subnet after ${attempt} tries`)
+      }
+      await must('ip', ['link', 'set', bridge, 'up'])
+      // This bridge only: the machine's other interfaces go on not forwarding if they did not.
+      if (routed) await must('sysctl', ['-q', '-w', `net.ipv4.conf.${bridge}.forwarding=1`])
     }
-    addresses.set('root', `${subnet}.1`).set('db', `${subnet}.2`)
-    for (const [i, host] of names.entries()) addresses.set(host, `${subnet}.${FIRST_HOST + i}`)
-    await must('ip', ['link', 'set', bridge, 'up'])
-    // With br_netfilter, frames between two ports of a bridge pass the root namespace's FORWARD chain: on a machine
-    // whose firewall drops forwarded traffic (Docker sets that policy) the hosts could not talk. Let this bridge's through.
+    addresses.set('root', `${subnets[segmentNames[0]!]}.1`).set('db', `${subnets[segmentNames[0]!]}.2`)
+    // With br_netfilter, frames between two ports of a bridge pass the root namespace's FORWARD chain, as do packets routed
+    // between two bridges: on a machine whose firewall drops forwarded traffic (Docker sets that policy) the hosts could not
+    // talk. Let the topology's own through, and nothing else.
     if ((await run('iptables', ['-w', '5', '-S', 'FORWARD'])).stdout.trim() !== '-P FORWARD ACCEPT') {
-      const rule = ['FORWARD', '-i', bridge, '-o', bridge, '-j', 'ACCEPT']
-      await must('iptables', ['-w', '5', '-I', ...rule])
-      forwardRule = rule
+      for (const from of bridges) {
+        for (const to of bridges) {
+          const rule = ['FORWARD', '-i', from, '-o', to, '-j', 'ACCEPT']
+          await must('iptables', ['-w', '5', '-I', ...rule])
+          forwardRules.push(rule)
+        }
+      }
     }
-    for (const [i, host] of names.entries()) {
-      const ns = namespace(host)
-      await must('ip', ['netns', 'add', ns])
-      await must('ip', ['link', 'add', rootVeth(i), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns])
-      await must('ip', ['link', 'set', rootVeth(i), 'master', bridge, 'up'])
-      await must('ip', ['-n', ns, 'addr', 'add', `${address(host)}/24`, 'dev', 'eth0'])
-      await must('ip', ['-n', ns, 'link', 'set', 'eth0', 'up'])
-      await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
-      await must('ip', ['-n', ns, 'route', 'add', 'default', 'via', `${subnet}.1`])
+    for (const segment of segmentNames) {
+      const subnet = subnets[segment]!
+      for (const [i, host] of onSegment(segment).entries()) {
+        const ns = namespace(host)
+        const veth = rootVeth(rootVeths)
+        await must('ip', ['netns', 'add', ns])
+        await must('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns])
+        rootVeths++
+        await must('ip', ['link', 'set', veth, 'master', bridgeOf(segment), 'up'])
+        await addHost(host, `${subnet}.${FIRST_HOST + i}`, `${subnet}.1`)
+      }
+    }
+    for (const [nat, {hosts}] of nats) {
+      // The private /24: unknown to the root namespace but for a blackhole route. Adding it fails if another run holds it.
+      for (let attempt = 1; ; attempt++) {
+        const subnet = await freeSubnet([...Object.values(subnets)])
+        if ((await run('ip', ['route', 'add', 'blackhole', `${subnet}.0/24`])).code === 0) {
+          blackholes.push(`${subnet}.0/24`)
+          subnets[nat] = subnet
+          break
+        }
+        if (attempt === 3) throw new Error(`no free 10.213.X.0/24 subnet for ${nat}'s private segment after ${attempt} tries`)
+      }
+      const subnet = subnets[nat]!
+      const natNs = namespace(nat)
+      await must('ip', ['-n', natNs, 'link', 'add', NAT_LAN, 'type', 'bridge'])
+      await must('ip', ['-n', natNs, 'addr', 'add', `${subnet}.1/24`, 'dev', NAT_LAN])
+      await must('ip', ['-n', natNs, 'link', 'set', NAT_LAN, 'up'])
+      for (const [k, host] of hosts.entries()) {
+        const ns = namespace(host)
+        await must('ip', ['netns', 'add', ns])
+        await must('ip', ['-n', natNs, 'link', 'add', `p${k}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns])
+        await must('ip', ['-n', natNs, 'link', 'set', `p${k}`, 'master', NAT_LAN, 'up'])
+        await addHost(host, `${subnet}.${FIRST_HOST + k}`, `${subnet}.1`)
+      }
+      await inside(nat, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1'])
+      const iptables = (args: string[]) => inside(nat, 'iptables', ['-w', '5', ...args])
+      await iptables(['-t', 'nat', '-A', 'POSTROUTING', '-o', NAT_PUBLIC, '-j', 'MASQUERADE'])
+      // No port forwards: from outside, only answers to what the private side started get in; a connection attempt is
+      // dropped, so it times out as it would at a home router, rather than being refused.
+      await iptables(['-A', 'INPUT', '-i', NAT_PUBLIC, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'])
+      await iptables(['-A', 'INPUT', '-i', NAT_PUBLIC, '-p', 'tcp', '--syn', '-j', 'DROP'])
+      await iptables(['-A', 'FORWARD', '-i', NAT_PUBLIC, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'])
+      await iptables(['-A', 'FORWARD', '-i', NAT_PUBLIC, '-j', 'DROP'])
     }
   } catch (error) {
     await destroy().catch(() => undefined)
     throw error
   }
-
   const iptables = async (host: string, action: '-I' | '-D', peer: string) => {
     const ns = requireHost(host)
     // -w: the xtables lock is one file for every namespace (and every mocha worker).
@@ -245,7 +399,9 @@ export async function createHosts(names: string[]): Promise<Hosts> {
   const pairKey = (a: string, b: string) => [a, b].sort().join('|')
 
   return {
-    subnet,
+    id: suffix,
+    subnet: subnets[segmentNames[0]!]!,
+    subnets,
     names,
     address,
 
@@ -315,12 +471,12 @@ export async function createHosts(names: string[]): Promise<Hosts> {
   }
 }
 
-/** A 10.213.X.0/24 no interface of this machine has an address in. */
-async function freeSubnet(): Promise<string> {
-  const used = (await run('ip', ['-4', '-o', 'addr', 'show'])).stdout
+/** A 10.213.X.0/24 no interface of this machine has an address in, no route leads to, and not in `taken`. */
+async function freeSubnet(taken: string[]): Promise<string> {
+  const used = `${(await run('ip', ['-4', '-o', 'addr', 'show'])).stdout}\n${(await run('ip', ['-4', 'route', 'show'])).stdout}`
   for (let attempt = 0; attempt < 50; attempt++) {
     const subnet = `10.213.${randomInt(1, 255)}`
-    if (!used.includes(` ${subnet}.`)) return subnet
+    if (!taken.includes(subnet) && !used.includes(` ${subnet}.`) && !used.includes(`${subnet}.0/`)) return subnet
   }
   throw new Error('no free 10.213.X.0/24 subnet')
 }
