@@ -20,7 +20,7 @@ import type {MessageGroup} from './opened.js'
 import type {ProgressFactory} from './progress.js'
 import {type OpenedMessage, MessageOpener} from './receive.js'
 import {MAX_BLOB_BYTES, type ReceiveFilesOptions} from './file-receive.js'
-import {closePeerConnections, type DirectFileArrival, type DirectMessage, localAddresses, PEER_OFFER_TTL_MS, PeerEndpoint, PeerOffers, postDirect} from './peer.js'
+import {closePeerConnections, DIRECT_HEAD_START_MS, type DirectFileArrival, type DirectMessage, localAddresses, PEER_OFFER_TTL_MS, PeerEndpoint, PeerOffers, postDirect} from './peer.js'
 import {Receipts} from './receipts.js'
 import type {Report, Reporter} from './reports.js'
 import {assign, ChatSession, type PassphraseProvider, superserverUrl, withFailover} from './session.js'
@@ -269,14 +269,19 @@ export class FastChatClient {
     const binding = newBinding({user: recipient.username})
     const ciphertext = await encryptText({text: packText(binding, text), to: [recipient.publicKey, key.publicKey], signer: key})
     assertTextFits(ciphertext, recipient.username)
-    await this.flushOutbox()
+    // What went only directly earlier goes first (history keeps the order); if no server takes it, none will take this one now.
+    const flushed = await this.flushOutbox()
     // Both ways at once (docs/architecture.md, "Delivery paths"): the server commits it (a 201 means durable), and the
     // recipient's peer endpoint, when it offered one, gets the same signed ciphertext; the recipient shows the first.
     const offer = await this.peers.usable(recipient.username)
     const direct = offer ? postDirect(offer, {from: this.session.username, to: {user: recipient.username}, kind: 'text', ciphertext}) : undefined
+    // The direct copy gets a head start: the commit begins once the recipient's endpoint has it (on a LAN, a
+    // millisecond or two) or DIRECT_HEAD_START_MS later, so that where both paths work the direct one is seen first.
+    if (direct) await Promise.race([direct, sleep(DIRECT_HEAD_START_MS)])
     let sent: {id: string; sentAt: string} | undefined
     let failure: unknown
     try {
+      if (flushed.unreachable && direct) throw flushed.unreachable
       sent = await this.session.withFailover((api) => api.send({to: {user: recipient.username}, kind: 'text', ciphertext}, binding.id))
     } catch (error) {
       failure = error
@@ -310,23 +315,23 @@ export class FastChatClient {
    * often this runs). Stops at the first that fails to reach a server; one the
    * server refuses (the recipient gone, blocked) is dropped, reported.
    */
-  async flushOutbox(): Promise<number> {
+  async flushOutbox(): Promise<{committed: number; unreachable?: unknown}> {
     const {outbox} = await this.session.store.peers()
-    let done = 0
+    let committed = 0
     for (const queued of outbox) {
       try {
         const sent = await this.session.withFailover((api) => api.send({to: {user: queued.to}, kind: 'text', ciphertext: queued.ciphertext}, queued.idempotencyKey))
         await this.receipts.recordSent(sent.id, queued.to)
+        committed++
       } catch (error) {
-        if (isFailoverError(error)) break
+        if (isFailoverError(error)) return {committed, unreachable: error}
         this.report({type: 'outbox.dropped', to: queued.to, reason: (error as Error).message})
       }
-      done++
       await this.session.store.updatePeers((book) => {
         book.outbox = book.outbox.filter((entry) => entry.idempotencyKey !== queued.idempotencyKey)
       })
     }
-    return done
+    return {committed}
   }
 
   /** Sends a file (a path, or name, type and bytes), with an optional caption. */

@@ -45,6 +45,12 @@ export const PEER_OFFER_TTL_MS = 10 * 60 * 1000
 export const PEER_OFFER_CONTACTS_MAX = 500
 /** Most a direct post waits for a connection to one candidate: an unreachable one (NAT, firewall) costs this, once. */
 export const PEER_CONNECT_TIMEOUT_MS = 300
+/**
+ * How long a send lets the direct copy go first before it commits to the
+ * server (unless the endpoint answered sooner): what an unreachable peer adds
+ * to a send's 201, once per offer.
+ */
+export const DIRECT_HEAD_START_MS = 100
 /** Most a direct post waits for the answer once connected. */
 const PEER_ANSWER_TIMEOUT_MS = 2_000
 /** Largest body the endpoint takes: a full-size text message and its envelope. */

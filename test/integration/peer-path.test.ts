@@ -88,7 +88,7 @@ describe('peer path (direct client to client, on loopback)', function () {
     expect(printed('hello directly')).to.have.length(1)
   })
 
-  it('a message bob got first through the server is not shown again when its direct copy comes late (one id for both)', async () => {
+  it('ten sends back to back: whichever copy comes first, each message is shown once (one id for both)', async () => {
     const {alice, bob} = cluster
     // Ten sends back to back: whichever copy wins each race, each is shown once.
     const texts = Array.from({length: 10}, (_, i) => `race ${i}`)
