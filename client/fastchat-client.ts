@@ -20,7 +20,7 @@ import type {MessageGroup} from './opened.js'
 import type {ProgressFactory} from './progress.js'
 import {type OpenedMessage, MessageOpener} from './receive.js'
 import {MAX_BLOB_BYTES, type ReceiveFilesOptions} from './file-receive.js'
-import {closePeerConnections, DIRECT_HEAD_START_MS, type DirectFileArrival, type DirectMessage, localAddresses, PEER_OFFER_TTL_MS, PeerEndpoint, PeerOffers, postDirect} from './peer.js'
+import {closePeerConnections, DIRECT_HEAD_START_MS, type DirectFileArrival, type DirectMessage, type DirectResult, localAddresses, PEER_OFFER_TTL_MS, PeerEndpoint, PeerOffers, postDirect} from './peer.js'
 import {Receipts} from './receipts.js'
 import type {Report, Reporter} from './reports.js'
 import {assign, ChatSession, type PassphraseProvider, superserverUrl, withFailover} from './session.js'
@@ -91,7 +91,7 @@ export interface Sent {
    */
   via?: ('direct' | 'server')[]
   /** Why the direct path was not used, when the recipient has an offer: `unreachable` or `refused` (not tried again for that offer). */
-  direct?: 'unreachable' | 'refused' | 'too-large'
+  direct?: Exclude<DirectResult, 'direct'>
   /** Delivered directly while no server answered: kept in the profile and committed when one does. */
   queued?: true
   /** The id its sender signed (a 1:1 text or file): the same on the direct path and the server's, and the send's idempotency key. */
@@ -101,7 +101,7 @@ export interface Sent {
 export interface SentFileResult extends Omit<Sent, 'direct'> {
   /** The server's copy of the encrypted file; null when it went only directly. */
   blob: string | null
-  direct?: 'unreachable' | 'refused' | 'too-large'
+  direct?: Exclude<DirectResult, 'direct'>
   name: string
   type: string
   size: number

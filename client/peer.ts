@@ -5,6 +5,7 @@ import {type AddressInfo, connect, type Socket} from 'node:net'
 import {networkInterfaces} from 'node:os'
 import {Readable} from 'node:stream'
 
+import {RateLimiterMemory} from 'rate-limiter-flexible'
 import {Agent, request} from 'undici'
 import {z} from 'zod'
 
@@ -57,6 +58,11 @@ const PEER_ANSWER_TIMEOUT_MS = 2_000
 const PEER_BODY_MAX_BYTES = 160 * 1024
 /** Connections one endpoint holds at once. */
 const PEER_MAX_CONNECTIONS = 64
+/** Posts one contact may make in PEER_POSTS_WINDOW_S seconds; more are answered 429 (the sender's server copy carries them). */
+const PEER_POSTS_PER_WINDOW = 200
+const PEER_POSTS_WINDOW_S = 10
+/** Files being received at once, in all and per contact: each is held in memory until it is saved. */
+const PEER_FILES_AT_ONCE = 2
 export const PEER_MESSAGES_PATH = '/fastchat-peer/v1/messages'
 /**
  * A file, streamed: a 4-byte big-endian length, that many bytes of JSON
@@ -130,8 +136,13 @@ function safeJson(text: string): unknown {
   }
 }
 
-/** The result of one direct post; 'too-large': the endpoint takes no file that large (its owner's download limit). */
-export type DirectResult = 'direct' | 'unreachable' | 'refused' | 'too-large'
+/**
+ * The result of one direct post; 'too-large': the endpoint takes no file
+ * that large (its owner's download limit); 'busy': it takes no more from me
+ * for now (a flood, or files already coming). Only 'unreachable' and
+ * 'refused' end the offer.
+ */
+export type DirectResult = 'direct' | 'unreachable' | 'refused' | 'too-large' | 'busy'
 
 let dispatcher: Agent | undefined
 /** One connection pool for every direct post, with the short connect timeout (kept open: a conversation posts again). */
@@ -170,6 +181,7 @@ export async function postDirect(offer: PeerOffer, message: DirectMessage, signa
     return 'unreachable' // it went away between the two
   }
   await answer.body.dump({limit: 16 * 1024}).catch(() => undefined)
+  if (answer.statusCode === 429) return 'busy'
   return answer.statusCode === 202 && answer.headers[PEER_PROOF_HEADER] === proofOf(offer.capability, body) ? 'direct' : 'refused'
 }
 
@@ -242,6 +254,7 @@ export async function postDirectFile(
   }
   await answer.body.dump({limit: 16 * 1024}).catch(() => undefined)
   if (answer.statusCode === 413) return 'too-large'
+  if (answer.statusCode === 429) return 'busy'
   return answer.statusCode === 202 && answer.headers[PEER_PROOF_HEADER] === proof ? 'direct' : 'refused'
 }
 
@@ -275,6 +288,10 @@ export type DirectArrival = DirectMessage
 export class PeerEndpoint {
   private readonly key = randomBytes(32)
   private server: Server | undefined
+  /** Per contact: a flood of posts from one contact costs the others nothing (rate-limiter-flexible, in memory). */
+  private readonly posts = new RateLimiterMemory({points: PEER_POSTS_PER_WINDOW, duration: PEER_POSTS_WINDOW_S})
+  /** Files being received: by contact. */
+  private readonly receiving = new Map<string, number>()
 
   constructor(
     private readonly onMessage: (message: DirectArrival) => void,
@@ -333,6 +350,7 @@ export class PeerEndpoint {
     const parsed = directMessage.safeParse(safeJson(body.toString('utf8')))
     if (!parsed.success) return refuse(400, 'Not a direct message')
     if (!this.holds(token, parsed.data.from)) return refuse(401, 'Wrong capability')
+    if (!(await this.admit(parsed.data.from))) return refuse(429, 'Too many')
     this.onMessage(parsed.data)
     res.writeHead(202, {[PEER_PROOF_HEADER]: proofOf(token, body), 'content-length': '0'})
     res.end()
@@ -347,34 +365,59 @@ export class PeerEndpoint {
     const length = Number(req.headers['content-length'])
     if (!Number.isSafeInteger(length) || length < 4) return refuse(411, 'Length required')
     if (length > this.files.maxBytes + META_MAX_BYTES + 4) return refuse(413, 'Too large')
-    const body = Buffer.allocUnsafe(length)
+    // The head first, in what arrives (at most META_MAX_BYTES and a chunk): nothing of the file's size is taken
+    // before the capability and the contact's turn are checked.
+    let head = Buffer.alloc(0)
+    let body: Buffer | undefined
     let size = 0
-    let checked = false
     let meta: DirectFileMeta | undefined
+    let contact: string | undefined
     try {
-      for await (const chunk of req as AsyncIterable<Buffer>) {
-        if (size + chunk.length > length) return refuse(400, 'Longer than announced')
-        chunk.copy(body, size)
-        size += chunk.length
-        if (!checked && size >= 4) {
-          const headLength = body.readUInt32BE(0)
+      try {
+        for await (const chunk of req as AsyncIterable<Buffer>) {
+          if (size + chunk.length > length) return refuse(400, 'Longer than announced')
+          if (body) {
+            chunk.copy(body, size)
+            size += chunk.length
+            continue
+          }
+          head = Buffer.concat([head, chunk])
+          size += chunk.length
+          if (size < 4) continue
+          const headLength = head.readUInt32BE(0)
           if (headLength > META_MAX_BYTES || 4 + headLength > length) return refuse(400, 'Not a direct file')
           if (size < 4 + headLength) continue
-          checked = true
-          const parsed = directFileMeta.safeParse(safeJson(body.subarray(4, 4 + headLength).toString('utf8')))
+          const parsed = directFileMeta.safeParse(safeJson(head.subarray(4, 4 + headLength).toString('utf8')))
           if (!parsed.success) return refuse(400, 'Not a direct file')
           if (!this.holds(token, parsed.data.from)) return refuse(401, 'Wrong capability')
+          const from = parsed.data.from.toLowerCase()
+          const all = [...this.receiving.values()].reduce((sum, n) => sum + n, 0)
+          if (all >= PEER_FILES_AT_ONCE || this.receiving.has(from) || !(await this.admit(from))) return refuse(429, 'Too many')
+          contact = from
+          this.receiving.set(contact, 1)
           meta = parsed.data
+          body = Buffer.allocUnsafe(length)
+          head.copy(body, 0)
         }
+      } catch {
+        return // the sender went away
       }
-    } catch {
-      return
+      if (size !== length || !meta || !body) return refuse(400, 'Shorter than announced')
+      const sealed = body.subarray(4 + body.readUInt32BE(0))
+      this.files.onFile({meta, sealed})
+      res.writeHead(202, {[PEER_PROOF_HEADER]: createHmac('sha256', token).update(sha256(body)).digest('hex'), 'content-length': '0'})
+      res.end()
+    } finally {
+      if (contact) this.receiving.delete(contact)
     }
-    if (size !== length || !meta) return refuse(400, 'Shorter than announced')
-    const sealed = body.subarray(4 + body.readUInt32BE(0))
-    this.files.onFile({meta, sealed})
-    res.writeHead(202, {[PEER_PROOF_HEADER]: createHmac('sha256', token).update(sha256(body)).digest('hex'), 'content-length': '0'})
-    res.end()
+  }
+
+  /** Whether a contact may post now (PEER_POSTS_PER_WINDOW). */
+  private admit(contact: string): Promise<boolean> {
+    return this.posts.consume(contact.toLowerCase()).then(
+      () => true,
+      () => false,
+    )
   }
 
   /** Whether `token` is the capability this endpoint gave `contact`. */
