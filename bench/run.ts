@@ -30,6 +30,7 @@ import {crypto} from './scenarios/crypto.js'
 import {fixedLoad} from './scenarios/fixed-load.js'
 import {groupFanout} from './scenarios/group-fanout.js'
 import {idlePolls} from './scenarios/idle-polls.js'
+import {peer} from './scenarios/peer.js'
 import {receipts, throughput} from './scenarios/throughput.js'
 
 const SCENARIO_TABLE: Record<ScenarioName, {title: string; run: Scenario}> = {
@@ -42,6 +43,7 @@ const SCENARIO_TABLE: Record<ScenarioName, {title: string; run: Scenario}> = {
   'cross-server': {title: '7. cross-server latency at light load (3 chat servers, long-poll and stream)', run: crossServer},
   balancing: {title: '8. balancing: round-robin and least-loaded after a chat server restarts', run: balancing},
   receipts: {title: '9. receipts: the closed loop of 1 with delivered and read receipts off, then on', run: receipts},
+  peer: {title: '10. the direct path: send→receive latency between two clients, server path against direct path', run: peer},
 }
 
 /** Tables and progress go to stdout; problems to stderr. */

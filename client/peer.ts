@@ -58,8 +58,8 @@ const PEER_ANSWER_TIMEOUT_MS = 2_000
 const PEER_BODY_MAX_BYTES = 160 * 1024
 /** Connections one endpoint holds at once. */
 const PEER_MAX_CONNECTIONS = 64
-/** Posts one contact may make in PEER_POSTS_WINDOW_S seconds; more are answered 429 (the sender's server copy carries them). */
-const PEER_POSTS_PER_WINDOW = 200
+/** Posts one contact may make in PEER_POSTS_WINDOW_S seconds (a chatty bot stays under it; each costs ~3 ms of decryption); more are answered 429, and the sender's server copy carries them. */
+const PEER_POSTS_PER_WINDOW = 1_000
 const PEER_POSTS_WINDOW_S = 10
 /** Files being received at once, in all and per contact: each is held in memory until it is saved. */
 const PEER_FILES_AT_ONCE = 2

@@ -1,6 +1,6 @@
 /** Command line of `npm run bench`. */
 
-export const SCENARIOS = ['throughput', 'latency', 'idle-polls', 'group-fanout', 'crypto', 'cli', 'cross-server', 'balancing', 'receipts'] as const
+export const SCENARIOS = ['throughput', 'latency', 'idle-polls', 'group-fanout', 'crypto', 'cli', 'cross-server', 'balancing', 'receipts', 'peer'] as const
 export type ScenarioName = (typeof SCENARIOS)[number]
 
 /** How the load generator's receivers take their events: long-poll loops, or one event stream (SSE) per user. */
