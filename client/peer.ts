@@ -12,7 +12,6 @@ import {z} from 'zod'
 import {CryptoError, decryptText, encryptText} from '../crypto/index.js'
 import {PEER_OFFERS_PER_REQUEST_MAX} from '../protocol/requests.js'
 import type {PeerOfferEvent} from '../protocol/events.js'
-import {judge} from './opened.js'
 import type {ChatSession} from './session.js'
 import type {PeerOffer} from './store.js'
 import type {KeyDirectory} from './trust.js'
@@ -489,17 +488,19 @@ export class PeerOffers {
       ...(reason ? {reason} : {}),
       ...extra,
     })
-    const sender = await this.keys.forVerifying(event.from)
-    if (!sender) return notice(false, 'not a pinned contact')
+    // Only a contact already pinned (no key pinned on first use here: an offer from a stranger makes nobody a contact),
+    // whose key has not changed since.
+    const pinned = await this.keys.pinned(event.from)
+    if (!pinned || pinned.changedTo !== undefined) return notice(false, 'not a pinned contact')
     const key = await this.session.key()
     let opened
     try {
-      opened = await decryptText({armored: event.ciphertext, key, senderPublicKey: sender.publicKey})
+      opened = await decryptText({armored: event.ciphertext, key, senderPublicKey: pinned.publicKey})
     } catch (error) {
       if (!(error instanceof CryptoError)) throw error
       return notice(false, `undecryptable: ${error.message}`)
     }
-    if (judge(opened.verification, event.from, sender).status !== 'valid') return notice(false, 'not signed by its sender\'s pinned key')
+    if (opened.verification.status !== 'valid') return notice(false, 'not signed by its sender\'s pinned key')
     const parsed = offerPlaintext.safeParse(safeJson(opened.text))
     if (!parsed.success) return notice(false, 'not a FastChat peer offer')
     const offer = parsed.data

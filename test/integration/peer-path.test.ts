@@ -1,11 +1,14 @@
+import {randomUUID} from 'node:crypto'
 import {once} from 'node:events'
+import {readFile} from 'node:fs/promises'
 import {createServer, type IncomingMessage, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
 import {expect} from 'chai'
 
 import {waitForHealthy, startTestServer} from '../helpers/cluster.js'
-import {type CliUser, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
+import {encryptText, unlockPrivateKey} from '../../crypto/index.js'
+import {CliUser, PASSPHRASE, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
 import {http} from '../helpers/http.js'
 import {listen, type Listening} from '../helpers/listen.js'
 import {eventually} from '../helpers/processes.js'
@@ -86,6 +89,24 @@ describe('peer path (direct client to client, on loopback)', function () {
     // The server copy has been read (bob's cursor passed it: its server id is among his seen ids), and dropped.
     await eventually(async () => (await bob.readJson<{recentIds: string[]}>('state.json')).recentIds.includes(sent.id), `bob's listen to read the server copy`)
     expect(printed('hello directly')).to.have.length(1)
+  })
+
+  it('an offer from someone who is not a pinned contact, however well signed, is ignored and pins nobody', async () => {
+    const {bob} = cluster
+    const carol = await CliUser.create('carol', cluster.superserver.url)
+    await carol.register()
+    const profile = await carol.readJson<{server: string; token: string}>('profile.json')
+    const key = await unlockPrivateKey(await readFile(carol.file('private-key.asc'), 'utf8'), PASSPHRASE)
+    const bobsKey = await http<{publicKey: string}>('GET', `${profile.server}/v1/users/${bob.username}`, {headers: {authorization: `Bearer ${profile.token}`}})
+    const offer = {v: 1, type: 'peer.offer', id: randomUUID(), to: bob.username, urls: ['http://127.0.0.1:9'], capability: 'A'.repeat(43), expiresAt: new Date(Date.now() + 60_000).toISOString()}
+    const ciphertext = await encryptText({text: JSON.stringify(offer), to: [bobsKey.body.publicKey], signer: key})
+    const posted = await http('POST', `${profile.server}/v1/peer-offers`, {headers: {authorization: `Bearer ${profile.token}`}, json: {offers: [{to: bob.username, ciphertext}]}})
+    expect(posted.status).to.equal(204)
+    const line = await eventually(async () => bobListen!.lines().find((item) => item.type === 'peer.offer' && item.from === carol.username), "bob's listen to take carol's offer in")
+    expect(line).to.include({accepted: false, reason: 'not a pinned contact'})
+    expect(Object.keys(await bob.readJson<Record<string, unknown>>('contacts.json'))).not.to.include(carol.username.toLowerCase())
+    const book = await bob.readJson<{offers: Record<string, unknown>}>('peers.json').catch(() => ({offers: {}}))
+    expect(Object.keys(book.offers)).not.to.include(carol.username.toLowerCase())
   })
 
   it('ten sends back to back: whichever copy comes first, each message is shown once (one id for both)', async () => {
