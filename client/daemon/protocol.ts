@@ -103,10 +103,22 @@ const message = z.custom<OpenedMessage>((value) => itemShape.options[0].safePars
 
 // POST /v1/send → 201: the library's Sent (a file's adds blob, name, type and size), in its key order
 const messageGroup = z.object({id: z.string(), name: z.string().nullable(), epoch: z.number().int()})
-export const sentAnswer = z.object({id: z.string(), sentAt: z.string(), to: z.string(), group: messageGroup.optional(), members: z.number().int().optional(), reports})
+export const sentAnswer = z.object({
+  id: z.string(),
+  sentAt: z.string(),
+  to: z.string(),
+  group: messageGroup.optional(),
+  members: z.number().int().optional(),
+  // The direct path (docs/daemon.md): which paths carried it, why not directly, kept for a server, the id both copies share.
+  via: z.array(z.enum(['direct', 'server'])).optional(),
+  direct: z.enum(['unreachable', 'refused', 'too-large', 'busy']).optional(),
+  queued: z.literal(true).optional(),
+  signedId: z.string().optional(),
+  reports,
+})
 export const sentFileAnswer = z.object({
   ...sentAnswer.shape,
-  blob: z.string(),
+  blob: z.string().nullable(),
   name: z.string(),
   type: z.string(),
   size: z.number().int().min(0),
