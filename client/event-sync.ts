@@ -1,3 +1,5 @@
+import {createHash} from 'node:crypto'
+
 import {ApiError, type MessageEvent, type Rejected, type ServerEvent} from './api-client.js'
 import type {EventTransport} from './event-stream.js'
 import {type GroupEventResponder, type GroupNotice, groupNotice, isGroupEvent} from './group-events.js'
@@ -8,6 +10,11 @@ import type {MessageOpener, OpenedMessage} from './receive.js'
 import {isReceiptEvent, type ReceiptNotice, type Receipts} from './receipts.js'
 import type {Reporter} from './reports.js'
 import type {ChatSession} from './session.js'
+
+/** Direct copies remembered by their ciphertext's hash (EventSync.claimDirect). */
+const DIRECT_COPIES_KEPT = 1_000
+
+const digest = (ciphertext: string) => createHash('sha256').update(ciphertext).digest('base64')
 
 /** Events per poll: small enough that one batch prints quickly, large enough to catch up fast. */
 export const PAGE_SIZE = 100
@@ -53,6 +60,13 @@ export class EventSync {
   private readonly inPage = new Set<string>()
   /** Signed ids shown by the direct path since the last commit (also saved at once). */
   private readonly direct = new Set<string>()
+  /** Signed ids ever shown by the direct path here (the latest RECENT_IDS_KEPT): their server copies are what read receipts name. */
+  private readonly directShown = new Set<string>()
+  /**
+   * Direct copies by the SHA-256 of their ciphertext (the latest DIRECT_COPIES_KEPT): a server copy is byte for byte
+   * the same, so it is known without being decrypted again.
+   */
+  private readonly directCopies = new Map<string, OpenedMessage>()
 
   /**
    * `from`: read from this cursor instead of the store's, and keep the
@@ -79,10 +93,16 @@ export class EventSync {
    * saved) so that its server copy is dropped; false when it was shown
    * already, by either path.
    */
-  async claimDirect(signedId: string): Promise<boolean> {
+  async claimDirect(signedId: string, copy?: {ciphertext: string; message: OpenedMessage}): Promise<boolean> {
     const state = (this.state ??= this.from ? {cursor: this.from.cursor, recentIds: []} : await this.session.store.state())
     if (this.inPage.has(signedId) || this.direct.has(signedId) || state.recentIds.includes(signedId)) return false
     this.direct.add(signedId)
+    this.directShown.add(signedId)
+    if (copy) {
+      this.directCopies.set(digest(copy.ciphertext), copy.message)
+      if (this.directCopies.size > DIRECT_COPIES_KEPT) this.directCopies.delete(this.directCopies.keys().next().value!)
+    }
+    if (this.directShown.size > RECENT_IDS_KEPT) this.directShown.delete(this.directShown.values().next().value!)
     this.state = {cursor: state.cursor, recentIds: [...state.recentIds, signedId].slice(-RECENT_IDS_KEPT)}
     await this.persist()
     return true
@@ -135,16 +155,28 @@ export class EventSync {
     this.groups?.learn([...notices.values()].filter((notice): notice is GroupNotice => notice.type !== 'presence'))
     const opened: SyncItem[] = []
     const shownIds: string[] = []
+    const readAlso: OpenedMessage[] = []
     for (const event of answer.events) {
       const notice = notices.get(event.seq)
       if (isMessage(event) && !seen.has(event.id)) {
         seen.add(event.id)
         shownIds.push(event.id)
+        // The server copy of a message shown directly: not opened again; its read receipt names this id.
+        const direct = this.directCopies.size > 0 ? this.directCopies.get(digest(event.ciphertext)) : undefined
+        if (direct && direct.from.toLowerCase() === event.from.toLowerCase()) {
+          const {via: _via, ...shown} = direct
+          readAlso.push({...shown, id: event.id} as OpenedMessage)
+          continue
+        }
         const message = await this.opener.open(event)
         // The same signed message under a new server id: the operator (or a member) sending it again, or its copy that
         // came by the direct path first. Dropped.
         if (message.signedId !== undefined) {
-          if (seen.has(message.signedId) || this.direct.has(message.signedId)) continue
+          if (seen.has(message.signedId) || this.direct.has(message.signedId)) {
+            // Its direct copy was shown: the read receipt names this, the server's message (the sender knows it by that id).
+            if (this.directShown.has(message.signedId)) readAlso.push(message)
+            continue
+          }
           seen.add(message.signedId)
           this.inPage.add(message.signedId)
           shownIds.push(message.signedId)
@@ -177,9 +209,10 @@ export class EventSync {
       const mine = shown.filter((message) => this.session.isMe(message.from))
       if (this.receipts && mine.length > 0) await this.receipts.handler.recordSentCopies(mine)
       if (this.receipts?.read) {
+        const read = [...shown, ...readAlso]
         // Following, the pages of a moment share one request (Receipts.acknowledgeSoon); an inbox sends before it ends.
-        if (this.receipts.soonMs) this.receipts.handler.acknowledgeSoon(shown, this.receipts.soonMs)
-        else await this.receipts.handler.acknowledge(shown)
+        if (this.receipts.soonMs) this.receipts.handler.acknowledgeSoon(read, this.receipts.soonMs)
+        else await this.receipts.handler.acknowledge(read)
       }
     }
     return {items: opened, result: {events: answer.events.length + answer.rejected.length, reset: false}, next, commit}

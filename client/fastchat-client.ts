@@ -20,7 +20,7 @@ import type {MessageGroup} from './opened.js'
 import type {ProgressFactory} from './progress.js'
 import {type OpenedMessage, MessageOpener} from './receive.js'
 import {MAX_BLOB_BYTES, type ReceiveFilesOptions} from './file-receive.js'
-import {closePeerConnections, DIRECT_HEAD_START_MS, type DirectFileArrival, type DirectMessage, type DirectResult, localAddresses, PEER_OFFER_TTL_MS, PeerEndpoint, PeerOffers, postDirect} from './peer.js'
+import {closePeerConnections, DIRECT_HEAD_START_MS, PEER_CHECK_MS, type DirectFileArrival, type DirectMessage, type DirectResult, localAddresses, PEER_OFFER_TTL_MS, PeerEndpoint, PeerOffers, postDirect} from './peer.js'
 import {Receipts} from './receipts.js'
 import type {Report, Reporter} from './reports.js'
 import {assign, ChatSession, type PassphraseProvider, superserverUrl, withFailover} from './session.js'
@@ -269,12 +269,13 @@ export class FastChatClient {
     const binding = newBinding({user: recipient.username})
     const ciphertext = await encryptText({text: packText(binding, text), to: [recipient.publicKey, key.publicKey], signer: key})
     assertTextFits(ciphertext, recipient.username)
-    // What went only directly earlier goes first (history keeps the order); if no server takes it, none will take this one now.
-    const flushed = await this.flushOutbox()
     // Both ways at once (docs/architecture.md, "Delivery paths"): the server commits it (a 201 means durable), and the
     // recipient's peer endpoint, when it offered one, gets the same signed ciphertext; the recipient shows the first.
     const offer = await this.peers.usable(recipient.username)
     const direct = offer ? postDirect(offer, {from: this.session.username, to: {user: recipient.username}, kind: 'text', ciphertext}) : undefined
+    // On the server, what went only directly earlier goes first (history keeps the order); if no server takes it, none
+    // will take this one now.
+    const flushed = await this.flushOutbox()
     // The direct copy gets a head start: the commit begins once the recipient's endpoint has it (on a LAN, a
     // millisecond or two) or DIRECT_HEAD_START_MS later, so that where both paths work the direct one is seen first.
     if (direct) await Promise.race([direct, sleep(DIRECT_HEAD_START_MS)])
@@ -408,28 +409,42 @@ export class FastChatClient {
       await endpoint.close()
       await closePeerConnections()
     })
+    let port: number
+    const host = where.host ?? '0.0.0.0'
     try {
-      const host = where.host ?? '0.0.0.0'
-      const port = await endpoint.listen(host, where.port ?? 0)
-      const offer = async () => {
-        const seen = await this.session.withFailover((api) => api.myAddress()).then(
-          (answer) => [answer.address],
-          () => [],
-        )
-        const addresses = host === '0.0.0.0' ? localAddresses() : [host]
-        const urls = [...new Set([...addresses, ...seen])].filter((address) => /^\d+\.\d+\.\d+\.\d+$/.test(address)).slice(0, 16).map((address) => `http://${address}:${port}`)
-        const offered = urls.length > 0 ? await this.peers.offer(endpoint, urls) : 0
-        this.report({type: 'peer.listening', urls, offered})
-      }
-      await offer()
-      timer = setInterval(() => void offer().catch((error: unknown) => this.report({type: 'peer.failed', reason: (error as Error).message})), PEER_OFFER_TTL_MS / 2)
-      timer.unref()
-      return inbox
+      port = await endpoint.listen(host, where.port ?? 0)
     } catch (error) {
       this.report({type: 'peer.failed', reason: (error as Error).message})
       await inbox.close()
       return undefined
     }
+    // Offered again when the candidates change (checked every PEER_CHECK_MS: a new network, a new public address), and
+    // at half an offer's life. A failure (no server) is reported once, and the endpoint stays open for the next try.
+    let offered: {urls: string; at: number} | undefined
+    let seen: string[] = []
+    let failing = false
+    const refresh = async () => {
+      seen = await this.session.withFailover((api) => api.myAddress()).then(
+        (answer) => [answer.address],
+        () => seen,
+      )
+      const addresses = host === '0.0.0.0' ? localAddresses() : [host]
+      const urls = [...new Set([...addresses, ...seen])].filter((address) => /^\d+\.\d+\.\d+\.\d+$/.test(address)).slice(0, 16).map((address) => `http://${address}:${port}`)
+      if (offered?.urls === urls.join(' ') && Date.now() - offered.at < PEER_OFFER_TTL_MS / 2) return
+      try {
+        const count = urls.length > 0 ? await this.peers.offer(endpoint, urls) : 0
+        offered = {urls: urls.join(' '), at: Date.now()}
+        failing = false
+        this.report({type: 'peer.listening', urls, offered: count})
+      } catch (error) {
+        if (!failing) this.report({type: 'peer.failed', reason: `could not offer the endpoint yet: ${(error as Error).message}`})
+        failing = true
+      }
+    }
+    await refresh()
+    timer = setInterval(() => void refresh(), PEER_CHECK_MS)
+    timer.unref()
+    return inbox
   }
 
   /** A message that came by the peer endpoint, opened and verified as a server-delivered one; undefined when it is not to be shown. */
@@ -438,8 +453,9 @@ export class FastChatClient {
     const opened = await opener.open({id: randomUUID(), from: message.from, to: {user: message.to.user}, kind: 'text', ciphertext: message.ciphertext, sentAt: new Date().toISOString()})
     // Only what its sender's pinned key signed, for this conversation, with an id to match its server copy by.
     if (opened.verification.status !== 'valid' || opened.signedId === undefined) return undefined
-    if (!(await sync.claimDirect(opened.signedId))) return undefined
-    return {...opened, id: opened.signedId, via: 'direct'}
+    const shown: OpenedMessage = {...opened, id: opened.signedId, via: 'direct'}
+    if (!(await sync.claimDirect(opened.signedId, {ciphertext: message.ciphertext, message: shown}))) return undefined
+    return shown
   }
 
   /** A file that came by the peer endpoint: saved as a downloaded one, once (its signed id claimed before it is written). */
@@ -850,25 +866,26 @@ async function holdsKey(client: ApiClient, username: string, password: string, f
 /** Messages that came by the peer endpoint, waiting to be handed out by messages(). */
 class DirectInbox {
   private items: OpenedMessage[] = []
-  private wake: (() => void) | undefined
+  /** One promise for every wait until the next arrival (a listen that runs for days makes no chain of them). */
+  private waiting: {promise: Promise<'direct'>; resolve: () => void} | undefined
   private closing: (() => Promise<void>) | undefined
 
   push(item: OpenedMessage): void {
     this.items.push(item)
-    this.wake?.()
-    this.wake = undefined
+    const waiting = this.waiting
+    this.waiting = undefined
+    waiting?.resolve()
   }
 
   /** Resolves with 'direct' once something is waiting. */
   arrival(): Promise<'direct'> {
     if (this.items.length > 0) return Promise.resolve('direct')
-    return new Promise((resolve) => {
-      const previous = this.wake
-      this.wake = () => {
-        previous?.()
-        resolve('direct')
-      }
-    })
+    if (!this.waiting) {
+      let resolve!: () => void
+      const promise = new Promise<'direct'>((done) => (resolve = () => done('direct')))
+      this.waiting = {promise, resolve}
+    }
+    return this.waiting.promise
   }
 
   take(): OpenedMessage[] {

@@ -91,10 +91,16 @@ export class FileReceiver {
     const listed = {...empty, caption: caption.text, ...(caption.signedId ? {signedId: caption.signedId} : {})}
     if (direct) {
       if (!caption.signedId || caption.verification?.status !== 'valid' || !(await direct.claim(caption.signedId))) throw new AlreadyShown()
-      return this.save(message, listed, decrypt, sender, arrival, caption, direct.sealed)
+      // Remembered under the id its sender signed: the server's message for it (history) finds it by that.
+      return this.save(message, listed, decrypt, sender, arrival, caption, direct.sealed, caption.signedId)
     }
     if (!message.blob) {
-      // Sent directly to one device of mine: the server has its signed caption, not the file.
+      // Sent directly: saved here if it came to this device, else it went to another of mine and the server never had it.
+      const here = caption.signedId ? await this.session.store.savedFile(caption.signedId) : undefined
+      if (here && (await stillThere(here.path, here.size))) {
+        const {verification, signedId, ...where} = here
+        return this.remember({...listed, ...where, ...(signedId ? {signedId} : {}), verification})
+      }
       if (caption.signedId) return {...listed, verification: caption.verification ?? {status: 'not-downloaded'}, held: 'direct-only'}
       return {...empty, verification: {status: 'undecryptable', reason: 'the message references no file'}}
     }
@@ -121,7 +127,7 @@ export class FileReceiver {
       if (isFailoverError(error) || !(error instanceof ApiError) || error.status === 401 || error.status === 429) throw error
       return this.remember({...listed, verification: {status: 'undecryptable', reason: `cannot download it: ${error.message}`}})
     }
-    return this.save(message, listed, decrypt, sender, arrival, caption, sealed)
+    return this.save(message, listed, decrypt, sender, arrival, caption, sealed, message.id)
   }
 
   /** Decrypts, checks and saves an encrypted file, downloaded or come directly. */
@@ -133,6 +139,8 @@ export class FileReceiver {
     arrival: Arrival,
     caption: {verification?: Verification; signedId?: string},
     sealed: Uint8Array,
+    /** What the saved file is remembered under (Store.rememberSavedFile): the server's message id, or the signed one. */
+    savedAs: string,
   ): Promise<OpenedFile> {
     if (!this.options) return {...listed, verification: caption.verification ?? {status: 'not-downloaded'}}
     let file: {verification: Verification; name: string; type: string; data: Uint8Array; binding: Binding | null}
@@ -153,7 +161,7 @@ export class FileReceiver {
     }
     const signedId = file.binding?.id ?? caption.signedId
     const opened = {path, name: file.name, type: file.type, size: file.data.byteLength, verification, ...(signedId ? {signedId} : {})}
-    await this.session.store.rememberSavedFile(message.id, opened)
+    await this.session.store.rememberSavedFile(savedAs, opened)
     return this.remember({...listed, ...opened})
   }
 

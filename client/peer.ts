@@ -41,6 +41,8 @@ import type {KeyDirectory} from './trust.js'
 export const PEER_OFFER_VERSION = 1
 /** How long an offer is good for; a listener offers again at half of it. */
 export const PEER_OFFER_TTL_MS = 10 * 60 * 1000
+/** How often a listener checks whether its candidates changed (then it offers again at once). */
+export const PEER_CHECK_MS = 30_000
 /** Contacts one listener offers to: the most recently pinned first. */
 export const PEER_OFFER_CONTACTS_MAX = 500
 /** Most a direct post waits for a connection to one candidate: an unreachable one (NAT, firewall) costs this, once. */
@@ -78,8 +80,9 @@ const offerPlaintext = z.strictObject({
   type: z.literal('peer.offer'),
   id: z.uuid(),
   to: z.string().min(1).max(64),
+  // Plain IPv4 addresses only: no name for the client to look up (and so no lookup a contact could watch).
   urls: z
-    .array(z.url({protocol: /^http$/}).max(200))
+    .array(z.url({protocol: /^http$/, hostname: /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/}).max(200))
     .min(1)
     .max(16),
   capability: z.string().regex(/^[A-Za-z0-9_-]{43}$/),

@@ -52,6 +52,8 @@ const PROBES: Record<string, Probe> = {
   'GET /v1/me/presence': {stranger: 'own', request: () => ({path: '/v1/me/presence'})},
   'PUT /v1/me/presence': {stranger: 'own', request: () => ({path: '/v1/me/presence', json: {visible: true}})},
   'POST /v1/receipts': {stranger: 'own', request: (c) => ({path: '/v1/receipts', json: {receipts: [{to: c.alice.username, ciphertext: fakeCiphertext('read')}]}})},
+  'POST /v1/peer-offers': {stranger: 'own', request: (c) => ({path: '/v1/peer-offers', json: {offers: [{to: c.alice.username, ciphertext: fakeCiphertext('offer')}]}})},
+  'GET /v1/me/address': {stranger: 'own', request: () => ({path: '/v1/me/address'})},
   'POST /v1/messages': {
     stranger: 403,
     request: (c) => ({path: '/v1/messages', json: {to: {group: c.group}, epoch: 1, kind: 'text', ciphertext: fakeCiphertext('intruder')}}),

@@ -247,9 +247,12 @@ describe('peer-to-peer: the direct path between clients, and the servers behind 
     expect(line).to.include({via: 'direct', size: bytes.length})
     expect(line.verification.status).to.equal('valid')
     expect(createHash('sha256').update(await readFile(line.path)).digest('hex')).to.equal(createHash('sha256').update(bytes).digest('hex'))
-    // The server keeps the message (its signed caption), not the file.
+    // The server keeps the message (its signed caption), not the file; bob's history finds the copy he saved.
     const history = await cli(alice, ['history', bob.username, '--limit', '10'])
     expect(history.messages.filter((m: JsonLine) => m.caption === `fifty (${nonce})`)).to.have.length(1)
+    const inBobsHistory = (await cli(bob, ['history', alice.username, '--limit', '10'])).messages.filter((m: JsonLine) => m.caption === `fifty (${nonce})`)
+    expect(inBobsHistory).to.have.length(1)
+    expect(inBobsHistory[0]).to.include({path: line.path})
 
     // Carol is not listening: no offer from her is fresh, so the file goes through the server, and she gets it later.
     const five = join(alice.home, `five-${nonce}.bin`)

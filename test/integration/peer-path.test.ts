@@ -89,6 +89,11 @@ describe('peer path (direct client to client, on loopback)', function () {
     // The server copy has been read (bob's cursor passed it: its server id is among his seen ids), and dropped.
     await eventually(async () => (await bob.readJson<{recentIds: string[]}>('state.json')).recentIds.includes(sent.id), `bob's listen to read the server copy`)
     expect(printed('hello directly')).to.have.length(1)
+    // bob read it (its direct copy): his read receipt names the server's message, so alice's history shows it read.
+    await eventually(async () => {
+      const history = await alice.json<{messages: {id: string; status?: string}[]}>(['history', bob.username, '--limit', '5'])
+      return history.messages.find((message) => message.id === sent.id)?.status === 'read'
+    }, 'alice to see it read', 20_000)
   })
 
   it('an offer from someone who is not a pinned contact, however well signed, is ignored and pins nobody', async () => {
