@@ -8,7 +8,8 @@ import {CLUSTER_AUTH, CLUSTER_SECRET, testEnv} from '../helpers/cluster.js'
 import {freshDatabase} from '../helpers/database.js'
 import {http} from '../helpers/http.js'
 import {available, createHosts, type HostProcess, type Hosts} from '../helpers/netns.js'
-import {CLI, eventually} from '../helpers/processes.js'
+import {cliIn, startFastchatIn} from '../helpers/netns-cli.js'
+import {eventually} from '../helpers/processes.js'
 
 /*
  * Issue 15's acceptance test: each process on a host of its own (network
@@ -75,9 +76,9 @@ describe('several hosts (network namespaces)', function () {
     s1Url = `http://${hosts.address('s1')}:${SERVER_PORT}`
     s2Url = `http://${hosts.address('s2')}:${SERVER_PORT}`
     traffic = new Traffic(hosts, superUrl)
-    processes.set('super', await startIn(hosts, 'super', ['superserver', '--port', String(SUPER_PORT), '--host', '0.0.0.0'], env))
+    processes.set('super', await startFastchatIn(hosts, 'super', ['superserver', '--port', String(SUPER_PORT), '--host', '0.0.0.0'], env))
     const server = ['server', '--port', String(SERVER_PORT), '--host', '0.0.0.0', '--superserver', superUrl]
-    const [s1, s2] = await Promise.all([startIn(hosts, 's1', server, env), startIn(hosts, 's2', server, env)])
+    const [s1, s2] = await Promise.all([startFastchatIn(hosts, 's1', server, env), startFastchatIn(hosts, 's2', server, env)])
     processes.set('s1', s1).set('s2', s2)
   })
 
@@ -157,10 +158,10 @@ describe('several hosts (network namespaces)', function () {
       await clusterReady()
       const dave = await registerAndLogin(s2Url, uniqueName('dave'), 'bob')
       const carol = await CliUser.create('carol', superUrl)
-      await runCliIn(hosts!, 'c1', carol, ['register', carol.username])
+      await cliIn(hosts!, 'c1', carol, ['register', carol.username])
       await carol.writeJson('profile.json', {...(await carol.readJson('profile.json')), server: s1Url})
       let started = performance.now()
-      await runCliIn(hosts!, 'c1', carol, ['send', `@${dave.username}`, 'before the cut'])
+      await cliIn(hosts!, 'c1', carol, ['send', `@${dave.username}`, 'before the cut'])
       const baselineMs = performance.now() - started
 
       await hosts!.cut('s1', 'db')
@@ -184,7 +185,7 @@ describe('several hosts (network namespaces)', function () {
         for (let i = 0; i < 5; i++) expect(await assign(s2Url), 'avoiding the only healthy server still gets it').to.equal(s2Url)
 
         started = performance.now()
-        const sent = await runCliIn(hosts!, 'c1', carol, ['send', `@${dave.username}`, 'during the cut'])
+        const sent = await cliIn(hosts!, 'c1', carol, ['send', `@${dave.username}`, 'during the cut'])
         const failoverMs = performance.now() - started
         console.log(`      multi-host: CLI send from c1, logged in on s1, failed over to s2 in ${ms(failoverMs)} (the same send before the cut: ${ms(baselineMs)})`)
         expect(failoverMs, 'CLI send from c1, logged in on s1').to.be.at.most(CLI_FAILOVER_BOUND_MS)
@@ -297,25 +298,6 @@ describe('several hosts (network namespaces)', function () {
     })
   })
 })
-
-/** Starts `fastchat <args>` on a host and resolves once it prints the URL it listens on. */
-async function startIn(hosts: Hosts, host: string, args: string[], env: NodeJS.ProcessEnv): Promise<HostProcess> {
-  const started = hosts.spawn(host, [process.execPath, CLI, ...args], env)
-  await eventually(async () => {
-    if (started.child.exitCode !== null || started.child.signalCode !== null) {
-      throw new Error(`fastchat ${args.join(' ')} on ${host} exited:\n${started.stdout()}${started.stderr()}`)
-    }
-    return /listening on https?:\/\//.test(started.stdout())
-  }, `fastchat ${args[0]} on ${host} to listen`, 20_000)
-  return started
-}
-
-/** Runs the CLI as `user` on a host with --json; expects success and returns the parsed output. */
-async function runCliIn(hosts: Hosts, host: string, user: CliUser, args: string[]): Promise<any> {
-  const result = await hosts.exec(host, process.execPath, [CLI, ...args, '--json'], {env: {...user.env(), DEBUG: ''}, timeoutMs: 30_000})
-  if (result.code !== 0) throw new Error(`fastchat ${args.join(' ')} on ${host} exited ${result.code}:\n${result.stdout}\n${result.stderr}`)
-  return JSON.parse(result.stdout)
-}
 
 /** One HTTP request made from a host (node's fetch in its namespace). */
 async function httpFrom(
