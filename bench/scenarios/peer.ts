@@ -84,6 +84,7 @@ export const peer: Scenario = async (context) => {
     worker.postMessage({cmd: 'inbox'})
     await reply()
 
+    const slow: string[] = []
     const rows: Array<Array<string | number>> = [['path', 'messages', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', '201 p50 ms', 'came directly', ...CPU_HEADERS]]
     const data: Record<string, unknown> = {}
     for (const path of ['server', 'direct'] as const) {
@@ -114,6 +115,7 @@ export const peer: Scenario = async (context) => {
         await got
         const came = arrived.get(text)
         if (came) latencies.push(came.at - at)
+        if (came && came.at - at > 100) slow.push(`${path} #${i}: ${Math.round(came.at - at)} ms`)
       }
       const seconds = (performance.now() - started) / 1000
       const cpu = cpuBetween(before, await cpuSnapshot(target.serverUrls))
@@ -133,8 +135,9 @@ export const peer: Scenario = async (context) => {
         table(rows),
         `send start (alice) → bob's messages() hands it out (a worker thread), one message at a time; 201: send start → the server's answer (on the direct path the commit waits for the endpoint's answer first, at most ${DIRECT_HEAD_START_MS} ms)`,
         `direct / server p50: × ${round(direct.latencyMs.p50 / server.latencyMs.p50)}; gen: both clients (this process, both threads): encrypt, sign, decrypt, verify`,
+        ...(slow.length > 0 ? [`over 100 ms: ${slow.join(', ')}`] : []),
       ].join('\n'),
-      data,
+      data: {...data, slow},
     }
   } finally {
     await worker.terminate()

@@ -39,6 +39,14 @@ const PUSH_MAX_MESSAGES = 500
 const PUSH_MESSAGE_ENVELOPE_BYTES = 256
 /** How long a presence lookup is reused for the same recipient. */
 const PRESENCE_CACHE_MS = 1_000
+/**
+ * How long "listens on no other server" is reused: briefly, because that is
+ * what a user who is about to start listening looks like. Reused for the full
+ * second, it made the first messages to someone who had just opened `listen`
+ * wait for the re-check (up to FASTCHAT_RECHECK_MS, 500 ms) instead of being
+ * pushed (docs/benchmarks.md, "The direct path").
+ */
+const ABSENT_CACHE_MS = 50
 /** Recipients whose presence is cached; past this the cache starts over. */
 const PRESENCE_CACHE_MAX = 100_000
 /** A peer that failed is skipped for this long (it is probably dead or draining). */
@@ -206,8 +214,8 @@ export class PeerPush {
     for (const message of messages) for (const {recipientId} of message.to) ids.add(recipientId)
     for (const {recipientId} of lazy) ids.add(recipientId)
     const now = Date.now()
-    // Where each user listens is looked up at most once a second; a user who just moved
-    // to another server meanwhile is woken by that server's re-check instead.
+    // Where each user listens is looked up at most once a second (once every ABSENT_CACHE_MS while nowhere else); a user
+    // who just moved to another server meanwhile is woken by that server's re-check instead.
     const unknown = [...ids].filter((id) => (this.where.get(id)?.until ?? 0) <= now)
     if (unknown.length > 0) {
       let found: Map<string, string[]>
@@ -220,7 +228,7 @@ export class PeerPush {
       const urls = new Map<string, string[]>(unknown.map((id) => [id, []]))
       for (const [url, users] of found) for (const id of users) urls.get(id)?.push(url)
       if (this.where.size > PRESENCE_CACHE_MAX) this.where.clear()
-      for (const [id, list] of urls) this.where.set(id, {urls: list, until: now + PRESENCE_CACHE_MS})
+      for (const [id, list] of urls) this.where.set(id, {urls: list, until: now + (list.length > 0 ? PRESENCE_CACHE_MS : ABSENT_CACHE_MS)})
     }
     const shares = new Map<string, PeerShare>()
     const share = (url: string) => {

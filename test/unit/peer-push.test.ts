@@ -1,5 +1,7 @@
+import {createServer as createHttpServer} from 'node:http'
 import {createServer} from 'node:net'
 import {once} from 'node:events'
+import {mock} from 'node:test'
 
 import {expect} from 'chai'
 import pino from 'pino'
@@ -48,5 +50,49 @@ describe('peer push failures', () => {
     expect(warnings).to.have.length(1)
     expect(warnings[0]).to.include({peer: closed, lostSinceLastWarning: 0})
     expect(warnings[0]!.msg).to.match(/peer push failed/)
+  })
+
+  it('looks again soon for a recipient found listening nowhere else, so one who just opened a listen elsewhere is pushed to, not left to the re-check', async () => {
+    const woken: string[] = []
+    const peer = createHttpServer((req, res) => {
+      let body = ''
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()))
+      req.on('end', () => {
+        woken.push(body)
+        res.writeHead(204).end()
+      })
+    }).listen(0, '127.0.0.1')
+    await once(peer, 'listening')
+    const url = `http://127.0.0.1:${(peer.address() as {port: number}).port}`
+    let listening = false
+    let lookups = 0
+    const presence = {
+      peersOf: async (ids: string[]) => {
+        lookups++
+        return listening ? new Map([[url, ids]]) : new Map()
+      },
+    } as unknown as PresenceRepository
+    mock.timers.enable({apis: ['Date'], now: 1_000_000})
+    try {
+      push = new PeerPush(presence, 'http://127.0.0.1:1', {secret: 'a-cluster-secret-of-16+', timeoutMs: 500}, logger, new Registry())
+      push.push(['42'], [])
+      await eventually(async () => lookups === 1, 'the first lookup')
+      expect(woken).to.deep.equal([])
+      // bob opens a listen on the peer; 60 ms later a message to him is pushed there (before: not for a second).
+      listening = true
+      mock.timers.tick(60)
+      push.push(['42'], [])
+      await eventually(async () => woken.length === 1, 'the push to the server where bob now listens')
+      expect(lookups).to.equal(2)
+      // Where someone listens is reused for a second: no lookup for the next message.
+      mock.timers.tick(500)
+      push.push(['42'], [])
+      await eventually(async () => woken.length === 2, 'the second push')
+      expect(lookups).to.equal(2)
+    } finally {
+      mock.timers.reset()
+      peer.closeAllConnections()
+      peer.close()
+    }
   })
 })
