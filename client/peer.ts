@@ -20,7 +20,7 @@ import type {KeyDirectory} from './trust.js'
  * The direct path between clients (docs/architecture.md, "Delivery paths";
  * docs/security.md, "Peer endpoints").
  *
- * A long-running client (`listen --peer`, the daemon) opens a peer endpoint:
+ * A long-running client (`listen --peer`; not the daemon yet) opens a peer endpoint:
  * an HTTP listener. It tells its pinned contacts where it is in a peer offer,
  * signed and encrypted to each contact, which the chat server relays as a
  * `peer.offer` event (ciphertext: the server learns no address). Its plaintext:
@@ -59,6 +59,9 @@ const PEER_ANSWER_TIMEOUT_MS = 2_000
 const PEER_BODY_MAX_BYTES = 160 * 1024
 /** Connections one endpoint holds at once. */
 const PEER_MAX_CONNECTIONS = 64
+/** Most one request to the endpoint may take (a large file on a slow link), and most a connection may stay silent. */
+const PEER_REQUEST_TIMEOUT_MS = 5 * 60_000
+const PEER_IDLE_TIMEOUT_MS = 30_000
 /** Posts one contact may make in PEER_POSTS_WINDOW_S seconds (a chatty bot stays under it; each costs ~3 ms of decryption); more are answered 429, and the sender's server copy carries them. */
 const PEER_POSTS_PER_WINDOW = 1_000
 const PEER_POSTS_WINDOW_S = 10
@@ -281,11 +284,11 @@ export interface DirectFileArrival {
 export type DirectArrival = DirectMessage
 
 /**
- * The peer endpoint: one HTTP route, POST PEER_MESSAGES_PATH, for the
- * contacts this client offered it to. Anything else, a bad capability or a
- * body that is not a direct message, is refused before it is read any
- * further; a good one is handed to `onMessage` (which opens and verifies it)
- * and answered 202 with the proof.
+ * The peer endpoint: two HTTP routes, POST PEER_MESSAGES_PATH and POST
+ * PEER_FILES_PATH, for the contacts this client offered it to. Anything else,
+ * a bad capability or a body that is not a direct message or file, is refused
+ * before it is read any further; a good one is handed to `onMessage` or
+ * `files.onFile` (which open and verify it) and answered 202 with the proof.
  */
 export class PeerEndpoint {
   private readonly key = randomBytes(32)
@@ -308,9 +311,12 @@ export class PeerEndpoint {
 
   /** Listens on `host` (all addresses by default) and `port` (0: a free one); resolves with the port. */
   async listen(host = '0.0.0.0', port = 0): Promise<number> {
-    const server = createServer({requestTimeout: 10_000, headersTimeout: 5_000}, (req, res) => void this.handle(req, res))
+    // A file may take minutes on a slow link: the whole request gets PEER_REQUEST_TIMEOUT_MS, but a connection that sends
+    // nothing for PEER_IDLE_TIMEOUT_MS is closed, and headers must come within 5 s.
+    const server = createServer({requestTimeout: PEER_REQUEST_TIMEOUT_MS, headersTimeout: 5_000}, (req, res) => void this.handle(req, res))
     server.maxConnections = PEER_MAX_CONNECTIONS
     server.keepAliveTimeout = 30_000
+    server.setTimeout(PEER_IDLE_TIMEOUT_MS)
     server.listen(port, host)
     await once(server, 'listening')
     this.server = server
@@ -369,7 +375,9 @@ export class PeerEndpoint {
     if (length > this.files.maxBytes + META_MAX_BYTES + 4) return refuse(413, 'Too large')
     // The head first, in what arrives (at most META_MAX_BYTES and a chunk): nothing of the file's size is taken
     // before the capability and the contact's turn are checked.
-    let head = Buffer.alloc(0)
+    const pieces: Buffer[] = []
+    /** What must have arrived before the head is looked at again: its length, then all of it (so it is joined at most twice). */
+    let needed = 4
     let body: Buffer | undefined
     let size = 0
     let meta: DirectFileMeta | undefined
@@ -383,20 +391,27 @@ export class PeerEndpoint {
             size += chunk.length
             continue
           }
-          head = Buffer.concat([head, chunk])
+          pieces.push(chunk)
           size += chunk.length
-          if (size < 4) continue
+          if (size < needed) continue
+          const head = Buffer.concat(pieces)
+          pieces.splice(0, pieces.length, head)
           const headLength = head.readUInt32BE(0)
           if (headLength > META_MAX_BYTES || 4 + headLength > length) return refuse(400, 'Not a direct file')
-          if (size < 4 + headLength) continue
+          if (size < 4 + headLength) {
+            needed = 4 + headLength
+            continue
+          }
           const parsed = directFileMeta.safeParse(safeJson(head.subarray(4, 4 + headLength).toString('utf8')))
           if (!parsed.success) return refuse(400, 'Not a direct file')
           if (!this.holds(token, parsed.data.from)) return refuse(401, 'Wrong capability')
           const from = parsed.data.from.toLowerCase()
           const all = [...this.receiving.values()].reduce((sum, n) => sum + n, 0)
-          if (all >= PEER_FILES_AT_ONCE || this.receiving.has(from) || !(await this.admit(from))) return refuse(429, 'Too many')
+          if (all >= PEER_FILES_AT_ONCE || this.receiving.has(from)) return refuse(429, 'Too many')
+          // Taken before anything is awaited: two posts of one contact cannot both pass the check above.
           contact = from
           this.receiving.set(contact, 1)
+          if (!(await this.admit(from))) return refuse(429, 'Too many')
           meta = parsed.data
           body = Buffer.allocUnsafe(length)
           head.copy(body, 0)

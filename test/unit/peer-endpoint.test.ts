@@ -106,4 +106,31 @@ describe('peer endpoint', () => {
     expect(process.memoryUsage().arrayBuffers - before).to.be.below(64 * 1024 * 1024)
     expect(files).to.have.length(1)
   })
+
+  it('takes one file at a time from a contact: a second one while the first is still coming is answered 429', async () => {
+    const cap = endpoint.capabilityFor('alice')
+    const meta = {from: 'alice', to: {user: 'bob'}, caption: ARMORED}
+    const body = fileBody(meta, Buffer.alloc(2 * 1024 * 1024, 1))
+    const first = httpRequest({host: '127.0.0.1', port, path: PEER_FILES_PATH, method: 'POST', headers: {authorization: `Bearer ${cap}`, 'content-length': String(body.length)}})
+    first.on('error', () => undefined)
+    const firstAnswer = once(first, 'response') as Promise<[import('node:http').IncomingMessage]>
+    // The head and some of the file: the endpoint has taken it on.
+    first.write(body.subarray(0, 1024 * 1024))
+    const second = fileBody(meta, Buffer.alloc(16))
+    // Until the endpoint has read the first one's head, a second may still get in (202): counted, then it must be 429.
+    let status = 0
+    let before = 0
+    for (let i = 0; i < 50 && status !== 429; i++) {
+      status = (await raw(port, PEER_FILES_PATH, {authorization: `Bearer ${cap}`, 'content-length': String(second.length)}, second)).status
+      if (status === 202) before++
+    }
+    expect(status).to.equal(429)
+    first.end(body.subarray(1024 * 1024))
+    const [answer] = await firstAnswer
+    answer.resume()
+    expect(answer.statusCode).to.equal(202)
+    expect(files).to.have.length(1 + before)
+    // Done: the next one is taken.
+    expect((await raw(port, PEER_FILES_PATH, {authorization: `Bearer ${cap}`, 'content-length': String(second.length)}, second)).status).to.equal(202)
+  })
 })
