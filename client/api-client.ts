@@ -382,7 +382,7 @@ export class ApiClient {
     return checkAnswer(route, schema, await this.request<unknown>(method!, path, options))
   }
 
-  // POST /v1/peer-offers — peer offers, each already encrypted and signed (./peer-offers.ts)
+  // POST /v1/peer-offers — peer offers, each already encrypted and signed (./peer.ts)
   async postPeerOffers(body: PeerOffersBody): Promise<void> {
     await this.request('POST', '/v1/peer-offers', {json: body})
   }

@@ -162,7 +162,7 @@ export class EventSync {
         seen.add(event.id)
         shownIds.push(event.id)
         // The server copy of a message shown directly: not opened again; its read receipt names this id.
-        const direct = this.directCopies.size > 0 ? this.directCopies.get(digest(event.ciphertext)) : undefined
+        const direct = this.directCopies.size > 0 && !event.to.group ? this.directCopies.get(digest(event.ciphertext)) : undefined
         if (direct && direct.from.toLowerCase() === event.from.toLowerCase()) {
           const {via: _via, ...shown} = direct
           readAlso.push({...shown, id: event.id} as OpenedMessage)

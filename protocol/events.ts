@@ -72,7 +72,7 @@ export const readReceiptEvent = z.object({
   at: isoTime.optional(),
 })
 
-/** `peer.offer`: an end-to-end encrypted peer offer from `from` (client/peer-offers.ts opens and verifies it). */
+/** `peer.offer`: an end-to-end encrypted peer offer from `from` (client/peer.ts opens and verifies it). */
 export const peerOfferEvent = z.object({
   seq,
   type: z.literal('peer.offer'),

@@ -197,7 +197,7 @@ const armoredOfAtMost = (max: number) =>
     .refine((value) => utf8Length(value) <= max, `must be at most ${max} bytes`)
     .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message')
 
-/** POST /v1/peer-offers: peer offers (client/peer-offers.ts), each end-to-end encrypted to one contact and signed. */
+/** POST /v1/peer-offers: peer offers (client/peer.ts), each end-to-end encrypted to one contact and signed. */
 export const postPeerOffers = z.strictObject({
   offers: z
     .array(z.strictObject({to: username, ciphertext: armoredOfAtMost(MAX_RECEIPT_CIPHERTEXT_BYTES)}))
