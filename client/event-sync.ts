@@ -47,6 +47,58 @@ export const isPeerOfferNotice = (item: SyncItem): item is PeerOfferNotice => 'a
 export const isPresenceNotice = (item: SyncItem): item is PresenceNotice => 'seq' in item && item.type === 'presence'
 
 /**
+ * The daemon's record of what its peer endpoint showed (./daemon/feed.ts),
+ * shared by the readers of the stored cursor it makes for each turn: the
+ * server copies of those messages are dropped (known by their ciphertext's
+ * hash, or by signed id once opened), and the ids go into the stored seen ids
+ * with the next page committed. What a page is showing is marked here too,
+ * so that a direct copy arriving meanwhile is not shown twice.
+ */
+export class DirectClaims {
+  private readonly ids = new Set<string>()
+  private readonly showing = new Set<string>()
+  private unsaved: string[] = []
+  readonly copies = new Map<string, OpenedMessage>()
+
+  /** Claims `signedId` unless it was shown (here, in a page being shown, or in `seen`, the stored seen ids). */
+  claim(signedId: string, seen: readonly string[], copy?: {ciphertext: string; message: OpenedMessage}): boolean {
+    if (this.ids.has(signedId) || this.showing.has(signedId) || seen.includes(signedId)) return false
+    this.ids.add(signedId)
+    if (this.ids.size > RECENT_IDS_KEPT) this.ids.delete(this.ids.values().next().value!)
+    this.unsaved.push(signedId)
+    if (copy) {
+      this.copies.set(digest(copy.ciphertext), copy.message)
+      if (this.copies.size > DIRECT_COPIES_KEPT) this.copies.delete(this.copies.keys().next().value!)
+    }
+    return true
+  }
+
+  /** A direct copy that could not be handed to anyone: its server copy is shown after all. */
+  release(signedId: string): void {
+    this.ids.delete(signedId)
+    this.unsaved = this.unsaved.filter((id) => id !== signedId)
+    for (const [hash, message] of this.copies) if (message.signedId === signedId) this.copies.delete(hash)
+  }
+
+  has(signedId: string): boolean {
+    return this.ids.has(signedId)
+  }
+
+  /** A page being read is showing this signed id, until committed. */
+  mark(signedId: string): void {
+    this.showing.add(signedId)
+  }
+
+  /** At a commit: the page's ids are stored now, and so are the claims made since the last. */
+  settle(shown: string[]): string[] {
+    for (const id of shown) this.showing.delete(id)
+    const unsaved = this.unsaved
+    this.unsaved = []
+    return unsaved
+  }
+}
+
+/**
  * Reads the event stream from the profile's cursor (DESIGN.md section 2):
  * at-least-once on the wire, once for the user. A page is opened in full,
  * then handed out, and only then are the cursor and the seen ids saved: a
@@ -85,6 +137,8 @@ export class EventSync {
     private readonly receipts?: {handler: Receipts; read: boolean; soonMs?: number},
     /** Peer offers in the stream are taken in with it (./peer.ts); without it they are skipped. */
     private readonly offers?: PeerOffers,
+    /** The daemon's direct claims (DirectClaims), for a reader of the stored cursor. */
+    private readonly claims?: DirectClaims,
   ) {}
 
   /**
@@ -162,7 +216,8 @@ export class EventSync {
         seen.add(event.id)
         shownIds.push(event.id)
         // The server copy of a message shown directly: not opened again; its read receipt names this id.
-        const direct = this.directCopies.size > 0 && !event.to.group ? this.directCopies.get(digest(event.ciphertext)) : undefined
+        const hash = (this.directCopies.size > 0 || (this.claims?.copies.size ?? 0) > 0) && !event.to.group ? digest(event.ciphertext) : undefined
+        const direct = hash === undefined ? undefined : (this.directCopies.get(hash) ?? this.claims?.copies.get(hash))
         if (direct && direct.from.toLowerCase() === event.from.toLowerCase()) {
           const {via: _via, ...shown} = direct
           readAlso.push({...shown, id: event.id} as OpenedMessage)
@@ -172,13 +227,14 @@ export class EventSync {
         // The same signed message under a new server id: the operator (or a member) sending it again, or its copy that
         // came by the direct path first. Dropped.
         if (message.signedId !== undefined) {
-          if (seen.has(message.signedId) || this.direct.has(message.signedId)) {
+          if (seen.has(message.signedId) || this.direct.has(message.signedId) || this.claims?.has(message.signedId)) {
             // Its direct copy was shown: the read receipt names this, the server's message (the sender knows it by that id).
-            if (this.directShown.has(message.signedId)) readAlso.push(message)
+            if (this.directShown.has(message.signedId) || this.claims?.has(message.signedId)) readAlso.push(message)
             continue
           }
           seen.add(message.signedId)
           this.inPage.add(message.signedId)
+          this.claims?.mark(message.signedId)
           shownIds.push(message.signedId)
         }
         opened.push(message)
@@ -199,7 +255,8 @@ export class EventSync {
       // Trimmed here as on disk: a `listen` that runs for days keeps a window, not every id it ever saw. From the state
       // now, not the one the page began with: direct copies shown meanwhile (claimDirect) stay remembered.
       const now = this.state ?? state
-      this.state = {cursor: next, recentIds: [...now.recentIds, ...shownIds].slice(-RECENT_IDS_KEPT)}
+      const claimed = this.claims && !this.from ? this.claims.settle(shownIds) : []
+      this.state = {cursor: next, recentIds: [...now.recentIds, ...shownIds, ...claimed].slice(-RECENT_IDS_KEPT)}
       this.inPage.clear()
       this.direct.clear()
       await this.persist()

@@ -376,46 +376,46 @@ export class FastChatClient {
       ...(follow ? {soonMs: READ_RECEIPTS_BATCH_MS} : {}),
     }
     const sync = new EventSync(this.session, opener, this.report, new GroupEventResponder(this.directory, this.report), undefined, transport, receipts, this.peers)
-    const direct = follow && options.peer ? await this.openPeer(sync, opener, options.peer) : undefined
+    const inbox = new DirectInbox()
+    const sink: DirectSink = {claim: (signedId, copy) => sync.claimDirect(signedId, copy), show: (message) => inbox.push(message)}
+    const endpoint = follow && options.peer ? await this.openPeerEndpoint(options.peer, sink, opener, maxDirectFileBytes(this.options.files)) : undefined
     try {
-      yield* this.readFrom(sync, options, direct)
+      yield* this.readFrom(sync, options, endpoint ? inbox : undefined)
     } finally {
       transport?.close()
-      await direct?.close()
+      await endpoint?.close()
       await this.receipts.flushQueued()
     }
   }
 
   /**
-   * Opens the peer endpoint and offers it to the pinned contacts (again at
-   * half the offer's life); what comes by it is opened, verified and claimed
-   * against the stream's seen ids (EventSync.claimDirect) into a DirectInbox.
-   * A failure to open or offer is reported, and the servers carry everything.
+   * Opens a peer endpoint and offers it to the pinned contacts (again when the
+   * candidates change, and at half an offer's life); what comes by it is
+   * opened and verified as a server-delivered message, claimed by its signed
+   * id (`sink.claim`: EventSync.claimDirect for messages(), the daemon's feed
+   * for the daemon) and handed to `sink.show`. Undefined when it cannot
+   * listen (reported as peer.failed): the servers carry everything.
    */
-  private async openPeer(sync: EventSync, opener: MessageOpener, where: {host?: string; port?: number}): Promise<DirectInbox | undefined> {
-    const inbox = new DirectInbox()
+  async openPeerEndpoint(where: {host?: string; port?: number}, sink: DirectSink, opener: MessageOpener, maxFileBytes: number): Promise<{close(): Promise<void>} | undefined> {
     const show = (opening: Promise<OpenedMessage | undefined>) =>
-      void opening.then((opened) => opened && inbox.push(opened)).catch(() => undefined) // a failed key lookup, a copy shown already: the server's copy stands
-    // Files directly up to what this client downloads unasked (--max-download), or any size with --download; none without files.
-    const files = this.options.files
-    const maxFileBytes = !files ? 0 : files.automatic ? files.automatic.maxBytes : MAX_BLOB_BYTES
-    const endpoint = new PeerEndpoint((message) => show(this.openDirect(message, sync, opener)), {
-      onFile: (file) => show(this.openDirectFile(file, sync, opener)),
+      void opening.then((opened) => opened && sink.show(opened)).catch(() => undefined) // a failed key lookup, a copy shown already: the server's copy stands
+    const endpoint = new PeerEndpoint((message) => show(this.openDirect(message, sink, opener)), {
+      onFile: (file) => show(this.openDirectFile(file, sink, opener)),
       maxBytes: maxFileBytes,
     })
     let timer: NodeJS.Timeout | undefined
-    inbox.onClose(async () => {
+    const close = async () => {
       clearInterval(timer)
       await endpoint.close()
       await closePeerConnections()
-    })
+    }
     let port: number
     const host = where.host ?? '0.0.0.0'
     try {
       port = await endpoint.listen(host, where.port ?? 0)
     } catch (error) {
       this.report({type: 'peer.failed', reason: (error as Error).message})
-      await inbox.close()
+      await close()
       return undefined
     }
     // Offered again when the candidates change (checked every PEER_CHECK_MS: a new network, a new public address), and
@@ -444,26 +444,26 @@ export class FastChatClient {
     await refresh()
     timer = setInterval(() => void refresh(), PEER_CHECK_MS)
     timer.unref()
-    return inbox
+    return {close}
   }
 
   /** A message that came by the peer endpoint, opened and verified as a server-delivered one; undefined when it is not to be shown. */
-  private async openDirect(message: DirectMessage, sync: EventSync, opener: MessageOpener): Promise<OpenedMessage | undefined> {
+  private async openDirect(message: DirectMessage, sink: DirectSink, opener: MessageOpener): Promise<OpenedMessage | undefined> {
     if (!this.session.isMe(message.to.user)) return undefined
     const opened = await opener.open({id: randomUUID(), from: message.from, to: {user: message.to.user}, kind: 'text', ciphertext: message.ciphertext, sentAt: new Date().toISOString()})
     // Only what its sender's pinned key signed, for this conversation, with an id to match its server copy by.
     if (opened.verification.status !== 'valid' || opened.signedId === undefined) return undefined
     const shown: OpenedMessage = {...opened, id: opened.signedId, via: 'direct'}
-    if (!(await sync.claimDirect(opened.signedId, {ciphertext: message.ciphertext, message: shown}))) return undefined
+    if (!(await sink.claim(opened.signedId, {ciphertext: message.ciphertext, message: shown}))) return undefined
     return shown
   }
 
   /** A file that came by the peer endpoint: saved as a downloaded one, once (its signed id claimed before it is written). */
-  private async openDirectFile(file: DirectFileArrival, sync: EventSync, opener: MessageOpener): Promise<OpenedMessage | undefined> {
+  private async openDirectFile(file: DirectFileArrival, sink: DirectSink, opener: MessageOpener): Promise<OpenedMessage | undefined> {
     const {meta, sealed} = file
     if (!this.session.isMe(meta.to.user)) return undefined
     const message = {id: randomUUID(), from: meta.from, to: {user: meta.to.user}, kind: 'image' as const, ciphertext: meta.caption, sentAt: new Date().toISOString()}
-    const opened = await opener.open(message, {sealed, claim: (signedId) => sync.claimDirect(signedId)})
+    const opened = await opener.open(message, {sealed, claim: (signedId) => sink.claim(signedId)})
     if (opened.verification.status !== 'valid' || opened.signedId === undefined) return undefined
     return {...opened, id: opened.signedId, via: 'direct'}
   }
@@ -868,7 +868,6 @@ class DirectInbox {
   private items: OpenedMessage[] = []
   /** One promise for every wait until the next arrival (a listen that runs for days makes no chain of them). */
   private waiting: {promise: Promise<'direct'>; resolve: () => void} | undefined
-  private closing: (() => Promise<void>) | undefined
 
   push(item: OpenedMessage): void {
     this.items.push(item)
@@ -892,11 +891,16 @@ class DirectInbox {
     return this.items.splice(0)
   }
 
-  onClose(close: () => Promise<void>): void {
-    this.closing = close
-  }
+}
 
-  async close(): Promise<void> {
-    await this.closing?.()
-  }
+/** Where the peer endpoint's messages go (FastChatClient.openPeerEndpoint): claimed by signed id, then shown. */
+export interface DirectSink {
+  /** True when the message is new and to be shown; then its server copy is to be dropped. */
+  claim(signedId: string, copy?: {ciphertext: string; message: OpenedMessage}): Promise<boolean>
+  show(message: OpenedMessage): void
+}
+
+/** The largest file the peer endpoint takes: what is downloaded unasked (--max-download), any with --download, none without files. */
+export function maxDirectFileBytes(files: ReceiveFilesOptions | undefined): number {
+  return !files ? 0 : files.automatic ? files.automatic.maxBytes : MAX_BLOB_BYTES
 }

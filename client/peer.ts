@@ -20,7 +20,7 @@ import type {KeyDirectory} from './trust.js'
  * The direct path between clients (docs/architecture.md, "Delivery paths";
  * docs/security.md, "Peer endpoints").
  *
- * A long-running client (`listen --peer`; not the daemon yet) opens a peer endpoint:
+ * A long-running client (`listen --peer`, `daemon --peer`) opens a peer endpoint:
  * an HTTP listener. It tells its pinned contacts where it is in a peer offer,
  * signed and encrypted to each contact, which the chat server relays as a
  * `peer.offer` event (ciphertext: the server learns no address). Its plaintext:

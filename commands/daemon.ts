@@ -46,6 +46,12 @@ export default class Daemon extends BaseCommand<typeof Daemon> {
     }),
     'idle-timeout': Flags.integer({summary: 'Stop after this many milliseconds without a request (`fastchat unlock` sets it).', min: 1_000, helpValue: 'MS'}),
     'passphrase-stdin': Flags.boolean({summary: 'Read the key passphrase from the first line of stdin (`fastchat unlock` pipes it).'}),
+    peer: Flags.boolean({
+      summary: "Open a peer endpoint and offer it to your pinned contacts: what comes directly goes to the stream's readers and the webhook (default: the profile's `config peer` setting, off).",
+      allowNo: true,
+    }),
+    'peer-host': Flags.string({summary: 'The address the peer endpoint listens on.', default: '0.0.0.0', helpValue: 'ADDRESS'}),
+    'peer-port': Flags.integer({summary: 'The port the peer endpoint listens on (0: a free one).', default: 0, min: 0, max: 65_535}),
     ...receiveFlags,
   }
 
@@ -75,6 +81,7 @@ export default class Daemon extends BaseCommand<typeof Daemon> {
       webhook: flags.webhook,
       transport: flags.transport as TransportMode,
       idleTimeoutMs: flags['idle-timeout'],
+      ...((flags.peer ?? client.profile.peer === true) ? {peer: {host: flags['peer-host'], port: flags['peer-port']}} : {}),
       log: (line) => this.note(line),
     })
     const onSignal = () => daemon.stop()

@@ -70,7 +70,7 @@ export default class Listen extends BaseCommand<typeof Listen> {
     try {
       const readReceipts = this.flags['read-receipts']
       const peerOn = this.flags.peer ?? (client instanceof FastChatClient && client.profile.peer === true)
-      if (daemon && this.flags.peer) this.note('Notice: --peer is not available through the daemon; messages come through the servers.')
+      if (daemon && this.flags.peer) this.note('Notice: reading through the daemon: the peer endpoint is the daemon\'s (`fastchat daemon --peer`).')
       const peer = peerOn ? {host: this.flags['peer-host'], port: this.flags['peer-port']} : undefined
       for await (const item of daemon ? daemon.messages({signal: stop.signal}) : client.messages({signal: stop.signal, transport, readReceipts, peer})) {
         // Receipts for my messages: a JSON line of their own, or with --verbose one sanitized line on stderr.

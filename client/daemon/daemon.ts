@@ -3,8 +3,9 @@ import {once} from 'node:events'
 import {rm} from 'node:fs/promises'
 
 import type {TransportMode} from '../event-stream.js'
-import type {FastChatClient} from '../fastchat-client.js'
+import {type FastChatClient, maxDirectFileBytes} from '../fastchat-client.js'
 import type {ReceiveFilesOptions} from '../file-receive.js'
+import {MessageOpener} from '../receive.js'
 import {removeDaemonInfo, writeDaemonInfo} from './daemon-file.js'
 import {Feed} from './feed.js'
 import type {DaemonInfo, FileChoice} from './protocol.js'
@@ -32,6 +33,8 @@ export interface DaemonOptions {
   /** How the daemon's stream and webhook read the chat server (default auto: the event stream, else long polls). */
   transport?: TransportMode
   idleTimeoutMs?: number
+  /** Open a peer endpoint (docs/daemon.md, "The direct path"): what comes by it goes to the followers of the stored cursor. */
+  peer?: {host?: string; port?: number}
   log: (line: string) => void
 }
 
@@ -60,6 +63,16 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     throw error
   }
   if (options.idleTimeoutMs !== undefined) server.exitWhenIdle(options.idleTimeoutMs, () => stop.abort())
+  // The peer endpoint: messages and files that come by it go to the stream's readers and the webhook (Feed.showDirect).
+  const directFiles = files(defaultFiles)
+  const endpoint = options.peer
+    ? await client.openPeerEndpoint(
+        options.peer,
+        {claim: (signedId, copy) => feed.claimDirect(signedId, copy), show: (message) => void feed.showDirect(message)},
+        new MessageOpener(client.session, directFiles, client.directory),
+        maxDirectFileBytes(directFiles),
+      )
+    : undefined
 
   let failure: unknown
   const webhook = options.webhook
@@ -72,6 +85,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const stopped = (async () => {
     if (!stop.signal.aborted) await once(stop.signal, 'abort')
     await server.close()
+    await endpoint?.close()
     await webhook
     // Read receipts still waiting for their second (Receipts.acknowledgeSoon) go before the daemon ends.
     await client.receipts.flushQueued()

@@ -2,11 +2,11 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {isFailoverError} from '../api-client.js'
 import {EventTransport, type Transport, type TransportMode} from '../event-stream.js'
-import {type Batch, EventSync, isPeerOfferNotice} from '../event-sync.js'
+import {type Batch, DirectClaims, EventSync, isPeerOfferNotice} from '../event-sync.js'
 import {BACKOFF_MAX_MS, BACKOFF_START_MS, type FastChatClient, LONG_POLL_MS, type Received} from '../fastchat-client.js'
 import type {ReceiveFilesOptions} from '../file-receive.js'
 import {GroupEventResponder} from '../group-events.js'
-import {MessageOpener} from '../receive.js'
+import {MessageOpener, type OpenedMessage} from '../receive.js'
 import type {Report} from '../reports.js'
 import {SEND_ATTEMPTS} from '../session.js'
 import type {ReportRouter} from './reports.js'
@@ -69,6 +69,13 @@ export class Feed {
   private streamingStored?: AbortController
   /** The transports of the followers, for the status. */
   private readonly followers = new Set<EventTransport>()
+  /**
+   * With a peer endpoint (`daemon --peer`): what it showed, and the followers
+   * of the stored cursor (the stream, the webhook) that take what comes
+   * directly, in the order they came. Programs that poll get the server copies.
+   */
+  private readonly claims = new DirectClaims()
+  private readonly directFollowers: Array<(item: Received) => Promise<boolean>> = []
 
   constructor(
     private readonly client: FastChatClient,
@@ -120,16 +127,37 @@ export class Feed {
    * reader is gone. Outages are ridden out (failing over, backing off) and
    * reported, as the library's `messages()` does.
    */
-  async follow(reading: Reading, deliver: Deliver): Promise<void> {
+  async follow(reading: Reading, deliver: Deliver, direct?: (item: Received) => Promise<boolean>): Promise<void> {
     // Its reports (which transport) are the daemon's to log, not a reader's page.
     const transport = new EventTransport(this.reports.fallback, {mode: this.mode})
     this.followers.add(transport)
+    // What comes directly goes to a follower of the stored cursor: the one whose pages it would have been in.
+    if (direct && reading.since === undefined) this.directFollowers.push(direct)
     try {
       await this.following(reading, deliver, transport)
     } finally {
       transport.close()
       this.followers.delete(transport)
+      const at = direct ? this.directFollowers.indexOf(direct) : -1
+      if (at >= 0) this.directFollowers.splice(at, 1)
     }
+  }
+
+  /**
+   * A message the peer endpoint opened (FastChatClient.openPeerEndpoint's
+   * sink): claimed only when a follower of the stored cursor is there to take
+   * it, and unless it was shown already; its server copy is then dropped.
+   */
+  async claimDirect(signedId: string, copy?: {ciphertext: string; message: OpenedMessage}): Promise<boolean> {
+    if (this.directFollowers.length === 0) return false
+    const {recentIds} = await this.client.session.store.state()
+    return this.claims.claim(signedId, recentIds, copy)
+  }
+
+  /** Hands a claimed direct message to the first follower that takes it; if none does, its server copy is shown after all. */
+  async showDirect(message: OpenedMessage): Promise<void> {
+    for (const follower of [...this.directFollowers]) if (await follower(message).catch(() => false)) return
+    if (message.signedId) this.claims.release(message.signedId)
   }
 
   private async following(reading: Reading, deliver: Deliver, transport: EventTransport): Promise<void> {
@@ -171,7 +199,9 @@ export class Feed {
     // One request a second at most, as `listen` does (client/receipts.ts acknowledgeSoon).
     const receipts = {handler: this.client.receipts, read: session.profile.readReceipts !== false, soonMs: 1_000}
     // Contacts' peer offers are taken in (the daemon's sends use them), and not handed to programs.
-    return new EventSync(session, opener, this.reports.reporter, new GroupEventResponder(directory, this.reports.reporter), from, transport, receipts, this.client.peers)
+    // The direct claims only for the stored cursor: a program keeping its own cursor gets the server copies.
+    const claims = from ? undefined : this.claims
+    return new EventSync(session, opener, this.reports.reporter, new GroupEventResponder(directory, this.reports.reporter), from, transport, receipts, this.client.peers, claims)
   }
 
   /** One read and what `handle` does with it, holding the stored cursor throughout when it is the one read. */

@@ -260,11 +260,16 @@ export class DaemonServer {
     const heartbeat = setInterval(() => res.destroyed || res.write(': ping\n\n'), HEARTBEAT_MS)
     let last = reading.since
     try {
-      await this.deps.feed.follow({...reading, signal}, (page) => {
-        const text = sseEvents(page, page.next !== last)
-        last = page.next
-        return text === '' ? Promise.resolve(!signal.aborted) : written(res, text)
-      })
+      await this.deps.feed.follow(
+        {...reading, signal},
+        (page) => {
+          const text = sseEvents(page, page.next !== last)
+          last = page.next
+          return text === '' ? Promise.resolve(!signal.aborted) : written(res, text)
+        },
+        // What came directly (daemon --peer): an event of its own, no `id:` (it moves no cursor).
+        (item) => (signal.aborted ? Promise.resolve(false) : written(res, `event: ${eventName(item)}\ndata: ${JSON.stringify(item)}\n\n`)),
+      )
     } finally {
       clearInterval(heartbeat)
       if (!res.destroyed) res.end()

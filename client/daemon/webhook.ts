@@ -30,10 +30,18 @@ export interface WebhookOptions {
 
 export async function runWebhook(feed: Feed, options: WebhookOptions): Promise<void> {
   const {signal} = options
-  await feed.follow({files: options.files, signal}, async (page) => {
-    for (const item of page.items) await postUntilAccepted(item, options)
-    return !signal.aborted
-  })
+  await feed.follow(
+    {files: options.files, signal},
+    async (page) => {
+      for (const item of page.items) await postUntilAccepted(item, options)
+      return !signal.aborted
+    },
+    // What came directly (daemon --peer) is posted the same way.
+    (item) => postUntilAccepted(item, options).then(
+      () => true,
+      () => false,
+    ),
+  )
 }
 
 /** The event name a webhook post (and a stream event) carries: `message`, or the group event's type. */

@@ -8,9 +8,10 @@ import {expect} from 'chai'
 
 import {waitForHealthy, startTestServer} from '../helpers/cluster.js'
 import {encryptText, unlockPrivateKey} from '../../crypto/index.js'
-import {CliUser, PASSPHRASE, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
+import {CliUser, PASSPHRASE, spawnCli, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
 import {http} from '../helpers/http.js'
 import {listen, type Listening} from '../helpers/listen.js'
+import {dataOf, openStream} from '../helpers/sse.js'
 import {eventually} from '../helpers/processes.js'
 
 type Line = Record<string, unknown>
@@ -52,12 +53,13 @@ describe('peer path (direct client to client, on loopback)', function () {
   }
 
   /** alice takes in what her stream holds (bob's offer among it) and returns bob's offer as stored in her profile. */
-  async function aliceTakesOffer(alice: CliUser, bob: CliUser): Promise<{urls: string[]; capability: string; failed?: string}> {
+  async function aliceTakesOffer(alice: CliUser, bob: CliUser, url?: string): Promise<{urls: string[]; capability: string; failed?: string}> {
     return eventually(async () => {
       await alice.json(['inbox', '--timeout', '0'])
       const book = await alice.readJson<{offers: Record<string, {urls: string[]; capability: string; failed?: string}>}>('peers.json').catch(() => undefined)
-      return book?.offers[bob.username.toLowerCase()]
-    }, `alice to take in bob's offer`, 20_000)
+      const offer = book?.offers[bob.username.toLowerCase()]
+      return offer && (url === undefined || offer.urls.includes(url)) ? offer : undefined
+    }, `alice to take in bob's offer${url ? ` of ${url}` : ''}`, 20_000)
   }
 
   it('offers carry only ciphertext through the server; a message goes both ways and bob shows it once, as come directly', async () => {
@@ -163,8 +165,8 @@ describe('peer path (direct client to client, on loopback)', function () {
     // A fresh offer from bob (the impostor test spoiled the last one): restart his listen.
     await bobListen!.stop()
     const before = bobListen!.lines()
-    await bobListens()
-    await aliceTakesOffer(alice, bob)
+    const listening = await bobListens()
+    await aliceTakesOffer(alice, bob, (listening.urls as string[])[0])
     void before
 
     await Promise.all(cluster.servers.map((server) => server.close()))
@@ -185,5 +187,40 @@ describe('peer path (direct client to client, on loopback)', function () {
     expect(stored, 'stored once').to.have.length(1)
     await eventually(async () => (await bob.readJson<{recentIds: string[]}>('state.json')).recentIds.includes(stored[0]!.id), `bob's listen to read its server copy`, 30_000)
     expect(printed('while the servers are down'), 'shown once').to.have.length(1)
+  })
+
+  it('a daemon with --peer hands what comes directly to the reader of its stream, once, and its server copy not again', async () => {
+    const {alice, bob} = cluster
+    await bobListen?.stop()
+    bobListen = undefined
+    const daemon = spawnCli(['daemon', '--peer', '--peer-host', '127.0.0.1', '--port', '0'], bob.env())
+    try {
+      const endpoint = await eventually(async () => /Peer endpoint at (http:\/\/127\.0\.0\.1:\d+), offered to 1 contact/.exec(daemon.stderr())?.[1], `the daemon's endpoint (stderr: ${daemon.stderr()})`, 30_000)
+      const info = await eventually(async () => bob.readJson<{url: string; token: string}>('daemon.json').catch(() => undefined), 'daemon.json')
+      const stream = await openStream(`${info.url}/v1/messages/stream`, {authorization: `Bearer ${info.token}`})
+      try {
+        await aliceTakesOffer(alice, bob, endpoint)
+        const sent = await alice.json<{id: string; via: string[]; signedId: string}>(['send', bob.username, 'to the daemon, directly'])
+        expect(sent.via).to.deep.equal(['direct', 'server'])
+        const direct = await stream.until((event) => event.event === 'message' && dataOf(event).text === 'to the daemon, directly', 20_000)
+        expect(dataOf(direct)).to.include({via: 'direct', signedId: sent.signedId})
+        expect(direct.id, 'a direct item moves no cursor').to.equal(undefined)
+        // A message after it, through the server only (carol has no offer): once the stream has it, it has read past the copy.
+        const carol = await CliUser.create('carol', cluster.superserver.url)
+        await carol.register()
+        await carol.json(['send', bob.username, 'after the direct one'])
+        const seenBetween: string[] = []
+        await stream.until((event) => {
+          if (event.event === 'message') seenBetween.push(String(dataOf(event).text))
+          return event.event === 'message' && dataOf(event).text === 'after the direct one'
+        }, 20_000)
+        expect(seenBetween).not.to.include('to the daemon, directly')
+      } finally {
+        stream.close()
+      }
+    } finally {
+      daemon.child.kill('SIGINT')
+      await once(daemon.child, 'exit')
+    }
   })
 })
