@@ -397,8 +397,14 @@ export class FastChatClient {
    * listen (reported as peer.failed): the servers carry everything.
    */
   async openPeerEndpoint(where: {host?: string; port?: number}, sink: DirectSink, opener: MessageOpener, maxFileBytes: number): Promise<{close(): Promise<void>} | undefined> {
-    const show = (opening: Promise<OpenedMessage | undefined>) =>
-      void opening.then((opened) => opened && sink.show(opened)).catch(() => undefined) // a failed key lookup, a copy shown already: the server's copy stands
+    // Settled before the endpoint answers (the sender's commit waits for that): shown, or dropped (a failed key lookup, a
+    // copy shown already), and then the server's copy stands.
+    const show = (opening: Promise<OpenedMessage | undefined>): Promise<void> =>
+      opening
+        .then(async (opened) => {
+          if (opened) await sink.show(opened)
+        })
+        .catch(() => undefined)
     const endpoint = new PeerEndpoint((message) => show(this.openDirect(message, sink, opener)), {
       onFile: (file) => show(this.openDirectFile(file, sink, opener)),
       maxBytes: maxFileBytes,
@@ -897,7 +903,8 @@ class DirectInbox {
 export interface DirectSink {
   /** True when the message is new and to be shown; then its server copy is to be dropped. */
   claim(signedId: string, copy?: {ciphertext: string; message: OpenedMessage}): Promise<boolean>
-  show(message: OpenedMessage): void
+  /** Hands it on; the endpoint answers the sender once this has settled. */
+  show(message: OpenedMessage): Promise<void> | void
 }
 
 /** The largest file the peer endpoint takes: what is downloaded unasked (--max-download), any with --download, none without files. */

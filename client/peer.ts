@@ -298,10 +298,16 @@ export class PeerEndpoint {
   /** Files being received: by contact. */
   private readonly receiving = new Map<string, number>()
 
+  /**
+   * `onMessage` (and `files.onFile`) open what came, and the endpoint answers
+   * once they have settled: a 202 means the message was shown (or had been
+   * already), so the sender's commit, which waits for the answer, cannot
+   * overtake it. What they throw is theirs: the answer is the same.
+   */
   constructor(
-    private readonly onMessage: (message: DirectArrival) => void,
+    private readonly onMessage: (message: DirectArrival) => Promise<void> | void,
     /** Files: where they go, and the largest taken (encrypted bytes; 0: none, refused with 413). */
-    private readonly files: {onFile: (file: DirectFileArrival) => void; maxBytes: number} = {onFile: () => undefined, maxBytes: 0},
+    private readonly files: {onFile: (file: DirectFileArrival) => Promise<void> | void; maxBytes: number} = {onFile: () => undefined, maxBytes: 0},
   ) {}
 
   /** The capability a contact gets in its offer. */
@@ -359,7 +365,7 @@ export class PeerEndpoint {
     if (!parsed.success) return refuse(400, 'Not a direct message')
     if (!this.holds(token, parsed.data.from)) return refuse(401, 'Wrong capability')
     if (!(await this.admit(parsed.data.from))) return refuse(429, 'Too many')
-    this.onMessage(parsed.data)
+    await Promise.resolve(this.onMessage(parsed.data)).catch(() => undefined)
     res.writeHead(202, {[PEER_PROOF_HEADER]: proofOf(token, body), 'content-length': '0'})
     res.end()
   }
@@ -421,7 +427,7 @@ export class PeerEndpoint {
       }
       if (size !== length || !meta || !body) return refuse(400, 'Shorter than announced')
       const sealed = body.subarray(4 + body.readUInt32BE(0))
-      this.files.onFile({meta, sealed})
+      await Promise.resolve(this.files.onFile({meta, sealed})).catch(() => undefined)
       res.writeHead(202, {[PEER_PROOF_HEADER]: createHmac('sha256', token).update(sha256(body)).digest('hex'), 'content-length': '0'})
       res.end()
     } finally {

@@ -68,7 +68,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const endpoint = options.peer
     ? await client.openPeerEndpoint(
         options.peer,
-        {claim: (signedId, copy) => feed.claimDirect(signedId, copy), show: (message) => void feed.showDirect(message)},
+        {claim: (signedId, copy) => feed.claimDirect(signedId, copy), show: (message) => feed.showDirect(message)},
         new MessageOpener(client.session, directFiles, client.directory),
         maxDirectFileBytes(directFiles),
       )
