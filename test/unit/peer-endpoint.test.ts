@@ -35,7 +35,7 @@ describe('peer endpoint', () => {
   beforeEach(async () => {
     messages.length = 0
     files.length = 0
-    endpoint = new PeerEndpoint((message) => messages.push(message), {onFile: (file) => files.push(file), maxBytes: 64 * 1024 * 1024})
+    endpoint = new PeerEndpoint((message) => void messages.push(message), {onFile: (file) => void files.push(file), maxBytes: 64 * 1024 * 1024})
     port = await endpoint.listen('127.0.0.1', 0)
   })
   afterEach(() => endpoint.close())
