@@ -25,7 +25,7 @@ import {Receipts} from './receipts.js'
 import type {Report, Reporter} from './reports.js'
 import {assign, ChatSession, type PassphraseProvider, superserverUrl, withFailover} from './session.js'
 import {type MyPresence, PRESENCE_QUERY_MAX_USERS, type PresenceEntry} from '../protocol/presence.js'
-import {type Contacts, OUTBOX_MAX, type Profile, requireKeys, type Store} from './store.js'
+import {type Contacts, OUTBOX_MAX, type Profile, type QueuedSend, requireKeys, type Store} from './store.js'
 import {assertTextFits} from './text-limit.js'
 import type {KeyForSending} from './trust.js'
 
@@ -271,11 +271,13 @@ export class FastChatClient {
     assertTextFits(ciphertext, recipient.username)
     // Both ways at once (docs/architecture.md, "Delivery paths"): the server commits it (a 201 means durable), and the
     // recipient's peer endpoint, when it offered one, gets the same signed ciphertext; the recipient shows the first.
-    const offer = await this.peers.usable(recipient.username)
+    // One read of the profile's peer book for both: the contact's offer, and what waits to be committed.
+    const book = await this.session.store.peers()
+    const offer = await this.peers.usable(recipient.username, book)
     const direct = offer ? postDirect(offer, {from: this.session.username, to: {user: recipient.username}, kind: 'text', ciphertext}) : undefined
     // On the server, what went only directly earlier goes first (history keeps the order); if no server takes it, none
     // will take this one now.
-    const flushed = await this.flushOutbox()
+    const flushed = await this.flushOutbox(book.outbox)
     // The direct copy gets a head start: the commit begins once the recipient's endpoint has it (on a LAN, a
     // millisecond or two) or DIRECT_HEAD_START_MS later, so that where both paths work the direct one is seen first.
     if (direct) await Promise.race([direct, sleep(DIRECT_HEAD_START_MS)])
@@ -316,8 +318,8 @@ export class FastChatClient {
    * often this runs). Stops at the first that fails to reach a server; one the
    * server refuses (the recipient gone, blocked) is dropped, reported.
    */
-  async flushOutbox(): Promise<{committed: number; unreachable?: unknown}> {
-    const {outbox} = await this.session.store.peers()
+  async flushOutbox(outbox?: QueuedSend[]): Promise<{committed: number; unreachable?: unknown}> {
+    outbox ??= (await this.session.store.peers()).outbox
     let committed = 0
     for (const queued of outbox) {
       try {

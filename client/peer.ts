@@ -13,7 +13,7 @@ import {CryptoError, decryptText, encryptText} from '../crypto/index.js'
 import {PEER_OFFERS_PER_REQUEST_MAX} from '../protocol/requests.js'
 import type {PeerOfferEvent} from '../protocol/events.js'
 import type {ChatSession} from './session.js'
-import type {PeerOffer} from './store.js'
+import type {PeerBook, PeerOffer} from './store.js'
 import type {KeyDirectory} from './trust.js'
 
 /**
@@ -544,8 +544,8 @@ export class PeerOffers {
   }
 
   /** A contact's offer to use now: fresh, and not found unreachable or wrong. */
-  async usable(contact: string): Promise<PeerOffer | undefined> {
-    const book = await this.session.store.peers()
+  async usable(contact: string, book?: PeerBook): Promise<PeerOffer | undefined> {
+    book ??= await this.session.store.peers()
     const offer = Object.hasOwn(book.offers, contact.toLowerCase()) ? book.offers[contact.toLowerCase()] : undefined
     if (!offer || offer.failed || Date.parse(offer.expiresAt) <= Date.now()) return undefined
     return offer

@@ -170,17 +170,18 @@ export const RECEIPTS_PER_REQUEST_MAX = 100
 /** UTF-8 length of a string; an ASCII one (every armored text) without encoding it. */
 const utf8Length = (value: string) => (/^[\x00-\x7f]*$/.test(value) ? value.length : new TextEncoder().encode(value).length)
 
+/** An armored OpenPGP message of at most `max` bytes. */
+const armoredOfAtMost = (max: number) =>
+  z
+    .string()
+    .refine((value) => utf8Length(value) <= max, `must be at most ${max} bytes`)
+    .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message')
+
 /** POST /v1/receipts: read receipts, each end-to-end encrypted to the sender of the messages read (and the reader). */
 export const postReceipts = z.strictObject({
   receipts: z
     .array(
-      z.strictObject({
-        to: username,
-        ciphertext: z
-          .string()
-          .refine((value) => utf8Length(value) <= MAX_RECEIPT_CIPHERTEXT_BYTES, `must be at most ${MAX_RECEIPT_CIPHERTEXT_BYTES} bytes`)
-          .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message'),
-      }),
+      z.strictObject({to: username, ciphertext: armoredOfAtMost(MAX_RECEIPT_CIPHERTEXT_BYTES)}),
     )
     .min(1)
     .max(RECEIPTS_PER_REQUEST_MAX, `at most ${RECEIPTS_PER_REQUEST_MAX} receipts per request`),
@@ -189,13 +190,6 @@ export type ReceiptsBody = z.input<typeof postReceipts>
 
 /** Peer offers in one POST /v1/peer-offers: one per contact, and a listener offers to at most this many at once. */
 export const PEER_OFFERS_PER_REQUEST_MAX = 100
-
-/** An armored OpenPGP message of at most `max` bytes. */
-const armoredOfAtMost = (max: number) =>
-  z
-    .string()
-    .refine((value) => utf8Length(value) <= max, `must be at most ${max} bytes`)
-    .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message')
 
 /** POST /v1/peer-offers: peer offers (client/peer.ts), each end-to-end encrypted to one contact and signed. */
 export const postPeerOffers = z.strictObject({
