@@ -8,7 +8,6 @@ import {EventStreamRepository} from '../../storage/repositories/event-stream.rep
 import {MessageRepository} from '../../storage/repositories/message.repository.js'
 import {SessionRepository} from '../../storage/repositories/session.repository.js'
 import {UserRepository} from '../../storage/repositories/user.repository.js'
-import {ReceiptRepository} from '../../storage/repositories/receipt.repository.js'
 import {AccountService} from './accounts.js'
 import {BlockService} from './blocks.js'
 import {DeviceLinkRepository} from '../../storage/repositories/device-link.repository.js'
@@ -85,6 +84,8 @@ export function createServices(db: DataSource, parts: {delivery: Commits & Event
   const blockRepository = new BlockRepository(db)
   const eventRepository = parts.stream
   const blobs = new BlobRepository(db, {uploadPoolSize: config.uploadPoolSize})
+  // 1:1 sends, and the read receipts and peer offers that ride along in their statements.
+  const directWrites = new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)})
   const accounts = new AccountService(new UserRepository(db), sessions, passwords, config)
   const groups = new GroupService(db, new GroupRepository(), accounts, delivery, blockRepository, eventRepository)
   const devices = new DeviceService(accounts, sessions, new DeviceLinkRepository(db), {
@@ -97,10 +98,10 @@ export function createServices(db: DataSource, parts: {delivery: Commits & Event
     blocks: new BlockService(blockRepository, accounts, groups),
     devices,
     passwords,
-    messages: new MessageService(new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)}), accounts, blobs, delivery, groups, eventRepository, (work) => db.transaction(work)),
+    messages: new MessageService(directWrites, accounts, blobs, delivery, groups, eventRepository, (work) => db.transaction(work)),
     blobs,
     presence: new PresenceService(db, new PresenceRepository(db), new PresenceVisibilityRepository(db), eventRepository, delivery, {offlineMs: config.presenceOfflineMs}),
-    receipts: new ReceiptService(new ReceiptRepository(db, eventRepository), accounts, parts.delivery),
+    receipts: new ReceiptService(directWrites, accounts, parts.delivery),
     async prune() {
       return {
         sessions: await sessions.deleteExpired(),

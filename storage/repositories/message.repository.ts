@@ -3,7 +3,7 @@ import {randomUUID} from 'node:crypto'
 import type {DataSource, EntityManager} from 'typeorm'
 
 import type {MessageKind} from '../entities/message.js'
-import type {Appended} from './event-stream.repository.js'
+import type {Appended, AppendedEvent, EventToAppend} from './event-stream.repository.js'
 import {MESSAGE_COLUMNS, type MessageRow} from './message-columns.js'
 import {prepared} from './prepared.js'
 
@@ -81,6 +81,22 @@ interface PendingSend {
   resolve: (stored: StoredMessage | undefined) => void
   reject: (error: unknown) => void
 }
+
+/** Events that ride along with the 1:1 sends (appendEvents): one caller's, appended together. */
+interface PendingEvents {
+  events: EventToAppend[]
+  /** Each event's payload as JSON, made once (the statement's parameter, and what the batch's byte cap counts). */
+  payloads: string[]
+  resolve: (appended: AppendedEvent[]) => void
+  reject: (error: unknown) => void
+}
+
+type Pending = PendingSend | PendingEvents
+
+const isSend = (item: Pending): item is PendingSend => 'message' in item
+
+/** Most events riding in one statement (a request of read receipts carries at most 100). */
+const BATCH_MAX_EVENTS = 2_000
 
 /**
  * SQLSTATE classes after which a failed batch is retried one send at a time:
@@ -197,12 +213,66 @@ const STORE_DIRECT_ONE = `WITH inserted AS (
               (SELECT seq::text FROM appended WHERE recipient_id = $2::bigint AND $2::bigint <> $3::bigint) AS "senderSeq"
          FROM inserted ins`
 
+/**
+ * STORE_DIRECT_BATCH with other events riding along ($9-$12, one per row:
+ * recipient, type, JSON payload, and the sender whose block by the recipient
+ * drops it): read receipts and peer offers (appendEvents). They take their
+ * seqs under the same inbox locks, after the batch's messages in each stream,
+ * so they add rows to a commit that runs anyway instead of a transaction of
+ * their own that would lock most inboxes until its commit, and hold up every
+ * send to them meanwhile (docs/architecture.md, "Receipts"). Rows come back
+ * two ways: a message's (`xord` null), or an event's, by its place in the
+ * event arrays (`xord`); an event dropped by a block has none.
+ */
+const STORE_DIRECT_BATCH_WITH_EVENTS = `WITH batch AS (
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::uuid[], $8::text[])
+                WITH ORDINALITY AS b(id, sender_id, recipient_id, conversation, kind, ciphertext, blob_id, idempotency_key, ord)
+       ), inserted AS (
+         INSERT INTO messages (id, sender_id, recipient_id, conversation, kind, ciphertext, blob_id, idempotency_key, sent_at)
+         SELECT b.id, b.sender_id, b.recipient_id, b.conversation, b.kind, b.ciphertext, b.blob_id, b.idempotency_key,
+                now() + interval '1 microsecond' * (b.ord - 1)
+           FROM batch b
+          WHERE NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = b.recipient_id AND bl.blocked_id = b.sender_id)
+         ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING id, sender_id, recipient_id, sent_at
+       ), extra AS (
+         SELECT * FROM unnest($9::bigint[], $10::text[], $11::jsonb[], $12::bigint[]) WITH ORDINALITY AS x(user_id, type, payload, blocked_by, ord)
+          WHERE x.blocked_by IS NULL OR NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = x.user_id AND bl.blocked_id = x.blocked_by)
+       ), targets AS (
+         SELECT ins.id, ins.recipient_id AS user_id, b.ord, NULL::bigint AS xord FROM inserted ins JOIN batch b ON b.id = ins.id
+         UNION ALL
+         SELECT ins.id, ins.sender_id, b.ord, NULL FROM inserted ins JOIN batch b ON b.id = ins.id
+          WHERE ins.sender_id <> ins.recipient_id AND ${SENDER_HAS_OTHER_DEVICES('ins.sender_id')}
+         UNION ALL
+         SELECT NULL, x.user_id, 1000000 + x.ord, x.ord FROM extra x
+       ), locked AS (
+         SELECT user_id FROM inboxes WHERE user_id IN (SELECT user_id FROM targets) ORDER BY user_id FOR UPDATE
+       ), counts AS (
+         SELECT user_id, count(*) AS n FROM targets GROUP BY user_id
+       ), bumped AS (
+         UPDATE inboxes i SET last_seq = i.last_seq + c.n FROM locked l JOIN counts c ON c.user_id = l.user_id
+          WHERE i.user_id = l.user_id
+         RETURNING i.user_id, i.last_seq, c.n
+       ), numbered AS (
+         SELECT t.id, t.user_id, t.xord, bu.last_seq - bu.n + row_number() OVER (PARTITION BY t.user_id ORDER BY t.ord) AS seq
+           FROM targets t JOIN bumped bu ON bu.user_id = t.user_id
+       ), appended AS (
+         INSERT INTO events (recipient_id, seq, type, message_id, payload)
+         SELECT n.user_id, n.seq, coalesce(x.type, 'message'), n.id, x.payload FROM numbered n LEFT JOIN extra x ON x.ord = n.xord
+       )
+       SELECT ins.id, ins.sent_at AS "sentAt", a.seq::text AS seq, c.seq::text AS "senderSeq", NULL::int AS xord
+         FROM inserted ins
+         LEFT JOIN numbered a ON a.id = ins.id AND a.user_id = ins.recipient_id
+         LEFT JOIN numbered c ON c.id = ins.id AND c.user_id = ins.sender_id AND ins.sender_id <> ins.recipient_id
+       UNION ALL
+       SELECT NULL, now(), n.seq::text, NULL, n.xord::int FROM numbered n WHERE n.xord IS NOT NULL`
+
 export class MessageRepository {
   private readonly inFlight: number
   private readonly maxSends: number
   private readonly maxBytes: number
   private readonly onBatch: ((sends: number) => void) | undefined
-  private queue: PendingSend[] = []
+  private queue: Pending[] = []
   private running = 0
   private readonly counters: DirectBatchStats = {statements: 0, sends: 0, split: 0}
 
@@ -232,6 +302,23 @@ export class MessageRepository {
     })
   }
 
+  /**
+   * Appends events that differ per recipient (read receipts, peer offers) by
+   * appendEach's rule, riding along with the 1:1 sends: in the next statement
+   * of sends, or in one of their own when none are waiting, under the same
+   * limit of statements in flight (STORE_DIRECT_BATCH_WITH_EVENTS). Resolves
+   * once committed, with the events appended (as appendEach returns them: an
+   * event whose recipient blocks its `unlessBlockedBy` is left out). The
+   * events of one call share a statement.
+   */
+  appendEvents(events: EventToAppend[]): Promise<AppendedEvent[]> {
+    if (events.length === 0) return Promise.resolve([])
+    return new Promise((resolve, reject) => {
+      this.queue.push({events, payloads: events.map((event) => JSON.stringify(event.payload)), resolve, reject})
+      this.startBatches()
+    })
+  }
+
   /** How many statements the 1:1 sends took. */
   batchStats(): DirectBatchStats {
     return {...this.counters}
@@ -252,37 +339,68 @@ export class MessageRepository {
     }
   }
 
-  /** The longest run of waiting sends within the bounds, in arrival order; a reused key waits for the next batch. */
-  private takeBatch(): PendingSend[] {
-    const batch: PendingSend[] = []
-    const deferred: PendingSend[] = []
+  /**
+   * The longest run of waiting sends (and events riding along) within the
+   * bounds, in arrival order; a reused key waits for the next batch.
+   */
+  private takeBatch(): Pending[] {
+    const batch: Pending[] = []
+    const deferred: Pending[] = []
     const keys = new Set<string>()
     let bytes = 0
+    let sends = 0
+    let events = 0
     let i = 0
-    for (; i < this.queue.length && batch.length < this.maxSends; i++) {
-      const send = this.queue[i]!
-      const {senderId, idempotencyKey, ciphertext} = send.message
+    for (; i < this.queue.length && sends < this.maxSends; i++) {
+      const item = this.queue[i]!
+      if (!isSend(item)) {
+        const size = item.payloads.reduce((sum, payload) => sum + payload.length, 0)
+        if (batch.length > 0 && (events + item.events.length > BATCH_MAX_EVENTS || bytes + size > this.maxBytes)) break
+        events += item.events.length
+        bytes += size
+        batch.push(item)
+        continue
+      }
+      const {senderId, idempotencyKey, ciphertext} = item.message
       const key = idempotencyKey === null ? undefined : `${senderId}\n${idempotencyKey}`
       if (key !== undefined && keys.has(key)) {
-        deferred.push(send)
+        deferred.push(item)
         continue
       }
       if (batch.length > 0 && bytes + ciphertext.length > this.maxBytes) break
       if (key !== undefined) keys.add(key)
       bytes += ciphertext.length
-      batch.push(send)
+      sends++
+      batch.push(item)
     }
     this.queue = deferred.length > 0 ? [...deferred, ...this.queue.slice(i)] : this.queue.slice(i)
     return batch
   }
 
-  private async runBatch(batch: PendingSend[]): Promise<void> {
+  private async runBatch(items: Pending[]): Promise<void> {
+    const batch = items.filter(isSend)
+    const riders = items.filter((item): item is PendingEvents => !isSend(item))
     this.counters.statements++
     this.counters.sends += batch.length
-    this.onBatch?.(batch.length)
-    let rows: {id: string; sentAt: Date; seq: string | null; senderSeq: string | null}[]
+    if (batch.length > 0) this.onBatch?.(batch.length)
+    let rows: {id: string; sentAt: Date; seq: string | null; senderSeq: string | null; xord?: number | null}[]
     try {
-      if (batch.length === 1) {
+      if (riders.length > 0) {
+        rows = await prepared(this.db, 'message-store-direct-batch-events', STORE_DIRECT_BATCH_WITH_EVENTS, [
+          batch.map((s) => s.id),
+          batch.map((s) => s.message.senderId),
+          batch.map((s) => s.message.recipientId),
+          batch.map((s) => s.message.conversation),
+          batch.map((s) => s.message.kind),
+          batch.map((s) => s.message.ciphertext),
+          batch.map((s) => s.message.blobId),
+          batch.map((s) => s.message.idempotencyKey),
+          riders.flatMap((r) => r.events.map((event) => event.recipientId)),
+          riders.flatMap((r) => r.events.map((event) => event.type)),
+          riders.flatMap((r) => r.payloads),
+          riders.flatMap((r) => r.events.map((event) => event.unlessBlockedBy ?? null)),
+        ])
+      } else if (batch.length === 1) {
         const {id, message: m} = batch[0]!
         rows = await prepared(this.db, 'message-store-direct', STORE_DIRECT_ONE, [
           id, m.senderId, m.recipientId, m.conversation, m.kind, m.ciphertext, m.blobId, m.idempotencyKey,
@@ -300,16 +418,17 @@ export class MessageRepository {
         ])
       }
     } catch (error) {
-      if (batch.length === 1 || !worthSplitting(error)) {
-        for (const send of batch) send.reject(error)
-        if (unreachable(error)) for (const send of this.queue.splice(0)) send.reject(error)
+      if (items.length === 1 || !worthSplitting(error)) {
+        for (const item of items) item.reject(error)
+        if (unreachable(error)) for (const item of this.queue.splice(0)) item.reject(error)
         return
       }
-      // One by one, in arrival order: the bad send gets its error, the others commit.
+      // One by one, in arrival order: the bad send (or caller's events) gets its error, the others commit.
       this.counters.split++
-      for (const send of batch) await this.runBatch([send])
+      for (const item of items) await this.runBatch([item])
       return
     }
+    if (riders.length > 0) this.settleRiders(riders, rows)
     const byId = new Map(rows.map((row) => [row.id, row]))
     for (const send of batch) {
       const row = byId.get(send.id)
@@ -330,6 +449,21 @@ export class MessageRepository {
         // Not stored: its follow-up runs on its own, outside the batch's slot.
         this.whyNotStored(send.message).then(send.resolve, send.reject)
       }
+    }
+  }
+
+  /** Resolves each caller's events with where they landed (rows with an `xord`: their place in the batch's event arrays). */
+  private settleRiders(riders: PendingEvents[], rows: {seq: string | null; sentAt: Date; xord?: number | null}[]): void {
+    const landed = new Map<number, {seq: string; at: Date}>()
+    for (const row of rows) if (row.xord !== null && row.xord !== undefined) landed.set(row.xord, {seq: row.seq!, at: row.sentAt})
+    let place = 0
+    for (const rider of riders) {
+      const appended: AppendedEvent[] = []
+      for (const event of rider.events) {
+        const at = landed.get(++place)
+        if (at) appended.push({recipientId: event.recipientId, seq: at.seq, type: event.type, payload: event.payload, at: at.at})
+      }
+      rider.resolve(appended)
     }
   }
 

@@ -47,9 +47,10 @@ const RAISE_ACKS = `WITH input AS (
 
 /**
  * Receipts (docs/api.md, "Receipts"): the acknowledgements behind delivered
- * receipts, and the appends of both kinds of receipt events. Nothing here
- * runs on the send path or the poll path; a flush runs every
- * FASTCHAT_RECEIPT_FLUSH_MS for all the users acknowledged meanwhile.
+ * receipts, and their events. Nothing here runs on the send path or the poll
+ * path; a flush runs every FASTCHAT_RECEIPT_FLUSH_MS for all the users
+ * acknowledged meanwhile. (Read receipts ride along with the 1:1 sends:
+ * MessageRepository.appendEvents.)
  */
 export class ReceiptRepository {
   constructor(
@@ -76,10 +77,5 @@ export class ReceiptRepository {
       if (acked.length === 0) return []
       return this.stream.appendEach(tx, receipts(acked))
     })
-  }
-
-  /** Appends read receipts in one statement (committed when it resolves); each names its reader in `unlessBlockedBy`. */
-  append(events: EventToAppend[]): Promise<AppendedEvent[]> {
-    return this.stream.appendEach(this.db, events)
   }
 }
