@@ -31,10 +31,17 @@ const PUSH_TIMEOUT_MS = 1_000
  * operator must hear of, but not once per message.
  */
 const PEER_WARN_EVERY_MS = 30_000
-/** Bytes of messages in one push (under the peers' JSON body limit); past it recipients are only woken. */
+/** Bytes of messages and lazy events in one push request (under the peers' JSON body limit); past it they go in the next. */
 const PUSH_MAX_BYTES = 192 * 1024
-/** Messages in one push. */
+/** Messages (or lazy events) in one push request. */
 const PUSH_MAX_MESSAGES = 500
+/**
+ * Push requests carrying events to one peer per flush; past them the rest of
+ * the recipients are only woken (they read). A burst of committed events (a
+ * batch of sends with the read receipts riding along easily passes one
+ * request's bytes) then costs a few requests rather than a read per recipient.
+ */
+const PUSH_MAX_BODIES = 8
 /** A message's view besides its ciphertext (ids, names, time), counted against PUSH_MAX_BYTES. */
 const PUSH_MESSAGE_ENVELOPE_BYTES = 256
 /** How long a presence lookup is reused for the same recipient. */
@@ -125,12 +132,27 @@ interface Where {
   until: number
 }
 
-/** One peer's share of a push: the users to wake there, and the messages (with seqs) and lazy events of users there. */
-interface PeerShare {
-  wake: string[]
+/** What one push request carries of events: the messages (with seqs) and lazy events of users there. */
+interface PeerLoad {
   messages: {view: CommittedMessage['view']; to: [string, string][]}[]
   lazy: LazyWire[]
   bytes: number
+}
+
+/** One peer's share of a flush: the users to wake there, and its events, in requests of at most PUSH_MAX_BYTES. */
+interface PeerShare {
+  wake: string[]
+  loads: PeerLoad[]
+}
+
+/** The request of `peer` that has room for `size` more bytes: the last one, or a new one (undefined past PUSH_MAX_BODIES). */
+function roomFor(peer: PeerShare, size: number): PeerLoad | undefined {
+  const last = peer.loads[peer.loads.length - 1]
+  if (last && (last.bytes === 0 || last.bytes + size <= PUSH_MAX_BYTES) && last.messages.length + last.lazy.length < PUSH_MAX_MESSAGES) return last
+  if (peer.loads.length >= PUSH_MAX_BODIES) return undefined
+  const load: PeerLoad = {messages: [], lazy: [], bytes: 0}
+  peer.loads.push(load)
+  return load
 }
 
 /** A lazy event (a receipt, presence) as it goes to a peer: recipient, seq, type, and its wire JSON. */
@@ -233,7 +255,7 @@ export class PeerPush {
     const shares = new Map<string, PeerShare>()
     const share = (url: string) => {
       let found = shares.get(url)
-      if (!found) shares.set(url, (found = {wake: [], messages: [], lazy: [], bytes: 0}))
+      if (!found) shares.set(url, (found = {wake: [], loads: []}))
       return found
     }
     for (const id of wake) for (const url of this.where.get(id)?.urls ?? []) share(url).wake.push(id)
@@ -249,24 +271,26 @@ export class PeerPush {
       const size = PUSH_MESSAGE_ENVELOPE_BYTES + message.view.ciphertext.length
       for (const [url, to] of byPeer) {
         const peer = share(url)
-        // Past the byte budget the recipients are only woken: they read the message back.
-        if (peer.bytes + size > PUSH_MAX_BYTES || peer.messages.length >= PUSH_MAX_MESSAGES) {
+        const load = roomFor(peer, size + to.length * 32)
+        // Past the last request's budget the recipients are only woken: they read the message back.
+        if (!load) {
           for (const [id] of to) peer.wake.push(id)
           continue
         }
-        peer.bytes += size + to.length * 32
-        peer.messages.push({view: message.view, to})
+        load.bytes += size + to.length * 32
+        load.messages.push({view: message.view, to})
       }
     }
     for (const {recipientId, event} of lazy) {
       for (const url of this.where.get(recipientId)?.urls ?? []) {
         const peer = share(url)
-        if (peer.bytes + event.bytes > PUSH_MAX_BYTES || peer.lazy.length >= PUSH_MAX_MESSAGES) {
+        const load = roomFor(peer, event.bytes + 32)
+        if (!load) {
           peer.wake.push(recipientId)
           continue
         }
-        peer.bytes += event.bytes + 32
-        peer.lazy.push([recipientId, event.seq.toString(), event.type, event.json])
+        load.bytes += event.bytes + 32
+        load.lazy.push([recipientId, event.seq.toString(), event.type, event.json])
       }
     }
     await Promise.all([...shares].map(([url, peer]) => this.send(url, peer)))
@@ -280,12 +304,12 @@ export class PeerPush {
     }
     const bodies: PushBody[] = []
     const wake = [...new Set(peer.wake)]
-    const carries = peer.messages.length > 0 || peer.lazy.length > 0
-    for (let i = 0; i < wake.length || (i === 0 && carries); i += PUSH_MAX_USERS) {
+    for (let i = 0; i * PUSH_MAX_USERS < wake.length || i < peer.loads.length; i++) {
+      const load = peer.loads[i]
       bodies.push({
-        users: wake.slice(i, i + PUSH_MAX_USERS),
-        ...(i === 0 && peer.messages.length > 0 ? {messages: peer.messages} : {}),
-        ...(i === 0 && peer.lazy.length > 0 ? {lazy: peer.lazy} : {}),
+        users: wake.slice(i * PUSH_MAX_USERS, (i + 1) * PUSH_MAX_USERS),
+        ...(load && load.messages.length > 0 ? {messages: load.messages} : {}),
+        ...(load && load.lazy.length > 0 ? {lazy: load.lazy} : {}),
       })
     }
     for (const body of bodies) {
