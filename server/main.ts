@@ -33,6 +33,16 @@ function deliveryMetrics(registry: Registry, delivery: Delivery): void {
     },
   })
   new Counter({
+    name: 'fastchat_server_listener_reads_total',
+    help: 'Reads of the stream for polls and streams, by reason: start (a poll or stream that could not skip its first read), woken (news not handed over), recheck (the re-check found news), overflow (more was handed over than a listener keeps), gap (an event handed over without its predecessor), more (the last read was a full page)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const [reason, count] of Object.entries(delivery.readsBy)) this.inc({reason}, count)
+    },
+  })
+  new Counter({
     name: 'fastchat_server_listener_gap_reads_total',
     help: 'Reads made because an event handed over from memory came without its predecessor within the grace (a lost or late push)',
     registers: [registry],

@@ -5,7 +5,7 @@ import type {StreamRead} from '../../storage/repositories/event-stream.repositor
 import {CursorError, UnavailableError} from '../services/errors.js'
 import {PerUserSlots} from '../services/per-user-slots.js'
 import type {Cancellation} from './cancel.js'
-import {isLazyEvent, type Listener, type WireEvent} from './listener.js'
+import {isLazyEvent, type Listener, type ReadReason, type WireEvent} from './listener.js'
 import {Rechecker} from './recheck.js'
 import {ListenerRegistry} from './registry.js'
 import {RateMeter} from './throughput.js'
@@ -82,10 +82,13 @@ const draining = () => new UnavailableError('FC_DRAINING', 'This server is shutt
 /**
  * How long a listener handed an event past a gap (seq N+1 before N) waits
  * for the missing one before it reads the stream: two commits for the same
- * user resolve in either order, a millisecond apart at most, so it usually
- * arrives from memory too. Longer would only add latency to a lost push.
+ * user resolve in either order, and one of them may come by a peer's push,
+ * so it usually arrives from memory too. 10 ms was too short on a busy
+ * machine (event loops late by tens of milliseconds): in the closed-loop
+ * bench ~120 reads a second were made for predecessors that came soon after.
+ * Longer only adds latency to a push that was lost.
  */
-export const GAP_GRACE_MS = 10
+export const GAP_GRACE_MS = 50
 
 /**
  * A stream whose client takes nothing of what is written for this long is
@@ -132,6 +135,8 @@ export class Delivery {
   recovered = 0
   /** Answers made from what a commit handed over, and answers that read the stream. */
   readonly answers = {fromMemory: 0, fromStream: 0}
+  /** Reads of the stream for listeners, by why they could not take what they were handed (ReadReason). */
+  readonly readsBy: Record<ReadReason, number> = {start: 0, woken: 0, recheck: 0, overflow: 0, gap: 0, more: 0}
   /** Reads made because a handed-over event's predecessor never came within GAP_GRACE_MS. */
   gapReads = 0
 
@@ -217,7 +222,7 @@ export class Delivery {
 
   private recover(userIds: string[]): void {
     this.recovered += userIds.length
-    this.registry.wake(userIds)
+    this.registry.wake(userIds, 'recheck')
   }
 
   // --- what listeners get ---
@@ -232,8 +237,9 @@ export class Delivery {
    * user's read slots first). Undefined when the listener went away or was
    * replaced meanwhile. Throws CursorError for a cursor the stream cannot serve.
    */
-  private async read(listener: Listener, since: bigint, limit: number, signal: Cancellation): Promise<{events: WireEvent[]; more: boolean} | undefined> {
+  private async read(listener: Listener, since: bigint, limit: number, signal: Cancellation, reason: ReadReason): Promise<{events: WireEvent[]; more: boolean} | undefined> {
     const {userId} = listener
+    this.readsBy[reason]++
     const release = await this.reads.acquire(userId, signal)
     if (!release || listener.superseded) {
       release?.()
@@ -324,7 +330,7 @@ export class Delivery {
           continue
         }
         if (mustRead || listener.needsRead) {
-          const read = await this.read(listener, since, limit, signal)
+          const read = await this.read(listener, since, limit, signal, mustRead ? 'start' : listener.readReason)
           if (!read) return {events: [], next: since}
           acks?.acked(userId, since)
           if (read.events.length > 0) {
@@ -372,7 +378,7 @@ export class Delivery {
     this.parts.presence?.seen(userId)
     let opened = false
     try {
-      const first = await this.read(listener, since, limit, signal)
+      const first = await this.read(listener, since, limit, signal, 'start')
       if (!first) return
       sink.open(since)
       opened = true
@@ -386,7 +392,7 @@ export class Delivery {
         this.parts.acks?.acked(userId, since)
       }
       write(first.events)
-      if (first.more) listener.needsRead = true
+      if (first.more) listener.wake('more')
       for (;;) {
         if (signal.aborted) return
         if (this.registry.closed) return sink.end({event: 'problem', problem: draining()})
@@ -406,13 +412,14 @@ export class Delivery {
           continue
         }
         if (listener.needsRead) {
-          const read = await this.read(listener, since, limit, signal)
+          const read = await this.read(listener, since, limit, signal, listener.readReason)
           if (!read) continue
           write(read.events)
-          if (read.more) listener.needsRead = true
+          if (read.more) listener.wake('more')
           continue
         }
-        listener.since = since
+        // Beyond what it holds (lazy events waiting for the next message): the re-check must not take them for missed news.
+        listener.since = listener.heldThrough(since)
         // Its presence is refreshed as long as it lives, not only when it opened.
         this.parts.presence?.seen(userId)
         const news = await listener.wait(this.heartbeatMs, signal)

@@ -19,6 +19,9 @@ const PENDING_MAX_BYTES = 1024 * 1024
 
 export type ListenerKind = 'poll' | 'stream'
 
+/** Why a listener read the stream instead of taking what it was handed (the metric fastchat_server_listener_reads_total). */
+export type ReadReason = 'start' | 'woken' | 'recheck' | 'overflow' | 'gap' | 'more'
+
 /**
  * Events that may wait a moment (receipts, presence): a long-poll whose only
  * news is such events answers after at most the lazy delay, or at once with
@@ -39,6 +42,8 @@ export const isLazyEvent = (type: string) => type.startsWith('receipt.') || type
 export class Listener {
   /** Something was committed that this listener has not been handed: read the stream. */
   needsRead = false
+  /** Why it must read (counted per read: Delivery.readsBy). */
+  readReason: ReadReason = 'woken'
   /** Set when a newer poll or stream of the same client, or the per-user cap, replaced this one: it answers now. */
   superseded = false
   /** The cursor it waits beyond, for the re-check (see Rechecker). -1: not parked. */
@@ -65,8 +70,9 @@ export class Listener {
   ) {}
 
   /** There is news this listener was not handed. */
-  wake(): void {
+  wake(reason: ReadReason = 'woken'): void {
     this.needsRead = true
+    this.readReason = reason
     this.release?.()
   }
 
@@ -78,7 +84,10 @@ export class Listener {
   /** Committed events of this listener's user, in any order; too many and it reads instead. */
   offer(events: WireEvent[], version: number): void {
     this.offeredAt = version
-    if (!this.keep(events)) this.needsRead = true
+    if (!this.keep(events)) {
+      this.needsRead = true
+      this.readReason = 'overflow'
+    }
     this.fresh = true
     this.release?.()
   }
@@ -97,14 +106,16 @@ export class Listener {
   }
 
   /**
-   * Lazy events (isLazyEvent): kept like offered ones, but a poll holding
-   * only these is released after `delayMs`, not now. A stream writes them at
-   * once (it costs no new request).
+   * Lazy events (isLazyEvent): kept like offered ones, but a listener holding
+   * only these is released after `delayMs`, not now: a poll answers, a stream
+   * writes them with the next message or then. (A stream writing each at once
+   * cost a write, and its client a read, per receipt: in the closed-loop bench
+   * that was most of the receipts' cost on streams.)
    */
   hold(events: WireEvent[], version: number, delayMs: number): void {
-    if (this.kind === 'stream' || delayMs <= 0) return this.offer(events, version)
+    if (delayMs <= 0) return this.offer(events, version)
     this.offeredAt = version
-    if (!this.keep(events)) return this.wake()
+    if (!this.keep(events)) return this.wake('overflow')
     this.armLazy(delayMs)
   }
 
@@ -212,6 +223,7 @@ export class Listener {
   readPastGap(): void {
     this.dropPending()
     this.needsRead = true
+    this.readReason = 'gap'
   }
 
   /**

@@ -1,4 +1,4 @@
-import {Listener, type ListenerKind, type WireEvent} from './listener.js'
+import {Listener, type ListenerKind, type ReadReason, type WireEvent} from './listener.js'
 
 /** Users whose wake-up count is kept; past this all are forgotten (which only costs each a read). */
 const MAX_TRACKED_VERSIONS = 200_000
@@ -91,12 +91,12 @@ export class ListenerRegistry {
   }
 
   /** News for these users that they must read from the stream; unknown users cost a map lookup. */
-  wake(userIds: Iterable<string>): void {
+  wake(userIds: Iterable<string>, reason: ReadReason = 'woken'): void {
     if (this.versions.size > MAX_TRACKED_VERSIONS) this.forgetVersions()
     for (const id of userIds) {
       this.bump(id)
       const set = this.listeners.get(id)
-      if (set) for (const listener of set) listener.wake()
+      if (set) for (const listener of set) listener.wake(reason)
     }
   }
 

@@ -4,6 +4,7 @@ import {expect} from 'chai'
 import pino from 'pino'
 
 import {Delivery, GAP_GRACE_MS, LAZY_EVENTS_MS, STREAM_DRAIN_TIMEOUT_MS, type StreamSink, type StreamSource} from '../../server/delivery/delivery.js'
+import {RECHECK_GRACE_MS} from '../../server/delivery/recheck.js'
 import type {WireEvent} from '../../server/delivery/listener.js'
 import type {CommittedMessage} from '../../server/delivery/views.js'
 import type {EventRow, StreamRead} from '../../storage/repositories/event-stream.repository.js'
@@ -209,18 +210,35 @@ describe('delivery state machine (fake timers)', () => {
     for (const answer of [...others, fourth]) expect((await answer).next).to.equal(1n)
   })
 
-  it('finds a lost push by the re-check: a parked poll whose stream moved wakes within one interval', async () => {
+  it('finds a lost push by the re-check: a parked poll whose stream moved wakes within one interval and its grace', async () => {
     delivery.start()
     const answer = poll(0n)
     await settle()
     stream.append('1') // committed elsewhere; the push never came
-    mock.timers.tick(499)
+    mock.timers.tick(500)
     await settle()
-    expect(delivery.recovered).to.equal(0)
+    mock.timers.tick(RECHECK_GRACE_MS - 1)
+    await settle()
+    expect(delivery.recovered, 'not within the grace').to.equal(0)
     mock.timers.tick(1)
     await settle()
     expect((await answer).next).to.equal(1n)
     expect(delivery.recovered).to.equal(1)
+  })
+
+  it('lets the re-check wake nobody whose news arrives from memory within its grace (a commit on its way)', async () => {
+    delivery.start()
+    const answer = poll(0n)
+    await settle()
+    const seq = stream.append('1') // committed; its hand-over comes a moment later
+    mock.timers.tick(500)
+    await settle()
+    delivery.deliver([committed('1', seq)])
+    await settle()
+    expect((await answer).next).to.equal(1n)
+    mock.timers.tick(RECHECK_GRACE_MS)
+    await settle()
+    expect(delivery.recovered).to.equal(0)
   })
 
   it('streams: writes the backlog, then each commit from memory, a heartbeat after 15 s of silence, and ends when replaced', async () => {
@@ -298,7 +316,7 @@ describe('delivery state machine (fake timers)', () => {
     expect(sink.ended).to.equal('closed')
   })
 
-  it('holds a receipt a parked poll is handed until the next message, or answers it alone after the lazy delay; a read of receipts alone holds them too', async () => {
+  it('holds a receipt a parked poll or a stream is handed until the next message, or answers it alone after the lazy delay; a read of receipts alone holds them too', async () => {
     const receipt = (userId: string) => {
       const seq = stream.append(userId, 1, 'receipt.delivered')
       delivery.deliverEvents([{recipientId: userId, seq: String(seq), type: 'receipt.delivered', payload: {receipts: []}, at: new Date(0)}])
@@ -354,13 +372,25 @@ describe('delivery state machine (fake timers)', () => {
     expect(answer!.events.map((event) => Number(event.seq))).to.deep.equal([5, 6])
     expect(stream.reads).to.equal(reads)
 
-    // A stream writes them at once.
+    // A stream holds them as well: written with the next message, or alone when the delay is up; the re-check
+    // meanwhile does not take them for missed news.
     const sink = new RecordingSink()
     const running = delivery.stream('1', {since: 6n, limit: 100}, sink, aborts.signal)
     await settle()
     receipt('1')
     await settle()
-    expect(sink.seqs).to.deep.equal([7])
+    expect(sink.seqs, 'a receipt alone waits').to.deep.equal([])
+    delivery.deliver([committed('1', stream.append('1'))])
+    await settle()
+    expect(sink.seqs).to.deep.equal([7, 8])
+    receipt('1')
+    mock.timers.tick(LAZY_EVENTS_MS - 1)
+    await settle()
+    expect(sink.seqs).to.deep.equal([7, 8])
+    mock.timers.tick(1)
+    await settle()
+    expect(sink.seqs).to.deep.equal([7, 8, 9])
+    expect(delivery.recovered, 'the re-check woke nothing').to.equal(0)
     aborts.abort()
     mock.timers.tick(15_000)
     await running
