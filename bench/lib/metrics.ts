@@ -28,6 +28,37 @@ export function sample(samples: Map<string, number>, name: string, ...labels: st
 }
 
 const SERVER_CPU = 'fastchat_server_process_cpu_seconds_total'
+const SERVER_REQUESTS = 'fastchat_server_http_requests_total'
+
+/**
+ * Requests answered so far by the chat servers together, by `METHOD route`,
+ * and what their listeners answered from (`answers from memory`, `answers
+ * read from PostgreSQL`, `reads (reason)`).
+ */
+export async function requestCounts(servers: string[]): Promise<Map<string, number>> {
+  const counts = new Map<string, number>()
+  const add = (name: string, value: number) => counts.set(name, (counts.get(name) ?? 0) + value)
+  for (const samples of await Promise.all(servers.map((url) => scrape(url)))) {
+    for (const [key, value] of samples) {
+      if (key.startsWith(`${SERVER_REQUESTS}{`)) {
+        const method = /method="([^"]*)"/.exec(key)?.[1] ?? '?'
+        const route = /route="([^"]*)"/.exec(key)?.[1] ?? '?'
+        add(`${method} ${route}`, value)
+      } else if (key.startsWith('fastchat_server_listener_answers_total{')) {
+        add(key.includes('source="memory"') ? 'answers from memory' : 'answers read from PostgreSQL', value)
+      } else if (key.startsWith('fastchat_server_listener_reads_total{')) {
+        add(`reads (${/reason="([^"]*)"/.exec(key)?.[1] ?? '?'})`, value)
+      }
+    }
+  }
+  return counts
+}
+
+/** Rates per second between two requestCounts, busiest first (`POST /v1/messages 1234.5/s`). */
+export function requestRates(before: Map<string, number>, after: Map<string, number>, seconds: number): Record<string, number> {
+  const rates = [...after].map(([name, count]) => [name, round((count - (before.get(name) ?? 0)) / seconds, 1)] as const)
+  return Object.fromEntries(rates.filter(([, rate]) => rate > 0).sort((a, b) => b[1] - a[1]))
+}
 export const SERVER_RSS = 'fastchat_server_process_resident_memory_bytes'
 
 interface CpuSnapshot {

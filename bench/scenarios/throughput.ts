@@ -1,11 +1,11 @@
 import {performance} from 'node:perf_hooks'
 
 import {type BenchEvent, type BenchUser, Failures, Http, MessageSender, receivers, sleep, until} from '../lib/http.js'
-import {CPU_HEADERS, CPU_NOTE, cpuBetween, cpuColumns, type CpuPerMessage, cpuPerMessage, cpuSnapshot, loopDelay} from '../lib/metrics.js'
+import {CPU_HEADERS, CPU_NOTE, cpuBetween, cpuColumns, type CpuPerMessage, cpuPerMessage, cpuSnapshot, loopDelay, requestCounts, requestRates} from '../lib/metrics.js'
 import type {ReceiveMode} from '../lib/options.js'
 import type {Target} from '../lib/cluster.js'
 import {usersOn, tooManyUsers, type Scenario, type ScenarioContext} from '../lib/scenario.js'
-import {table} from '../lib/stats.js'
+import {round, table} from '../lib/stats.js'
 import {closedLoop, Deliveries, type DeliverySummary} from '../lib/traffic.js'
 
 /**
@@ -46,18 +46,22 @@ export const throughput: Scenario = async (context) => {
   return {text, data: {users: count, servers: 2, modes}}
 }
 
+/** Rounds of off-then-on per loop in a full run (compareReceipts). */
+const RECEIPT_ROUNDS = 3
+
 /**
- * 9. Receipts (issue 16): the closed loop of scenario 1 on two fresh
- * clusters, receipts off then on (compareReceipts). A scenario of its own,
+ * 9. Receipts (issue 16): the closed loop of scenario 1 on fresh clusters,
+ * receipts off then on, in RECEIPT_ROUNDS rounds (compareReceipts). A scenario of its own,
  * so that the CI's smoke run (`--quick --only throughput,…`) stays short.
  */
 export const receipts: Scenario = async (context) => {
   const count = context.options.quick ? 40 : 100
   const skip = await tooManyUsers(context, count)
   if (skip) return {skipped: skip}
-  const random = await compareReceipts(context, count, false)
+  const rounds = context.options.quick ? 1 : RECEIPT_ROUNDS
+  const random = await compareReceipts(context, count, false, rounds)
   if (!random) return {skipped: 'needs clusters of its own (not with --superserver)'}
-  const conversations = (await compareReceipts(context, count, true))!
+  const conversations = (await compareReceipts(context, count, true, rounds))!
   return {
     text: [
       'random pairs (the closed loop of scenario 1: each message to any other user):',
@@ -71,16 +75,19 @@ export const receipts: Scenario = async (context) => {
 }
 
 /**
- * Receipts on against off (issue 16): the same closed loop on two fresh
+ * Receipts on against off (issue 16): the same closed loop on fresh
  * clusters, in the first receive mode. Off: FASTCHAT_DELIVERY_RECEIPTS=off
  * and no read receipts. On: delivered receipts (the default), and every
  * receiver posts read receipts as the client library does (one request a
  * second for the batches it took, one entry per sender), with a fixed
  * ciphertext (the server cannot tell).
- * Off first, then on: the machine's drift goes against the receipts. With
- * `conversations`, each user writes to its partners only (ringPartners).
+ * In `rounds` rounds of off then on: two runs of the same code here differ
+ * by ±5% from one minute to the next (off against off: × 0.95-1.05), so one
+ * pair says little; the ratio reported is the median of the rounds', and
+ * each round's is shown. With `conversations`, each user writes to its
+ * partners only (ringPartners).
  */
-async function compareReceipts(context: ScenarioContext, count: number, conversations: boolean) {
+async function compareReceipts(context: ScenarioContext, count: number, conversations: boolean, rounds: number) {
   const startCluster = context.startCluster
   if (!startCluster) return undefined
   const mode = context.options.modes[0]!
@@ -88,29 +95,73 @@ async function compareReceipts(context: ScenarioContext, count: number, conversa
     {name: 'receipts off', env: {FASTCHAT_DELIVERY_RECEIPTS: 'off'}, readReceipts: false},
     {name: 'receipts on', env: {}, readReceipts: true},
   ]
-  const rows: Array<Array<string | number>> = [['receipts', 'mode', 'acked sends/s', 'delivered msg/s', 'p50 ms', 'p99 ms', 'read receipts/s', ...CPU_HEADERS]]
-  const data: Array<DeliverySummary & {variant: string; mode: string; cpuMsPerMessage: CpuPerMessage; readReceiptsPerSecond: number; receiptFailures: Record<string, number>}> = []
-  for (const variant of variants) {
-    const target = await startCluster(2, variant.env, {logLevel: 'error'})
-    try {
-      const result = await measure(context, mode, count, {target, readReceipts: variant.readReceipts, conversations})
-      const {summary: s, cpu, perMessage} = result
-      rows.push([variant.name, mode, s.ackedPerSecond, s.deliveredPerSecond, s.latencyMs.p50, s.latencyMs.p99, result.readReceiptsPerSecond, ...cpuColumns(cpu, perMessage)])
-      data.push({variant: variant.name, mode, ...s, cpuMsPerMessage: perMessage, readReceiptsPerSecond: result.readReceiptsPerSecond, receiptFailures: result.receiptFailures})
-    } finally {
-      await target.stop()
-    }
+  const rows: Array<Array<string | number>> = [['round', 'receipts', 'mode', 'acked sends/s', 'delivered msg/s', 'p50 ms', 'p99 ms', 'read receipts/s', ...CPU_HEADERS]]
+  type Entry = DeliverySummary & {
+    round: number
+    variant: string
+    mode: string
+    cpuMsPerMessage: CpuPerMessage
+    readReceiptsPerSecond: number
+    machinePercent: number
+    requestsPerSecond: Record<string, number>
+    receiptFailures: Record<string, number>
   }
-  const [off, on] = data as [(typeof data)[number], (typeof data)[number]]
-  const ratio = off.deliveredPerSecond > 0 ? Math.round((on.deliveredPerSecond / off.deliveredPerSecond) * 1000) / 1000 : 0
+  const data: Entry[] = []
+  const notes: string[] = []
   // Chat servers and PostgreSQL together when PostgreSQL's share is known, else the chat servers alone.
-  const perMessage = (entry: (typeof data)[number]) => entry.cpuMsPerMessage.serversAndPostgres ?? entry.cpuMsPerMessage.servers
-  const cpuRatio = perMessage(off) > 0 ? Math.round((perMessage(on) / perMessage(off)) * 1000) / 1000 : null
+  const perMessage = (entry: Entry) => entry.cpuMsPerMessage.serversAndPostgres ?? entry.cpuMsPerMessage.servers
+  const ratios: number[] = []
+  const cpuRatios: number[] = []
+  for (let round = 1; round <= rounds; round++) {
+    const pair: Entry[] = []
+    for (const variant of variants) {
+      const target = await startCluster(2, variant.env, {logLevel: 'error'})
+      try {
+        const result = await measure(context, mode, count, {target, readReceipts: variant.readReceipts, conversations})
+        const {summary: s, cpu, perMessage: cpuPerMessage} = result
+        rows.push([round, variant.name, mode, s.ackedPerSecond, s.deliveredPerSecond, s.latencyMs.p50, s.latencyMs.p99, result.readReceiptsPerSecond, ...cpuColumns(cpu, cpuPerMessage)])
+        const entry: Entry = {
+          round,
+          variant: variant.name,
+          mode,
+          ...s,
+          cpuMsPerMessage: cpuPerMessage,
+          readReceiptsPerSecond: result.readReceiptsPerSecond,
+          machinePercent: cpu.machinePercent,
+          requestsPerSecond: result.requestsPerSecond,
+          receiptFailures: result.receiptFailures,
+        }
+        pair.push(entry)
+        data.push(entry)
+        notes.push(
+          `round ${round}, ${variant.name}: machine ${cpu.machinePercent}% busy; per second (chat servers): ` +
+            Object.entries(result.requestsPerSecond).map(([what, rate]) => `${what} ${rate}`).join(', '),
+        )
+      } finally {
+        await target.stop()
+      }
+    }
+    const [off, on] = pair as [Entry, Entry]
+    if (off.deliveredPerSecond > 0) ratios.push(on.deliveredPerSecond / off.deliveredPerSecond)
+    if (perMessage(off) > 0) cpuRatios.push(perMessage(on) / perMessage(off))
+  }
+  const ratio = round(median(ratios), 3)
+  const cpuRatio = cpuRatios.length > 0 ? round(median(cpuRatios), 3) : null
+  const failures = data.filter((entry) => Object.keys(entry.receiptFailures).length > 0).map((entry) => `round ${entry.round}: ${JSON.stringify(entry.receiptFailures)}`)
   const text = [
     table(rows),
-    `receipts on / off: delivered msg/s × ${ratio}, CPU ms per delivered message × ${cpuRatio ?? '?'} (target: throughput within 10%); receipt failures: ${JSON.stringify(on.receiptFailures)}`,
+    `receipts on / off, median of ${rounds}: delivered msg/s × ${ratio}, CPU ms per delivered message × ${cpuRatio ?? '?'} ` +
+      `(rounds: ${ratios.map((r) => `× ${round(r, 3)}`).join(', ')}; target: throughput within 10%); receipt failures: ${failures.length > 0 ? failures.join('; ') : 'none'}`,
+    ...notes,
   ].join('\n')
-  return {text, data: {variants: data, ratio, cpuRatio}}
+  return {text, data: {variants: data, ratio, cpuRatio, ratios: ratios.map((r) => round(r, 3)), cpuRatios: cpuRatios.map((r) => round(r, 3))}}
+}
+
+const median = (values: number[]) => {
+  if (values.length === 0) return 0
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
 /**
@@ -185,19 +236,21 @@ async function measure(context: ScenarioContext, mode: ReceiveMode, count: numbe
     const partners = options.conversations ? ringPartners(users) : undefined
     await closedLoop({senders: users, recipients: users, until: performance.now() + warmUpMs, sender, deliveries, partners})
 
-    const before = await cpuSnapshot(servers)
+    const [before, requestsBefore] = await Promise.all([cpuSnapshot(servers), requestCounts(servers)])
     const lag = loopDelay()
     const receiptsBefore = receipts?.posted ?? 0
     const from = performance.now()
     deliveries.setWindow(from, from + runMs)
     await closedLoop({senders: users, recipients: users, until: from + runMs, sender, deliveries, partners})
     const generatorLoopDelayMs = lag.stop()
-    const cpu = cpuBetween(before, await cpuSnapshot(servers))
+    const [after, requestsAfter] = await Promise.all([cpuSnapshot(servers), requestCounts(servers)])
+    const cpu = cpuBetween(before, after)
+    const requestsPerSecond = requestRates(requestsBefore, requestsAfter, (after.at - before.at) / 1000)
     const readReceiptsPerSecond = receipts ? Math.round(((receipts.posted - receiptsBefore) / runMs) * 10_000) / 10 : 0
     await until(() => deliveries.outstanding === 0, 10_000)
     const summary = deliveries.summary()
     const perMessage = cpuPerMessage(cpu, summary.windowSeconds, deliveries.deliveredInWindow)
-    return {summary, cpu, perMessage, generatorLoopDelayMs, failures: deliveries.failures, receiveFailures: inbound.failures, readReceiptsPerSecond, receiptFailures: receipts?.failures.toJSON() ?? {}}
+    return {summary, cpu, perMessage, generatorLoopDelayMs, requestsPerSecond, failures: deliveries.failures, receiveFailures: inbound.failures, readReceiptsPerSecond, receiptFailures: receipts?.failures.toJSON() ?? {}}
   } finally {
     receipts?.stop()
     await inbound.stop()
