@@ -219,6 +219,60 @@ describe('batched commits of 1:1 sends', function () {
     )
   })
 
+  it('takes other events (read receipts) along in the sends\' statements: one stream order, seqs gap-free, a block drops only its event, an unknown recipient gets nothing', async () => {
+    const [alice, bob, carol, mallory] = await makeUsers(4)
+    await new BlockRepository(db).add(carol!, mallory!)
+    const {repo, sizes} = repository({inFlight: 1})
+    const receipt = (to: string, from: string, k: number) => ({recipientId: to, type: 'receipt.read', payload: {from: `u${from}`, ciphertext: `c${k}`}, unlessBlockedBy: from})
+    const first = repo.storeDirect(message(alice!, bob!)) // alone, at once: the rest queue behind it
+    const second = repo.storeDirect(message(carol!, bob!))
+    const bobsReceipts = repo.appendEvents([receipt(alice!, bob!, 1), receipt(carol!, bob!, 2)])
+    const third = repo.storeDirect(message(bob!, alice!))
+    const blocked = repo.appendEvents([receipt(carol!, mallory!, 3), receipt(alice!, mallory!, 4)])
+    const [m1, m2, appended, m3, partly] = await Promise.all([first, second, bobsReceipts, third, blocked])
+    // Two statements: the lone first send, then two sends with four events riding along (no statement of their own).
+    expect(sizes).to.deep.equal([1, 2])
+    expect(repo.batchStats().statements).to.equal(2)
+    expect(appended.map((event) => [event.recipientId, event.type, event.payload])).to.deep.equal([
+      [alice!, 'receipt.read', {from: `u${bob}`, ciphertext: 'c1'}],
+      [carol!, 'receipt.read', {from: `u${bob}`, ciphertext: 'c2'}],
+    ])
+    // Carol blocks mallory: that receipt is dropped without a word, the other is appended.
+    expect(partly.map((event) => event.recipientId)).to.deep.equal([alice!])
+    const streams = async (userId: string) =>
+      (await db.query('SELECT seq::int AS seq, type, message_id AS id, payload FROM events WHERE recipient_id = $1 ORDER BY seq', [userId])) as {
+        seq: number
+        type: string
+        id: string | null
+        payload: {ciphertext?: string} | null
+      }[]
+    const alices = await streams(alice!)
+    // A stream's messages come first in a statement, then the events riding along, each at the seq it was told.
+    expect(alices.map((event) => [event.seq, event.type, event.id ?? event.payload!.ciphertext])).to.deep.equal([
+      [1, 'message', m3!.id],
+      [2, 'receipt.read', 'c1'],
+      [3, 'receipt.read', 'c4'],
+    ])
+    expect([...appended, ...partly].filter((event) => event.recipientId === alice).map((event) => Number(event.seq))).to.deep.equal([2, 3])
+    const carols = await streams(carol!)
+    expect(carols.map((event) => [event.seq, event.type])).to.deep.equal([[1, 'receipt.read']])
+    expect((await streams(bob!)).map((event) => event.id)).to.deep.equal([m1!.id, m2!.id])
+
+    // An event for a user without a stream is not appended (no inbox row to number it), and the rest of its statement is.
+    const {repo: again, sizes: againSizes} = repository({inFlight: 1})
+    const lone = again.storeDirect(message(alice!, bob!))
+    const settled = await Promise.allSettled([
+      lone,
+      again.storeDirect(message(carol!, bob!)),
+      again.appendEvents([{recipientId: '999999999', type: 'receipt.read', payload: {from: 'x', ciphertext: 'x'}}]),
+      again.appendEvents([receipt(bob!, alice!, 5)]),
+    ])
+    expect(settled.map((s) => s.status)).to.deep.equal(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled'])
+    expect((settled[2] as PromiseFulfilledResult<unknown[]>).value).to.deep.equal([])
+    expect(againSizes).to.deep.equal([1, 1])
+    expect((await streams(bob!)).map((event) => event.type)).to.deep.equal(['message', 'message', 'message', 'message', 'receipt.read'])
+  })
+
   it('fails the queued sends at once when the database cannot be reached, instead of one batch per connection timeout', async () => {
     // A pool whose statements wait until the test ends them: the first two sends run, the rest queue.
     const statements: {resolve: (result: unknown) => void; reject: (error: unknown) => void}[] = []
