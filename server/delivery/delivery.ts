@@ -197,7 +197,7 @@ export class Delivery {
    * read of the stream would return: handed to the listeners here as they are
    * (no read back), and peers are told to wake theirs (they read).
    */
-  deliverEvents(events: {recipientId: string; seq: string; type: string; payload: Record<string, unknown> | null; at: Date}[]): void {
+  deliverEvents(events: {recipientId: string; seq: string; type: string; payload: Record<string, unknown> | null; payloadJson?: string; at: Date}[]): void {
     if (events.length === 0) return
     this.committed.mark(events.length)
     const byUser = new Map<string, WireEvent[]>()
@@ -312,7 +312,7 @@ export class Delivery {
       // If news was lost on the way, the re-check of parked listeners finds it, so
       // this costs at most latency. A poll that will not wait (timeout 0) always reads.
       const last = this.lastRead.get(userId)
-      let mustRead = !(timeoutMs > 0 && last !== undefined && last.next === since && last.version === this.registry.version(userId))
+      let mustRead = !(timeoutMs > 0 && last !== undefined && last.next === since && last.version === listener.startVersion)
       // The poll acknowledges `since` (the client moves its cursor only after processing) once `since` is known
       // to be in the stream: a read checked it, a handed-over run continues it, or the last read ended there.
       // A map lookup per poll (./acks.ts); the write is batched off this path.

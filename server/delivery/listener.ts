@@ -50,6 +50,8 @@ export class Listener {
   since = -1n
   /** The registry's version of the user when the last offer arrived (see Delivery's skip-read rule). */
   offeredAt = -1
+  /** The registry's version of the user when this listener subscribed, before a mailbox it took (the skip-read rule compares it). */
+  startVersion = -1
   private pending: WireEvent[] = []
   private pendingBytes = 0
   /** Events were handed over since the last take(). */

@@ -1,11 +1,33 @@
-import {Listener, type ListenerKind, type ReadReason, type WireEvent} from './listener.js'
+import {isLazyEvent, Listener, type ListenerKind, type ReadReason, type WireEvent} from './listener.js'
 
 /** Users whose wake-up count is kept; past this all are forgotten (which only costs each a read). */
 const MAX_TRACKED_VERSIONS = 200_000
-/** Users with lazy events kept for their next poll (see hold()); past this all are dropped (which costs each a read). */
+/** Users with events kept for their next poll (mailboxes); past this all are dropped (which costs each a read). */
 const MAX_MAILBOXES = 100_000
-/** Lazy events kept for one user between two polls; past this they are dropped and the next poll reads. */
+/** Events kept for one user between two polls; past this they are dropped and the next poll reads. */
 const MAILBOX_MAX_EVENTS = 200
+/** Bytes of events kept for one user between two polls (the cap of one poll answer's worth). */
+const MAILBOX_MAX_BYTES = 256 * 1024
+/** Bytes kept in all mailboxes of a server; past this all are dropped (every such user's next poll reads). */
+const MAILBOXES_MAX_BYTES = 32 * 1024 * 1024
+/**
+ * How long a mailbox is kept for the next poll. A client following the
+ * stream polls again within milliseconds of an answer; one that comes later
+ * reads, as before mailboxes.
+ */
+export const MAILBOX_KEEP_MS = 10_000
+
+/** Events committed for a user while no listener of theirs was here, for the next one. */
+interface Mailbox {
+  events: WireEvent[]
+  bytes: number
+  /** The user's version when the first event was kept: any change since (a wake, a read elsewhere) voids the box. */
+  version: number
+  /** When it is dropped (the next poll reads instead). */
+  expires: number
+  /** Until when its lazy events may wait (Listener.hold's delay), from the first one kept. */
+  lazyUntil: number | undefined
+}
 
 /**
  * The polls and streams open on this server, by user. It knows nothing of
@@ -47,22 +69,106 @@ export class ListenerRegistry {
     if (kind === 'poll') this.polls++
     else this.streams++
     if (this.closed) listener.supersede()
-    // Lazy events that arrived while this user had no listener here: this one starts with them.
-    const box = this.mailboxes.get(userId)
+    // Events committed while this user had no listener here: this one starts with them. Taken, the box is
+    // gone and the version moves on, so another client of the same user reads rather than miss them; the
+    // skip-read rule compares the version from before that (a void box has already moved it: then it reads).
+    const box = this.takeMailbox(userId)
+    listener.startVersion = this.version(userId)
     if (box) {
-      this.mailboxes.delete(userId)
-      listener.hold(box.events, this.version(userId), box.until - Date.now())
+      const version = this.bump(userId)
+      if (box.events.every((event) => isLazyEvent(event.type))) listener.hold(box.events, version, (box.lazyUntil ?? 0) - Date.now())
+      else listener.offer(box.events, version)
     }
     return listener
   }
 
+  /** The user's mailbox if it is still good (not expired, nothing happened to the user since it began); dropped either way. */
+  private takeMailbox(userId: string): Mailbox | undefined {
+    const box = this.mailboxes.get(userId)
+    if (!box) return undefined
+    this.dropMailbox(userId, box)
+    if (box.expires <= Date.now() || box.version !== this.version(userId)) {
+      // Its events were never handed to anyone: the next poll must read them (the skip-read rule must not hold).
+      this.bump(userId)
+      return undefined
+    }
+    return box
+  }
+
+  private dropMailbox(userId: string, box: Mailbox): void {
+    this.mailboxes.delete(userId)
+    this.mailboxBytes -= box.bytes
+  }
+
   /**
-   * Lazy events (receipts, presence) that came for a user between two of
-   * their polls: kept for the next one, which then need not read them back
-   * (the version is not bumped for them, so the skip-read rule still holds).
-   * Dropping them (caps) bumps the version: the next poll reads instead.
+   * Keeps `events` for the user's next listener (no version bump: the next
+   * poll takes them from memory instead of reading), if the user's last
+   * listener here went less than MAILBOX_KEEP_MS ago. Otherwise, or past a
+   * cap (the user's box dropped then), the version is bumped: the next poll
+   * reads.
    */
-  private readonly mailboxes = new Map<string, {events: WireEvent[]; until: number}>()
+  private keepForLater(userId: string, events: WireEvent[], lazyDelayMs: number): void {
+    const now = Date.now()
+    if (now - this.lastSweep > MAILBOX_KEEP_MS) this.sweepMailboxes(now)
+    let box = this.mailboxes.get(userId)
+    if (!box && (this.lastGone.get(userId) ?? Number.NEGATIVE_INFINITY) + MAILBOX_KEEP_MS <= now) {
+      // Not polling here lately: nobody would take it.
+      this.bump(userId)
+      return
+    }
+    if (box && (box.expires <= now || box.version !== this.version(userId))) {
+      this.dropMailbox(userId, box)
+      this.bump(userId)
+      box = undefined
+    }
+    const bytes = events.reduce((sum, event) => sum + event.bytes, 0)
+    if (!box) {
+      if (this.mailboxes.size >= MAX_MAILBOXES || this.mailboxBytes + bytes > MAILBOXES_MAX_BYTES) {
+        // Dropped, all: every user's next poll reads (a new floor for every version).
+        this.mailboxes.clear()
+        this.mailboxBytes = 0
+        this.forgetVersions()
+      }
+      box = {events: [], bytes: 0, version: this.version(userId), expires: now + MAILBOX_KEEP_MS, lazyUntil: undefined}
+      this.mailboxes.set(userId, box)
+    }
+    if (box.events.length + events.length > MAILBOX_MAX_EVENTS || box.bytes + bytes > MAILBOX_MAX_BYTES || this.mailboxBytes + bytes > MAILBOXES_MAX_BYTES) {
+      this.dropMailbox(userId, box)
+      this.bump(userId)
+      return
+    }
+    if (lazyDelayMs > 0) box.lazyUntil ??= now + lazyDelayMs
+    box.events.push(...events)
+    box.bytes += bytes
+    this.mailboxBytes += bytes
+  }
+
+  /** Drops the mailboxes nobody came for in time (their users' next polls read), and forgets who left long ago. */
+  private sweepMailboxes(now: number): void {
+    this.lastSweep = now
+    for (const [userId, at] of this.lastGone) if (at + MAILBOX_KEEP_MS <= now) this.lastGone.delete(userId)
+    for (const [userId, box] of this.mailboxes) {
+      if (box.expires > now) continue
+      this.dropMailbox(userId, box)
+      this.bump(userId)
+    }
+  }
+
+  /**
+   * Events that came for a user between two of their polls (Mailbox): kept
+   * for the next one, which then need not read them back (the version is not
+   * bumped for them, so the skip-read rule still holds). Dropping them (caps,
+   * expiry) bumps the version: the next poll reads instead.
+   */
+  private readonly mailboxes = new Map<string, Mailbox>()
+  private mailboxBytes = 0
+  private lastSweep = 0
+  /**
+   * When each user's last listener here went (the start of a gap between two
+   * polls). Only those users get mailboxes: a recipient who listens on
+   * another server, or nowhere, would never come for theirs.
+   */
+  private readonly lastGone = new Map<string, number>()
 
   /**
    * How many commits each user has had here: a poll that read a user's stream
@@ -100,13 +206,22 @@ export class ListenerRegistry {
     }
   }
 
-  /** Committed events, by user, handed to the listeners as they are (no read needed). */
+  /**
+   * Committed events, by user, handed to the listeners as they are (no read
+   * needed); for a user with none here now (between two polls), kept for the
+   * next one (mailboxes).
+   */
   offer(byUser: Map<string, WireEvent[]>): void {
     if (this.versions.size > MAX_TRACKED_VERSIONS) this.forgetVersions()
     for (const [id, events] of byUser) {
-      const version = this.bump(id)
       const set = this.listeners.get(id)
-      if (set) for (const listener of set) listener.offer(events, version)
+      if (!set || set.size === 0) {
+        if (this.closed) this.bump(id)
+        else this.keepForLater(id, events, 0)
+        continue
+      }
+      const version = this.bump(id)
+      for (const listener of set) listener.offer(events, version)
     }
   }
 
@@ -124,25 +239,11 @@ export class ListenerRegistry {
         for (const listener of set) listener.hold(events, version, delayMs)
         continue
       }
-      if (delayMs <= 0) {
+      if (delayMs <= 0 || this.closed) {
         this.bump(id)
         continue
       }
-      let box = this.mailboxes.get(id)
-      if (!box) {
-        if (this.mailboxes.size >= MAX_MAILBOXES) {
-          // Dropped, all: every user's next poll reads (a new floor for every version).
-          this.mailboxes.clear()
-          this.forgetVersions()
-        }
-        this.mailboxes.set(id, (box = {events: [], until: Date.now() + delayMs}))
-      }
-      if (box.events.length + events.length > MAILBOX_MAX_EVENTS) {
-        this.mailboxes.delete(id)
-        this.bump(id)
-        continue
-      }
-      box.events.push(...events)
+      this.keepForLater(id, events, delayMs)
     }
   }
 
@@ -163,6 +264,7 @@ export class ListenerRegistry {
   close(): void {
     this.closed = true
     this.mailboxes.clear()
+    this.mailboxBytes = 0
     this.forgetVersions()
     for (const set of this.listeners.values()) for (const listener of set) listener.supersede()
   }
@@ -185,6 +287,11 @@ export class ListenerRegistry {
     if (!set?.delete(listener)) return
     if (listener.kind === 'poll') this.polls--
     else this.streams--
-    if (set.size === 0) this.listeners.delete(listener.userId)
+    if (set.size === 0) {
+      this.listeners.delete(listener.userId)
+      // Between two polls from here on: what comes for this user meanwhile is kept for the next (mailboxes).
+      if (this.lastGone.size >= MAX_MAILBOXES) this.lastGone.clear()
+      this.lastGone.set(listener.userId, Date.now())
+    }
   }
 }

@@ -5,6 +5,7 @@ import pino from 'pino'
 
 import {Delivery, GAP_GRACE_MS, LAZY_EVENTS_MS, STREAM_DRAIN_TIMEOUT_MS, type StreamSink, type StreamSource} from '../../server/delivery/delivery.js'
 import {RECHECK_GRACE_MS} from '../../server/delivery/recheck.js'
+import {MAILBOX_KEEP_MS} from '../../server/delivery/registry.js'
 import type {WireEvent} from '../../server/delivery/listener.js'
 import type {CommittedMessage} from '../../server/delivery/views.js'
 import type {EventRow, StreamRead} from '../../storage/repositories/event-stream.repository.js'
@@ -194,6 +195,60 @@ describe('delivery state machine (fake timers)', () => {
     // A poll that will not wait always reads.
     await poll(2n, 0)
     expect(stream.reads).to.equal(3)
+  })
+
+  it('keeps a message committed between two polls for the next one, which answers it from memory (mailbox)', async () => {
+    stream.append('1')
+    expect((await poll(0n)).next).to.equal(1n)
+    const reads = stream.reads
+    // No poll open here: the message is kept, not only counted.
+    delivery.deliver([committed('1', stream.append('1'))])
+    const next = await poll(1n)
+    expect(next.events.map((event) => Number(event.seq))).to.deep.equal([2])
+    expect(stream.reads, 'taken from the mailbox, no read').to.equal(reads)
+    // And the one after skips its read as usual.
+    const third = poll(2n)
+    await settle()
+    expect(stream.reads).to.equal(reads)
+    delivery.deliver([committed('1', stream.append('1'))])
+    expect((await third).next).to.equal(3n)
+  })
+
+  it('lets a second client at the same cursor read what the first took from the mailbox, instead of waiting for it', async () => {
+    stream.append('1')
+    expect((await poll(0n, 30_000, 'laptop')).next).to.equal(1n)
+    delivery.deliver([committed('1', stream.append('1'))])
+    expect((await poll(1n, 30_000, 'laptop')).next, 'the laptop takes the mailbox').to.equal(2n)
+    const reads = stream.reads
+    const desktop = await poll(1n, 30_000, 'desktop')
+    expect(desktop.next, 'the desktop reads it').to.equal(2n)
+    expect(stream.reads).to.equal(reads + 1)
+  })
+
+  it('drops a mailbox nobody came for within MAILBOX_KEEP_MS, or that a wake-up overtook: the next poll reads everything', async () => {
+    stream.append('1')
+    expect((await poll(0n)).next).to.equal(1n)
+    delivery.deliver([committed('1', stream.append('1'))])
+    mock.timers.tick(MAILBOX_KEEP_MS)
+    let reads = stream.reads
+    expect((await poll(1n)).next).to.equal(2n)
+    expect(stream.reads, 'expired: read').to.equal(reads + 1)
+
+    // A message kept, then news that is not handed over (a group change): the box is void, the poll reads both.
+    delivery.deliver([committed('1', stream.append('1'))])
+    stream.append('1')
+    delivery.announce(['1'])
+    reads = stream.reads
+    const answer = await poll(2n)
+    expect(answer.events.map((event) => Number(event.seq))).to.deep.equal([3, 4])
+    expect(stream.reads).to.equal(reads + 1)
+  })
+
+  it('keeps no mailbox for a user who has not polled here lately (they listen elsewhere, or nowhere)', async () => {
+    delivery.deliver([committed('2', stream.append('2'))])
+    const reads = stream.reads
+    expect((await poll(0n, 30_000, undefined, '2')).next).to.equal(1n)
+    expect(stream.reads, 'read: nothing was kept').to.equal(reads + 1)
   })
 
   it('answers a poll replaced by a newer one of the same client at once, and the oldest beyond the per-user cap', async () => {
