@@ -8,15 +8,25 @@ import type {WireEvent} from './listener.js'
  */
 export const EVENT_ENVELOPE_BYTES = 256
 
-/** An event read from the stream, as it goes on the wire. */
-export function wireEventOfRow(row: EventRow): WireEvent {
+/**
+ * An event read from the stream (or just appended), as it goes on the wire.
+ * An appended event whose payload's JSON was made already (`payloadJson`,
+ * an object's) is spliced in rather than made again: byte for byte the same.
+ */
+export function wireEventOfRow(row: EventRow & {payloadJson?: string}): WireEvent {
   const seq = BigInt(row.seq)
   if (row.type === 'message' && row.id) {
     const view = messageView(row as Required<EventRow>)
     return {seq, type: 'message', json: JSON.stringify({seq: Number(seq), type: 'message', ...view}), bytes: EVENT_ENVELOPE_BYTES + view.ciphertext.length}
   }
+  const at = new Date(row.at).toISOString()
   const payload = row.payload ?? {}
-  const json = JSON.stringify({seq: Number(seq), type: row.type, ...payload, at: new Date(row.at).toISOString()})
+  // Spliced only when it cannot repeat a member of the envelope (JSON with a key twice is for nobody to guess at).
+  const members = row.payloadJson?.startsWith('{') && !('seq' in payload || 'type' in payload || 'at' in payload) ? row.payloadJson.slice(1, -1) : undefined
+  const json =
+    members !== undefined
+      ? `{"seq":${seq},"type":${JSON.stringify(row.type)},${members}${members === '' ? '' : ','}"at":"${at}"}`
+      : JSON.stringify({seq: Number(seq), type: row.type, ...payload, at})
   return {seq, type: row.type, json, bytes: EVENT_ENVELOPE_BYTES + json.length}
 }
 

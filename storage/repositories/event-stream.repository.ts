@@ -37,6 +37,8 @@ export interface Appended {
 /** An event appendEach() appended, as a read of the stream would return it, and whose stream. */
 export interface AppendedEvent extends EventRow {
   recipientId: string
+  /** `payload` as JSON, when the appender made it already (it is then not made again for the wire). */
+  payloadJson?: string
 }
 
 /** An event for one stream (appendEach); `unlessBlockedBy`: dropped if its recipient blocks this user. */

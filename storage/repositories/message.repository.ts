@@ -214,9 +214,9 @@ const STORE_DIRECT_ONE = `WITH inserted AS (
          FROM inserted ins`
 
 /**
- * STORE_DIRECT_BATCH with other events riding along ($9-$12, one per row:
- * recipient, type, JSON payload, and the sender whose block by the recipient
- * drops it): read receipts and peer offers (appendEvents). They take their
+ * STORE_DIRECT_BATCH with other events riding along ($9-$12: per event its
+ * recipient, type, and the sender whose block by the recipient drops it; $11
+ * the JSON array of their payloads): read receipts and peer offers (appendEvents). They take their
  * seqs under the same inbox locks, after the batch's messages in each stream,
  * so they add rows to a commit that runs anyway instead of a transaction of
  * their own that would lock most inboxes until its commit, and hold up every
@@ -236,8 +236,10 @@ const STORE_DIRECT_BATCH_WITH_EVENTS = `WITH batch AS (
          ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING id, sender_id, recipient_id, sent_at
        ), extra AS (
-         SELECT * FROM unnest($9::bigint[], $10::text[], $11::jsonb[], $12::bigint[]) WITH ORDINALITY AS x(user_id, type, payload, blocked_by, ord)
-          WHERE x.blocked_by IS NULL OR NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = x.user_id AND bl.blocked_id = x.blocked_by)
+         SELECT t.user_id, t.type, p.payload, t.blocked_by, t.ord
+           FROM unnest($9::bigint[], $10::text[], $12::bigint[]) WITH ORDINALITY AS t(user_id, type, blocked_by, ord)
+           JOIN jsonb_array_elements($11::jsonb) WITH ORDINALITY AS p(payload, ord) ON p.ord = t.ord
+          WHERE t.blocked_by IS NULL OR NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = t.user_id AND bl.blocked_id = t.blocked_by)
        ), targets AS (
          SELECT ins.id, ins.recipient_id AS user_id, b.ord, NULL::bigint AS xord FROM inserted ins JOIN batch b ON b.id = ins.id
          UNION ALL
@@ -397,7 +399,8 @@ export class MessageRepository {
           batch.map((s) => s.message.idempotencyKey),
           riders.flatMap((r) => r.events.map((event) => event.recipientId)),
           riders.flatMap((r) => r.events.map((event) => event.type)),
-          riders.flatMap((r) => r.payloads),
+          // One JSON array, not a jsonb[]: node-pg would escape each ~1 KiB payload into an array literal, and PostgreSQL unescape it.
+          `[${riders.flatMap((r) => r.payloads).join(',')}]`,
           riders.flatMap((r) => r.events.map((event) => event.unlessBlockedBy ?? null)),
         ])
       } else if (batch.length === 1) {
@@ -459,9 +462,9 @@ export class MessageRepository {
     let place = 0
     for (const rider of riders) {
       const appended: AppendedEvent[] = []
-      for (const event of rider.events) {
+      for (const [i, event] of rider.events.entries()) {
         const at = landed.get(++place)
-        if (at) appended.push({recipientId: event.recipientId, seq: at.seq, type: event.type, payload: event.payload, at: at.at})
+        if (at) appended.push({recipientId: event.recipientId, seq: at.seq, type: event.type, payload: event.payload, payloadJson: rider.payloads[i], at: at.at})
       }
       rider.resolve(appended)
     }
