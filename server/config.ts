@@ -2,6 +2,7 @@ import {z} from 'zod'
 
 import {RECEIPT_FLUSH_MS_DEFAULT} from './delivery/acks.js'
 import {LAZY_EVENTS_MS} from './delivery/delivery.js'
+import {MAILBOX_KEEP_MS} from './delivery/registry.js'
 import {databaseSettings, databaseTimeouts, httpUrl, logLevel, milliseconds, onOff, port, resolveSettings, type Resolved} from './settings.js'
 
 export const serverSettings = {
@@ -159,6 +160,11 @@ export const serverSettings = {
     env: 'FASTCHAT_LAZY_EVENTS_MS',
     doc: 'How long a long-poll whose only news is receipts or presence events waits for a message to answer with them (they ride along); 0 answers them at once.',
     schema: z.coerce.number().int().min(0).max(10_000).default(LAZY_EVENTS_MS),
+  },
+  mailboxMs: {
+    env: 'FASTCHAT_MAILBOX_MS',
+    doc: 'How long a server keeps what is committed for a user between two of their polls, for the next poll to answer from memory instead of reading it back (at most 200 events, 256 KiB per user); 0 turns it off (every such poll reads).',
+    schema: z.coerce.number().int().min(0).max(60_000).default(MAILBOX_KEEP_MS),
   },
   rateLimits: {
     env: 'FASTCHAT_RATE_LIMITS',

@@ -128,6 +128,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
       heartbeatMs: config.streamHeartbeatMs,
       recheckMs: config.recheckMs,
       lazyEventsMs: config.lazyEventsMs,
+      mailboxMs: config.mailboxMs,
     },
   )
   const services = createServices(db, {delivery, stream}, {

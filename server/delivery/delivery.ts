@@ -58,6 +58,8 @@ export interface DeliveryOptions {
   recheckMs?: number
   /** How long a poll whose only news is receipts or presence waits for something else to answer with (LAZY_EVENTS_MS); 0: answers at once. */
   lazyEventsMs?: number
+  /** How long what is committed for a user between two polls is kept for the next (MAILBOX_KEEP_MS); 0: not kept. */
+  mailboxMs?: number
 }
 
 export interface DeliveryParts {
@@ -152,7 +154,7 @@ export class Delivery {
     private readonly parts: DeliveryParts,
     options: DeliveryOptions = {},
   ) {
-    this.registry = new ListenerRegistry(options.maxPerUser)
+    this.registry = new ListenerRegistry(options.maxPerUser, options.mailboxMs)
     this.reads = new PerUserSlots(options.readsPerUser ?? READS_PER_USER_DEFAULT)
     this.maxBytes = options.maxBytes ?? MAX_BYTES_DEFAULT
     this.heartbeatMs = options.heartbeatMs ?? HEARTBEAT_MS_DEFAULT
@@ -193,9 +195,9 @@ export class Delivery {
   }
 
   /**
-   * After a commit here of events other than messages (receipts), with what a
-   * read of the stream would return: handed to the listeners here as they are
-   * (no read back), and peers are told to wake theirs (they read).
+   * After a commit here of events other than messages (receipts, peer
+   * offers), with what a read of the stream would return: handed to the
+   * listeners here as they are (no read back), and pushed to the peers'.
    */
   deliverEvents(events: {recipientId: string; seq: string; type: string; payload: Record<string, unknown> | null; payloadJson?: string; at: Date}[]): void {
     if (events.length === 0) return
@@ -206,8 +208,8 @@ export class Delivery {
       if (!list) byUser.set(event.recipientId, (list = []))
       list.push(wireEventOfRow(event))
     }
-    // Held, not answered at once, by the polls here (Listener.hold), and handed to the peers' as they are (no read there).
-    this.registry.hold(byUser, this.lazyMs)
+    this.handOver(byUser)
+    // Handed to the peers' listeners as they are too (no read there).
     const lazy: {recipientId: string; event: WireEvent}[] = []
     for (const [recipientId, list] of byUser) for (const event of list) lazy.push({recipientId, event})
     this.parts.peers?.push([], [], lazy)
@@ -217,7 +219,27 @@ export class Delivery {
   fromPeer(wake: string[], messages: CommittedMessage[], lazy: Map<string, WireEvent[]> = new Map()): void {
     if (wake.length > 0) this.registry.wake(wake)
     if (messages.length > 0) this.registry.offer(wireEventsOf(messages))
+    if (lazy.size > 0) this.handOver(lazy)
+  }
+
+  /**
+   * Events other than messages, handed to the listeners here: receipts and
+   * presence held for the next message or the lazy delay (Listener.hold), the
+   * rest (peer offers) offered at once, as messages are.
+   */
+  private handOver(byUser: Map<string, WireEvent[]>): void {
+    const lazy = new Map<string, WireEvent[]>()
+    const prompt = new Map<string, WireEvent[]>()
+    for (const [userId, events] of byUser) {
+      for (const event of events) {
+        const into = isLazyEvent(event.type) ? lazy : prompt
+        let list = into.get(userId)
+        if (!list) into.set(userId, (list = []))
+        list.push(event)
+      }
+    }
     if (lazy.size > 0) this.registry.hold(lazy, this.lazyMs)
+    if (prompt.size > 0) this.registry.offer(prompt)
   }
 
   private recover(userIds: string[]): void {

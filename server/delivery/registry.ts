@@ -42,8 +42,14 @@ export class ListenerRegistry {
   /** Draining: every listener answers now, and any that arrives later at once. */
   closed = false
 
-  /** @param maxPerUser at most this many open polls and streams per user; the oldest gives way. */
-  constructor(private readonly maxPerUser = Number.POSITIVE_INFINITY) {}
+  /**
+   * @param maxPerUser at most this many open polls and streams per user; the oldest gives way.
+   * @param mailboxMs how long events are kept for a user between two polls (MAILBOX_KEEP_MS); 0: not at all.
+   */
+  constructor(
+    private readonly maxPerUser = Number.POSITIVE_INFINITY,
+    private readonly mailboxMs = MAILBOX_KEEP_MS,
+  ) {}
 
   /**
    * A new poll or stream. One from a client that already has one open here
@@ -103,15 +109,19 @@ export class ListenerRegistry {
   /**
    * Keeps `events` for the user's next listener (no version bump: the next
    * poll takes them from memory instead of reading), if the user's last
-   * listener here went less than MAILBOX_KEEP_MS ago. Otherwise, or past a
+   * listener here went less than `mailboxMs` ago. Otherwise, or past a
    * cap (the user's box dropped then), the version is bumped: the next poll
    * reads.
    */
   private keepForLater(userId: string, events: WireEvent[], lazyDelayMs: number): void {
+    if (this.mailboxMs <= 0) {
+      this.bump(userId)
+      return
+    }
     const now = Date.now()
-    if (now - this.lastSweep > MAILBOX_KEEP_MS) this.sweepMailboxes(now)
+    if (now - this.lastSweep > this.mailboxMs) this.sweepMailboxes(now)
     let box = this.mailboxes.get(userId)
-    if (!box && (this.lastGone.get(userId) ?? Number.NEGATIVE_INFINITY) + MAILBOX_KEEP_MS <= now) {
+    if (!box && (this.lastGone.get(userId) ?? Number.NEGATIVE_INFINITY) + this.mailboxMs <= now) {
       // Not polling here lately: nobody would take it.
       this.bump(userId)
       return
@@ -129,7 +139,7 @@ export class ListenerRegistry {
         this.mailboxBytes = 0
         this.forgetVersions()
       }
-      box = {events: [], bytes: 0, version: this.version(userId), expires: now + MAILBOX_KEEP_MS, lazyUntil: undefined}
+      box = {events: [], bytes: 0, version: this.version(userId), expires: now + this.mailboxMs, lazyUntil: undefined}
       this.mailboxes.set(userId, box)
     }
     if (box.events.length + events.length > MAILBOX_MAX_EVENTS || box.bytes + bytes > MAILBOX_MAX_BYTES || this.mailboxBytes + bytes > MAILBOXES_MAX_BYTES) {
@@ -146,7 +156,7 @@ export class ListenerRegistry {
   /** Drops the mailboxes nobody came for in time (their users' next polls read), and forgets who left long ago. */
   private sweepMailboxes(now: number): void {
     this.lastSweep = now
-    for (const [userId, at] of this.lastGone) if (at + MAILBOX_KEEP_MS <= now) this.lastGone.delete(userId)
+    for (const [userId, at] of this.lastGone) if (at + this.mailboxMs <= now) this.lastGone.delete(userId)
     for (const [userId, box] of this.mailboxes) {
       if (box.expires > now) continue
       this.dropMailbox(userId, box)
@@ -290,8 +300,10 @@ export class ListenerRegistry {
     if (set.size === 0) {
       this.listeners.delete(listener.userId)
       // Between two polls from here on: what comes for this user meanwhile is kept for the next (mailboxes).
-      if (this.lastGone.size >= MAX_MAILBOXES) this.lastGone.clear()
-      this.lastGone.set(listener.userId, Date.now())
+      if (this.mailboxMs > 0) {
+        if (this.lastGone.size >= MAX_MAILBOXES) this.lastGone.clear()
+        this.lastGone.set(listener.userId, Date.now())
+      }
     }
   }
 }

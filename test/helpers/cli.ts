@@ -129,12 +129,13 @@ export interface TwoUserCluster {
  * Registered one after the other, the superserver's round-robin puts alice and
  * bob on different servers.
  */
-export async function startTwoUserCluster(): Promise<TwoUserCluster> {
+/** `env`: settings of both chat servers (startTestServer). */
+export async function startTwoUserCluster(env: Record<string, string> = {}): Promise<TwoUserCluster> {
   const db = await createDataSource({url: process.env.DATABASE_URL!}).initialize()
   const superserver = await startTestSuperserver()
   const servers: RunningChatServer[] = []
   try {
-    servers.push(await startTestServer(superserver.url), await startTestServer(superserver.url))
+    servers.push(await startTestServer(superserver.url, env), await startTestServer(superserver.url, env))
     await waitForHealthy(superserver.url, servers.map((s) => s.url))
     const alice = await CliUser.create('alice', superserver.url)
     const bob = await CliUser.create('bob', superserver.url)

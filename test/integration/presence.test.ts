@@ -117,7 +117,10 @@ describe('presence (who, presence on|off, presence events)', function () {
     expect(who.users[0]).to.include({username: bob.username, presence: 'online'})
     expect(Date.parse(who.users[0]!.lastSeen)).to.be.closeTo(Date.now(), 30_000)
     await eventually(async () => heardOf(bob.username).length > 0, 'the online event')
-    expect(heardOf(bob.username)).to.deep.equal(['online'])
+    // Once (bob's offline event may follow already: he polled once, and the CLI's `who` above can take longer
+    // than the offline delay on a loaded machine).
+    expect(heardOf(bob.username)[0]).to.equal('online')
+    expect(heardOf(bob.username).filter((presence) => presence === 'online')).to.deep.equal(['online'])
     const [event] = heard.filter((e) => e.user === bob.username)
     expect(event).to.include({type: 'presence', user: bob.username, presence: 'online'})
     expect(Date.parse(event!.at)).to.be.a('number').and.not.NaN

@@ -244,6 +244,19 @@ describe('delivery state machine (fake timers)', () => {
     expect(stream.reads).to.equal(reads + 1)
   })
 
+  it('keeps nothing between polls with mailboxes off (FASTCHAT_MAILBOX_MS=0): the next poll reads', async () => {
+    const off = new Delivery({stream, logger: pino({level: 'silent'})}, {mailboxMs: 0})
+    const pollOff = (since: bigint) => off.poll('1', {since, timeoutMs: 30_000, limit: 100}, aborts.signal)
+    stream.append('1')
+    expect((await pollOff(0n)).next).to.equal(1n)
+    off.deliver([committed('1', stream.append('1'))])
+    const reads = stream.reads
+    expect((await pollOff(1n)).next).to.equal(2n)
+    expect(stream.reads).to.equal(reads + 1)
+    await off.drain()
+    await off.stop()
+  })
+
   it('keeps no mailbox for a user who has not polled here lately (they listen elsewhere, or nowhere)', async () => {
     delivery.deliver([committed('2', stream.append('2'))])
     const reads = stream.reads
