@@ -249,11 +249,8 @@ export class ListenerRegistry {
         for (const listener of set) listener.hold(events, version, delayMs)
         continue
       }
-      if (delayMs <= 0 || this.closed) {
-        this.bump(id)
-        continue
-      }
-      this.keepForLater(id, events, delayMs)
+      if (this.closed) this.bump(id)
+      else this.keepForLater(id, events, delayMs)
     }
   }
 
