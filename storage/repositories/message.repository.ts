@@ -149,8 +149,19 @@ const SENDER_HAS_OTHER_DEVICES = (sender: string) =>
  * sends arrived (`ord`), as do their `sent_at` (one microsecond apart, so
  * history, which orders by (sent_at, id), agrees with the streams). A sender
  * with another device is a target too (their sent copy), in the same locks.
+ *
+ * `withEvents`: other events ride along ($9-$12: per event its recipient,
+ * type, and the sender whose block by the recipient drops it; $11 the JSON
+ * array of their payloads): read receipts and peer offers (appendEvents).
+ * They take their seqs under the same inbox locks, after the batch's messages
+ * in each stream, so they add rows to a commit that runs anyway instead of a
+ * transaction of their own that would lock most inboxes until its commit, and
+ * hold up every send to them meanwhile (docs/architecture.md, "Receipts").
+ * Rows come back two ways then: a message's (`xord` null), or an event's, by
+ * its place in the event arrays (`xord`); an event dropped by a block has none.
+ * Without, the statement is the plain send's, with nothing of receipts.
  */
-const STORE_DIRECT_BATCH = `WITH batch AS (
+const storeDirectBatch = (withEvents: boolean) => `WITH batch AS (
          SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::uuid[], $8::text[])
                 WITH ORDINALITY AS b(id, sender_id, recipient_id, conversation, kind, ciphertext, blob_id, idempotency_key, ord)
        ), inserted AS (
@@ -161,11 +172,26 @@ const STORE_DIRECT_BATCH = `WITH batch AS (
           WHERE NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = b.recipient_id AND bl.blocked_id = b.sender_id)
          ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING id, sender_id, recipient_id, sent_at
-       ), targets AS (
-         SELECT ins.id, ins.recipient_id AS user_id, b.ord FROM inserted ins JOIN batch b ON b.id = ins.id
+       ),${
+         withEvents
+           ? ` extra AS (
+         SELECT t.user_id, t.type, p.payload, t.blocked_by, t.ord
+           FROM unnest($9::bigint[], $10::text[], $12::bigint[]) WITH ORDINALITY AS t(user_id, type, blocked_by, ord)
+           JOIN jsonb_array_elements($11::jsonb) WITH ORDINALITY AS p(payload, ord) ON p.ord = t.ord
+          WHERE t.blocked_by IS NULL OR NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = t.user_id AND bl.blocked_id = t.blocked_by)
+       ),`
+           : ''
+       } targets AS (
+         SELECT ins.id, ins.recipient_id AS user_id, b.ord, NULL::bigint AS xord FROM inserted ins JOIN batch b ON b.id = ins.id
          UNION ALL
-         SELECT ins.id, ins.sender_id, b.ord FROM inserted ins JOIN batch b ON b.id = ins.id
-          WHERE ins.sender_id <> ins.recipient_id AND ${SENDER_HAS_OTHER_DEVICES('ins.sender_id')}
+         SELECT ins.id, ins.sender_id, b.ord, NULL FROM inserted ins JOIN batch b ON b.id = ins.id
+          WHERE ins.sender_id <> ins.recipient_id AND ${SENDER_HAS_OTHER_DEVICES('ins.sender_id')}${
+            withEvents
+              ? `
+         UNION ALL
+         SELECT NULL, x.user_id, 1000000 + x.ord, x.ord FROM extra x`
+              : ''
+          }
        ), locked AS (
          SELECT user_id FROM inboxes WHERE user_id IN (SELECT user_id FROM targets) ORDER BY user_id FOR UPDATE
        ), counts AS (
@@ -174,16 +200,30 @@ const STORE_DIRECT_BATCH = `WITH batch AS (
          UPDATE inboxes i SET last_seq = i.last_seq + c.n FROM locked l JOIN counts c ON c.user_id = l.user_id
           WHERE i.user_id = l.user_id
          RETURNING i.user_id, i.last_seq, c.n
-       ), appended AS (
-         INSERT INTO events (recipient_id, seq, type, message_id)
-         SELECT t.user_id, bu.last_seq - bu.n + row_number() OVER (PARTITION BY t.user_id ORDER BY t.ord), 'message', t.id
+       ), numbered AS (
+         SELECT t.id, t.user_id, t.xord, bu.last_seq - bu.n + row_number() OVER (PARTITION BY t.user_id ORDER BY t.ord) AS seq
            FROM targets t JOIN bumped bu ON bu.user_id = t.user_id
-         RETURNING recipient_id, message_id, seq
+       ), appended AS (
+         ${
+           withEvents
+             ? `INSERT INTO events (recipient_id, seq, type, message_id, payload)
+         SELECT n.user_id, n.seq, coalesce(x.type, 'message'), n.id, x.payload FROM numbered n LEFT JOIN extra x ON x.ord = n.xord`
+             : `INSERT INTO events (recipient_id, seq, type, message_id) SELECT n.user_id, n.seq, 'message', n.id FROM numbered n`
+         }
        )
-       SELECT ins.id, ins.sent_at AS "sentAt", a.seq::text AS seq, c.seq::text AS "senderSeq"
+       SELECT ins.id, ins.sent_at AS "sentAt", a.seq::text AS seq, c.seq::text AS "senderSeq", NULL::int AS xord
          FROM inserted ins
-         LEFT JOIN appended a ON a.message_id = ins.id AND a.recipient_id = ins.recipient_id
-         LEFT JOIN appended c ON c.message_id = ins.id AND c.recipient_id = ins.sender_id AND ins.sender_id <> ins.recipient_id`
+         LEFT JOIN numbered a ON a.id = ins.id AND a.user_id = ins.recipient_id
+         LEFT JOIN numbered c ON c.id = ins.id AND c.user_id = ins.sender_id AND ins.sender_id <> ins.recipient_id${
+           withEvents
+             ? `
+       UNION ALL
+       SELECT NULL, now(), n.seq::text, NULL, n.xord::int FROM numbered n WHERE n.xord IS NOT NULL`
+             : ''
+         }`
+
+const STORE_DIRECT_BATCH = storeDirectBatch(false)
+const STORE_DIRECT_BATCH_WITH_EVENTS = storeDirectBatch(true)
 
 /**
  * The same for a batch of one send, the usual case on a quiet server: the
@@ -213,61 +253,8 @@ const STORE_DIRECT_ONE = `WITH inserted AS (
               (SELECT seq::text FROM appended WHERE recipient_id = $2::bigint AND $2::bigint <> $3::bigint) AS "senderSeq"
          FROM inserted ins`
 
-/**
- * STORE_DIRECT_BATCH with other events riding along ($9-$12: per event its
- * recipient, type, and the sender whose block by the recipient drops it; $11
- * the JSON array of their payloads): read receipts and peer offers (appendEvents). They take their
- * seqs under the same inbox locks, after the batch's messages in each stream,
- * so they add rows to a commit that runs anyway instead of a transaction of
- * their own that would lock most inboxes until its commit, and hold up every
- * send to them meanwhile (docs/architecture.md, "Receipts"). Rows come back
- * two ways: a message's (`xord` null), or an event's, by its place in the
- * event arrays (`xord`); an event dropped by a block has none.
- */
-const STORE_DIRECT_BATCH_WITH_EVENTS = `WITH batch AS (
-         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::uuid[], $8::text[])
-                WITH ORDINALITY AS b(id, sender_id, recipient_id, conversation, kind, ciphertext, blob_id, idempotency_key, ord)
-       ), inserted AS (
-         INSERT INTO messages (id, sender_id, recipient_id, conversation, kind, ciphertext, blob_id, idempotency_key, sent_at)
-         SELECT b.id, b.sender_id, b.recipient_id, b.conversation, b.kind, b.ciphertext, b.blob_id, b.idempotency_key,
-                now() + interval '1 microsecond' * (b.ord - 1)
-           FROM batch b
-          WHERE NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = b.recipient_id AND bl.blocked_id = b.sender_id)
-         ON CONFLICT (sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING id, sender_id, recipient_id, sent_at
-       ), extra AS (
-         SELECT t.user_id, t.type, p.payload, t.blocked_by, t.ord
-           FROM unnest($9::bigint[], $10::text[], $12::bigint[]) WITH ORDINALITY AS t(user_id, type, blocked_by, ord)
-           JOIN jsonb_array_elements($11::jsonb) WITH ORDINALITY AS p(payload, ord) ON p.ord = t.ord
-          WHERE t.blocked_by IS NULL OR NOT EXISTS (SELECT 1 FROM blocks bl WHERE bl.blocker_id = t.user_id AND bl.blocked_id = t.blocked_by)
-       ), targets AS (
-         SELECT ins.id, ins.recipient_id AS user_id, b.ord, NULL::bigint AS xord FROM inserted ins JOIN batch b ON b.id = ins.id
-         UNION ALL
-         SELECT ins.id, ins.sender_id, b.ord, NULL FROM inserted ins JOIN batch b ON b.id = ins.id
-          WHERE ins.sender_id <> ins.recipient_id AND ${SENDER_HAS_OTHER_DEVICES('ins.sender_id')}
-         UNION ALL
-         SELECT NULL, x.user_id, 1000000 + x.ord, x.ord FROM extra x
-       ), locked AS (
-         SELECT user_id FROM inboxes WHERE user_id IN (SELECT user_id FROM targets) ORDER BY user_id FOR UPDATE
-       ), counts AS (
-         SELECT user_id, count(*) AS n FROM targets GROUP BY user_id
-       ), bumped AS (
-         UPDATE inboxes i SET last_seq = i.last_seq + c.n FROM locked l JOIN counts c ON c.user_id = l.user_id
-          WHERE i.user_id = l.user_id
-         RETURNING i.user_id, i.last_seq, c.n
-       ), numbered AS (
-         SELECT t.id, t.user_id, t.xord, bu.last_seq - bu.n + row_number() OVER (PARTITION BY t.user_id ORDER BY t.ord) AS seq
-           FROM targets t JOIN bumped bu ON bu.user_id = t.user_id
-       ), appended AS (
-         INSERT INTO events (recipient_id, seq, type, message_id, payload)
-         SELECT n.user_id, n.seq, coalesce(x.type, 'message'), n.id, x.payload FROM numbered n LEFT JOIN extra x ON x.ord = n.xord
-       )
-       SELECT ins.id, ins.sent_at AS "sentAt", a.seq::text AS seq, c.seq::text AS "senderSeq", NULL::int AS xord
-         FROM inserted ins
-         LEFT JOIN numbered a ON a.id = ins.id AND a.user_id = ins.recipient_id
-         LEFT JOIN numbered c ON c.id = ins.id AND c.user_id = ins.sender_id AND ins.sender_id <> ins.recipient_id
-       UNION ALL
-       SELECT NULL, now(), n.seq::text, NULL, n.xord::int FROM numbered n WHERE n.xord IS NOT NULL`
+/** The statements' SQL, for tests that check what a send runs. */
+export const DIRECT_SEND_STATEMENTS = {one: STORE_DIRECT_ONE, batch: STORE_DIRECT_BATCH, batchWithEvents: STORE_DIRECT_BATCH_WITH_EVENTS}
 
 export class MessageRepository {
   private readonly inFlight: number
@@ -386,17 +373,21 @@ export class MessageRepository {
     this.counters.sends += batch.length
     if (batch.length > 0) this.onBatch?.(batch.length)
     let rows: {id: string; sentAt: Date; seq: string | null; senderSeq: string | null; xord?: number | null}[]
+    // The sends' columns, as arrays: the parameters $1-$8 of both batch statements.
+    const sends = () => [
+      batch.map((s) => s.id),
+      batch.map((s) => s.message.senderId),
+      batch.map((s) => s.message.recipientId),
+      batch.map((s) => s.message.conversation),
+      batch.map((s) => s.message.kind),
+      batch.map((s) => s.message.ciphertext),
+      batch.map((s) => s.message.blobId),
+      batch.map((s) => s.message.idempotencyKey),
+    ]
     try {
       if (riders.length > 0) {
         rows = await prepared(this.db, 'message-store-direct-batch-events', STORE_DIRECT_BATCH_WITH_EVENTS, [
-          batch.map((s) => s.id),
-          batch.map((s) => s.message.senderId),
-          batch.map((s) => s.message.recipientId),
-          batch.map((s) => s.message.conversation),
-          batch.map((s) => s.message.kind),
-          batch.map((s) => s.message.ciphertext),
-          batch.map((s) => s.message.blobId),
-          batch.map((s) => s.message.idempotencyKey),
+          ...sends(),
           riders.flatMap((r) => r.events.map((event) => event.recipientId)),
           riders.flatMap((r) => r.events.map((event) => event.type)),
           // One JSON array, not a jsonb[]: node-pg would escape each ~1 KiB payload into an array literal, and PostgreSQL unescape it.
@@ -409,16 +400,7 @@ export class MessageRepository {
           id, m.senderId, m.recipientId, m.conversation, m.kind, m.ciphertext, m.blobId, m.idempotencyKey,
         ])
       } else {
-        rows = await prepared(this.db, 'message-store-direct-batch', STORE_DIRECT_BATCH, [
-          batch.map((s) => s.id),
-          batch.map((s) => s.message.senderId),
-          batch.map((s) => s.message.recipientId),
-          batch.map((s) => s.message.conversation),
-          batch.map((s) => s.message.kind),
-          batch.map((s) => s.message.ciphertext),
-          batch.map((s) => s.message.blobId),
-          batch.map((s) => s.message.idempotencyKey),
-        ])
+        rows = await prepared(this.db, 'message-store-direct-batch', STORE_DIRECT_BATCH, sends())
       }
     } catch (error) {
       if (items.length === 1 || !worthSplitting(error)) {

@@ -112,7 +112,10 @@ describe('presence (who, presence on|off, presence events)', function () {
     expect(await stateOf(aliceApi, bob.username)).to.include({presence: 'offline'})
     expect((await pollOnce(bobApi)).status).to.equal(200)
     await eventually(async () => (await stateOf(aliceApi, bob.username)).presence === 'online', 'bob online to alice')
+    // Bob's client stays online while alice's CLI starts and asks (which can take longer than the offline delay on a loaded machine).
+    const stillOnline = keepPolling(bobApi, OFFLINE_MS)
     const who = await alice.json<{users: {username: string; presence: string; lastSeen: string}[]}>(['who'])
+    await stillOnline
     expect(who.users).to.have.length(1)
     expect(who.users[0]).to.include({username: bob.username, presence: 'online'})
     expect(Date.parse(who.users[0]!.lastSeen)).to.be.closeTo(Date.now(), 30_000)

@@ -4,6 +4,7 @@ import {expect} from 'chai'
 
 import {encryptText, unlockPrivateKey} from '../../crypto/index.js'
 import type {RunningChatServer} from '../../server/main.js'
+import {DIRECT_SEND_STATEMENTS} from '../../storage/repositories/message.repository.js'
 import {fakeCiphertext, joinGroup, poll, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
 import {CliUser, PASSPHRASE, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
 import {startTestServer} from '../helpers/cluster.js'
@@ -176,16 +177,13 @@ describe('receipts (HTTP API)', function () {
     }
   })
 
-  it('the 1:1 send statements are untouched: receipts add nothing to a send when none wait to ride along, and no query of their own', async () => {
-    const source = await readFile(new URL('../../storage/repositories/message.repository.ts', import.meta.url), 'utf8')
-    // The SQL text of a statement: its template literal.
-    const statement = (name: string) => source.split(`\nconst ${name} = \``)[1]?.split('`\n')[0]
-    for (const name of ['STORE_DIRECT_ONE', 'STORE_DIRECT_BATCH']) {
-      expect(statement(name), name).to.be.a('string').and.match(/INSERT INTO messages/)
-      expect(statement(name), name).not.to.match(/acks|delivered_at|receipt|payload/i)
+  it('the 1:1 send statements are untouched: receipts add nothing to a send when none wait to ride along, and no query of their own', () => {
+    for (const [name, sql] of Object.entries({one: DIRECT_SEND_STATEMENTS.one, batch: DIRECT_SEND_STATEMENTS.batch})) {
+      expect(sql, name).to.match(/INSERT INTO messages/)
+      expect(sql, name).not.to.match(/acks|delivered_at|receipt|payload/i)
     }
     // Read receipts ride along in the statement the sends run anyway (batched-commits.test.ts counts the statements).
-    expect(statement('STORE_DIRECT_BATCH_WITH_EVENTS')).to.match(/INSERT INTO messages[\s\S]*jsonb_array_elements/)
+    expect(DIRECT_SEND_STATEMENTS.batchWithEvents).to.match(/INSERT INTO messages[\s\S]*jsonb_array_elements/)
   })
 })
 
