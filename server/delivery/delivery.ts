@@ -140,7 +140,9 @@ export class Delivery {
   /** Reads of the stream for listeners, by why they could not take what they were handed (ReadReason). */
   readonly readsBy: Record<ReadReason, number> = {start: 0, woken: 0, recheck: 0, overflow: 0, gap: 0, more: 0}
   /** Reads made because a handed-over event's predecessor never came within GAP_GRACE_MS. */
-  gapReads = 0
+  get gapReads(): number {
+    return this.readsBy.gap
+  }
 
   private readonly reads: PerUserSlots
   private readonly maxBytes: number
@@ -312,7 +314,6 @@ export class Delivery {
   private waitForGap(listener: Listener): boolean {
     if (listener.gapSince === undefined || listener.needsRead) return false
     if (Date.now() - listener.gapSince < GAP_GRACE_MS) return true
-    this.gapReads++
     listener.readPastGap()
     return false
   }
