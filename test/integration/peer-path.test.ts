@@ -209,9 +209,8 @@ describe('peer path (direct client to client, on loopback)', function () {
         if (dataOf(first).via === 'direct') {
           expect(dataOf(first)).to.include({signedId: sent.signedId})
           expect(first.id, 'a direct item moves no cursor').to.equal(undefined)
-        } else {
-          expect(first.id, 'the server copy, with its cursor').to.be.a('string')
         }
+        // (A server copy's `id:` comes after the last event of its page, so the first one may carry none.)
         // A message after it, through the server only (carol has no offer): once the stream has it, it has read past the copy.
         const carol = await CliUser.create('carol', cluster.superserver.url)
         await carol.register()
