@@ -5,8 +5,8 @@ import {type AddressInfo, connect, type Socket} from 'node:net'
 import {networkInterfaces} from 'node:os'
 import {Readable} from 'node:stream'
 
-import {RateLimiterMemory} from 'rate-limiter-flexible'
-import {Agent, request} from 'undici'
+import type {RateLimiterMemory} from 'rate-limiter-flexible'
+import type {Agent} from 'undici'
 import {z} from 'zod'
 
 import {CryptoError, decryptText, encryptText} from '../crypto/index.js'
@@ -150,8 +150,13 @@ function safeJson(text: string): unknown {
 export type DirectResult = 'direct' | 'unreachable' | 'refused' | 'too-large' | 'busy'
 
 let dispatcher: Agent | undefined
+/**
+ * undici, loaded at the first direct post: most commands never make one, and
+ * loading it costs a command ~0.1 s of its start (docs/cli.md, "Start-up").
+ */
+const undici = () => import('undici')
 /** One connection pool for every direct post, with the short connect timeout (kept open: a conversation posts again). */
-const peerDispatcher = () => (dispatcher ??= new Agent({connect: {timeout: PEER_CONNECT_TIMEOUT_MS}, keepAliveTimeout: 30_000, connections: 8}))
+const peerDispatcher = async () => (dispatcher ??= new (await undici()).Agent({connect: {timeout: PEER_CONNECT_TIMEOUT_MS}, keepAliveTimeout: 30_000, connections: 8}))
 
 /** Closes the direct posts' connections (the end of a command). */
 export async function closePeerConnections(): Promise<void> {
@@ -171,11 +176,12 @@ export async function postDirect(offer: PeerOffer, message: DirectMessage, signa
   const url = await firstReachable(offer.urls)
   if (!url) return 'unreachable'
   const body = JSON.stringify(message)
+  const {request} = await undici()
   let answer
   try {
     answer = await request(new URL(PEER_MESSAGES_PATH, url), {
       method: 'POST',
-      dispatcher: peerDispatcher(),
+      dispatcher: await peerDispatcher(),
       headers: {'content-type': 'application/json', authorization: `Bearer ${offer.capability}`},
       body,
       headersTimeout: PEER_ANSWER_TIMEOUT_MS,
@@ -243,11 +249,12 @@ export async function postDirectFile(
   const proof = createHmac('sha256', offer.capability).update(hash).digest('hex')
   const url = await firstReachable(offer.urls)
   if (!url) return 'unreachable'
+  const {request} = await undici()
   let answer
   try {
     answer = await request(new URL(PEER_FILES_PATH, url), {
       method: 'POST',
-      dispatcher: peerDispatcher(),
+      dispatcher: await peerDispatcher(),
       headers: {'content-type': 'application/octet-stream', authorization: `Bearer ${offer.capability}`, 'content-length': String(4 + head.length + sealed.byteLength)},
       body: Readable.from(chunked([length, head, sealed], progress)),
       headersTimeout: PEER_FILE_ANSWER_TIMEOUT_MS,
@@ -293,8 +300,8 @@ export type DirectArrival = DirectMessage
 export class PeerEndpoint {
   private readonly key = randomBytes(32)
   private server: Server | undefined
-  /** Per contact: a flood of posts from one contact costs the others nothing (rate-limiter-flexible, in memory). */
-  private readonly posts = new RateLimiterMemory({points: PEER_POSTS_PER_WINDOW, duration: PEER_POSTS_WINDOW_S})
+  /** Per contact: a flood of posts from one contact costs the others nothing (rate-limiter-flexible, in memory; made by listen()). */
+  private posts: RateLimiterMemory | undefined
   /** Files being received: by contact. */
   private readonly receiving = new Map<string, number>()
 
@@ -319,6 +326,8 @@ export class PeerEndpoint {
   async listen(host = '0.0.0.0', port = 0): Promise<number> {
     // A file may take minutes on a slow link: the whole request gets PEER_REQUEST_TIMEOUT_MS, but a connection that sends
     // nothing for PEER_IDLE_TIMEOUT_MS is closed, and headers must come within 5 s.
+    const {RateLimiterMemory} = await import('rate-limiter-flexible')
+    this.posts ??= new RateLimiterMemory({points: PEER_POSTS_PER_WINDOW, duration: PEER_POSTS_WINDOW_S})
     const server = createServer({requestTimeout: PEER_REQUEST_TIMEOUT_MS, headersTimeout: 5_000}, (req, res) => void this.handle(req, res))
     server.maxConnections = PEER_MAX_CONNECTIONS
     server.keepAliveTimeout = 30_000
@@ -437,6 +446,7 @@ export class PeerEndpoint {
 
   /** Whether a contact may post now (PEER_POSTS_PER_WINDOW). */
   private admit(contact: string): Promise<boolean> {
+    if (!this.posts) return Promise.resolve(false)
     return this.posts.consume(contact.toLowerCase()).then(
       () => true,
       () => false,

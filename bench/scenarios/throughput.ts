@@ -166,38 +166,37 @@ const median = (values: number[]) => {
 
 /**
  * Read receipts as the client library sends them while following
- * (client/receipts.ts acknowledgeSoon): the batches a user takes within a
- * second go in one request, one entry per sender, with a fixed ciphertext
- * (the server relays it unread).
+ * (client/receipts.ts acknowledgeSoon): each user's batches of a second go
+ * in one request, one entry per sender, with a fixed ciphertext (the server
+ * relays it unread). Each user has its own timer, started by the first
+ * message after its last request, as each client process has: one timer for
+ * all would post every user's receipts in the same instant, a burst no set
+ * of real clients makes.
  */
 function readReceiptPoster(http: Http, ciphertext: string, batchMs = 1_000) {
   let posted = 0
   const failures = new Failures()
-  const queued = new Map<BenchUser, Set<string>>()
-  let timer: NodeJS.Timeout | undefined
-  const flush = () => {
-    timer = undefined
-    for (const [user, senders] of queued) {
-      const body = JSON.stringify({receipts: [...senders].slice(0, 100).map((to) => ({to, ciphertext}))})
-      http.call('POST', `${user.server}/v1/receipts`, {token: user.token, body}).then(
-        (answer) => (answer.status === 204 ? posted++ : failures.add(`receipts HTTP ${answer.status}`)),
-        (error: unknown) => failures.add(`receipts ${(error as Error).message}`),
-      )
-    }
-    queued.clear()
+  const queued = new Map<BenchUser, {senders: Set<string>; timer: NodeJS.Timeout}>()
+  const flush = (user: BenchUser) => {
+    const entry = queued.get(user)
+    if (!entry) return
+    queued.delete(user)
+    const body = JSON.stringify({receipts: [...entry.senders].slice(0, 100).map((to) => ({to, ciphertext}))})
+    http.call('POST', `${user.server}/v1/receipts`, {token: user.token, body}).then(
+      (answer) => (answer.status === 204 ? posted++ : failures.add(`receipts HTTP ${answer.status}`)),
+      (error: unknown) => failures.add(`receipts ${(error as Error).message}`),
+    )
   }
   const post = (user: BenchUser, events: BenchEvent[]) => {
     for (const event of events) {
       if (event.type !== 'message' || !event.from) continue
-      let senders = queued.get(user)
-      if (!senders) queued.set(user, (senders = new Set()))
-      senders.add(event.from)
+      let entry = queued.get(user)
+      if (!entry) queued.set(user, (entry = {senders: new Set(), timer: setTimeout(() => flush(user), batchMs)}))
+      entry.senders.add(event.from)
     }
-    if (queued.size > 0) timer ??= setTimeout(flush, batchMs)
   }
   const stop = () => {
-    clearTimeout(timer)
-    timer = undefined
+    for (const {timer} of queued.values()) clearTimeout(timer)
     queued.clear()
   }
   return {post, stop, failures, get posted() {

@@ -15,7 +15,7 @@ import {eventually, type Started, startCli} from '../helpers/processes.js'
 
 /*
  * Chaos: 3 chat servers, 5 senders and 5 `fastchat listen` clients exchanging
- * 2,000 messages while one server is SIGKILLed and restarted half-way. Every
+ * 1,000 messages while one server is SIGKILLed and restarted half-way. Every
  * acknowledged message must reach its recipient's client exactly once.
  *
  * The senders behave as the CLI does (one Idempotency-Key per message kept
@@ -24,7 +24,7 @@ import {eventually, type Started, startCli} from '../helpers/processes.js'
  * recipients are the real CLI, decrypting and verifying each message.
  */
 
-const MESSAGES = 2_000
+const MESSAGES = 1_000
 const SENDERS = 5
 const KEYS: FixtureName[] = ['alice', 'bob', 'carol', 'mallory', 'alice']
 
