@@ -329,6 +329,8 @@ export class Delivery {
     const deadline = Date.now() + timeoutMs
     const listener = this.registry.subscribe(userId, 'poll', client)
     this.parts.presence?.seen(userId)
+    /** Where the answer ends, when the stream is known to end there as far as this server heard (see leave()). */
+    let complete: bigint | undefined
     try {
       // A long-poll that follows one this server answered at the same cursor, with no
       // news for this user since, would most likely read nothing: it parks at once.
@@ -345,7 +347,8 @@ export class Delivery {
         if (run) {
           acks?.acked(userId, since)
           this.delivered.mark(run.length)
-          return {events: run, next: run[run.length - 1]!.seq}
+          complete = run[run.length - 1]!.seq
+          return {events: run, next: complete}
         }
         if (!mustRead && this.waitForGap(listener)) {
           await listener.wait(GAP_GRACE_MS, signal)
@@ -362,7 +365,9 @@ export class Delivery {
               listener.hold(read.events, this.registry.version(userId), this.lazyMs)
             } else {
               this.delivered.mark(read.events.length)
-              return {events: read.events, next: read.events[read.events.length - 1]!.seq}
+              const next = read.events[read.events.length - 1]!.seq
+              if (!read.more) complete = next
+              return {events: read.events, next}
             }
           }
         }
@@ -375,15 +380,33 @@ export class Delivery {
           const held = this.take(listener, since, limit)
           if (held) {
             this.delivered.mark(held.length)
-            return {events: held, next: held[held.length - 1]!.seq}
+            complete = held[held.length - 1]!.seq
+            return {events: held, next: complete}
           }
         }
         if (remaining <= 0 || signal.aborted || listener.superseded) return {events: [], next: since}
         await listener.wait(remaining, signal)
       }
     } finally {
-      listener.close()
+      this.leave(listener, complete)
     }
+  }
+
+  /**
+   * A poll ends. When it answered through `complete` (the end of the stream
+   * as far as this server heard: a run handed over, or a read that reached
+   * the head) and was the user's only listener, what it held beyond goes to
+   * the mailbox, and the user's next poll from `complete` skips its read:
+   * every commit for the user this server heard of since this poll
+   * subscribed went to it, so it is in the answer, in the mailbox, or to
+   * come. Before, those events were dropped, and the next poll read them
+   * back; under load each read let more arrive during it, so one read led to
+   * the next.
+   */
+  private leave(listener: Listener, complete: bigint | undefined): void {
+    if (complete === undefined) return listener.close()
+    const version = this.registry.leave(listener, complete)
+    if (version !== undefined) this.remember(listener.userId, complete, version)
   }
 
   /**

@@ -209,6 +209,16 @@ export class Listener {
     return run.length > 0 ? run : undefined
   }
 
+  /**
+   * What it holds past `after` (events handed over but not answered with),
+   * and how long lazy ones among them may still wait: what a poll that
+   * answers leaves for the user's next one (ListenerRegistry.leave).
+   */
+  leftover(after: bigint): {events: WireEvent[]; lazyMs: number} {
+    const events = this.pending.filter((event) => event.seq > after)
+    return {events, lazyMs: this.lazyUntil === undefined ? 0 : Math.max(1, this.lazyUntil - Date.now())}
+  }
+
   /** Whether events are waiting to be taken. */
   get hasPending(): boolean {
     return this.pending.length > 0

@@ -88,6 +88,30 @@ export class ListenerRegistry {
     return listener
   }
 
+  /**
+   * A poll that answered, and was the user's only listener here, leaving
+   * what it held past its answer (events that came during its read, past a
+   * gap or its caps, lazy ones in their delay) for the user's next poll, as
+   * if they had come just after it: kept in the mailbox, not dropped (which
+   * made the next poll read them back). Returns the user's version from
+   * before they were kept: a next poll that finds the version still there
+   * skips its read (Delivery's skip-read rule). Undefined when the listener
+   * was not alone (another client of the user may still need them).
+   */
+  leave(listener: Listener, after: bigint): number | undefined {
+    const set = this.listeners.get(listener.userId)
+    const alone = set?.size === 1 && set.has(listener) && !listener.superseded && !listener.needsRead
+    const leftover = alone ? listener.leftover(after) : undefined
+    listener.close()
+    if (!leftover) return undefined
+    const version = this.version(listener.userId)
+    if (leftover.events.length > 0) {
+      const lazy = leftover.events.every((event) => isLazyEvent(event.type))
+      this.keepForLater(listener.userId, leftover.events, lazy ? leftover.lazyMs : 0)
+    }
+    return version
+  }
+
   /** The user's mailbox if it is still good (not expired, nothing happened to the user since it began); dropped either way. */
   private takeMailbox(userId: string): Mailbox | undefined {
     const box = this.mailboxes.get(userId)

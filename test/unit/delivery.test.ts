@@ -214,6 +214,23 @@ describe('delivery state machine (fake timers)', () => {
     expect((await third).next).to.equal(3n)
   })
 
+  it('leaves what was handed over during its read for the next poll, which takes it from memory instead of reading it back', async () => {
+    stream.append('1')
+    // A commit lands while the first poll reads: the read ends at 1, the commit is handed to the poll, which answers with 1.
+    const read = stream.read.bind(stream)
+    stream.read = async (userId, since, limit) => {
+      const answer = await read(userId, since, limit)
+      stream.read = read
+      delivery.deliver([committed('1', stream.append('1'))])
+      return answer
+    }
+    expect((await poll(0n)).events.map((event) => Number(event.seq))).to.deep.equal([1])
+    const reads = stream.reads
+    const next = await poll(1n)
+    expect(next.events.map((event) => Number(event.seq))).to.deep.equal([2])
+    expect(stream.reads, 'kept for it, no read (it was dropped, and read back)').to.equal(reads)
+  })
+
   it('lets a second client at the same cursor read what the first took from the mailbox, instead of waiting for it', async () => {
     stream.append('1')
     expect((await poll(0n, 30_000, 'laptop')).next).to.equal(1n)
