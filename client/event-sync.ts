@@ -57,12 +57,17 @@ export const isPresenceNotice = (item: SyncItem): item is PresenceNotice => 'seq
 export class DirectClaims {
   private readonly ids = new Set<string>()
   private readonly showing = new Set<string>()
+  /**
+   * Signed ids pages showed (the latest RECENT_IDS_KEPT): a direct copy arriving after a page's commit, before its
+   * seen ids reached the store that claim() is given, was shown a second time.
+   */
+  private readonly shown = new Set<string>()
   private unsaved: string[] = []
   readonly copies = new Map<string, OpenedMessage>()
 
   /** Claims `signedId` unless it was shown (here, in a page being shown, or in `seen`, the stored seen ids). */
   claim(signedId: string, seen: readonly string[], copy?: {ciphertext: string; message: OpenedMessage}): boolean {
-    if (this.ids.has(signedId) || this.showing.has(signedId) || seen.includes(signedId)) return false
+    if (this.ids.has(signedId) || this.showing.has(signedId) || this.shown.has(signedId) || seen.includes(signedId)) return false
     this.ids.add(signedId)
     if (this.ids.size > RECENT_IDS_KEPT) this.ids.delete(this.ids.values().next().value!)
     this.unsaved.push(signedId)
@@ -91,7 +96,11 @@ export class DirectClaims {
 
   /** At a commit: the page's ids are stored now, and so are the claims made since the last. */
   settle(shown: string[]): string[] {
-    for (const id of shown) this.showing.delete(id)
+    for (const id of shown) {
+      if (!this.showing.delete(id)) continue
+      this.shown.add(id)
+      if (this.shown.size > RECENT_IDS_KEPT) this.shown.delete(this.shown.values().next().value!)
+    }
     const unsaved = this.unsaved
     this.unsaved = []
     return unsaved

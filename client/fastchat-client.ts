@@ -20,7 +20,7 @@ import type {MessageGroup} from './opened.js'
 import type {ProgressFactory} from './progress.js'
 import {type OpenedMessage, MessageOpener} from './receive.js'
 import {MAX_BLOB_BYTES, type ReceiveFilesOptions} from './file-receive.js'
-import {closePeerConnections, DIRECT_HEAD_START_MS, PEER_CHECK_MS, type DirectFileArrival, type DirectMessage, type DirectResult, localAddresses, PEER_OFFER_TTL_MS, PeerEndpoint, PeerOffers, postDirect} from './peer.js'
+import {closePeerConnections, DIRECT_HEAD_START_MS, PEER_CHECK_MS, type DirectFileArrival, type DirectMessage, type DirectResult, loadDirectTransport, localAddresses, PEER_OFFER_TTL_MS, PeerEndpoint, PeerOffers, postDirect} from './peer.js'
 import {Receipts} from './receipts.js'
 import type {Report, Reporter} from './reports.js'
 import {assign, ChatSession, type PassphraseProvider, superserverUrl, withFailover} from './session.js'
@@ -274,6 +274,7 @@ export class FastChatClient {
     // One read of the profile's peer book for both: the contact's offer, and what waits to be committed.
     const book = await this.session.store.peers()
     const offer = await this.peers.usable(recipient.username, book)
+    if (offer) await loadDirectTransport()
     const direct = offer ? postDirect(offer, {from: this.session.username, to: {user: recipient.username}, kind: 'text', ciphertext}) : undefined
     // On the server, what went only directly earlier goes first (history keeps the order); if no server takes it, none
     // will take this one now.

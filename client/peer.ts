@@ -155,6 +155,13 @@ let dispatcher: Agent | undefined
  * loading it costs a command ~0.1 s of its start (docs/cli.md, "Start-up").
  */
 const undici = () => import('undici')
+/**
+ * Loads what a direct post needs, before its head start starts counting
+ * (DIRECT_HEAD_START_MS: on a busy machine the import alone took longer).
+ */
+export async function loadDirectTransport(): Promise<void> {
+  await undici()
+}
 /** One connection pool for every direct post, with the short connect timeout (kept open: a conversation posts again). */
 const peerDispatcher = async () => (dispatcher ??= new (await undici()).Agent({connect: {timeout: PEER_CONNECT_TIMEOUT_MS}, keepAliveTimeout: 30_000, connections: 8}))
 

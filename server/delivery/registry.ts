@@ -278,6 +278,11 @@ export class ListenerRegistry {
     }
   }
 
+  /** Whether the user listens here: a poll or stream open now, or between two polls (gone less than the mailbox time ago). */
+  listensHere(userId: string): boolean {
+    return this.listeners.has(userId) || (this.lastGone.get(userId) ?? Number.NEGATIVE_INFINITY) + this.mailboxMs > Date.now()
+  }
+
   /** For each user with a parked listener, the lowest cursor one of them waits beyond. */
   parked(): Map<string, bigint> {
     const out = new Map<string, bigint>()

@@ -95,4 +95,50 @@ describe('peer push failures', () => {
       peer.close()
     }
   })
+
+  it('pushes at once to where a recipient was when that answer went stale, looking it up again meanwhile (a push held for a lookup was overtaken by the next)', async () => {
+    const woken: string[] = []
+    const peer = createHttpServer((req, res) => {
+      let body = ''
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()))
+      req.on('end', () => {
+        woken.push(body)
+        res.writeHead(204).end()
+      })
+    }).listen(0, '127.0.0.1')
+    await once(peer, 'listening')
+    const url = `http://127.0.0.1:${(peer.address() as {port: number}).port}`
+    const lookups: {ids: string[]; answer: (found: Map<string, string[]>) => void}[] = []
+    const presence = {
+      peersOf: (ids: string[]) => new Promise<Map<string, string[]>>((answer) => lookups.push({ids, answer})),
+    } as unknown as PresenceRepository
+    mock.timers.enable({apis: ['Date'], now: 1_000_000})
+    try {
+      push = new PeerPush(presence, 'http://127.0.0.1:1', {secret: 'a-cluster-secret-of-16+', timeoutMs: 500}, logger, new Registry())
+      // Bob (42), never seen: the push waits for the lookup.
+      push.push(['42'], [])
+      await eventually(async () => lookups.length === 1, 'the first lookup')
+      expect(woken).to.deep.equal([])
+      lookups[0]!.answer(new Map([[url, ['42']]]))
+      await eventually(async () => woken.length === 1, 'the first push')
+      // A second later the answer is stale: the push goes to the same peer at once, and the lookup runs beside it.
+      mock.timers.tick(1_500)
+      push.push(['42'], [])
+      await eventually(async () => woken.length === 2, 'the second push, with its lookup unanswered')
+      expect(lookups).to.have.length(2)
+      expect(lookups[1]!.ids).to.deep.equal(['42'])
+      // Pushes meanwhile do not start a second lookup of the same users; the answer, once there, is used.
+      push.push(['42'], [])
+      await eventually(async () => woken.length === 3, 'the third push')
+      expect(lookups).to.have.length(2)
+      lookups[1]!.answer(new Map([[url, ['42']]]))
+      push.push(['42'], [])
+      await eventually(async () => woken.length === 4, 'the fourth push')
+      expect(lookups, 'fresh again').to.have.length(2)
+    } finally {
+      mock.timers.reset()
+      peer.closeAllConnections()
+      peer.close()
+    }
+  })
 })
