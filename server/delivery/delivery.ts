@@ -28,8 +28,6 @@ export interface PresenceSink {
 export interface PeerSink {
   /** `lazy`: receipts and presence events, handed over as they are (the peer's polls hold them). */
   push(wake: string[], messages: CommittedMessage[], lazy?: {recipientId: string; event: WireEvent}[]): void
-  /** Told which users listen here (PeerPush.listensHere): their "nowhere else" is refreshed without holding a push. */
-  knowLocal?(listensHere: (userId: string) => boolean): void
   stop(): Promise<void>
 }
 
@@ -163,7 +161,6 @@ export class Delivery {
     this.maxBytes = options.maxBytes ?? MAX_BYTES_DEFAULT
     this.heartbeatMs = options.heartbeatMs ?? HEARTBEAT_MS_DEFAULT
     this.lazyMs = options.lazyEventsMs ?? LAZY_EVENTS_MS
-    parts.peers?.knowLocal?.((userId) => this.registry.listensHere(userId))
     const recheckMs = options.recheckMs ?? 500
     this.rechecker =
       recheckMs > 0

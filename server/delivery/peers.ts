@@ -171,12 +171,6 @@ export class PeerPush {
   private pendingMessages: CommittedMessage[] = []
   private pendingLazy: {recipientId: string; event: WireEvent}[] = []
   private readonly where = new Map<string, Where>()
-  /** Users whose cached whereabouts went stale, to look up again (refreshStale), and that lookup while it runs. */
-  private readonly stale = new Set<string>()
-  private refreshing: Promise<void> | undefined
-  private lookingUp = new Set<string>()
-  /** Whether a user listens on this server (Delivery tells it: knowLocal). */
-  private listensHere: (userId: string) => boolean = () => false
   private timer: NodeJS.Timeout | undefined
   private readonly backoff = new Map<string, number>()
   private readonly agent: Agent
@@ -225,10 +219,6 @@ export class PeerPush {
     }
   }
 
-  knowLocal(listensHere: (userId: string) => boolean): void {
-    this.listensHere = listensHere
-  }
-
   private track(work: Promise<void>): void {
     this.inFlight.add(work)
     void work.finally(() => this.inFlight.delete(work))
@@ -246,21 +236,22 @@ export class PeerPush {
     for (const message of messages) for (const {recipientId} of message.to) ids.add(recipientId)
     for (const {recipientId} of lazy) ids.add(recipientId)
     const now = Date.now()
-    // Where each user listens is looked up at most once a second (once every ABSENT_CACHE_MS while nowhere else). An
-    // answer gone stale is used for this push and looked up again meanwhile (refreshStale) when the user was elsewhere,
-    // or listens here: holding the push for the lookup let a later push overtake it, so the peer's listeners saw their
-    // events out of order (a gap, then a read). A user who moved in that moment is woken by their new server's re-check,
-    // as within the cache's second. Unknown users, and those nowhere (about to start listening?), are looked up first.
-    const unknown: string[] = []
-    for (const id of ids) {
-      const where = this.where.get(id)
-      if (where !== undefined && where.until > now) continue
-      if (where !== undefined && (where.urls.length > 0 || this.listensHere(id))) {
-        if (!this.lookingUp.has(id)) this.stale.add(id)
-      } else unknown.push(id)
+    // Where each user listens is looked up at most once a second (once every ABSENT_CACHE_MS while nowhere else); a user
+    // who just moved to another server meanwhile is woken by that server's re-check instead.
+    const unknown = [...ids].filter((id) => (this.where.get(id)?.until ?? 0) <= now)
+    if (unknown.length > 0) {
+      let found: Map<string, string[]>
+      try {
+        found = await this.presence.peersOf(unknown, this.ownUrl)
+      } catch (error) {
+        this.logger.warn({err: error}, 'could not look up presence; listeners elsewhere wait for their re-check')
+        return
+      }
+      const urls = new Map<string, string[]>(unknown.map((id) => [id, []]))
+      for (const [url, users] of found) for (const id of users) urls.get(id)?.push(url)
+      if (this.where.size > PRESENCE_CACHE_MAX) this.where.clear()
+      for (const [id, list] of urls) this.where.set(id, {urls: list, until: now + (list.length > 0 ? PRESENCE_CACHE_MS : ABSENT_CACHE_MS)})
     }
-    if (this.stale.size > 0) this.refreshStale()
-    if (unknown.length > 0 && !(await this.lookUp(unknown))) return
     const shares = new Map<string, PeerShare>()
     const share = (url: string) => {
       let found = shares.get(url)
@@ -303,38 +294,6 @@ export class PeerPush {
       }
     }
     await Promise.all([...shares].map(([url, peer]) => this.send(url, peer)))
-  }
-
-  /** Looks up where `ids` listen, into the cache; false (a warning logged) when the database did not answer. */
-  private async lookUp(ids: string[]): Promise<boolean> {
-    let found: Map<string, string[]>
-    try {
-      found = await this.presence.peersOf(ids, this.ownUrl)
-    } catch (error) {
-      this.logger.warn({err: error}, 'could not look up presence; listeners elsewhere wait for their re-check')
-      return false
-    }
-    const now = Date.now()
-    const urls = new Map<string, string[]>(ids.map((id) => [id, []]))
-    for (const [url, users] of found) for (const id of users) urls.get(id)?.push(url)
-    if (this.where.size > PRESENCE_CACHE_MAX) this.where.clear()
-    for (const [id, list] of urls) this.where.set(id, {urls: list, until: now + (list.length > 0 ? PRESENCE_CACHE_MS : ABSENT_CACHE_MS)})
-    return true
-  }
-
-  /** Looks the stale entries up again, one lookup at a time, off the push's path. */
-  private refreshStale(): void {
-    if (this.refreshing || this.stale.size === 0) return
-    const ids = [...this.stale]
-    this.stale.clear()
-    this.lookingUp = new Set(ids)
-    const work = this.lookUp(ids).then(() => {
-      this.refreshing = undefined
-      this.lookingUp = new Set()
-      this.refreshStale()
-    })
-    this.refreshing = work
-    this.track(work)
   }
 
   private async send(url: string, peer: PeerShare): Promise<void> {

@@ -100,7 +100,7 @@ export class ListenerRegistry {
    */
   leave(listener: Listener, after: bigint): number | undefined {
     const set = this.listeners.get(listener.userId)
-    const alone = set?.size === 1 && set.has(listener) && !listener.superseded && !listener.needsRead
+    const alone = !this.closed && set?.size === 1 && set.has(listener) && !listener.superseded && !listener.needsRead
     const leftover = alone ? listener.leftover(after) : undefined
     listener.close()
     if (!leftover) return undefined
@@ -276,11 +276,6 @@ export class ListenerRegistry {
       if (this.closed) this.bump(id)
       else this.keepForLater(id, events, delayMs)
     }
-  }
-
-  /** Whether the user listens here: a poll or stream open now, or between two polls (gone less than the mailbox time ago). */
-  listensHere(userId: string): boolean {
-    return this.listeners.has(userId) || (this.lastGone.get(userId) ?? Number.NEGATIVE_INFINITY) + this.mailboxMs > Date.now()
   }
 
   /** For each user with a parked listener, the lowest cursor one of them waits beyond. */
