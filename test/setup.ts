@@ -24,7 +24,7 @@ export async function mochaGlobalTeardown(): Promise<void> {
 }
 
 /**
- * mocha --parallel (.mocharc.json): each worker process runs its files one
+ * mocha --parallel (.mocharc.cjs): each worker process runs its files one
  * after the other on a database of its own, as the serial run does on one,
  * because tests count rows and truncate tables. Root hooks run around each
  * file in a worker; the database is made at the worker's first file, and
