@@ -105,10 +105,8 @@ export class ListenerRegistry {
     listener.close()
     if (!leftover) return undefined
     const version = this.version(listener.userId)
-    if (leftover.events.length > 0) {
-      const lazy = leftover.events.every((event) => isLazyEvent(event.type))
-      this.keepForLater(listener.userId, leftover.events, lazy ? leftover.lazyMs : 0)
-    }
+    // The box decides when it is taken whether its events may still wait (all lazy) or are offered at once.
+    if (leftover.events.length > 0) this.keepForLater(listener.userId, leftover.events, leftover.lazyMs)
     return version
   }
 
