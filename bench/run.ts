@@ -7,6 +7,7 @@
  *
  *   npm run bench -- [--quick] [--only a,b] [--superserver URL] [--json-dir DIR]
  */
+import {randomUUID} from 'node:crypto'
 import {mkdir, writeFile} from 'node:fs/promises'
 import {loadavg} from 'node:os'
 import {join, relative, resolve} from 'node:path'
@@ -97,6 +98,9 @@ async function main(): Promise<number> {
   try {
     const [alice, bob] = await Promise.all([loadFixtureKey('alice'), loadFixtureKey('bob')])
     const ciphertext = await encryptText({text: 'Are we still on for Thursday? I can bring the projector.', to: [bob.publicKey, alice.publicKey], signer: alice.unlocked})
+    // A read receipt as the client makes it (client/receipts.ts): bob's, for one message of alice's, to her only.
+    const receiptText = JSON.stringify({v: 1, type: 'read', to: 'alice', messages: [randomUUID()], conversation: {user: 'bob'}})
+    const receiptCiphertext = await encryptText({text: receiptText, to: [alice.publicKey], signer: bob.unlocked})
 
     let database: Awaited<ReturnType<typeof createBenchDatabase>> | undefined
     if (needsCluster && adminUrl) {
@@ -157,6 +161,7 @@ async function main(): Promise<number> {
         })()),
       fixtures: {alice, bob},
       ciphertext,
+      receiptCiphertext,
       log,
     }
 

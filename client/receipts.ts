@@ -19,7 +19,7 @@ import type {KeyDirectory} from './trust.js'
  *
  * Read: the reader's client sends, after showing messages, one end-to-end
  * encrypted receipt per sender (POST /v1/receipts), signed, encrypted to the
- * sender and to itself. Its plaintext:
+ * sender only. Its plaintext:
  *
  *   {"v": 1, "type": "read", "to": "alice", "messages": ["<id>", …], "conversation": {"user": "bob"}}
  *   {"v": 1, "type": "read", "to": "alice", "messages": ["<id>"], "conversation": {"group": "<id>", "epoch": 3}}
@@ -45,7 +45,7 @@ const readReceipt = z.strictObject({
 /** What the stream said about my messages, one item per reader: `listen --json` prints it as is. */
 export interface ReceiptNotice {
   type: 'receipt'
-  /** `receipt:<seq>:<by>`: what a webhook's Idempotency-Key carries. */
+  /** `receipt:<seq>:<by>` (`receipt:<seq>:<by>:<k>` for a reader's k-th read receipt in one event): what a webhook's Idempotency-Key carries. */
   id: string
   status: 'delivered' | 'read'
   by: string
@@ -97,7 +97,7 @@ export class Receipts {
   /** The notices a receipt event makes (none when it names no message of mine), recorded in the store when trusted. */
   async open(event: DeliveredReceiptEvent | ReadReceiptEvent): Promise<ReceiptNotice[]> {
     const log = await this.session.store.receipts()
-    const notices = event.type === 'receipt.delivered' ? this.delivered(event, log) : [await this.read(event, log)]
+    const notices = event.type === 'receipt.delivered' ? this.delivered(event, log) : await this.readAll(event, log)
     const trusted = notices.filter((notice) => notice.messages.length > 0 && (notice.verification === undefined || notice.verification.status === 'valid'))
     if (trusted.length > 0) {
       await this.session.store.updateReceipts((stored) => {
@@ -125,10 +125,26 @@ export class Receipts {
       .filter((notice) => notice.messages.length > 0)
   }
 
-  private async read(event: ReadReceiptEvent, log: ReceiptLog): Promise<ReceiptNotice> {
+  /**
+   * Each read receipt of the event (a server gathers those to one user into
+   * one event), opened on its own. The k-th of the same reader in one event
+   * (k > 1, one per conversation) has `:k` after the reader in its id.
+   */
+  private async readAll(event: ReadReceiptEvent, log: ReceiptLog): Promise<ReceiptNotice[]> {
+    const seen = new Map<string, number>()
+    const notices: ReceiptNotice[] = []
+    for (const receipt of event.receipts) {
+      const k = (seen.get(receipt.from.toLowerCase()) ?? 0) + 1
+      seen.set(receipt.from.toLowerCase(), k)
+      notices.push(await this.read(`receipt:${event.seq}:${receipt.from}${k > 1 ? `:${k}` : ''}`, receipt, log))
+    }
+    return notices
+  }
+
+  private async read(id: string, event: {from: string; ciphertext: string}, log: ReceiptLog): Promise<ReceiptNotice> {
     const notice = (messages: string[], verification: ReceiptNotice['verification']): ReceiptNotice => ({
       type: 'receipt',
-      id: `receipt:${event.seq}:${event.from}`,
+      id,
       status: 'read',
       by: event.from,
       messages,
@@ -210,7 +226,8 @@ export class Receipts {
         const pinned = contactOf(contacts, to)
         if (!pinned) continue
         const text = JSON.stringify({v: RECEIPT_VERSION, type: 'read', to, messages: ids.slice(0, MAX_IDS_PER_RECEIPT), conversation})
-        receipts.push({to, ciphertext: await encryptText({text, to: [pinned.publicKey, own.publicKey], signer: own})})
+        // To the sender only: nobody else ever opens it (a second recipient made it 16% larger, ~830 bytes against ~700).
+        receipts.push({to, ciphertext: await encryptText({text, to: [pinned.publicKey], signer: own})})
       }
       for (let i = 0; i < receipts.length; i += RECEIPTS_PER_REQUEST_MAX) {
         const part = receipts.slice(i, i + RECEIPTS_PER_REQUEST_MAX)

@@ -63,12 +63,15 @@ export const deliveredReceiptEvent = z.object({
   at: isoTime.optional(),
 })
 
-/** `receipt.read`: an end-to-end encrypted read receipt from `from` (client/receipts.ts opens and verifies it). */
+/**
+ * `receipt.read`: end-to-end encrypted read receipts, each from its `from`
+ * (client/receipts.ts opens and verifies each); a server gathers those to one
+ * user of up to a second into one event.
+ */
 export const readReceiptEvent = z.object({
   seq,
   type: z.literal('receipt.read'),
-  from: username,
-  ciphertext: z.string().max(MAX_CIPHERTEXT_BYTES),
+  receipts: z.array(z.object({from: username, ciphertext: z.string().max(MAX_CIPHERTEXT_BYTES)})).min(1).max(1000),
   at: isoTime.optional(),
 })
 

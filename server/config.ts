@@ -230,7 +230,7 @@ export const serverSettings = {
   },
   receiptFlushMs: {
     env: 'FASTCHAT_RECEIPT_FLUSH_MS',
-    doc: 'How often the acknowledgements of all users are written (one transaction) and turned into delivered receipts: the most a receipt waits on this server.',
+    doc: 'How often the acknowledgements of all users are written and turned into delivered receipts, and how long read receipts to one user are gathered into one receipt.read event: the most a receipt waits on this server.',
     schema: z.coerce.number().int().min(10).max(60_000).default(RECEIPT_FLUSH_MS_DEFAULT),
   },
 }

@@ -10,7 +10,7 @@ import {createLogger} from './logger.js'
 import {openDatabase} from '../storage/data-source.js'
 import {Delivery} from './delivery/delivery.js'
 import {EventStreamRepository} from '../storage/repositories/event-stream.repository.js'
-import {createServices} from './services/index.js'
+import {createDirectWrites, createServices} from './services/index.js'
 import {PeerPush, PresenceRecorder} from './delivery/peers.js'
 import {PresenceRepository} from '../storage/repositories/presence.repository.js'
 import {DatabaseHealth} from './health.js'
@@ -104,9 +104,11 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   const presence = new PresenceRepository(db)
   const peerPush = config.peerPush && config.clusterSecret
   const stream = new EventStreamRepository(db, {maxBytes: config.pollMaxBytes})
+  // 1:1 sends, and what rides along in their statements (receipts' events, peer offers).
+  const directWrites = createDirectWrites(db, metrics.registry)
   // Delivered receipts: what polls acknowledge, written every receiptFlushMs; the senders woken through delivery.
   const acks = config.deliveryReceipts
-    ? new AckRecorder(new ReceiptRepository(db, stream), (events) => delivery.deliverEvents(events), logger, config.receiptFlushMs)
+    ? new AckRecorder(new ReceiptRepository(db, directWrites), (events) => delivery.deliverEvents(events), logger, config.receiptFlushMs)
     : undefined
   const delivery = new Delivery(
     {
@@ -131,7 +133,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
       mailboxMs: config.mailboxMs,
     },
   )
-  const services = createServices(db, {delivery, stream}, {
+  const services = createServices(db, {delivery, stream, directWrites}, {
     sessionTtlMs: config.sessionTtlHours * HOUR_MS,
     sessionIdleMs: config.sessionIdleHours * HOUR_MS,
     passwordHashesAtOnce: config.passwordHashesAtOnce,
@@ -142,6 +144,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
     registry: metrics.registry,
     deviceLinkTtlMs: config.deviceLinkTtlMs,
     presenceOfflineMs: config.presenceOfflineMs,
+    receiptFlushMs: config.receiptFlushMs,
   })
   services.accounts.start()
   const health = new DatabaseHealth(db, {timeoutMs: config.healthTimeoutMs, cacheMs: config.healthCacheMs}, logger)
@@ -229,6 +232,8 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
         await membership?.beatNow()
         // Open polls answer now with what they have, streams end; clients resume elsewhere.
         await delivery.drain()
+        // Read receipts held for their window go now, so the requests waiting for them are answered.
+        await services.receipts.drain()
         await listening.close(config.shutdownGraceMs)
         await delivery.stop()
         await membership?.stop()

@@ -21,6 +21,8 @@ export interface ScenarioContext {
   fixtures: {alice: FixtureKey; bob: FixtureKey}
   /** Real OpenPGP output (alice to bob and herself, signed), made once: the ciphertext of every 1:1 message. */
   ciphertext: string
+  /** A read receipt as the client makes it (signed, encrypted to the sender only, one message id): what the receipts scenario posts. */
+  receiptCiphertext: string
   log(line: string): void
 }
 

@@ -9,10 +9,12 @@ import type {AckedMessage, ReceiptEvent} from '../../storage/repositories/receip
  * client moves its cursor only after processing), and a stream acknowledges
  * what it wrote. Delivery tells an AckSink, which only remembers the highest
  * seq per user; every FASTCHAT_RECEIPT_FLUSH_MS the AckRecorder writes all of
- * them in one transaction, which appends one `receipt.delivered` event per
- * sender, then wakes the senders' listeners here and on peers. A crash before
- * a flush loses nothing: the next poll acknowledges the same stretch again,
- * and acknowledgements only go up, so a flush repeated finds nothing new.
+ * them (ReceiptRepository.recordAcks: one `receipt.delivered` event per
+ * sender, riding along with the sends, then the acknowledgements raised),
+ * then wakes the senders' listeners here and on peers. A crash before a flush
+ * loses nothing: the next poll acknowledges the same stretch again; one
+ * between its append and its raise repeats its receipts; and
+ * acknowledgements only go up, so a flush repeated after that finds nothing.
  */
 
 /** What delivery tells of acknowledgements: synchronous, O(1), no I/O (called on every poll). */

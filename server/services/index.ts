@@ -18,7 +18,8 @@ import {PasswordHasher, SCRYPT_COST} from './passwords.js'
 import {PresenceRepository} from '../../storage/repositories/presence.repository.js'
 import {PresenceVisibilityRepository} from '../../storage/repositories/presence-visibility.repository.js'
 import {PresenceService} from './presence.js'
-import {type EventCommits, ReceiptService} from './receipts.js'
+import {type EventCommits, ReadReceiptBatcher, ReceiptService} from './receipts.js'
+import {RECEIPT_FLUSH_MS_DEFAULT} from '../delivery/acks.js'
 
 export interface Services {
   accounts: AccountService
@@ -30,7 +31,7 @@ export interface Services {
   passwords: PasswordHasher
   /** Who is online, for the people one talks with (`fastchat who`), and its events. */
   presence: PresenceService
-  /** Read receipts relayed (POST /v1/receipts). */
+  /** Read receipts and peer offers relayed (POST /v1/receipts, /v1/peer-offers). */
   receipts: ReceiptService
   /** Housekeeping: drop expired sessions, events past retention and blobs no message took. */
   prune(): Promise<{sessions: number; events: number; blobs: number; deviceLinks: number}>
@@ -52,6 +53,8 @@ export interface ServicesConfig {
   deviceLinkTtlMs?: number
   /** FASTCHAT_PRESENCE_OFFLINE_MS: how long after their last recorded poll a user is announced offline. */
   presenceOfflineMs?: number
+  /** FASTCHAT_RECEIPT_FLUSH_MS: the most read receipts to one user wait to share an event (ReadReceiptBatcher). */
+  receiptFlushMs?: number
 }
 
 /** How many 1:1 sends each commit carried (MessageRepository.storeDirect batches them). */
@@ -66,14 +69,29 @@ function sendBatchMetric(registry: Registry | undefined): ((sends: number) => vo
   return (sends) => histogram.observe(sends)
 }
 
+/**
+ * The 1:1 sends' batched writer (MessageRepository), and what rides along in
+ * its statements: read receipts, peer offers and the delivered receipts'
+ * events (ReceiptRepository). Made before the services: delivery's
+ * acknowledgements write through it too.
+ */
+export function createDirectWrites(db: DataSource, registry?: Registry): MessageRepository {
+  return new MessageRepository(db, {onBatch: sendBatchMetric(registry)})
+}
+
 /** Logins waiting per hashing slot: 25 × ~0.4 s, about 10 s of work, under the CLI's 15 s timeout. */
 const PASSWORD_QUEUE_PER_SLOT = 25
 
 /**
  * The services of one chat server. `delivery` hears of every commit (server/delivery/);
- * `stream` is the event stream's repository, shared with delivery, which reads it.
+ * `stream` is the event stream's repository, shared with delivery, which reads it;
+ * `directWrites` the 1:1 sends' writer (createDirectWrites).
  */
-export function createServices(db: DataSource, parts: {delivery: Commits & EventCommits; stream: EventStreamRepository}, config: ServicesConfig): Services {
+export function createServices(
+  db: DataSource,
+  parts: {delivery: Commits & EventCommits; stream: EventStreamRepository; directWrites: MessageRepository},
+  config: ServicesConfig,
+): Services {
   const delivery = parts.delivery
   const sessions = new SessionRepository(db, {idleMs: config.sessionIdleMs})
   const passwords = new PasswordHasher({
@@ -84,8 +102,7 @@ export function createServices(db: DataSource, parts: {delivery: Commits & Event
   const blockRepository = new BlockRepository(db)
   const eventRepository = parts.stream
   const blobs = new BlobRepository(db, {uploadPoolSize: config.uploadPoolSize})
-  // 1:1 sends, and the read receipts and peer offers that ride along in their statements.
-  const directWrites = new MessageRepository(db, {onBatch: sendBatchMetric(config.registry)})
+  const directWrites = parts.directWrites
   const accounts = new AccountService(new UserRepository(db), sessions, passwords, config)
   const groups = new GroupService(db, new GroupRepository(), accounts, delivery, blockRepository, eventRepository)
   const devices = new DeviceService(accounts, sessions, new DeviceLinkRepository(db), {
@@ -101,7 +118,12 @@ export function createServices(db: DataSource, parts: {delivery: Commits & Event
     messages: new MessageService(directWrites, accounts, blobs, delivery, groups, eventRepository, (work) => db.transaction(work)),
     blobs,
     presence: new PresenceService(db, new PresenceRepository(db), new PresenceVisibilityRepository(db), eventRepository, delivery, {offlineMs: config.presenceOfflineMs}),
-    receipts: new ReceiptService(directWrites, accounts, parts.delivery),
+    receipts: new ReceiptService(
+      directWrites,
+      accounts,
+      parts.delivery,
+      new ReadReceiptBatcher(directWrites, blockRepository, parts.delivery, config.receiptFlushMs ?? RECEIPT_FLUSH_MS_DEFAULT),
+    ),
     async prune() {
       return {
         sessions: await sessions.deleteExpired(),

@@ -17,52 +17,246 @@ export interface ReadReceiptInput {
   ciphertext: string
 }
 
+/** Which (blocker, blocked) pairs are blocks (BlockRepository.blockedPairs): one query per flush of read receipts. */
+export interface PairBlocks {
+  blockedPairs(pairs: [blockerId: string, blockedId: string][]): Promise<Set<string>>
+}
+
+/** Read receipts in one `receipt.read` event at most; more to the same user in one flush make more events. */
+export const READ_RECEIPTS_PER_EVENT = 100
+/** Ciphertext bytes in one `receipt.read` event at most (a receipt is at most 8 KiB, usually ~0.8). */
+export const READ_RECEIPT_EVENT_MAX_BYTES = 64 * 1024
+
+/** A read receipt waiting for its flush, and the request that waits for it. */
+interface HeldReceipt {
+  recipientId: string
+  readerId: string
+  from: string
+  ciphertext: string
+  resolve: () => void
+  reject: (error: unknown) => void
+}
+
 /**
- * Read receipts (docs/api.md, "Receipts"): end-to-end encrypted and signed by
- * the reader's client, so the server only relays them, as a `receipt.read`
- * event in the stream of each `to`. Like a message, a receipt to someone who
- * blocks its sender is dropped without a word.
+ * The `receipt.read` events of one flush: per recipient, the receipts in the
+ * order they came, READ_RECEIPTS_PER_EVENT (or READ_RECEIPT_EVENT_MAX_BYTES)
+ * to an event.
+ */
+export function readReceiptEvents(held: {recipientId: string; from: string; ciphertext: string}[]): EventToAppend[] {
+  const byRecipient = new Map<string, {from: string; ciphertext: string}[]>()
+  for (const receipt of held) {
+    let list = byRecipient.get(receipt.recipientId)
+    if (!list) byRecipient.set(receipt.recipientId, (list = []))
+    list.push({from: receipt.from, ciphertext: receipt.ciphertext})
+  }
+  const events: EventToAppend[] = []
+  for (const [recipientId, receipts] of byRecipient) {
+    let part: {from: string; ciphertext: string}[] = []
+    let bytes = 0
+    for (const receipt of receipts) {
+      if (part.length > 0 && (part.length >= READ_RECEIPTS_PER_EVENT || bytes + receipt.ciphertext.length > READ_RECEIPT_EVENT_MAX_BYTES)) {
+        events.push({recipientId, type: 'receipt.read', payload: {receipts: part}})
+        part = []
+        bytes = 0
+      }
+      part.push(receipt)
+      bytes += receipt.ciphertext.length
+    }
+    if (part.length > 0) events.push({recipientId, type: 'receipt.read', payload: {receipts: part}})
+  }
+  return events
+}
+
+/** Recipients whose last flush is remembered past this count are forgotten once their window is over. */
+const REMEMBERED_RECIPIENTS = 10_000
+
+/**
+ * Read receipts, gathered per recipient (docs/architecture.md, "Receipts").
+ * With random pairs there is about one read receipt per message, each an
+ * end-to-end encrypted ~1 KiB event: appended one by one they were as many
+ * stream rows, pushes and poll answers as the messages themselves (issue 16,
+ * docs/benchmarks.md). So a user gets at most one `receipt.read` event per
+ * window (FASTCHAT_RECEIPT_FLUSH_MS, as the delivered receipts) from this
+ * server, holding every read receipt to them that came meanwhile, each still
+ * its reader's own signed ciphertext:
+ *
+ * - a receipt to someone who got none within the window goes at once (with
+ *   the rest of its request), so a quiet conversation waits for nothing;
+ * - otherwise it waits for the end of that user's window; a flush takes
+ *   every user whose window ends within the next quarter of it, so a busy
+ *   server flushes a few times a window, not once per user;
+ * - a flush asks once which receipts' recipients block their readers (those
+ *   are dropped without a word), then appends its events riding along with
+ *   the sends of the moment (MessageRepository.appendEvents) and hands them
+ *   to delivery;
+ * - each request is answered once all its receipts are committed, so a `204`
+ *   is as durable as a message's `201`; a failed flush fails the requests it
+ *   held (their clients send the receipts again).
+ */
+export class ReadReceiptBatcher {
+  private pending = new Map<string, HeldReceipt[]>()
+  /** Per recipient, when its last event was flushed (only the recent ones matter). */
+  private readonly flushedAt = new Map<string, number>()
+  private timer: NodeJS.Timeout | undefined
+  private timerDue = Infinity
+  private flushing: Promise<void> | undefined
+  /** Flushes written, the events they appended and the receipts in them; receipts dropped by blocks. */
+  readonly stats = {flushes: 0, events: 0, receipts: 0, dropped: 0}
+
+  constructor(
+    private readonly events: EventAppender,
+    private readonly blocks: PairBlocks,
+    private readonly delivery: EventCommits,
+    private windowMs: number,
+  ) {}
+
+  /** Holds a reader's receipts (recipients resolved, unknown names refused before); resolves once all are committed. */
+  add(reader: {userId: string; username: string}, receipts: {recipientId: string; ciphertext: string}[]): Promise<void> {
+    const settled = receipts.map(
+      (receipt) =>
+        new Promise<void>((resolve, reject) => {
+          const held: HeldReceipt = {recipientId: receipt.recipientId, readerId: reader.userId, from: reader.username, ciphertext: receipt.ciphertext, resolve, reject}
+          const list = this.pending.get(receipt.recipientId)
+          if (list) list.push(held)
+          else this.pending.set(receipt.recipientId, [held])
+        }),
+    )
+    this.schedule()
+    return Promise.all(settled).then(() => undefined)
+  }
+
+  /** A draining server: what is held goes now, and so does whatever still comes. Resolves when nothing is held. */
+  async drain(): Promise<void> {
+    this.windowMs = 0
+    this.schedule()
+    while (this.flushing || this.pending.size > 0) {
+      if (this.flushing) await this.flushing
+      else await this.flush()
+    }
+  }
+
+  private dueAt(recipientId: string): number {
+    const last = this.flushedAt.get(recipientId)
+    return last === undefined ? 0 : last + this.windowMs
+  }
+
+  /** Sets the timer for the earliest recipient due (at once when one is); a flush under way sets it when done. */
+  private schedule(): void {
+    if (this.flushing || this.pending.size === 0) return
+    const now = Date.now()
+    let due = Infinity
+    for (const recipientId of this.pending.keys()) {
+      due = Math.min(due, this.dueAt(recipientId))
+      if (due <= now) break
+    }
+    if (this.timer && this.timerDue <= due) return
+    clearTimeout(this.timer)
+    this.timerDue = due
+    // Even "at once" waits for the end of this turn of the event loop: a request's receipts go together.
+    this.timer = setTimeout(() => void this.flush(), Math.max(0, due - now))
+  }
+
+  private flush(): Promise<void> {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.timerDue = Infinity
+    if (this.flushing) return this.flushing
+    const now = Date.now()
+    const horizon = now + this.windowMs / 4
+    const taken: HeldReceipt[] = []
+    for (const [recipientId, held] of this.pending) {
+      if (this.dueAt(recipientId) > horizon) continue
+      this.pending.delete(recipientId)
+      this.flushedAt.set(recipientId, now)
+      taken.push(...held)
+    }
+    if (this.flushedAt.size > REMEMBERED_RECIPIENTS) {
+      for (const [recipientId, at] of this.flushedAt) if (at + this.windowMs <= now) this.flushedAt.delete(recipientId)
+    }
+    if (taken.length === 0) {
+      this.schedule()
+      return Promise.resolve()
+    }
+    this.flushing = this.write(taken).finally(() => {
+      this.flushing = undefined
+      this.schedule()
+    })
+    return this.flushing
+  }
+
+  private async write(taken: HeldReceipt[]): Promise<void> {
+    try {
+      const blocked = await this.blocks.blockedPairs(taken.map((held) => [held.recipientId, held.readerId]))
+      const kept = blocked.size === 0 ? taken : taken.filter((held) => !blocked.has(`${held.recipientId} ${held.readerId}`))
+      const events = readReceiptEvents(kept)
+      const appended = events.length > 0 ? await this.events.appendEvents(events) : []
+      this.stats.flushes++
+      this.stats.events += appended.length
+      this.stats.receipts += kept.length
+      this.stats.dropped += taken.length - kept.length
+      if (appended.length > 0) this.delivery.deliverEvents(appended)
+      for (const held of taken) held.resolve()
+    } catch (error) {
+      for (const held of taken) held.reject(error)
+    }
+  }
+}
+
+/**
+ * Read receipts and peer offers (docs/api.md, "Receipts", "Peer offers"):
+ * end-to-end encrypted and signed by the sender's client, so the server only
+ * relays them, as events in the stream of each `to`. Like a message, one to
+ * someone who blocks its sender is dropped without a word.
  */
 export class ReceiptService {
   constructor(
     private readonly events: EventAppender,
     private readonly accounts: AccountService,
     private readonly delivery: EventCommits,
+    private readonly readReceipts: ReadReceiptBatcher,
   ) {}
 
   /**
-   * Appends each receipt to its recipient's stream (the block check folded
-   * into the statement, as the 1:1 send does), riding along with the 1:1
-   * sends of the moment (MessageRepository.appendEvents: no commit of its own
-   * under load, so no second holder of the senders' inbox locks); resolves
-   * once committed. 404 (nothing appended) when a name is unknown. Names come
-   * from the accounts' cache, as for sends.
+   * Read receipts: held per recipient and appended in `receipt.read` events
+   * of several (ReadReceiptBatcher); resolves once committed. 404 (nothing
+   * held) when a name is unknown. Names come from the accounts' cache, as for
+   * sends.
    */
-  read(reader: SessionUser, input: ReadReceiptInput[]): Promise<void> {
-    return this.relay(reader, 'receipt.read', input)
+  async read(reader: SessionUser, input: ReadReceiptInput[]): Promise<void> {
+    const idOf = await this.resolve(input)
+    await this.readReceipts.add(
+      {userId: reader.userId, username: reader.username},
+      input.map((receipt) => ({recipientId: idOf.get(receipt.to.toLowerCase())!, ciphertext: receipt.ciphertext})),
+    )
   }
 
   /**
-   * Peer offers (docs/api.md, "Peer offers"): relayed exactly as read
-   * receipts are, as `peer.offer` events; the server sees ciphertext only,
-   * no address.
+   * Peer offers: each its own `peer.offer` event (they are few: one per
+   * contact every few minutes), the block check folded into the statement,
+   * riding along with the 1:1 sends of the moment (MessageRepository.appendEvents);
+   * resolves once committed. 404 (nothing appended) when a name is unknown.
    */
-  offer(sender: SessionUser, input: ReadReceiptInput[]): Promise<void> {
-    return this.relay(sender, 'peer.offer', input)
-  }
-
-  private async relay(reader: SessionUser, type: 'receipt.read' | 'peer.offer', input: ReadReceiptInput[]): Promise<void> {
-    const names = [...new Set(input.map((receipt) => receipt.to.toLowerCase()))]
-    const users = await Promise.all(names.map((name) => this.accounts.resolve(name)))
-    const idOf = new Map(users.map((user) => [user.username.toLowerCase(), user.id]))
+  async offer(sender: SessionUser, input: ReadReceiptInput[]): Promise<void> {
+    const idOf = await this.resolve(input)
     const appended = await this.events.appendEvents(
-      input.map((receipt) => ({
-        recipientId: idOf.get(receipt.to.toLowerCase())!,
-        type,
-        payload: {from: reader.username, ciphertext: receipt.ciphertext},
-        unlessBlockedBy: reader.userId,
+      input.map((offer) => ({
+        recipientId: idOf.get(offer.to.toLowerCase())!,
+        type: 'peer.offer',
+        payload: {from: sender.username, ciphertext: offer.ciphertext},
+        unlessBlockedBy: sender.userId,
       })),
     )
     this.delivery.deliverEvents(appended)
+  }
+
+  /** A service draining: held read receipts go now (ReadReceiptBatcher.drain). */
+  drain(): Promise<void> {
+    return this.readReceipts.drain()
+  }
+
+  private async resolve(input: ReadReceiptInput[]): Promise<Map<string, string>> {
+    const names = [...new Set(input.map((item) => item.to.toLowerCase()))]
+    const users = await Promise.all(names.map((name) => this.accounts.resolve(name)))
+    return new Map(users.map((user) => [user.username.toLowerCase(), user.id]))
   }
 }

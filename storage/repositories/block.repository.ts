@@ -49,4 +49,20 @@ export class BlockRepository {
     ])) as {id: string}[]
     return rows.map((row) => row.id)
   }
+
+  /**
+   * Which of the pairs `[blockerId, blockedId]` are blocks, as `"<blocker> <blocked>"`
+   * keys: one statement for a flush of read receipts (ReadReceiptBatcher).
+   */
+  async blockedPairs(pairs: [blockerId: string, blockedId: string][]): Promise<Set<string>> {
+    const unique = [...new Map(pairs.map((pair) => [`${pair[0]} ${pair[1]}`, pair])).values()]
+    if (unique.length === 0) return new Set()
+    const rows = (await this.db.query(
+      `SELECT b.blocker_id::text AS blocker, b.blocked_id::text AS blocked
+         FROM unnest($1::bigint[], $2::bigint[]) AS p(blocker, blocked)
+         JOIN blocks b ON b.blocker_id = p.blocker AND b.blocked_id = p.blocked`,
+      [unique.map((pair) => pair[0]), unique.map((pair) => pair[1])],
+    )) as {blocker: string; blocked: string}[]
+    return new Set(rows.map((row) => `${row.blocker} ${row.blocked}`))
+  }
 }

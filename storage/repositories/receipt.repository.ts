@@ -1,6 +1,6 @@
 import type {DataSource} from 'typeorm'
 
-import type {AppendedEvent, EventStreamRepository, EventToAppend} from './event-stream.repository.js'
+import type {AppendedEvent, EventToAppend} from './event-stream.repository.js'
 
 /** A message a flush of acknowledgements found newly acknowledged by its recipient. */
 export interface AckedMessage {
@@ -12,7 +12,7 @@ export interface AckedMessage {
   direct: boolean
 }
 
-/** An event to append to one stream (EventStreamRepository.appendEach). */
+/** An event to append to one stream (ReceiptAppender.appendEvents). */
 export interface ReceiptEvent {
   recipientId: string
   type: string
@@ -20,62 +20,72 @@ export interface ReceiptEvent {
 }
 
 /**
- * Raises each user's acknowledged seq to the new one (clamped to the head of
- * their stream: nobody acknowledges what does not exist yet), locking the
- * `acks` rows in user id order, and returns the messages of others in the
- * stretch each one passed, (old, new]. Rows are inserted first for users who
- * have none (registered after the migration: they count from 0).
+ * The messages of others in the stretch each user's new acknowledgement
+ * passes, (stored, new] (the new one clamped to the head of their stream:
+ * nobody acknowledges what does not exist yet; a user without an `acks` row,
+ * registered after the migration, counts from 0). Reads only: no lock.
  */
-const RAISE_ACKS = `WITH input AS (
+const ACKED_STRETCHES = `WITH input AS (
          SELECT t.user_id, least(t.seq, i.last_seq) AS seq
            FROM unnest($1::bigint[], $2::bigint[]) AS t(user_id, seq) JOIN inboxes i ON i.user_id = t.user_id
-       ), locked AS (
-         SELECT a.user_id, a.seq AS old FROM acks a WHERE a.user_id IN (SELECT user_id FROM input) ORDER BY a.user_id FOR UPDATE
-       ), raised AS (
-         UPDATE acks a SET seq = i.seq FROM locked l JOIN input i ON i.user_id = l.user_id
-          WHERE a.user_id = l.user_id AND i.seq > l.old
-         RETURNING a.user_id, l.old, a.seq AS new
+       ), stretch AS (
+         SELECT i.user_id, coalesce(a.seq, 0) AS old, i.seq AS new
+           FROM input i LEFT JOIN acks a ON a.user_id = i.user_id
+          WHERE i.seq > coalesce(a.seq, 0)
        )
        SELECT r.user_id::text AS "recipientId", ru.username AS recipient, m.sender_id::text AS "senderId", m.id AS "messageId",
               (m.group_id IS NULL) AS direct
-         FROM raised r
+         FROM stretch r
          JOIN events e ON e.recipient_id = r.user_id AND e.seq > r.old AND e.seq <= r.new AND e.type = 'message'
          JOIN messages m ON m.id = e.message_id
          JOIN users ru ON ru.id = r.user_id
         WHERE m.sender_id <> r.user_id
         ORDER BY m.sender_id, r.user_id, e.seq`
 
+/** Raises each user's acknowledged seq (never lowers it), in user id order; one statement, its own commit. */
+const RAISE_ACKS = `INSERT INTO acks (user_id, seq)
+       SELECT t.user_id, least(t.seq, i.last_seq)
+         FROM unnest($1::bigint[], $2::bigint[]) AS t(user_id, seq) JOIN inboxes i ON i.user_id = t.user_id
+        ORDER BY t.user_id
+       ON CONFLICT (user_id) DO UPDATE SET seq = greatest(acks.seq, excluded.seq)`
+
+/** Where the receipts' events are appended: with the 1:1 sends' statements (MessageRepository.appendEvents). */
+export interface ReceiptAppender {
+  appendEvents(events: EventToAppend[]): Promise<AppendedEvent[]>
+}
+
 /**
  * Receipts (docs/api.md, "Receipts"): the acknowledgements behind delivered
  * receipts, and their events. Nothing here runs on the send path or the poll
  * path; a flush runs every FASTCHAT_RECEIPT_FLUSH_MS for all the users
- * acknowledged meanwhile. (Read receipts ride along with the 1:1 sends:
- * MessageRepository.appendEvents.)
+ * acknowledged meanwhile.
  */
 export class ReceiptRepository {
   constructor(
     private readonly db: DataSource,
-    private readonly stream: EventStreamRepository,
+    private readonly appender: ReceiptAppender,
   ) {}
 
   /**
-   * In one transaction: raises the acknowledged seqs and appends the events `receipts` makes of them
-   * (one per sender, say). Idempotent: an acknowledgement at or below the
-   * stored one finds nothing. Two servers flushing the same user take turns
-   * on its `acks` row. Lock order: `acks` rows, then `inboxes` rows, each in
-   * id order, as every writer of either does.
+   * Finds the messages each acknowledgement passed, appends the events
+   * `receipts` makes of them (one per sender, say), riding along with the
+   * 1:1 sends of the moment (no transaction of its own that would lock every
+   * sender's inbox until its commit, holding up each send to them), then
+   * raises the stored acknowledgements. In that order, a crash (or a failure)
+   * between the append and the raise repeats the receipts at the next flush
+   * rather than losing them, and so may two servers flushing the same user at
+   * once: a receipt twice is harmless (a client counts each reader once), one
+   * lost is not. An acknowledgement at or below the stored one finds nothing.
    */
   async recordAcks(acks: Map<string, bigint>, receipts: (acked: AckedMessage[]) => ReceiptEvent[]): Promise<AppendedEvent[]> {
     if (acks.size === 0) return []
     const ids = [...acks.keys()].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1))
-    return this.db.transaction(async (tx) => {
-      // Committed like any append (synchronous_commit on): its events are handed to listeners after the commit, and one
-      // lost in a crash of the database after a listener saw it would give its seq to the next event, which that
-      // listener's cursor has passed already.
-      await tx.query('INSERT INTO acks (user_id) SELECT u FROM unnest($1::bigint[]) AS u ORDER BY u ON CONFLICT DO NOTHING', [ids])
-      const acked = (await tx.query(RAISE_ACKS, [ids, ids.map((id) => acks.get(id)!.toString())])) as AckedMessage[]
-      if (acked.length === 0) return []
-      return this.stream.appendEach(tx, receipts(acked))
-    })
+    const seqs = ids.map((id) => acks.get(id)!.toString())
+    const acked = (await this.db.query(ACKED_STRETCHES, [ids, seqs])) as AckedMessage[]
+    const events = acked.length > 0 ? receipts(acked) : []
+    // Committed like any append (synchronous_commit on): its events are handed to listeners after the commit.
+    const appended = events.length > 0 ? await this.appender.appendEvents(events) : []
+    await this.db.query(RAISE_ACKS, [ids, seqs])
+    return appended
   }
 }

@@ -4,8 +4,10 @@ import {expect} from 'chai'
 import type {DataSource} from 'typeorm'
 
 import {createDataSource} from '../../storage/data-source.js'
+import {deliveredReceipts} from '../../server/delivery/acks.js'
 import {BlockRepository} from '../../storage/repositories/block.repository.js'
 import {type DirectBatchOptions, MessageRepository, type NewDirectMessage, type StoredMessage} from '../../storage/repositories/message.repository.js'
+import {ReceiptRepository} from '../../storage/repositories/receipt.repository.js'
 import {UserRepository} from '../../storage/repositories/user.repository.js'
 import {fakeCiphertext, registerAndLogin, send, uniqueName} from '../helpers/api.js'
 import {CLUSTER_AUTH, startTestServer} from '../helpers/cluster.js'
@@ -38,6 +40,7 @@ describe('batched commits of 1:1 sends', function () {
       }),
     )
   }
+  const nameOf = async (userId: string) => ((await db.query('SELECT username FROM users WHERE id = $1', [userId])) as {username: string}[])[0]!.username
   const conversation = (a: string, b: string) => (BigInt(a) < BigInt(b) ? `u:${a}:${b}` : `u:${b}:${a}`)
   let counter = 0
   const message = (senderId: string, recipientId: string, extra: Partial<NewDirectMessage> = {}): NewDirectMessage => ({
@@ -271,6 +274,41 @@ describe('batched commits of 1:1 sends', function () {
     expect((settled[2] as PromiseFulfilledResult<unknown[]>).value).to.deep.equal([])
     expect(againSizes).to.deep.equal([1, 1])
     expect((await streams(bob!)).map((event) => event.type)).to.deep.equal(['message', 'message', 'message', 'message', 'receipt.read'])
+  })
+
+  it('delivered receipts ride along too; a failure between their append and the raise of the acknowledgement repeats them, never loses them', async () => {
+    const [alice, bob] = await makeUsers(2)
+    const {repo} = repository()
+    const sent = [await repo.storeDirect(message(alice!, bob!)), await repo.storeDirect(message(alice!, bob!))]
+    // The raise fails once, after the append: as a crash of the server between the two would.
+    let failRaise = true
+    const flaky = new Proxy(db, {
+      get(target, property, receiver) {
+        if (property !== 'query') return Reflect.get(target, property, receiver)
+        return (sql: string, parameters?: unknown[]) => {
+          if (failRaise && sql.startsWith('INSERT INTO acks')) {
+            failRaise = false
+            return Promise.reject(new Error('connection lost'))
+          }
+          return target.query(sql, parameters)
+        }
+      },
+    })
+    const receipts = new ReceiptRepository(flaky, repo)
+    const acks = new Map([[bob!, 2n]])
+    const before = repo.batchStats().statements
+    const failed = await receipts.recordAcks(acks, deliveredReceipts).then(
+      () => 'no error',
+      (error: Error) => error.message,
+    )
+    expect(failed).to.equal('connection lost')
+    expect(repo.batchStats().statements, 'appended in a send statement').to.equal(before + 1)
+    const again = await receipts.recordAcks(acks, deliveredReceipts)
+    expect(again.map((event) => event.payload)).to.deep.equal([{receipts: [{by: (await nameOf(bob!)), messages: sent.map((m) => m!.id)}]}])
+    expect(await receipts.recordAcks(acks, deliveredReceipts), 'raised now: nothing new').to.deep.equal([])
+    const alices = (await db.query(`SELECT type, payload FROM events WHERE recipient_id = $1 ORDER BY seq`, [alice])) as {type: string; payload: unknown}[]
+    expect(alices.map((event) => event.type)).to.deep.equal(['receipt.delivered', 'receipt.delivered'])
+    expect(alices[0]!.payload).to.deep.equal(alices[1]!.payload)
   })
 
   it('fails the queued sends at once when the database cannot be reached, instead of one batch per connection timeout', async () => {

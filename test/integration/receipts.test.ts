@@ -25,7 +25,8 @@ interface Event {
   from?: string
   id?: string
   ciphertext?: string
-  receipts?: {by: string; messages: string[]}[]
+  /** receipt.delivered: {by, messages}; receipt.read: {from, ciphertext}. */
+  receipts?: {by?: string; messages?: string[]; from?: string; ciphertext?: string}[]
 }
 
 describe('receipts (HTTP API)', function () {
@@ -40,7 +41,9 @@ describe('receipts (HTTP API)', function () {
   const events = async (user: TestUser, since = 0) => (await poll(user, since)).body.events as Event[]
   /** Every message id `by` was reported to have got, in `user`'s stream. */
   const deliveredBy = (list: Event[], by: string) =>
-    list.filter((event) => event.type === 'receipt.delivered').flatMap((event) => event.receipts!.filter((r) => r.by === by).flatMap((r) => r.messages))
+    list.filter((event) => event.type === 'receipt.delivered').flatMap((event) => event.receipts!.filter((r) => r.by === by).flatMap((r) => r.messages!))
+  /** The read receipts in `user`'s stream, as [from, ciphertext], event by event. */
+  const readReceiptsIn = (list: Event[]) => list.filter((event) => event.type === 'receipt.read').map((event) => event.receipts!.map((r) => [r.from, r.ciphertext]))
   const readReceipts = (user: TestUser, receipts: unknown) => call(user, 'POST', '/v1/receipts', {receipts})
 
   before(async () => {
@@ -127,14 +130,14 @@ describe('receipts (HTTP API)', function () {
     const receipt = fakeCiphertext('read')
     expect((await readReceipts(bob, [{to: alice.username, ciphertext: receipt}])).status).to.equal(204)
     let list = await events(alice)
-    expect(list.filter((e) => e.type === 'receipt.read').map((e) => [e.from, e.ciphertext])).to.deep.equal([[bob.username, receipt]])
+    expect(readReceiptsIn(list)).to.deep.equal([[[bob.username, receipt]]])
 
     // Alice blocks carol: carol's receipt is accepted (she cannot tell) and dropped; bob's, sent after it, arrives alone.
     expect((await call(alice, 'POST', '/v1/blocks', {username: carol.username})).status).to.equal(201)
     expect((await readReceipts(carol, [{to: alice.username, ciphertext: fakeCiphertext('carol')}])).status).to.equal(204)
     expect((await readReceipts(bob, [{to: alice.username, ciphertext: fakeCiphertext('again')}])).status).to.equal(204)
     list = await events(alice)
-    expect(list.filter((e) => e.type === 'receipt.read').map((e) => e.from)).to.deep.equal([bob.username, bob.username])
+    expect(readReceiptsIn(list).flat().map(([from]) => from)).to.deep.equal([bob.username, bob.username])
 
     const problems = [
       [[], 400],
@@ -157,7 +160,7 @@ describe('receipts (HTTP API)', function () {
     ])
     expect(unknown.status).to.equal(404)
     expect(unknown.body.code).to.equal('FC_USER_NOT_FOUND')
-    expect((await events(alice)).filter((e) => e.type === 'receipt.read')).to.have.length(2)
+    expect(readReceiptsIn(await events(alice)).flat()).to.have.length(2)
     expect((await http('POST', `${a.url}/v1/receipts`, {json: {receipts: [{to: alice.username, ciphertext: receipt}]}})).status).to.equal(401)
   })
 
@@ -171,9 +174,43 @@ describe('receipts (HTTP API)', function () {
       const refused = await readReceipts(mallory, three)
       expect(refused.status).to.equal(429)
       expect(refused.body.code).to.equal('FC_RATE_LIMITED')
-      expect((await events(alice)).filter((e) => e.type === 'receipt.read')).to.have.length(3)
+      expect(readReceiptsIn(await events(alice)).flat()).to.have.length(3)
     } finally {
       await limited.close()
+    }
+  })
+
+  it('gathers read receipts to one user: a lone one goes at once, those within its window share one event, each 204 once committed', async () => {
+    // The window is FASTCHAT_RECEIPT_FLUSH_MS; long here, so that two requests sent together surely fall in one.
+    const slow = await startTestServer(undefined, {FASTCHAT_RECEIPT_FLUSH_MS: '2000'})
+    try {
+      const [dana, erin, frank, gina] = await Promise.all(['dana', 'erin', 'frank', 'gina'].map((name) => registerAndLogin(slow.url, uniqueName(name))))
+      const lone = fakeCiphertext('lone')
+      expect((await readReceipts(erin, [{to: dana.username, ciphertext: lone}])).status).to.equal(204)
+      // Answered once committed: the event is there for the very next look.
+      expect(readReceiptsIn(await events(dana))).to.deep.equal([[[erin.username, lone]]])
+
+      // Within dana's window: held, then one event for both (the 204s wait for it); gina got none yet, so hers goes at once.
+      const [fromErin, fromFrank, forGina] = [fakeCiphertext('erin'), fakeCiphertext('frank'), fakeCiphertext('gina')]
+      const answers = await Promise.all([
+        readReceipts(erin, [{to: dana.username, ciphertext: fromErin}]),
+        readReceipts(frank, [
+          {to: dana.username, ciphertext: fromFrank},
+          {to: gina.username, ciphertext: forGina},
+        ]),
+      ])
+      expect(answers.map((answer) => answer.status)).to.deep.equal([204, 204])
+      const danas = readReceiptsIn(await events(dana))
+      expect(danas).to.have.length(2)
+      expect(danas[1]!.sort()).to.deep.equal(
+        [
+          [erin.username, fromErin],
+          [frank.username, fromFrank],
+        ].sort(),
+      )
+      expect(readReceiptsIn(await events(gina))).to.deep.equal([[[frank.username, forGina]]])
+    } finally {
+      await slow.close()
     }
   })
 
