@@ -13,7 +13,7 @@ import {groupRoutes, isKeySetUpload} from './routes/groups.js'
 import {messageRoutes} from './routes/messages.js'
 import type {Services} from './services/index.js'
 import type {Delivery} from './delivery/delivery.js'
-import {clusterRoutes} from './routes/cluster.js'
+import {type ClusterAppender, clusterRoutes} from './routes/cluster.js'
 import {blockRoutes} from './routes/blocks.js'
 import {deviceRoutes} from './routes/devices.js'
 import {presenceRoutes} from './routes/presence.js'
@@ -33,8 +33,11 @@ export interface ChatServerDeps {
   metrics?: HttpMetrics
   /** The polls and streams of GET /v1/events, and what commits hand them. */
   delivery: Delivery
-  /** With a cluster secret, peers may hand this server's listeners their commits (POST /v1/cluster/wake). */
-  cluster?: {secret: string}
+  /**
+   * With a cluster secret, peers may hand this server's listeners their commits (POST /v1/cluster/wake),
+   * and receipts' events for them to append here (POST /v1/cluster/events, through `appender`).
+   */
+  cluster?: {secret: string; appender: ClusterAppender}
   /** Whether the database answers, for /healthz; without it /healthz only reports draining. */
   health?: DatabaseHealth
 }
@@ -119,7 +122,7 @@ export function createApp(deps: ChatServerDeps, config: ChatServerAppConfig = DE
   const json = express.json({limit: config.jsonLimitBytes})
   // Key sets are parsed by their own route, with its own limit.
   app.use((req, res, next) => (isKeySetUpload(req.method, req.path) ? next() : json(req, res, next)))
-  if (deps.cluster) app.use(clusterRoutes(deps.delivery, deps.cluster.secret))
+  if (deps.cluster) app.use(clusterRoutes(deps.delivery, deps.cluster.secret, deps.cluster.appender))
   // Messages first: the routes clients call most are matched first.
   app.use(messageRoutes(deps.services.accounts, deps.services.messages, {delivery: deps.delivery, logger}, limiters))
   app.use(accountRoutes(deps.services.accounts, limiters))

@@ -16,6 +16,7 @@ import {PresenceRepository} from '../storage/repositories/presence.repository.js
 import {DatabaseHealth} from './health.js'
 import {AckRecorder} from './delivery/acks.js'
 import {ReceiptRepository} from '../storage/repositories/receipt.repository.js'
+import {HomeAppender} from './delivery/home-appender.js'
 import {advertisedUrl} from './advertised-url.js'
 import {databaseTimeouts} from './settings.js'
 
@@ -106,21 +107,25 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   const stream = new EventStreamRepository(db, {maxBytes: config.pollMaxBytes})
   // 1:1 sends, and what rides along in their statements (receipts' events, peer offers).
   const directWrites = createDirectWrites(db, metrics.registry)
+  // Where our listeners are, always: `fastchat who` reads it (and its online events start here); with
+  // peer push, peers read it too, and we hand our commits to the peers holding theirs.
+  const presenceRecorder = new PresenceRecorder(presence, url, logger, {
+    refreshMs: Math.floor(config.presenceOfflineMs / 3),
+    onOnline: (ids) => void services.presence.cameOnline(ids).catch((error: unknown) => logger.warn({err: error}, 'could not announce presence')),
+  })
+  const peers = peerPush ? new PeerPush(presence, url, {secret: config.clusterSecret!, timeoutMs: config.peerTimeoutMs}, logger, metrics.registry) : undefined
+  // Receipts' events: appended by the server their recipient listens on, if it is a peer (./delivery/home-appender.ts).
+  const receiptEvents = new HomeAppender(directWrites, peers, (id) => presenceRecorder.isHere(id), (events) => delivery.deliverEvents(events), metrics.registry)
   // Delivered receipts: what polls acknowledge, written every receiptFlushMs; the senders woken through delivery.
   const acks = config.deliveryReceipts
-    ? new AckRecorder(new ReceiptRepository(db, directWrites), (events) => delivery.deliverEvents(events), logger, config.receiptFlushMs)
+    ? new AckRecorder(new ReceiptRepository(db, receiptEvents), logger, config.receiptFlushMs)
     : undefined
   const delivery = new Delivery(
     {
       stream,
       logger,
-      // Where our listeners are, always: `fastchat who` reads it (and its online events start here); with
-      // peer push, peers read it too, and we hand our commits to the peers holding theirs.
-      presence: new PresenceRecorder(presence, url, logger, {
-        refreshMs: Math.floor(config.presenceOfflineMs / 3),
-        onOnline: (ids) => void services.presence.cameOnline(ids).catch((error: unknown) => logger.warn({err: error}, 'could not announce presence')),
-      }),
-      peers: peerPush ? new PeerPush(presence, url, {secret: config.clusterSecret!, timeoutMs: config.peerTimeoutMs}, logger, metrics.registry) : undefined,
+      presence: presenceRecorder,
+      peers,
       acks,
     },
     {
@@ -133,7 +138,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
       mailboxMs: config.mailboxMs,
     },
   )
-  const services = createServices(db, {delivery, stream, directWrites}, {
+  const services = createServices(db, {delivery, stream, directWrites, receiptEvents}, {
     sessionTtlMs: config.sessionTtlHours * HOUR_MS,
     sessionIdleMs: config.sessionIdleHours * HOUR_MS,
     passwordHashesAtOnce: config.passwordHashesAtOnce,
@@ -165,7 +170,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
       .finally(() => (sweeping = false))
   }, Math.max(PRESENCE_SWEEP_MIN_MS, Math.floor(config.presenceOfflineMs / PRESENCE_SWEEPS_PER_DELAY)))
   presenceSweep.unref()
-  const cluster = config.clusterSecret ? {secret: config.clusterSecret} : undefined
+  const cluster = config.clusterSecret ? {secret: config.clusterSecret, appender: directWrites} : undefined
   const app = createApp({db, services, delivery, logger, lifecycle, metrics, cluster, health}, {
       ...DEFAULT_APP_CONFIG,
       blobLimitBytes: config.blobLimitBytes,

@@ -89,9 +89,8 @@ export class AckRecorder implements AckSink {
   readonly stats = {flushes: 0, receipts: 0, failures: 0}
 
   constructor(
+    /** Appends the receipts' events and hands them to the senders' listeners as they commit (ReceiptRepository). */
     private readonly store: AckStore,
-    /** Hands the receipt events appended to the senders' listeners here, and wakes theirs on peers (Delivery.deliverEvents). */
-    private readonly deliver: (events: AppendedEvent[]) => void,
     private readonly logger: Logger,
     private readonly flushMs = RECEIPT_FLUSH_MS_DEFAULT,
   ) {}
@@ -124,7 +123,6 @@ export class AckRecorder implements AckSink {
       this.stats.receipts += appended.length
       if (this.flushed.size > MAX_REMEMBERED_ACKS) this.flushed.clear()
       for (const [userId, seq] of acks) this.flushed.set(userId, seq)
-      if (appended.length > 0) this.deliver(appended)
     } catch (error) {
       this.stats.failures++
       // Kept for the next flush (a newer acknowledgement wins): nothing is lost, it is only late.

@@ -119,6 +119,12 @@ export class PresenceRecorder {
     for (const [id, at] of this.recorded) if (now - at >= this.refreshMs) this.recorded.delete(id)
   }
 
+  /** Whether the user polled or streamed here lately (their presence here is fresh). */
+  isHere(userId: string): boolean {
+    const at = this.recorded.get(userId)
+    return this.pending.has(userId) || (at !== undefined && Date.now() - at < 2 * this.refreshMs)
+  }
+
   /** On drain: this server's polls are gone, so peers should stop pushing here. */
   async stop(): Promise<void> {
     clearTimeout(this.timer)
@@ -235,22 +241,11 @@ export class PeerPush {
     const ids = new Set(wake)
     for (const message of messages) for (const {recipientId} of message.to) ids.add(recipientId)
     for (const {recipientId} of lazy) ids.add(recipientId)
-    const now = Date.now()
-    // Where each user listens is looked up at most once a second (once every ABSENT_CACHE_MS while nowhere else); a user
-    // who just moved to another server meanwhile is woken by that server's re-check instead.
-    const unknown = [...ids].filter((id) => (this.where.get(id)?.until ?? 0) <= now)
-    if (unknown.length > 0) {
-      let found: Map<string, string[]>
-      try {
-        found = await this.presence.peersOf(unknown, this.ownUrl)
-      } catch (error) {
-        this.logger.warn({err: error}, 'could not look up presence; listeners elsewhere wait for their re-check')
-        return
-      }
-      const urls = new Map<string, string[]>(unknown.map((id) => [id, []]))
-      for (const [url, users] of found) for (const id of users) urls.get(id)?.push(url)
-      if (this.where.size > PRESENCE_CACHE_MAX) this.where.clear()
-      for (const [id, list] of urls) this.where.set(id, {urls: list, until: now + (list.length > 0 ? PRESENCE_CACHE_MS : ABSENT_CACHE_MS)})
+    try {
+      await this.lookUp(ids)
+    } catch (error) {
+      this.logger.warn({err: error}, 'could not look up presence; listeners elsewhere wait for their re-check')
+      return
     }
     const shares = new Map<string, PeerShare>()
     const share = (url: string) => {
@@ -294,6 +289,71 @@ export class PeerPush {
       }
     }
     await Promise.all([...shares].map(([url, peer]) => this.send(url, peer)))
+  }
+
+  /**
+   * Where each user listens on other servers: looked up at most once a
+   * second (once every ABSENT_CACHE_MS while nowhere else); a user who just
+   * moved to another server meanwhile is woken by that server's re-check
+   * instead. Throws when PostgreSQL does not answer.
+   */
+  private async lookUp(ids: Iterable<string>): Promise<void> {
+    const now = Date.now()
+    const unknown = [...ids].filter((id) => (this.where.get(id)?.until ?? 0) <= now)
+    if (unknown.length === 0) return
+    const found = await this.presence.peersOf(unknown, this.ownUrl)
+    const urls = new Map<string, string[]>(unknown.map((id) => [id, []]))
+    for (const [url, users] of found) for (const id of users) urls.get(id)?.push(url)
+    if (this.where.size > PRESENCE_CACHE_MAX) this.where.clear()
+    for (const [id, list] of urls) this.where.set(id, {urls: list, until: now + (list.length > 0 ? PRESENCE_CACHE_MS : ABSENT_CACHE_MS)})
+  }
+
+  /** The other servers each of these users listens on (the pushes' lookup and cache); throws when PostgreSQL does not answer. */
+  async locate(ids: string[]): Promise<Map<string, string[]>> {
+    await this.lookUp(ids)
+    return new Map(ids.map((id) => [id, this.where.get(id)?.urls ?? []]))
+  }
+
+  /**
+   * Hands events to the peer at `url` to append to its users' streams
+   * (POST /v1/cluster/events, in requests of at most PUSH_MAX_BYTES);
+   * resolves once the peer committed them all, throws otherwise (then some
+   * may have been appended there: the caller's fallback may repeat them).
+   */
+  async append(url: string, events: {recipientId: string; type: string; payload: Record<string, unknown>}[]): Promise<void> {
+    if ((this.backoff.get(url) ?? 0) > Date.now()) throw new Error('peer backing off after a failure')
+    const bodies: string[][] = []
+    let part: string[] = []
+    let bytes = 0
+    for (const event of events) {
+      const json = JSON.stringify(event)
+      if (part.length > 0 && (bytes + json.length > PUSH_MAX_BYTES || part.length >= PUSH_MAX_MESSAGES)) {
+        bodies.push(part)
+        part = []
+        bytes = 0
+      }
+      part.push(json)
+      bytes += json.length + 1
+    }
+    if (part.length > 0) bodies.push(part)
+    try {
+      for (const body of bodies) {
+        const answer = await request(new URL('/v1/cluster/events', url), {
+          method: 'POST',
+          dispatcher: this.agent,
+          headers: {authorization: `Bearer ${this.clusterSecret}`, 'content-type': 'application/json'},
+          body: `{"events":[${body.join(',')}]}`,
+          headersTimeout: this.timeoutMs,
+          bodyTimeout: this.timeoutMs,
+        })
+        await answer.body.dump()
+        if (answer.statusCode !== 204) throw new Error(`peer answered ${answer.statusCode}`)
+      }
+    } catch (error) {
+      this.backoff.set(url, Date.now() + PEER_BACKOFF_MS)
+      this.lost(url, error)
+      throw error
+    }
   }
 
   private async send(url: string, peer: PeerShare): Promise<void> {

@@ -2,12 +2,17 @@ import {Router} from 'express'
 import {z} from 'zod'
 
 import {historyMessage} from '../../protocol/events.js'
+import {username, uuid} from '../../protocol/primitives.js'
+import {MAX_RECEIPT_CIPHERTEXT_BYTES} from '../../protocol/requests.js'
+import {RECEIPT_IDS_PER_EVENT} from '../delivery/acks.js'
+import {READ_RECEIPTS_PER_EVENT} from '../services/receipts.js'
 import type {MessageKind} from '../../storage/entities/message.js'
 import type {Delivery} from '../delivery/delivery.js'
 import type {WireEvent} from '../delivery/listener.js'
 import {type CommittedMessage, EVENT_ENVELOPE_BYTES} from '../delivery/views.js'
 import {requireClusterSecret} from '../http/cluster-auth.js'
 import {parse, requireJson} from '../http/validate.js'
+import type {AppendedEvent, EventToAppend} from '../../storage/repositories/event-stream.repository.js'
 
 const userId = z.string().regex(/^\d{1,19}$/, 'must be a user id')
 
@@ -27,9 +32,43 @@ const wakeBody = z
   })
   .refine((body) => body.users.length > 0 || (body.messages?.length ?? 0) > 0 || (body.lazy?.length ?? 0) > 0, 'must wake someone')
 
+/** What HomeAppender sends: receipts' events for users who listen here, to append to their streams. */
+const eventsBody = z.strictObject({
+  events: z
+    .array(
+      z.discriminatedUnion('type', [
+        z.strictObject({
+          recipientId: userId,
+          type: z.literal('receipt.read'),
+          payload: z.strictObject({receipts: z.array(z.strictObject({from: username, ciphertext: z.string().max(MAX_RECEIPT_CIPHERTEXT_BYTES)})).min(1).max(READ_RECEIPTS_PER_EVENT)}),
+        }),
+        z.strictObject({
+          recipientId: userId,
+          type: z.literal('receipt.delivered'),
+          payload: z.strictObject({receipts: z.array(z.strictObject({by: username, messages: z.array(uuid).max(RECEIPT_IDS_PER_EVENT)})).min(1).max(RECEIPT_IDS_PER_EVENT)}),
+        }),
+      ]),
+    )
+    .min(1)
+    .max(500),
+})
+
+/** Appends events here (MessageRepository.appendEvents), for POST /v1/cluster/events. */
+export interface ClusterAppender {
+  appendEvents(events: EventToAppend[]): Promise<AppendedEvent[]>
+}
+
 /** Routes peer chat servers call on each other, guarded by the cluster secret. */
-export function clusterRoutes(delivery: Delivery, clusterSecret: string): Router {
+export function clusterRoutes(delivery: Delivery, clusterSecret: string, appender: ClusterAppender): Router {
   const router = Router()
+
+  // POST /v1/cluster/events — a peer's receipts for users who listen here: appended here, 204 once committed.
+  router.post('/v1/cluster/events', requireClusterSecret(clusterSecret), requireJson(), async (req, res) => {
+    const body = parse(eventsBody, req.body)
+    const appended = await appender.appendEvents(body.events)
+    delivery.deliverEvents(appended)
+    res.status(204).end()
+  })
 
   // POST /v1/cluster/wake — a peer committed events for these users: hand them to (or wake) their listeners here.
   router.post('/v1/cluster/wake', requireClusterSecret(clusterSecret), requireJson(), (req, res) => {

@@ -18,7 +18,7 @@ import {PasswordHasher, SCRYPT_COST} from './passwords.js'
 import {PresenceRepository} from '../../storage/repositories/presence.repository.js'
 import {PresenceVisibilityRepository} from '../../storage/repositories/presence-visibility.repository.js'
 import {PresenceService} from './presence.js'
-import {type EventCommits, ReadReceiptBatcher, ReceiptService} from './receipts.js'
+import {type EventCommits, type EventPublisher, ReadReceiptBatcher, ReceiptService} from './receipts.js'
 import {RECEIPT_FLUSH_MS_DEFAULT} from '../delivery/acks.js'
 
 export interface Services {
@@ -85,11 +85,12 @@ const PASSWORD_QUEUE_PER_SLOT = 25
 /**
  * The services of one chat server. `delivery` hears of every commit (server/delivery/);
  * `stream` is the event stream's repository, shared with delivery, which reads it;
- * `directWrites` the 1:1 sends' writer (createDirectWrites).
+ * `directWrites` the 1:1 sends' writer (createDirectWrites); `receiptEvents` where
+ * read receipts' events are appended (HomeAppender: by their recipient's server).
  */
 export function createServices(
   db: DataSource,
-  parts: {delivery: Commits & EventCommits; stream: EventStreamRepository; directWrites: MessageRepository},
+  parts: {delivery: Commits & EventCommits; stream: EventStreamRepository; directWrites: MessageRepository; receiptEvents: EventPublisher},
   config: ServicesConfig,
 ): Services {
   const delivery = parts.delivery
@@ -122,7 +123,7 @@ export function createServices(
       directWrites,
       accounts,
       parts.delivery,
-      new ReadReceiptBatcher(directWrites, blockRepository, parts.delivery, config.receiptFlushMs ?? RECEIPT_FLUSH_MS_DEFAULT),
+      new ReadReceiptBatcher(parts.receiptEvents, blockRepository, config.receiptFlushMs ?? RECEIPT_FLUSH_MS_DEFAULT),
     ),
     async prune() {
       return {

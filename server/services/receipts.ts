@@ -17,6 +17,11 @@ export interface ReadReceiptInput {
   ciphertext: string
 }
 
+/** Appends events and hands them to delivery as each part commits (HomeAppender); resolves once all are committed. */
+export interface EventPublisher {
+  publish(events: EventToAppend[]): Promise<AppendedEvent[]>
+}
+
 /** Which (blocker, blocked) pairs are blocks (BlockRepository.blockedPairs): one query per flush of read receipts. */
 export interface PairBlocks {
   blockedPairs(pairs: [blockerId: string, blockedId: string][]): Promise<Set<string>>
@@ -87,8 +92,8 @@ const REMEMBERED_RECIPIENTS = 10_000
  *   server flushes a few times a window, not once per user;
  * - a flush asks once which receipts' recipients block their readers (those
  *   are dropped without a word), then appends its events riding along with
- *   the sends of the moment (MessageRepository.appendEvents) and hands them
- *   to delivery;
+ *   the sends of the moment (MessageRepository.appendEvents), on the server
+ *   their recipient listens on (HomeAppender), and hands them to delivery;
  * - each request is answered once all its receipts are committed, so a `204`
  *   is as durable as a message's `201`; a failed flush fails the requests it
  *   held (their clients send the receipts again).
@@ -104,9 +109,9 @@ export class ReadReceiptBatcher {
   readonly stats = {flushes: 0, events: 0, receipts: 0, dropped: 0}
 
   constructor(
-    private readonly events: EventAppender,
+    /** Appends the events and hands them to delivery as they commit (HomeAppender). */
+    private readonly events: EventPublisher,
     private readonly blocks: PairBlocks,
-    private readonly delivery: EventCommits,
     private windowMs: number,
   ) {}
 
@@ -189,12 +194,11 @@ export class ReadReceiptBatcher {
       const blocked = await this.blocks.blockedPairs(taken.map((held) => [held.recipientId, held.readerId]))
       const kept = blocked.size === 0 ? taken : taken.filter((held) => !blocked.has(`${held.recipientId} ${held.readerId}`))
       const events = readReceiptEvents(kept)
-      const appended = events.length > 0 ? await this.events.appendEvents(events) : []
+      const appended = events.length > 0 ? await this.events.publish(events) : []
       this.stats.flushes++
       this.stats.events += appended.length
       this.stats.receipts += kept.length
       this.stats.dropped += taken.length - kept.length
-      if (appended.length > 0) this.delivery.deliverEvents(appended)
       for (const held of taken) held.resolve()
     } catch (error) {
       for (const held of taken) held.reject(error)

@@ -49,9 +49,13 @@ const RAISE_ACKS = `INSERT INTO acks (user_id, seq)
         ORDER BY t.user_id
        ON CONFLICT (user_id) DO UPDATE SET seq = greatest(acks.seq, excluded.seq)`
 
-/** Where the receipts' events are appended: with the 1:1 sends' statements (MessageRepository.appendEvents). */
-export interface ReceiptAppender {
-  appendEvents(events: EventToAppend[]): Promise<AppendedEvent[]>
+/**
+ * Where the receipts' events are appended and handed to delivery as they
+ * commit: with the 1:1 sends' statements, on the server their recipient
+ * listens on (server/delivery/home-appender.ts).
+ */
+export interface ReceiptPublisher {
+  publish(events: EventToAppend[]): Promise<AppendedEvent[]>
 }
 
 /**
@@ -63,12 +67,12 @@ export interface ReceiptAppender {
 export class ReceiptRepository {
   constructor(
     private readonly db: DataSource,
-    private readonly appender: ReceiptAppender,
+    private readonly publisher: ReceiptPublisher,
   ) {}
 
   /**
-   * Finds the messages each acknowledgement passed, appends the events
-   * `receipts` makes of them (one per sender, say), riding along with the
+   * Finds the messages each acknowledgement passed, appends (and hands to
+   * delivery) the events `receipts` makes of them (one per sender, say), riding along with the
    * 1:1 sends of the moment (no transaction of its own that would lock every
    * sender's inbox until its commit, holding up each send to them), then
    * raises the stored acknowledgements. In that order, a crash (or a failure)
@@ -83,8 +87,9 @@ export class ReceiptRepository {
     const seqs = ids.map((id) => acks.get(id)!.toString())
     const acked = (await this.db.query(ACKED_STRETCHES, [ids, seqs])) as AckedMessage[]
     const events = acked.length > 0 ? receipts(acked) : []
-    // Committed like any append (synchronous_commit on): its events are handed to listeners after the commit.
-    const appended = events.length > 0 ? await this.appender.appendEvents(events) : []
+    // Committed like any append (synchronous_commit on), and handed to listeners as soon as committed: held
+    // back until the raise below, later commits to the same streams would reach their listeners first (a gap).
+    const appended = events.length > 0 ? await this.publisher.publish(events) : []
     await this.db.query(RAISE_ACKS, [ids, seqs])
     return appended
   }

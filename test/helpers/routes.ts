@@ -21,7 +21,7 @@ export function chatServerRoutes(): string[] {
     delivery: {} as Delivery,
     logger: pino({level: 'silent'}),
     lifecycle: {draining: false},
-    cluster: {secret: 'x'.repeat(16)},
+    cluster: {secret: 'x'.repeat(16), appender: {} as never},
   }) as unknown as {router: {stack: Layer[]}}
   const routes: string[] = []
   const walk = (stack: Layer[]) => {

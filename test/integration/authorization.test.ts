@@ -38,6 +38,7 @@ const PROBES: Record<string, Probe> = {
   'GET /healthz': {public: true, request: () => ({path: '/healthz'})},
   'GET /metrics': {cluster: true, request: () => ({path: '/metrics'})},
   'POST /v1/cluster/wake': {cluster: true, request: () => ({path: '/v1/cluster/wake', json: {users: ['1']}})},
+  'POST /v1/cluster/events': {cluster: true, request: () => ({path: '/v1/cluster/events', json: {events: [{recipientId: '999999999999', type: 'receipt.read', payload: {receipts: [{from: 'nobody', ciphertext: 'x'}]}}]}})},
   'POST /v1/users': {public: true, request: () => ({path: '/v1/users', json: {}})},
   'POST /v1/sessions': {public: true, request: () => ({path: '/v1/sessions', json: {}})},
   'GET /v1/users/:username': {stranger: 'own', request: (c) => ({path: `/v1/users/${c.alice.username}`})},

@@ -282,10 +282,13 @@ describe('batched commits of 1:1 sends', function () {
     const sent = [await repo.storeDirect(message(alice!, bob!)), await repo.storeDirect(message(alice!, bob!))]
     // The raise fails once, after the append: as a crash of the server between the two would.
     let failRaise = true
+    const delivered: string[] = []
+    const deliveredAtRaise: number[] = []
     const flaky = new Proxy(db, {
       get(target, property, receiver) {
         if (property !== 'query') return Reflect.get(target, property, receiver)
         return (sql: string, parameters?: unknown[]) => {
+          if (sql.startsWith('INSERT INTO acks')) deliveredAtRaise.push(delivered.length)
           if (failRaise && sql.startsWith('INSERT INTO acks')) {
             failRaise = false
             return Promise.reject(new Error('connection lost'))
@@ -294,7 +297,15 @@ describe('batched commits of 1:1 sends', function () {
         }
       },
     })
-    const receipts = new ReceiptRepository(flaky, repo)
+    // As HomeAppender: appended with the sends, then handed to delivery (recorded here).
+    const publisher = {
+      publish: async (events: Parameters<MessageRepository['appendEvents']>[0]) => {
+        const appended = await repo.appendEvents(events)
+        delivered.push(...appended.map((event) => event.seq))
+        return appended
+      },
+    }
+    const receipts = new ReceiptRepository(flaky, publisher)
     const acks = new Map([[bob!, 2n]])
     const before = repo.batchStats().statements
     const failed = await receipts.recordAcks(acks, deliveredReceipts).then(
@@ -306,6 +317,8 @@ describe('batched commits of 1:1 sends', function () {
     const again = await receipts.recordAcks(acks, deliveredReceipts)
     expect(again.map((event) => event.payload)).to.deep.equal([{receipts: [{by: (await nameOf(bob!)), messages: sent.map((m) => m!.id)}]}])
     expect(await receipts.recordAcks(acks, deliveredReceipts), 'raised now: nothing new').to.deep.equal([])
+    // Each time handed to delivery before the raise: held back until after it, later commits to alice's stream would reach her first.
+    expect(deliveredAtRaise).to.deep.equal([1, 2, 2])
     const alices = (await db.query(`SELECT type, payload FROM events WHERE recipient_id = $1 ORDER BY seq`, [alice])) as {type: string; payload: unknown}[]
     expect(alices.map((event) => event.type)).to.deep.equal(['receipt.delivered', 'receipt.delivered'])
     expect(alices[0]!.payload).to.deep.equal(alices[1]!.payload)

@@ -7,7 +7,7 @@ import type {RunningChatServer} from '../../server/main.js'
 import {DIRECT_SEND_STATEMENTS} from '../../storage/repositories/message.repository.js'
 import {fakeCiphertext, joinGroup, poll, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
 import {CliUser, PASSPHRASE, startTwoUserCluster, stopTwoUserCluster, type TwoUserCluster} from '../helpers/cli.js'
-import {startTestServer} from '../helpers/cluster.js'
+import {CLUSTER_AUTH, startTestServer} from '../helpers/cluster.js'
 import {http} from '../helpers/http.js'
 import {eventually} from '../helpers/processes.js'
 
@@ -212,6 +212,31 @@ describe('receipts (HTTP API)', function () {
     } finally {
       await slow.close()
     }
+  })
+
+  it("receipts to a user who listens on the other server are appended by that server, and reach her there", async () => {
+    const routed = async (server: string) => {
+      const {body} = await http<string>('GET', `${server}/metrics`, {headers: CLUSTER_AUTH})
+      const count = (where: string) => Number(new RegExp(`^fastchat_server_receipt_events_total\\{where="${where}"\\} (\\d+)$`, 'm').exec(body)?.[1] ?? 0)
+      return {peer: count('peer'), here: count('here'), fallback: count('fallback')}
+    }
+    // Alice (on a) has polled a: her presence there is what b finds. Bob is on b.
+    const sent = await send(alice, bob.username, fakeCiphertext('hi'))
+    await poll(alice, 0)
+    const before = await routed(b.url)
+    // Bob reads her message: his poll past it (a delivered receipt) and his read receipt, both taken by b.
+    const [message] = (await events(bob)).filter((event) => event.type === 'message')
+    await poll(bob, message!.seq)
+    const receipt = fakeCiphertext('read on b')
+    expect((await readReceipts(bob, [{to: alice.username, ciphertext: receipt}])).status).to.equal(204)
+    const list = await eventually(async () => {
+      const got = await events(alice)
+      return deliveredBy(got, bob.username).includes(sent.body.id) && readReceiptsIn(got).length > 0 && got
+    }, 'both receipts in alice\'s stream')
+    expect(readReceiptsIn(list)).to.deep.equal([[[bob.username, receipt]]])
+    const after = await routed(b.url)
+    expect(after.peer - before.peer, 'appended by a, alice\'s server').to.equal(2)
+    expect([after.here - before.here, after.fallback - before.fallback]).to.deep.equal([0, 0])
   })
 
   it('the 1:1 send statements are untouched: receipts add nothing to a send when none wait to ride along, and no query of their own', () => {

@@ -21,18 +21,20 @@ class Recorder {
   failNext = false
   private seq = 0
 
-  readonly appender = {
-    appendEvents: async (events: EventToAppend[]): Promise<AppendedEvent[]> => {
+  /** Appends and hands to delivery, as HomeAppender does. */
+  readonly publisher = {
+    publish: async (events: EventToAppend[]): Promise<AppendedEvent[]> => {
       if (this.failNext) {
         this.failNext = false
         throw new Error('connection lost')
       }
       this.appends.push(events)
-      return events.map((event) => ({recipientId: event.recipientId, seq: String(++this.seq), type: event.type, payload: event.payload, at: new Date()}))
+      const appended = events.map((event) => ({recipientId: event.recipientId, seq: String(++this.seq), type: event.type, payload: event.payload, at: new Date()}))
+      this.delivered.push(...appended)
+      return appended
     },
   }
   readonly blocks = {blockedPairs: async (pairs: [string, string][]) => new Set(pairs.map(([a, b]) => `${a} ${b}`).filter((key) => this.blocked.has(key)))}
-  readonly delivery = {deliverEvents: (events: AppendedEvent[]) => void this.delivered.push(...events)}
 
   /** Per append, per event: its recipient and the readers in it. */
   get shape() {
@@ -51,7 +53,7 @@ describe('read receipts gathered per recipient (fake timers)', () => {
   beforeEach(() => {
     mock.timers.enable({apis: ['setTimeout', 'Date'], now: 1_000_000})
     recorder = new Recorder()
-    batcher = new ReadReceiptBatcher(recorder.appender, recorder.blocks, recorder.delivery, WINDOW_MS)
+    batcher = new ReadReceiptBatcher(recorder.publisher, recorder.blocks, WINDOW_MS)
   })
   afterEach(() => mock.timers.reset())
 

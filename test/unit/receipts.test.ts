@@ -35,7 +35,7 @@ describe('receipts', () => {
         return []
       },
     }
-    const recorder = new AckRecorder(store, () => undefined, pino({level: 'silent'}), 60_000)
+    const recorder = new AckRecorder(store, pino({level: 'silent'}), 60_000)
     recorder.acked('7', 5n)
     recorder.acked('7', 3n)
     recorder.acked('8', 0n)
