@@ -184,10 +184,14 @@ export class Listener {
       end++
     }
     const run = this.pending.slice(start, end)
-    // Only lazy events, within their delay: not yet; the timer, or the next other event, releases them. Held
-    // events past a gap (a message whose predecessor is missing) must not wait for the delay: that is a gap.
-    if (run.length > 0 && this.lazyUntil !== undefined && Date.now() < this.lazyUntil && run.every((event) => isLazyEvent(event.type))) {
-      if (end < this.pending.length) this.gapSince ??= Date.now()
+    const lazyWaiting = this.lazyUntil !== undefined && Date.now() < this.lazyUntil
+    // Held past a gap, lazy events within their delay wait for the missing event without the gap's grace:
+    // they would wait that long anyway, and the missing one is most often a peer's push still on its way (the
+    // delay's end, or the re-check, reads if it never comes). A message past a gap starts the grace: that is a gap.
+    const gapMatters = (from: number) => !lazyWaiting || this.pending.slice(from).some((event) => !isLazyEvent(event.type))
+    // Only lazy events, within their delay: not yet; the timer, or the next other event, releases them.
+    if (run.length > 0 && lazyWaiting && run.every((event) => isLazyEvent(event.type))) {
+      if (end < this.pending.length && gapMatters(end)) this.gapSince ??= Date.now()
       if (start > 0) {
         this.pending = this.pending.slice(start)
         this.pendingBytes = this.pending.reduce((sum, event) => sum + event.bytes, 0)
@@ -197,8 +201,8 @@ export class Listener {
     if (run.length === 0 && start < this.pending.length) {
       // What was handed over starts past a gap: the missing event is most likely still on its
       // way (two commits resolve in either order); the caller waits a moment, then reads.
+      if (gapMatters(start)) this.gapSince ??= Date.now()
       if (start > 0) this.pending = this.pending.slice(start)
-      this.gapSince ??= Date.now()
       return undefined
     }
     this.gapSince = undefined

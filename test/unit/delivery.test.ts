@@ -371,6 +371,40 @@ describe('delivery state machine (fake timers)', () => {
     expect((sink.ended as {problem: {code: string}}).problem.code).to.equal('FC_DRAINING')
   })
 
+  it('lets a receipt handed over past a gap wait for the missing message without the grace: no read when it comes late', async () => {
+    const sink = new RecordingSink()
+    void delivery.stream('1', {since: 0n, limit: 100}, sink, aborts.signal)
+    await settle()
+    const reads = stream.reads
+    stream.append('1') // seq 1, a message committed here
+    stream.append('1') // seq 2, a message whose push from a peer is on its way
+    const receipt = stream.append('1', 1, 'receipt.read') // seq 3, a receipt appended here
+    delivery.deliverEvents([{recipientId: '1', seq: String(receipt), type: 'receipt.read', payload: {receipts: []}, at: new Date(0)}])
+    delivery.deliver([committed('1', 1n)])
+    await settle()
+    expect(sink.seqs).to.deep.equal([1])
+    // Only the receipt is past the gap: it waits for seq 2 without the gap's grace, however long the push takes.
+    mock.timers.tick(GAP_GRACE_MS * 4)
+    await settle()
+    expect(stream.reads, 'no read').to.equal(reads)
+    delivery.deliver([committed('1', 2n)])
+    await settle()
+    expect(sink.seqs).to.deep.equal([1, 2, 3])
+    expect(delivery.gapReads).to.equal(0)
+
+    // A push that never comes: past the receipt's lazy delay (or the re-check) the stream reads, and writes both.
+    stream.append('1') // seq 4, lost
+    const next = stream.append('1', 1, 'receipt.read') // seq 5
+    delivery.deliverEvents([{recipientId: '1', seq: String(next), type: 'receipt.read', payload: {receipts: []}, at: new Date(0)}])
+    await settle()
+    for (let waited = 0; sink.seqs.length < 5 && waited <= LAZY_EVENTS_MS + 2 * GAP_GRACE_MS; waited += GAP_GRACE_MS) {
+      mock.timers.tick(GAP_GRACE_MS)
+      await settle()
+    }
+    expect(sink.seqs).to.deep.equal([1, 2, 3, 4, 5])
+    expect(stream.reads).to.be.greaterThan(reads)
+  })
+
   it('refuses to open a stream at a cursor ahead of the stream (nothing written)', async () => {
     const sink = new RecordingSink()
     let failure: unknown
