@@ -13,7 +13,8 @@ import {groupRoutes, isKeySetUpload} from './routes/groups.js'
 import {messageRoutes} from './routes/messages.js'
 import type {Services} from './services/index.js'
 import type {Delivery} from './delivery/delivery.js'
-import {type ClusterAppender, clusterRoutes} from './routes/cluster.js'
+import {clusterRoutes} from './routes/cluster.js'
+import type {EventAppender} from './services/receipts.js'
 import {blockRoutes} from './routes/blocks.js'
 import {deviceRoutes} from './routes/devices.js'
 import {presenceRoutes} from './routes/presence.js'
@@ -37,7 +38,7 @@ export interface ChatServerDeps {
    * With a cluster secret, peers may hand this server's listeners their commits (POST /v1/cluster/wake),
    * and receipts' events for them to append here (POST /v1/cluster/events, through `appender`).
    */
-  cluster?: {secret: string; appender: ClusterAppender}
+  cluster?: {secret: string; appender: EventAppender}
   /** Whether the database answers, for /healthz; without it /healthz only reports draining. */
   health?: DatabaseHealth
 }

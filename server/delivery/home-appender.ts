@@ -1,21 +1,13 @@
 import {Counter, type Registry} from 'prom-client'
 
 import type {AppendedEvent, EventToAppend} from '../../storage/repositories/event-stream.repository.js'
-
-/** Appends events here (MessageRepository.appendEvents: riding along with the 1:1 sends). */
-export interface LocalAppender {
-  appendEvents(events: EventToAppend[]): Promise<AppendedEvent[]>
-}
+import type {ReceiptPublisher} from '../../storage/repositories/receipt.repository.js'
+import type {EventAppender} from '../services/receipts.js'
 
 /** The peers (PeerPush): where users listen, and appending there. */
 export interface PeerAppender {
   locate(userIds: string[]): Promise<Map<string, string[]>>
   append(url: string, events: EventToAppend[]): Promise<void>
-}
-
-/** Appends receipts' events and hands them to delivery as each part commits; resolves once all are committed. */
-export interface ReceiptPublisher {
-  publish(events: EventToAppend[]): Promise<AppendedEvent[]>
 }
 
 /**
@@ -40,7 +32,8 @@ export class HomeAppender implements ReceiptPublisher {
   private readonly routed: Counter<'where'>
 
   constructor(
-    private readonly local: LocalAppender,
+    /** Appends here (MessageRepository.appendEvents: riding along with the 1:1 sends). */
+    private readonly local: EventAppender,
     private readonly peers: PeerAppender | undefined,
     /** Whether a user listened here lately (PresenceRecorder.isHere). */
     private readonly isHere: (userId: string) => boolean,

@@ -5,14 +5,13 @@ import {historyMessage} from '../../protocol/events.js'
 import {username, uuid} from '../../protocol/primitives.js'
 import {MAX_RECEIPT_CIPHERTEXT_BYTES} from '../../protocol/requests.js'
 import {RECEIPT_IDS_PER_EVENT} from '../delivery/acks.js'
-import {READ_RECEIPTS_PER_EVENT} from '../services/receipts.js'
+import {type EventAppender, READ_RECEIPTS_PER_EVENT} from '../services/receipts.js'
 import type {MessageKind} from '../../storage/entities/message.js'
 import type {Delivery} from '../delivery/delivery.js'
 import type {WireEvent} from '../delivery/listener.js'
 import {type CommittedMessage, EVENT_ENVELOPE_BYTES} from '../delivery/views.js'
 import {requireClusterSecret} from '../http/cluster-auth.js'
 import {parse, requireJson} from '../http/validate.js'
-import type {AppendedEvent, EventToAppend} from '../../storage/repositories/event-stream.repository.js'
 
 const userId = z.string().regex(/^\d{1,19}$/, 'must be a user id')
 
@@ -53,13 +52,8 @@ const eventsBody = z.strictObject({
     .max(500),
 })
 
-/** Appends events here (MessageRepository.appendEvents), for POST /v1/cluster/events. */
-export interface ClusterAppender {
-  appendEvents(events: EventToAppend[]): Promise<AppendedEvent[]>
-}
-
 /** Routes peer chat servers call on each other, guarded by the cluster secret. */
-export function clusterRoutes(delivery: Delivery, clusterSecret: string, appender: ClusterAppender): Router {
+export function clusterRoutes(delivery: Delivery, clusterSecret: string, appender: EventAppender): Router {
   const router = Router()
 
   // POST /v1/cluster/events — a peer's receipts for users who listen here: appended here, 204 once committed.

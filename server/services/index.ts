@@ -18,7 +18,8 @@ import {PasswordHasher, SCRYPT_COST} from './passwords.js'
 import {PresenceRepository} from '../../storage/repositories/presence.repository.js'
 import {PresenceVisibilityRepository} from '../../storage/repositories/presence-visibility.repository.js'
 import {PresenceService} from './presence.js'
-import {type EventCommits, type EventPublisher, ReadReceiptBatcher, ReceiptService} from './receipts.js'
+import {type EventCommits, ReadReceiptBatcher, ReceiptService} from './receipts.js'
+import type {ReceiptPublisher} from '../../storage/repositories/receipt.repository.js'
 import {RECEIPT_FLUSH_MS_DEFAULT} from '../delivery/acks.js'
 
 export interface Services {
@@ -90,7 +91,7 @@ const PASSWORD_QUEUE_PER_SLOT = 25
  */
 export function createServices(
   db: DataSource,
-  parts: {delivery: Commits & EventCommits; stream: EventStreamRepository; directWrites: MessageRepository; receiptEvents: EventPublisher},
+  parts: {delivery: Commits & EventCommits; stream: EventStreamRepository; directWrites: MessageRepository; receiptEvents: ReceiptPublisher},
   config: ServicesConfig,
 ): Services {
   const delivery = parts.delivery

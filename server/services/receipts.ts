@@ -1,4 +1,5 @@
 import type {AppendedEvent, EventToAppend} from '../../storage/repositories/event-stream.repository.js'
+import type {ReceiptPublisher} from '../../storage/repositories/receipt.repository.js'
 import type {SessionUser} from '../../storage/repositories/session.repository.js'
 import type {AccountService} from './accounts.js'
 
@@ -15,11 +16,6 @@ export interface EventAppender {
 export interface ReadReceiptInput {
   to: string
   ciphertext: string
-}
-
-/** Appends events and hands them to delivery as each part commits (HomeAppender); resolves once all are committed. */
-export interface EventPublisher {
-  publish(events: EventToAppend[]): Promise<AppendedEvent[]>
 }
 
 /** Which (blocker, blocked) pairs are blocks (BlockRepository.blockedPairs): one query per flush of read receipts. */
@@ -110,7 +106,7 @@ export class ReadReceiptBatcher {
 
   constructor(
     /** Appends the events and hands them to delivery as they commit (HomeAppender). */
-    private readonly events: EventPublisher,
+    private readonly events: ReceiptPublisher,
     private readonly blocks: PairBlocks,
     private windowMs: number,
   ) {}
