@@ -36,7 +36,7 @@ export interface ChatServerDeps {
   delivery: Delivery
   /**
    * With a cluster secret, peers may hand this server's listeners their commits (POST /v1/cluster/wake),
-   * and receipts' events for them to append here (POST /v1/cluster/events, through `appender`).
+   * and receipts' events for them to append here (POST /v1/cluster/events, through `appender`: the ReceiptGatherer).
    */
   cluster?: {secret: string; appender: EventAppender}
   /** Whether the database answers, for /healthz; without it /healthz only reports draining. */

@@ -17,6 +17,7 @@ import {DatabaseHealth} from './health.js'
 import {AckRecorder} from './delivery/acks.js'
 import {ReceiptRepository} from '../storage/repositories/receipt.repository.js'
 import {HomeAppender} from './delivery/home-appender.js'
+import {ReceiptGatherer} from './delivery/receipt-gatherer.js'
 import {advertisedUrl} from './advertised-url.js'
 import {databaseTimeouts} from './settings.js'
 
@@ -113,9 +114,14 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
     refreshMs: Math.floor(config.presenceOfflineMs / 3),
     onOnline: (ids) => void services.presence.cameOnline(ids).catch((error: unknown) => logger.warn({err: error}, 'could not announce presence')),
   })
-  const peers = peerPush ? new PeerPush(presence, url, {secret: config.clusterSecret!, timeoutMs: config.peerTimeoutMs}, logger, metrics.registry) : undefined
-  // Receipts' events: appended by the server their recipient listens on, if it is a peer (./delivery/home-appender.ts).
-  const receiptEvents = new HomeAppender(directWrites, peers, (id) => presenceRecorder.isHere(id), (events) => delivery.deliverEvents(events), metrics.registry)
+  const peers = peerPush
+    ? new PeerPush(presence, url, {secret: config.clusterSecret!, timeoutMs: config.peerTimeoutMs, appendWaitMs: config.receiptFlushMs}, logger, metrics.registry)
+    : undefined
+  // Receipts' events: gathered per recipient and window by the server their recipient listens on (if it is a
+  // peer, it is handed them), appended riding along with the sends, delivered as they commit
+  // (./delivery/receipt-gatherer.ts, ./delivery/home-appender.ts).
+  const receiptGatherer = new ReceiptGatherer(directWrites, (events) => delivery.deliverEvents(events), config.receiptFlushMs)
+  const receiptEvents = new HomeAppender(receiptGatherer, peers, (id) => presenceRecorder.isHere(id), metrics.registry)
   // Delivered receipts: what polls acknowledge, written every receiptFlushMs; the senders woken through delivery.
   const acks = config.deliveryReceipts
     ? new AckRecorder(new ReceiptRepository(db, receiptEvents), logger, config.receiptFlushMs)
@@ -170,7 +176,7 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
       .finally(() => (sweeping = false))
   }, Math.max(PRESENCE_SWEEP_MIN_MS, Math.floor(config.presenceOfflineMs / PRESENCE_SWEEPS_PER_DELAY)))
   presenceSweep.unref()
-  const cluster = config.clusterSecret ? {secret: config.clusterSecret, appender: directWrites} : undefined
+  const cluster = config.clusterSecret ? {secret: config.clusterSecret, appender: receiptGatherer} : undefined
   const app = createApp({db, services, delivery, logger, lifecycle, metrics, cluster, health}, {
       ...DEFAULT_APP_CONFIG,
       blobLimitBytes: config.blobLimitBytes,
@@ -237,7 +243,8 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
         await membership?.beatNow()
         // Open polls answer now with what they have, streams end; clients resume elsewhere.
         await delivery.drain()
-        // Read receipts held for their window go now, so the requests waiting for them are answered.
+        // Receipts held for their window go now (and whatever still comes, at once), so the requests waiting for them are answered.
+        await receiptGatherer.drain()
         await services.receipts.drain()
         await listening.close(config.shutdownGraceMs)
         await delivery.stop()

@@ -19,26 +19,27 @@ export interface PeerAppender {
  * stream back. So the events of a user who listens on exactly one other
  * server, and not here, are handed to that server, which appends them to the
  * stream it serves (POST /v1/cluster/events) and answers once committed;
- * everything else, and whatever a peer did not take, is appended here.
+ * everything else, and whatever a peer did not take, is appended here. On
+ * either side they go through the server's ReceiptGatherer, so a user gets
+ * the receipts of a window from all servers in one event of each kind.
  *
  * What is appended here goes to delivery (and the peers' pushes) the moment
- * its statement returns, not when the peers have answered: an event held
- * back while later commits to the same stream are delivered is a gap for
- * its listener. Resolves with the events appended here once every part is
- * committed. A peer that committed but whose answer was lost gets them once
- * more from here: a receipt twice is harmless.
+ * its statement returns (the gatherer hands it over), not when the peers
+ * have answered: an event held back while later commits to the same stream
+ * are delivered is a gap for its listener. Resolves with the events
+ * appended here once every part is committed. A peer that committed but
+ * whose answer was lost gets them once more from here: a receipt twice is
+ * harmless.
  */
 export class HomeAppender implements ReceiptPublisher {
   private readonly routed: Counter<'where'>
 
   constructor(
-    /** Appends here (MessageRepository.appendEvents: riding along with the 1:1 sends). */
+    /** Appends here and hands the events to delivery as they commit (ReceiptGatherer). */
     private readonly local: EventAppender,
     private readonly peers: PeerAppender | undefined,
     /** Whether a user listened here lately (PresenceRecorder.isHere). */
     private readonly isHere: (userId: string) => boolean,
-    /** Hands events appended here to their listeners here and on peers (Delivery.deliverEvents). */
-    private readonly deliver: (events: AppendedEvent[]) => void,
     registry?: Registry,
   ) {
     this.routed = new Counter({
@@ -89,7 +90,6 @@ export class HomeAppender implements ReceiptPublisher {
     if (events.length === 0) return []
     const appended = await this.local.appendEvents(events)
     this.routed.inc({where}, events.length)
-    if (appended.length > 0) this.deliver(appended)
     return appended
   }
 }

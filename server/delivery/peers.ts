@@ -33,6 +33,13 @@ const PUSH_TIMEOUT_MS = 1_000
 const PEER_WARN_EVERY_MS = 30_000
 /** Bytes of messages and lazy events in one push request (under the peers' JSON body limit); past it they go in the next. */
 const PUSH_MAX_BYTES = 192 * 1024
+/**
+ * Connections per peer for appends: one is held per flush of receipts sent
+ * there until the peer's window for them ends (at most about one a
+ * FASTCHAT_RECEIPT_FLUSH_MS / READ_RECEIPT_TICK_MS, plus the delivered
+ * receipts' flush); past this they queue, which only makes them later.
+ */
+const APPEND_CONNECTIONS = 32
 /** Messages (or lazy events) in one push request. */
 const PUSH_MAX_MESSAGES = 500
 /**
@@ -180,6 +187,10 @@ export class PeerPush {
   private timer: NodeJS.Timeout | undefined
   private readonly backoff = new Map<string, number>()
   private readonly agent: Agent
+  /** Appends (POST /v1/cluster/events) on connections of their own: each waits for its recipients' window there, and must not hold up pushes. */
+  private readonly appendAgent: Agent
+  /** How long an append may wait beyond the push timeout: the peer answers once its receipts' window is over and committed. */
+  private readonly appendWaitMs: number
   private readonly clusterSecret: string
   private readonly timeoutMs: number
   private readonly inFlight = new Set<Promise<void>>()
@@ -191,13 +202,15 @@ export class PeerPush {
   constructor(
     private readonly presence: PresenceRepository,
     private readonly ownUrl: string,
-    peers: {secret: string; timeoutMs?: number},
+    peers: {secret: string; timeoutMs?: number; appendWaitMs?: number},
     private readonly logger: Logger,
     registry?: Registry,
   ) {
     this.clusterSecret = peers.secret
     this.timeoutMs = peers.timeoutMs ?? PUSH_TIMEOUT_MS
+    this.appendWaitMs = peers.appendWaitMs ?? 0
     this.agent = new Agent({keepAliveTimeout: 30_000, connections: 4, connect: {timeout: this.timeoutMs}})
+    this.appendAgent = new Agent({keepAliveTimeout: 30_000, connections: APPEND_CONNECTIONS, connect: {timeout: this.timeoutMs}})
     this.pushes = new Counter({
       name: 'fastchat_server_peer_pushes_total',
       help: 'Pushes (committed events and wake-ups) sent to peer chat servers, by result (ok, failed, skipped while backing off)',
@@ -316,9 +329,10 @@ export class PeerPush {
 
   /**
    * Hands events to the peer at `url` to append to its users' streams
-   * (POST /v1/cluster/events, in requests of at most PUSH_MAX_BYTES);
-   * resolves once the peer committed them all, throws otherwise (then some
-   * may have been appended there: the caller's fallback may repeat them).
+   * (POST /v1/cluster/events, in requests of at most PUSH_MAX_BYTES, sent
+   * together); resolves once the peer committed them all (after its
+   * receipts' window: ReceiptGatherer), throws otherwise (then some may have
+   * been appended there: the caller's fallback may repeat them).
    */
   async append(url: string, events: {recipientId: string; type: string; payload: Record<string, unknown>}[]): Promise<void> {
     if ((this.backoff.get(url) ?? 0) > Date.now()) throw new Error('peer backing off after a failure')
@@ -337,18 +351,20 @@ export class PeerPush {
     }
     if (part.length > 0) bodies.push(part)
     try {
-      for (const body of bodies) {
-        const answer = await request(new URL('/v1/cluster/events', url), {
-          method: 'POST',
-          dispatcher: this.agent,
-          headers: {authorization: `Bearer ${this.clusterSecret}`, 'content-type': 'application/json'},
-          body: `{"events":[${body.join(',')}]}`,
-          headersTimeout: this.timeoutMs,
-          bodyTimeout: this.timeoutMs,
-        })
-        await answer.body.dump()
-        if (answer.statusCode !== 204) throw new Error(`peer answered ${answer.statusCode}`)
-      }
+      await Promise.all(
+        bodies.map(async (body) => {
+          const answer = await request(new URL('/v1/cluster/events', url), {
+            method: 'POST',
+            dispatcher: this.appendAgent,
+            headers: {authorization: `Bearer ${this.clusterSecret}`, 'content-type': 'application/json'},
+            body: `{"events":[${body.join(',')}]}`,
+            headersTimeout: this.timeoutMs + this.appendWaitMs,
+            bodyTimeout: this.timeoutMs,
+          })
+          await answer.body.dump()
+          if (answer.statusCode !== 204) throw new Error(`peer answered ${answer.statusCode}`)
+        }),
+      )
     } catch (error) {
       this.backoff.set(url, Date.now() + PEER_BACKOFF_MS)
       this.lost(url, error)
@@ -415,6 +431,6 @@ export class PeerPush {
   async stop(): Promise<void> {
     clearTimeout(this.timer)
     await Promise.allSettled([...this.inFlight])
-    await this.agent.close()
+    await Promise.all([this.agent.close(), this.appendAgent.close()])
   }
 }

@@ -52,15 +52,15 @@ const eventsBody = z.strictObject({
     .max(500),
 })
 
-/** Routes peer chat servers call on each other, guarded by the cluster secret. */
+/** Routes peer chat servers call on each other, guarded by the cluster secret; `appender` gathers the receipts' events peers hand over (ReceiptGatherer). */
 export function clusterRoutes(delivery: Delivery, clusterSecret: string, appender: EventAppender): Router {
   const router = Router()
 
-  // POST /v1/cluster/events — a peer's receipts for users who listen here: appended here, 204 once committed.
+  // POST /v1/cluster/events — a peer's receipts for users who listen here: gathered with this server's own for
+  // their recipients' windows, appended and delivered here (ReceiptGatherer); 204 once committed.
   router.post('/v1/cluster/events', requireClusterSecret(clusterSecret), requireJson(), async (req, res) => {
     const body = parse(eventsBody, req.body)
-    const appended = await appender.appendEvents(body.events)
-    delivery.deliverEvents(appended)
+    await appender.appendEvents(body.events)
     res.status(204).end()
   })
 

@@ -68,121 +68,75 @@ export function readReceiptEvents(held: {recipientId: string; from: string; ciph
   return events
 }
 
-/** Recipients whose last flush is remembered past this count are forgotten once their window is over. */
-const REMEMBERED_RECIPIENTS = 10_000
+/**
+ * How long read receipts wait on the server they were posted to before they
+ * go to their recipients' servers, at most: what one such flush sends to a
+ * peer shares a request, and its block check one query. Their recipient's
+ * server then gathers them for the recipient's window (ReceiptGatherer).
+ */
+export const READ_RECEIPT_TICK_MS = 100
 
 /**
- * Read receipts, gathered per recipient (docs/architecture.md, "Receipts").
- * With random pairs there is about one read receipt per message, each an
- * end-to-end encrypted ~1 KiB event: appended one by one they were as many
- * stream rows, pushes and poll answers as the messages themselves (issue 16,
- * docs/benchmarks.md). So a user gets at most one `receipt.read` event per
- * window (FASTCHAT_RECEIPT_FLUSH_MS, as the delivered receipts) from this
- * server, holding every read receipt to them that came meanwhile, each still
- * its reader's own signed ciphertext:
- *
- * - a receipt to someone who got none within the window goes at once (with
- *   the rest of its request), so a quiet conversation waits for nothing;
- * - otherwise it waits for the end of that user's window; a flush takes
- *   every user whose window ends within the next quarter of it, so a busy
- *   server flushes a few times a window, not once per user;
- * - a flush asks once which receipts' recipients block their readers (those
- *   are dropped without a word), then appends its events riding along with
- *   the sends of the moment (MessageRepository.appendEvents), on the server
- *   their recipient listens on (HomeAppender), and hands them to delivery;
- * - each request is answered once all its receipts are committed, so a `204`
- *   is as durable as a message's `201`; a failed flush fails the requests it
- *   held (their clients send the receipts again).
+ * Read receipts on the server they were posted to (docs/architecture.md,
+ * "Receipts"): held for at most a tick (READ_RECEIPT_TICK_MS, or the window
+ * when shorter), then a flush asks once which receipts' recipients block
+ * their readers (those are dropped without a word), makes one
+ * `receipt.read` event per recipient of what is left (readReceiptEvents),
+ * and publishes them: HomeAppender hands each to the server its recipient
+ * listens on, which gathers every reader's receipts to that user, through
+ * any server, into one event per window (ReceiptGatherer). Each request is
+ * answered once all its receipts are committed, so a `204` is as durable as
+ * a message's `201`; a failed flush fails the requests it held (their
+ * clients send the receipts again). Flushes do not wait for one another:
+ * each waits for its recipients' windows.
  */
 export class ReadReceiptBatcher {
-  private pending = new Map<string, HeldReceipt[]>()
-  /** Per recipient, when its last event was flushed (only the recent ones matter). */
-  private readonly flushedAt = new Map<string, number>()
+  private pending: HeldReceipt[] = []
   private timer: NodeJS.Timeout | undefined
-  private timerDue = Infinity
-  private flushing: Promise<void> | undefined
-  /** Flushes written, the events they appended and the receipts in them; receipts dropped by blocks. */
+  private readonly flushes = new Set<Promise<void>>()
+  private tickMs: number
+  /** Flushes written, the events they published and the receipts in them; receipts dropped by blocks. */
   readonly stats = {flushes: 0, events: 0, receipts: 0, dropped: 0}
 
   constructor(
-    /** Appends the events and hands them to delivery as they commit (HomeAppender). */
+    /** Appends the events on their recipients' servers, gathered there per window (HomeAppender, ReceiptGatherer). */
     private readonly events: ReceiptPublisher,
     private readonly blocks: PairBlocks,
-    private windowMs: number,
-  ) {}
+    windowMs: number,
+  ) {
+    this.tickMs = Math.min(READ_RECEIPT_TICK_MS, windowMs)
+  }
 
   /** Holds a reader's receipts (recipients resolved, unknown names refused before); resolves once all are committed. */
   add(reader: {userId: string; username: string}, receipts: {recipientId: string; ciphertext: string}[]): Promise<void> {
     const settled = receipts.map(
       (receipt) =>
         new Promise<void>((resolve, reject) => {
-          const held: HeldReceipt = {recipientId: receipt.recipientId, readerId: reader.userId, from: reader.username, ciphertext: receipt.ciphertext, resolve, reject}
-          const list = this.pending.get(receipt.recipientId)
-          if (list) list.push(held)
-          else this.pending.set(receipt.recipientId, [held])
+          this.pending.push({recipientId: receipt.recipientId, readerId: reader.userId, from: reader.username, ciphertext: receipt.ciphertext, resolve, reject})
         }),
     )
-    this.schedule()
+    // Even "at once" waits for the end of this turn of the event loop: a request's receipts go together.
+    this.timer ??= setTimeout(() => this.flush(), this.tickMs)
     return Promise.all(settled).then(() => undefined)
   }
 
   /** A draining server: what is held goes now, and so does whatever still comes. Resolves when nothing is held. */
   async drain(): Promise<void> {
-    this.windowMs = 0
-    this.schedule()
-    while (this.flushing || this.pending.size > 0) {
-      if (this.flushing) await this.flushing
-      else await this.flush()
+    this.tickMs = 0
+    while (this.pending.length > 0 || this.flushes.size > 0) {
+      this.flush()
+      await Promise.all(this.flushes)
     }
   }
 
-  private dueAt(recipientId: string): number {
-    const last = this.flushedAt.get(recipientId)
-    return last === undefined ? 0 : last + this.windowMs
-  }
-
-  /** Sets the timer for the earliest recipient due (at once when one is); a flush under way sets it when done. */
-  private schedule(): void {
-    if (this.flushing || this.pending.size === 0) return
-    const now = Date.now()
-    let due = Infinity
-    for (const recipientId of this.pending.keys()) {
-      due = Math.min(due, this.dueAt(recipientId))
-      if (due <= now) break
-    }
-    if (this.timer && this.timerDue <= due) return
-    clearTimeout(this.timer)
-    this.timerDue = due
-    // Even "at once" waits for the end of this turn of the event loop: a request's receipts go together.
-    this.timer = setTimeout(() => void this.flush(), Math.max(0, due - now))
-  }
-
-  private flush(): Promise<void> {
+  private flush(): void {
     clearTimeout(this.timer)
     this.timer = undefined
-    this.timerDue = Infinity
-    if (this.flushing) return this.flushing
-    const now = Date.now()
-    const horizon = now + this.windowMs / 4
-    const taken: HeldReceipt[] = []
-    for (const [recipientId, held] of this.pending) {
-      if (this.dueAt(recipientId) > horizon) continue
-      this.pending.delete(recipientId)
-      this.flushedAt.set(recipientId, now)
-      taken.push(...held)
-    }
-    if (this.flushedAt.size > REMEMBERED_RECIPIENTS) {
-      for (const [recipientId, at] of this.flushedAt) if (at + this.windowMs <= now) this.flushedAt.delete(recipientId)
-    }
-    if (taken.length === 0) {
-      this.schedule()
-      return Promise.resolve()
-    }
-    this.flushing = this.write(taken).finally(() => {
-      this.flushing = undefined
-      this.schedule()
-    })
-    return this.flushing
+    if (this.pending.length === 0) return
+    const taken = this.pending
+    this.pending = []
+    const flush = this.write(taken).finally(() => this.flushes.delete(flush))
+    this.flushes.add(flush)
   }
 
   private async write(taken: HeldReceipt[]): Promise<void> {

@@ -239,6 +239,38 @@ describe('receipts (HTTP API)', function () {
     expect([after.here - before.here, after.fallback - before.fallback]).to.deep.equal([0, 0])
   })
 
+  it("gathers on the recipient's server: read receipts to her through both servers within her window share one event", async () => {
+    // Long windows, so that what is sent together surely falls in one; FASTCHAT_DELIVERY_RECEIPTS=off: only read receipts here.
+    const env = {FASTCHAT_RECEIPT_FLUSH_MS: '2000', FASTCHAT_DELIVERY_RECEIPTS: 'off'}
+    const [slowA, slowB] = await Promise.all([startTestServer(undefined, env), startTestServer(undefined, env)])
+    try {
+      const [dana, erin, frank, gina] = await Promise.all([
+        registerAndLogin(slowA.url, uniqueName('dana')),
+        registerAndLogin(slowA.url, uniqueName('erin')),
+        registerAndLogin(slowB.url, uniqueName('frank')),
+        registerAndLogin(slowB.url, uniqueName('gina')),
+      ])
+      // Dana listens on a (her presence there is what b finds); gina's lone receipt starts her window.
+      await poll(dana, 0)
+      const lone = fakeCiphertext('lone')
+      expect((await readReceipts(gina, [{to: dana.username, ciphertext: lone}])).status).to.equal(204)
+      const [fromErin, fromFrank] = [fakeCiphertext('erin on a'), fakeCiphertext('frank on b')]
+      const answers = await Promise.all([readReceipts(erin, [{to: dana.username, ciphertext: fromErin}]), readReceipts(frank, [{to: dana.username, ciphertext: fromFrank}])])
+      expect(answers.map((answer) => answer.status)).to.deep.equal([204, 204])
+      const danas = readReceiptsIn(await events(dana))
+      expect(danas).to.have.length(2)
+      expect(danas[0]).to.deep.equal([[gina.username, lone]])
+      expect(danas[1]!.sort()).to.deep.equal(
+        [
+          [erin.username, fromErin],
+          [frank.username, fromFrank],
+        ].sort(),
+      )
+    } finally {
+      await Promise.all([slowA.close(), slowB.close()])
+    }
+  })
+
   it('the 1:1 send statements are untouched: receipts add nothing to a send when none wait to ride along, and no query of their own', () => {
     for (const [name, sql] of Object.entries({one: DIRECT_SEND_STATEMENTS.one, batch: DIRECT_SEND_STATEMENTS.batch})) {
       expect(sql, name).to.match(/INSERT INTO messages/)

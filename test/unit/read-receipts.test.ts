@@ -2,26 +2,29 @@ import {mock} from 'node:test'
 
 import {expect} from 'chai'
 
-import {READ_RECEIPT_EVENT_MAX_BYTES, READ_RECEIPTS_PER_EVENT, ReadReceiptBatcher, readReceiptEvents} from '../../server/services/receipts.js'
+import {READ_RECEIPT_EVENT_MAX_BYTES, READ_RECEIPT_TICK_MS, READ_RECEIPTS_PER_EVENT, ReadReceiptBatcher, readReceiptEvents} from '../../server/services/receipts.js'
 import type {AppendedEvent, EventToAppend} from '../../storage/repositories/event-stream.repository.js'
 
 /**
- * ReadReceiptBatcher on its own, with fake timers (node:test's): when read
- * receipts to one user wait and when they go, what one flush appends, and
- * when a request is answered. Its appends are recorded here; the
- * integration suite (receipts.test.ts) runs it against PostgreSQL.
+ * ReadReceiptBatcher on its own, with fake timers (node:test's): read
+ * receipts wait at most a tick on the server they were posted to, then go
+ * (one event per recipient) to be gathered on their recipients' servers
+ * (test/unit/receipt-gatherer.test.ts); when a request is answered. Its
+ * publishes are recorded here; the integration suite (receipts.test.ts) runs
+ * it against PostgreSQL.
  */
 
 const WINDOW_MS = 1_000
 
 class Recorder {
   readonly appends: EventToAppend[][] = []
-  readonly delivered: AppendedEvent[] = []
   readonly blocked = new Set<string>()
   failNext = false
+  /** Set: publishes wait for it (a recipient's window on its server). */
+  hold: Promise<void> | undefined
   private seq = 0
 
-  /** Appends and hands to delivery, as HomeAppender does. */
+  /** Publishes as HomeAppender does, answering once "committed". */
   readonly publisher = {
     publish: async (events: EventToAppend[]): Promise<AppendedEvent[]> => {
       if (this.failNext) {
@@ -29,14 +32,13 @@ class Recorder {
         throw new Error('connection lost')
       }
       this.appends.push(events)
-      const appended = events.map((event) => ({recipientId: event.recipientId, seq: String(++this.seq), type: event.type, payload: event.payload, at: new Date()}))
-      this.delivered.push(...appended)
-      return appended
+      await this.hold
+      return events.map((event) => ({recipientId: event.recipientId, seq: String(++this.seq), type: event.type, payload: event.payload, at: new Date()}))
     },
   }
   readonly blocks = {blockedPairs: async (pairs: [string, string][]) => new Set(pairs.map(([a, b]) => `${a} ${b}`).filter((key) => this.blocked.has(key)))}
 
-  /** Per append, per event: its recipient and the readers in it. */
+  /** Per publish, per event: its recipient and the readers in it. */
   get shape() {
     return this.appends.map((events) => events.map((event) => [event.recipientId, (event.payload.receipts as {from: string}[]).map((r) => r.from)]))
   }
@@ -46,7 +48,7 @@ const reader = (name: string) => ({userId: `id-${name}`, username: name})
 /** Lets the promises of a flush settle (setImmediate is not faked). */
 const settle = () => new Promise((resolve) => setImmediate(resolve))
 
-describe('read receipts gathered per recipient (fake timers)', () => {
+describe('read receipts on the server they were posted to (fake timers)', () => {
   let recorder: Recorder
   let batcher: ReadReceiptBatcher
 
@@ -67,54 +69,42 @@ describe('read receipts gathered per recipient (fake timers)', () => {
     return answer
   }
 
-  it('a receipt to someone who got none lately goes at once; those within the window wait for its end and share one event', async () => {
-    const first = post('bob', 'alice')
-    mock.timers.tick(0)
+  it('the requests of a tick go together, one event per recipient; each is answered once its publish is committed', async () => {
+    const [bob, carol] = [post('bob', 'alice', 'erin'), post('carol', 'alice')]
+    mock.timers.tick(READ_RECEIPT_TICK_MS - 1)
     await settle()
-    expect(recorder.shape).to.deep.equal([[['alice', ['bob']]]])
-    expect(first.done).to.equal(true)
-
-    const [carol, dave] = [post('carol', 'alice'), post('dave', 'alice')]
-    mock.timers.tick(WINDOW_MS - 1)
-    await settle()
-    expect(recorder.appends).to.have.length(1)
-    expect(carol.done || dave.done).to.equal(false)
+    expect(recorder.appends).to.have.length(0)
     mock.timers.tick(1)
     await settle()
-    expect(recorder.shape[1]).to.deep.equal([['alice', ['carol', 'dave']]])
-    expect(carol.done && dave.done).to.equal(true)
-    expect(recorder.delivered.map((event) => event.seq)).to.deep.equal(['1', '2'])
+    expect(recorder.shape).to.deep.equal([
+      [
+        ['alice', ['bob', 'carol']],
+        ['erin', ['bob']],
+      ],
+    ])
+    expect(bob.done && carol.done).to.equal(true)
   })
 
-  it('a flush takes everyone due within a quarter of the window; a request is answered once all its receipts are committed', async () => {
-    post('bob', 'alice')
-    mock.timers.tick(0)
+  it("a flush waiting for its recipients' window does not hold up the next tick's", async () => {
+    let open!: () => void
+    recorder.hold = new Promise<void>((resolve) => (open = resolve))
+    const first = post('bob', 'alice')
+    mock.timers.tick(READ_RECEIPT_TICK_MS)
     await settle()
-    mock.timers.tick(200)
-    post('bob', 'erin')
-    mock.timers.tick(0)
+    const second = post('carol', 'alice')
+    mock.timers.tick(READ_RECEIPT_TICK_MS)
     await settle()
-    expect(recorder.appends).to.have.length(2)
-
-    // Alice's window ends at 1,000, erin's at 1,200; gina got nothing yet, so hers goes at once, but carol's request waits for all three.
-    const carol = post('carol', 'alice', 'erin', 'gina')
-    mock.timers.tick(0)
+    expect(recorder.shape).to.deep.equal([[['alice', ['bob']]], [['alice', ['carol']]]])
+    expect(first.done || second.done).to.equal(false)
+    open()
     await settle()
-    expect(recorder.shape[2]).to.deep.equal([['gina', ['carol']]])
-    expect(carol.done).to.equal(false)
-    mock.timers.tick(WINDOW_MS - 200)
-    await settle()
-    expect(recorder.shape[3]).to.deep.equal([
-      ['alice', ['carol']],
-      ['erin', ['carol']],
-    ])
-    expect(carol.done).to.equal(true)
+    expect(first.done && second.done).to.equal(true)
   })
 
   it('drops the receipts of readers their recipient blocks, and still answers', async () => {
     recorder.blocked.add('alice id-mallory')
     const [mallory, bob] = [post('mallory', 'alice'), post('bob', 'alice')]
-    mock.timers.tick(0)
+    mock.timers.tick(READ_RECEIPT_TICK_MS)
     await settle()
     expect(recorder.shape).to.deep.equal([[['alice', ['bob']]]])
     expect(mallory.done && bob.done).to.equal(true)
@@ -124,20 +114,17 @@ describe('read receipts gathered per recipient (fake timers)', () => {
   it('a failed flush fails the requests it held; the next flush goes on', async () => {
     recorder.failNext = true
     const lost = post('bob', 'alice')
-    mock.timers.tick(0)
+    mock.timers.tick(READ_RECEIPT_TICK_MS)
     await settle()
     expect((lost.error as Error).message).to.equal('connection lost')
     const again = post('bob', 'alice')
-    mock.timers.tick(WINDOW_MS)
+    mock.timers.tick(READ_RECEIPT_TICK_MS)
     await settle()
     expect(again.done).to.equal(true)
     expect(recorder.shape).to.deep.equal([[['alice', ['bob']]]])
   })
 
   it('a draining server sends what is held at once, and whatever still comes', async () => {
-    post('bob', 'alice')
-    mock.timers.tick(0)
-    await settle()
     const held = post('carol', 'alice')
     await batcher.drain()
     expect(held.done).to.equal(true)
@@ -145,7 +132,7 @@ describe('read receipts gathered per recipient (fake timers)', () => {
     mock.timers.tick(0)
     await settle()
     expect(late.done).to.equal(true)
-    expect(recorder.shape).to.deep.equal([[['alice', ['bob']]], [['alice', ['carol']]], [['alice', ['dave']]]])
+    expect(recorder.shape).to.deep.equal([[['alice', ['carol']]], [['alice', ['dave']]]])
   })
 })
 
