@@ -175,8 +175,12 @@ export class Receipts {
   /**
    * acknowledge(), but for the pages shown within `delayMs` together: a
    * `listen` or a daemon in a busy conversation sends one request a second
-   * (one receipt per sender) instead of one per page. flushQueued() sends
-   * what waits at once (the end of `messages()`).
+   * (one receipt per sender) instead of one per page, and never more than
+   * one at a time: what is shown while a request is on its way goes in the
+   * next, once it is answered (a server answers once the receipts are
+   * committed, which in a busy conversation is up to about a second: one
+   * request a second, each waiting that long, would queue up without end).
+   * flushQueued() sends what waits at once (the end of `messages()`).
    */
   acknowledgeSoon(messages: OpenedMessage[], delayMs: number): void {
     if (messages.length === 0) return
@@ -188,12 +192,12 @@ export class Receipts {
   flushQueued(): Promise<void> {
     clearTimeout(this.queueTimer)
     this.queueTimer = undefined
-    const messages = this.queued.splice(0)
-    if (messages.length > 0) {
-      this.flushing = this.flushing
-        .then(() => this.acknowledge(messages))
-        .catch((error: unknown) => this.report({type: 'receipts.failed', reason: (error as Error).message}))
-    }
+    // Taken when the request before is done, not now: everything shown meanwhile shares this one.
+    this.flushing = this.flushing.then(async () => {
+      const messages = this.queued.splice(0)
+      if (messages.length === 0) return
+      await this.acknowledge(messages).catch((error: unknown) => this.report({type: 'receipts.failed', reason: (error as Error).message}))
+    })
     return this.flushing
   }
 

@@ -185,24 +185,38 @@ const median = (values: number[]) => {
  * Read receipts as the client library sends them while following
  * (client/receipts.ts acknowledgeSoon): each user's batches of a second go
  * in one request, one entry per sender, with a fixed ciphertext (the server
- * relays it unread). Each user has its own timer, started by the first
- * message after its last request, as each client process has: one timer for
- * all would post every user's receipts in the same instant, a burst no set
- * of real clients makes.
+ * relays it unread), one request at a time per user (what comes while one
+ * is on its way goes in the next, sent when it is answered). Each user has
+ * its own timer, started by the first message after its last request, as
+ * each client process has: one timer for all would post every user's
+ * receipts in the same instant, a burst no set of real clients makes.
  */
 function readReceiptPoster(http: Http, ciphertext: string, batchMs = 1_000) {
   let posted = 0
+  let stopped = false
   const failures = new Failures()
-  const queued = new Map<BenchUser, {senders: Set<string>; timer: NodeJS.Timeout}>()
+  const queued = new Map<BenchUser, {senders: Set<string>; timer: NodeJS.Timeout | undefined}>()
+  const sending = new Set<BenchUser>()
   const flush = (user: BenchUser) => {
     const entry = queued.get(user)
-    if (!entry) return
+    if (!entry || stopped) return
+    entry.timer = undefined
+    // One on its way: this batch goes when it is answered.
+    if (sending.has(user)) return
     queued.delete(user)
+    sending.add(user)
     const body = JSON.stringify({receipts: [...entry.senders].slice(0, 100).map((to) => ({to, ciphertext}))})
-    http.call('POST', `${user.server}/v1/receipts`, {token: user.token, body}).then(
-      (answer) => (answer.status === 204 ? posted++ : failures.add(`receipts HTTP ${answer.status}`)),
-      (error: unknown) => failures.add(`receipts ${(error as Error).message}`),
-    )
+    http
+      .call('POST', `${user.server}/v1/receipts`, {token: user.token, body})
+      .then(
+        (answer) => (answer.status === 204 ? posted++ : failures.add(`receipts HTTP ${answer.status}`)),
+        (error: unknown) => failures.add(`receipts ${(error as Error).message}`),
+      )
+      .finally(() => {
+        sending.delete(user)
+        const next = queued.get(user)
+        if (next && next.timer === undefined) flush(user)
+      })
   }
   const post = (user: BenchUser, events: BenchEvent[]) => {
     for (const event of events) {
@@ -213,6 +227,7 @@ function readReceiptPoster(http: Http, ciphertext: string, batchMs = 1_000) {
     }
   }
   const stop = () => {
+    stopped = true
     for (const {timer} of queued.values()) clearTimeout(timer)
     queued.clear()
   }

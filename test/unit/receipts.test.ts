@@ -1,9 +1,11 @@
 import {randomUUID} from 'node:crypto'
+import {mock} from 'node:test'
 
 import {expect} from 'chai'
 import pino from 'pino'
 
-import type {ReceiptNotice} from '../../client/receipts.js'
+import {type ReceiptNotice, Receipts} from '../../client/receipts.js'
+import type {OpenedMessage} from '../../client/receive.js'
 import {formatReceipt, statusMark} from '../../commands/_lib/format.js'
 import {AckRecorder, type AckStore, deliveredReceipts, RECEIPT_IDS_PER_EVENT} from '../../server/delivery/acks.js'
 import type {AckedMessage} from '../../storage/repositories/receipt.repository.js'
@@ -49,6 +51,43 @@ describe('receipts', () => {
     await recorder.flush()
     expect(written).to.have.length(1)
     await recorder.stop()
+  })
+
+  it("a following client sends one read receipts' request at a time: what is shown while one is on its way goes in the next", async () => {
+    const receipts = new Receipts(undefined as never, undefined as never, () => undefined)
+    const requests: string[][] = []
+    let answer!: () => void
+    // The request itself, answered when the test says (a server answers once the receipts are committed).
+    receipts.acknowledge = (messages: OpenedMessage[]) => {
+      requests.push(messages.map((message) => message.id))
+      return new Promise<void>((resolve) => (answer = resolve))
+    }
+    const shown = (id: string) => [{id} as OpenedMessage]
+    // The delay's timer is faked; setImmediate (not faked) lets the promises settle.
+    const after = async (ms: number) => {
+      mock.timers.tick(ms)
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+    }
+    mock.timers.enable({apis: ['setTimeout']})
+    try {
+      receipts.acknowledgeSoon(shown('m1'), 1_000)
+      await after(1_000)
+      expect(requests).to.deep.equal([['m1']])
+      // Two more pages, each with its delay over, while the first request waits for its answer.
+      receipts.acknowledgeSoon(shown('m2'), 1_000)
+      await after(1_000)
+      receipts.acknowledgeSoon(shown('m3'), 1_000)
+      await after(1_000)
+      expect(requests, 'nothing more while one is on its way').to.have.length(1)
+      answer()
+      await after(0)
+      expect(requests).to.deep.equal([['m1'], ['m2', 'm3']])
+      answer()
+      await receipts.flushQueued()
+    } finally {
+      mock.timers.reset()
+    }
+    expect(requests).to.have.length(2)
   })
 
   it('prints receipts and history marks on one sanitized line', () => {
