@@ -1,7 +1,7 @@
 import type {AppendedEvent, EventToAppend} from '../../storage/repositories/event-stream.repository.js'
-import type {EventAppender} from '../services/receipts.js'
-import {readReceiptEvents} from '../services/receipts.js'
-import {RECEIPT_IDS_PER_EVENT} from './acks.js'
+import type {AckedMessage} from '../../storage/repositories/receipt.repository.js'
+import {type EventAppender, readReceiptEvents} from '../services/receipts.js'
+import {deliveredReceipts} from './acks.js'
 
 /** The event types ReceiptGatherer gathers; anything else is appended at once. */
 const GATHERED = new Set(['receipt.read', 'receipt.delivered'])
@@ -14,44 +14,23 @@ const REMEMBERED_RECIPIENTS = 10_000
  * its `receipt.delivered` events in one (a reader's message ids together) and
  * those of its `receipt.read` events in one, each split past its cap
  * (RECEIPT_IDS_PER_EVENT ids; READ_RECEIPTS_PER_EVENT receipts or
- * READ_RECEIPT_EVENT_MAX_BYTES). Items keep the order they came in.
+ * READ_RECEIPT_EVENT_MAX_BYTES) as the events of one flush are made
+ * (deliveredReceipts, readReceiptEvents). Items keep the order they came in.
  */
 export function mergeReceiptEvents(events: EventToAppend[]): EventToAppend[] {
-  const delivered = new Map<string, Map<string, string[]>>()
+  // Delivered receipts go back to what deliveredReceipts makes its events of: one entry per message id.
+  const acked: AckedMessage[] = []
   const read: {recipientId: string; from: string; ciphertext: string}[] = []
   for (const event of events) {
     if (event.type === 'receipt.read') {
       for (const receipt of event.payload.receipts as {from: string; ciphertext: string}[]) read.push({recipientId: event.recipientId, ...receipt})
       continue
     }
-    let byReader = delivered.get(event.recipientId)
-    if (!byReader) delivered.set(event.recipientId, (byReader = new Map()))
     for (const {by, messages} of event.payload.receipts as {by: string; messages: string[]}[]) {
-      const ids = byReader.get(by)
-      if (ids) ids.push(...messages)
-      else byReader.set(by, [...messages])
+      for (const messageId of messages) acked.push({senderId: event.recipientId, recipient: by, messageId, recipientId: '', direct: true})
     }
   }
-  const merged: EventToAppend[] = []
-  for (const [recipientId, byReader] of delivered) {
-    let receipts: {by: string; messages: string[]}[] = []
-    let count = 0
-    for (const [by, ids] of byReader) {
-      for (let i = 0; i < ids.length; ) {
-        const take = ids.slice(i, i + (RECEIPT_IDS_PER_EVENT - count))
-        receipts.push({by, messages: take})
-        count += take.length
-        i += take.length
-        if (count >= RECEIPT_IDS_PER_EVENT) {
-          merged.push({recipientId, type: 'receipt.delivered', payload: {receipts}})
-          receipts = []
-          count = 0
-        }
-      }
-    }
-    if (receipts.length > 0) merged.push({recipientId, type: 'receipt.delivered', payload: {receipts}})
-  }
-  return [...merged, ...readReceiptEvents(read)]
+  return [...deliveredReceipts(acked), ...readReceiptEvents(read)]
 }
 
 /** A receipt's event waiting for its recipient's window, and the caller waiting for its commit. */
