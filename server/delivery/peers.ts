@@ -335,7 +335,9 @@ export class PeerPush {
    * been appended there: the caller's fallback may repeat them).
    */
   async append(url: string, events: {recipientId: string; type: string; payload: Record<string, unknown>}[]): Promise<void> {
-    if ((this.backoff.get(url) ?? 0) > Date.now()) throw new Error('peer backing off after a failure')
+    // A peer that fails pushes takes no appends either; one that fails an append (say, slow to commit) still gets pushes.
+    const now = Date.now()
+    if ((this.backoff.get(url) ?? 0) > now || (this.backoff.get(`${url} append`) ?? 0) > now) throw new Error('peer backing off after a failure')
     const bodies: string[][] = []
     let part: string[] = []
     let bytes = 0
@@ -366,7 +368,7 @@ export class PeerPush {
         }),
       )
     } catch (error) {
-      this.backoff.set(url, Date.now() + PEER_BACKOFF_MS)
+      this.backoff.set(`${url} append`, Date.now() + PEER_BACKOFF_MS)
       this.lost(url, error)
       throw error
     }

@@ -52,6 +52,45 @@ describe('peer push failures', () => {
     expect(warnings[0]!.msg).to.match(/peer push failed/)
   })
 
+  it("waits for a peer's append up to its window, and a peer too slow to append still gets pushes at once", async () => {
+    const paths: string[] = []
+    // The peer answers appends after `appendAnswerMs` (its receipts' window), wake-ups at once.
+    let appendAnswerMs = 300
+    const peer = createHttpServer((req, res) => {
+      req.resume()
+      req.on('end', () => {
+        paths.push(req.url!)
+        if (req.url === '/v1/cluster/events') setTimeout(() => res.writeHead(204).end(), appendAnswerMs)
+        else res.writeHead(204).end()
+      })
+    }).listen(0, '127.0.0.1')
+    await once(peer, 'listening')
+    const url = `http://127.0.0.1:${(peer.address() as {port: number}).port}`
+    const presence = {peersOf: async (ids: string[]) => new Map([[url, ids]])} as unknown as PresenceRepository
+    try {
+      push = new PeerPush(presence, 'http://127.0.0.1:1', {secret: 'a-cluster-secret-of-16+', timeoutMs: 200, appendWaitMs: 400}, logger, new Registry())
+      const receipt = {recipientId: '7', type: 'receipt.read', payload: {receipts: []}}
+      // Longer than the push timeout, within it and the window: taken.
+      await push.append(url, [receipt])
+      // Past both: given up, and appends back off, but pushes go on.
+      appendAnswerMs = 1_000
+      let failed = false
+      await push.append(url, [receipt]).catch(() => (failed = true))
+      expect(failed).to.equal(true)
+      push.push(['7'], [])
+      await eventually(async () => paths.includes('/v1/cluster/wake'), 'the wake-up to reach the peer')
+      let refused = false
+      await push.append(url, [receipt]).catch(() => (refused = true))
+      expect(refused, 'appends back off').to.equal(true)
+      expect(paths.filter((path) => path === '/v1/cluster/events')).to.have.length(2)
+    } finally {
+      await push?.stop()
+      push = undefined
+      peer.closeAllConnections()
+      peer.close()
+    }
+  })
+
   it('looks again soon for a recipient found listening nowhere else, so one who just opened a listen elsewhere is pushed to, not left to the re-check', async () => {
     const woken: string[] = []
     const peer = createHttpServer((req, res) => {
