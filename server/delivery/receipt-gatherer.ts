@@ -86,8 +86,9 @@ export class ReceiptGatherer implements EventAppender {
 
   /** Holds receipts' events for their recipients' windows (anything else is appended now); resolves once committed. */
   async appendEvents(events: EventToAppend[]): Promise<AppendedEvent[]> {
-    const now = events.filter((event) => !GATHERED.has(event.type) || event.unlessBlockedBy !== undefined)
-    const held = events.filter((event) => !now.includes(event))
+    const now: EventToAppend[] = []
+    const held: EventToAppend[] = []
+    for (const event of events) (GATHERED.has(event.type) && event.unlessBlockedBy === undefined ? held : now).push(event)
     const parts = held.map(
       (event) =>
         new Promise<AppendedEvent[]>((resolve, reject) => {

@@ -54,7 +54,7 @@ export interface ServicesConfig {
   deviceLinkTtlMs?: number
   /** FASTCHAT_PRESENCE_OFFLINE_MS: how long after their last recorded poll a user is announced offline. */
   presenceOfflineMs?: number
-  /** FASTCHAT_RECEIPT_FLUSH_MS: the most read receipts to one user wait to share an event (ReadReceiptBatcher). */
+  /** FASTCHAT_RECEIPT_FLUSH_MS: the receipts' window (ReceiptGatherer); read receipts wait at most that (or 100 ms) where they were posted (ReadReceiptBatcher). */
   receiptFlushMs?: number
 }
 
