@@ -1,7 +1,7 @@
 import type {Logger} from 'pino'
 
-import type {AppendedEvent} from '../../storage/repositories/event-stream.repository.js'
-import type {AckedMessage, ReceiptEvent} from '../../storage/repositories/receipt.repository.js'
+import type {AppendedEvent, EventToAppend} from '../../storage/repositories/event-stream.repository.js'
+import type {AckedMessage} from '../../storage/repositories/receipt.repository.js'
 
 /**
  * Delivered receipts (docs/api.md, "Receipts"; docs/architecture.md). A
@@ -25,7 +25,7 @@ export interface AckSink {
 
 /** What a flush writes through (ReceiptRepository). */
 export interface AckStore {
-  recordAcks(acks: Map<string, bigint>, receipts: (acked: AckedMessage[]) => ReceiptEvent[]): Promise<AppendedEvent[]>
+  recordAcks(acks: Map<string, bigint>, receipts: (acked: AckedMessage[]) => EventToAppend[]): Promise<AppendedEvent[]>
 }
 
 /**
@@ -45,7 +45,7 @@ const MAX_REMEMBERED_ACKS = 200_000
 const FLUSH_WARN_EVERY_MS = 30_000
 
 /** The `receipt.delivered` events of one flush: per sender, who got which of their messages. */
-export function deliveredReceipts(acked: AckedMessage[]): ReceiptEvent[] {
+export function deliveredReceipts(acked: Pick<AckedMessage, 'senderId' | 'recipient' | 'messageId'>[]): EventToAppend[] {
   const bySender = new Map<string, Map<string, string[]>>()
   for (const message of acked) {
     let byRecipient = bySender.get(message.senderId)
@@ -54,7 +54,7 @@ export function deliveredReceipts(acked: AckedMessage[]): ReceiptEvent[] {
     if (!ids) byRecipient.set(message.recipient, (ids = []))
     ids.push(message.messageId)
   }
-  const events: ReceiptEvent[] = []
+  const events: EventToAppend[] = []
   for (const [senderId, byRecipient] of bySender) {
     let receipts: {by: string; messages: string[]}[] = []
     let count = 0

@@ -186,6 +186,8 @@ export class PeerPush {
   private readonly where = new Map<string, Where>()
   private timer: NodeJS.Timeout | undefined
   private readonly backoff = new Map<string, number>()
+  /** Per peer, until when appends are not tried after one failed (pushes keep their own back-off). */
+  private readonly appendBackoff = new Map<string, number>()
   private readonly agent: Agent
   /** Appends (POST /v1/cluster/events) on connections of their own: each waits for its recipients' window there, and must not hold up pushes. */
   private readonly appendAgent: Agent
@@ -337,7 +339,7 @@ export class PeerPush {
   async append(url: string, events: {recipientId: string; type: string; payload: Record<string, unknown>}[]): Promise<void> {
     // A peer that fails pushes takes no appends either; one that fails an append (say, slow to commit) still gets pushes.
     const now = Date.now()
-    if ((this.backoff.get(url) ?? 0) > now || (this.backoff.get(`${url} append`) ?? 0) > now) throw new Error('peer backing off after a failure')
+    if ((this.backoff.get(url) ?? 0) > now || (this.appendBackoff.get(url) ?? 0) > now) throw new Error('peer backing off after a failure')
     const bodies: string[][] = []
     let part: string[] = []
     let bytes = 0
@@ -368,7 +370,7 @@ export class PeerPush {
         }),
       )
     } catch (error) {
-      this.backoff.set(`${url} append`, Date.now() + PEER_BACKOFF_MS)
+      this.appendBackoff.set(url, Date.now() + PEER_BACKOFF_MS)
       this.lost(url, error)
       throw error
     }

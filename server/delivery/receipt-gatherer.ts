@@ -19,7 +19,7 @@ const REMEMBERED_RECIPIENTS = 10_000
  */
 export function mergeReceiptEvents(events: EventToAppend[]): EventToAppend[] {
   // Delivered receipts go back to what deliveredReceipts makes its events of: one entry per message id.
-  const acked: AckedMessage[] = []
+  const acked: Pick<AckedMessage, 'senderId' | 'recipient' | 'messageId'>[] = []
   const read: {recipientId: string; from: string; ciphertext: string}[] = []
   for (const event of events) {
     if (event.type === 'receipt.read') {
@@ -27,7 +27,7 @@ export function mergeReceiptEvents(events: EventToAppend[]): EventToAppend[] {
       continue
     }
     for (const {by, messages} of event.payload.receipts as {by: string; messages: string[]}[]) {
-      for (const messageId of messages) acked.push({senderId: event.recipientId, recipient: by, messageId, recipientId: '', direct: true})
+      for (const messageId of messages) acked.push({senderId: event.recipientId, recipient: by, messageId})
     }
   }
   return [...deliveredReceipts(acked), ...readReceiptEvents(read)]
@@ -73,8 +73,6 @@ export class ReceiptGatherer implements EventAppender {
   private timer: NodeJS.Timeout | undefined
   private timerDue = Infinity
   private flushing: Promise<void> | undefined
-  /** Flushes written, the receipts' events they took and the events they appended. */
-  readonly stats = {flushes: 0, gathered: 0, appended: 0}
 
   constructor(
     /** Appends here (MessageRepository.appendEvents: riding along with the 1:1 sends). */
@@ -174,9 +172,6 @@ export class ReceiptGatherer implements EventAppender {
     try {
       const appended = await this.local.appendEvents(mergeReceiptEvents(taken.map((held) => held.event)))
       if (appended.length > 0) this.deliver(appended)
-      this.stats.flushes++
-      this.stats.gathered += taken.length
-      this.stats.appended += appended.length
       const into = new Map<string, AppendedEvent[]>()
       for (const event of appended) {
         const key = `${event.recipientId} ${event.type}`

@@ -115,7 +115,7 @@ export class ReadReceiptBatcher {
           this.pending.push({recipientId: receipt.recipientId, readerId: reader.userId, from: reader.username, ciphertext: receipt.ciphertext, resolve, reject})
         }),
     )
-    // Even "at once" waits for the end of this turn of the event loop: a request's receipts go together.
+    // The requests of a tick go together (a draining server's tick is 0: the end of this turn of the event loop).
     this.timer ??= setTimeout(() => this.flush(), this.tickMs)
     return Promise.all(settled).then(() => undefined)
   }

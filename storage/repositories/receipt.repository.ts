@@ -12,13 +12,6 @@ export interface AckedMessage {
   direct: boolean
 }
 
-/** An event to append to one stream (ReceiptAppender.appendEvents). */
-export interface ReceiptEvent {
-  recipientId: string
-  type: string
-  payload: Record<string, unknown>
-}
-
 /**
  * The messages of others in the stretch each user's new acknowledgement
  * passes, (stored, new] (the new one clamped to the head of their stream:
@@ -81,7 +74,7 @@ export class ReceiptRepository {
    * once: a receipt twice is harmless (a client counts each reader once), one
    * lost is not. An acknowledgement at or below the stored one finds nothing.
    */
-  async recordAcks(acks: Map<string, bigint>, receipts: (acked: AckedMessage[]) => ReceiptEvent[]): Promise<AppendedEvent[]> {
+  async recordAcks(acks: Map<string, bigint>, receipts: (acked: AckedMessage[]) => EventToAppend[]): Promise<AppendedEvent[]> {
     if (acks.size === 0) return []
     const ids = [...acks.keys()].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1))
     const seqs = ids.map((id) => acks.get(id)!.toString())
