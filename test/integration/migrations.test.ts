@@ -61,4 +61,31 @@ describe('migrations', () => {
       await db.destroy()
     }
   })
+
+  // Ciphertexts do not compress: a big one (a read receipts' event holds a dozen) is stored as it is,
+  // without PostgreSQL's pglz first running over all of it in vain.
+  it('store ciphertexts out of line without trying to compress them', async () => {
+    const db = createDataSource({url: await freshDatabase('storage')})
+    await db.initialize()
+    try {
+      await migrate(db)
+      const storage = await db.query(
+        `SELECT c.relname AS "table", a.attname AS "column", a.attstorage AS storage FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+          WHERE (c.relname, a.attname) IN (('events', 'payload'), ('messages', 'ciphertext')) ORDER BY 1`,
+      )
+      expect(storage).to.deep.equal([
+        {table: 'events', column: 'payload', storage: 'e'},
+        {table: 'messages', column: 'ciphertext', storage: 'e'},
+      ])
+      // Twelve copies of one 700-byte text would compress well; stored EXTERNAL they take their full size.
+      const receipt = 'wV4D'.padEnd(700, 'A')
+      const payload = JSON.stringify({receipts: Array.from({length: 12}, (_, i) => ({from: `reader${i}`, ciphertext: receipt}))})
+      const [user] = await db.query(`INSERT INTO users (username, username_key, password_hash, public_key, fingerprint) VALUES ('alice', 'alice', '', '', '') RETURNING id`)
+      await db.query(`INSERT INTO events (recipient_id, seq, type, payload) VALUES ($1, 1, 'receipt.read', $2)`, [user.id, payload])
+      const [row] = await db.query(`SELECT pg_column_size(payload) AS size FROM events WHERE recipient_id = $1 AND seq = 1`, [user.id])
+      expect(row.size).to.be.greaterThan(12 * 700)
+    } finally {
+      await db.destroy()
+    }
+  })
 })
