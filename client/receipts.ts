@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-import {CryptoError, decryptText, encryptText, type Verification} from '../crypto/index.js'
+import {CryptoError, decryptText, encryptText, isSealedReceipt, openReceipt, sealReceipt, type UnlockedKey, type Verification} from '../crypto/index.js'
 import {RECEIPTS_PER_REQUEST_MAX} from '../protocol/requests.js'
 import type {DeliveredReceiptEvent, ReadReceiptEvent, ServerEvent} from './api-client.js'
 import {judge} from './opened.js'
@@ -154,7 +154,14 @@ export class Receipts {
     const sender = await this.keys.forVerifying(event.from)
     let opened: {text: string; verification: Verification}
     try {
-      opened = await decryptText({armored: event.ciphertext, key, senderPublicKey: sender?.publicKey ?? key.publicKey})
+      // Sealed (what this client sends), or an OpenPGP message as clients before sealed receipts sent.
+      if (!isSealedReceipt(event.ciphertext)) {
+        opened = await decryptText({armored: event.ciphertext, key, senderPublicKey: sender?.publicKey ?? key.publicKey})
+      } else if (sender) {
+        opened = await openReceipt({sealed: event.ciphertext, key, readerPublicKey: sender.publicKey})
+      } else {
+        return notice([], {status: 'invalid', reason: `${event.from} has no public key on the server`})
+      }
     } catch (error) {
       if (!(error instanceof CryptoError)) throw error
       return notice([], {status: 'undecryptable', reason: error.message})
@@ -230,8 +237,7 @@ export class Receipts {
         const pinned = contactOf(contacts, to)
         if (!pinned) continue
         const text = JSON.stringify({v: RECEIPT_VERSION, type: 'read', to, messages: ids.slice(0, MAX_IDS_PER_RECEIPT), conversation})
-        // To the sender only: nobody else ever opens it (a second recipient made it 16% larger, ~830 bytes against ~700).
-        receipts.push({to, ciphertext: await encryptText({text, to: [pinned.publicKey], signer: own})})
+        receipts.push({to, ciphertext: await sealedOrSigned(text, own, pinned.publicKey)})
       }
       for (let i = 0; i < receipts.length; i += RECEIPTS_PER_REQUEST_MAX) {
         const part = receipts.slice(i, i + RECEIPTS_PER_REQUEST_MAX)
@@ -307,5 +313,18 @@ function safeJson(text: string): unknown {
     return JSON.parse(text)
   } catch {
     return undefined
+  }
+}
+
+/**
+ * A read receipt to the owner of `to`: sealed (crypto/receipts.ts, ~250 bytes, where an OpenPGP message
+ * takes ~700), or signed and encrypted with OpenPGP to a key without the Curve25519 subkey sealing needs.
+ */
+async function sealedOrSigned(text: string, own: UnlockedKey, to: string): Promise<string> {
+  try {
+    return await sealReceipt({text, reader: own, to})
+  } catch (error) {
+    if (!(error instanceof CryptoError) || error.code !== 'FC_BAD_KEY') throw error
+    return encryptText({text, to: [to], signer: own})
   }
 }

@@ -25,4 +25,5 @@ export {
   wrapGroupKey,
   type GroupKey,
 } from './groups.js'
+export {isSealedReceipt, openReceipt, sealReceipt, SEALED_RECEIPT_PREFIX} from './receipts.js'
 export {generateOneTimeKey, openLinkCheck, sameFingerprint, sealLinkCheck, type OneTimeKey} from './devices.js'

@@ -162,7 +162,7 @@ export const approveLinkBody = z.strictObject({ciphertext: armoredBlock('MESSAGE
 export type SessionBody = z.input<typeof sessionBody>
 export type CreateLinkBody = z.input<typeof createLinkBody>
 export type ApproveLinkBody = z.input<typeof approveLinkBody>
-/** A read receipt's ciphertext: a signed, encrypted list of message ids (client/receipts.ts) fits many times over. */
+/** A read receipt's ciphertext: a sealed (or signed and encrypted) list of message ids (client/receipts.ts) fits many times over. */
 export const MAX_RECEIPT_CIPHERTEXT_BYTES = 8 * 1024
 /** Receipts in one POST /v1/receipts: one per sender of a batch shown, and a poll page holds at most 1,000 events. */
 export const RECEIPTS_PER_REQUEST_MAX = 100
@@ -177,11 +177,26 @@ const armoredOfAtMost = (max: number) =>
     .refine((value) => utf8Length(value) <= max, `must be at most ${max} bytes`)
     .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message')
 
-/** POST /v1/receipts: read receipts, each end-to-end encrypted to the sender of the messages read (and the reader). */
+/** A sealed read receipt (crypto/receipts.ts): `fcr1.` and base64url, nonce ‖ AES-256-GCM ciphertext ‖ tag. */
+const SEALED_RECEIPT = /^fcr1\.[A-Za-z0-9_-]{38,}$/
+
+/**
+ * POST /v1/receipts: read receipts, each end-to-end encrypted to the sender of the messages read: sealed
+ * (`fcr1.…`, what the client sends) or, as clients before it sent, an armored OpenPGP message.
+ */
 export const postReceipts = z.strictObject({
   receipts: z
     .array(
-      z.strictObject({to: username, ciphertext: armoredOfAtMost(MAX_RECEIPT_CIPHERTEXT_BYTES)}),
+      z.strictObject({
+        to: username,
+        ciphertext: z
+          .string()
+          .refine((value) => utf8Length(value) <= MAX_RECEIPT_CIPHERTEXT_BYTES, `must be at most ${MAX_RECEIPT_CIPHERTEXT_BYTES} bytes`)
+          .refine(
+            (value) => SEALED_RECEIPT.test(value) || value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'),
+            'must be a sealed read receipt (fcr1.…) or an armored OpenPGP message',
+          ),
+      }),
     )
     .min(1)
     .max(RECEIPTS_PER_REQUEST_MAX, `at most ${RECEIPTS_PER_REQUEST_MAX} receipts per request`),

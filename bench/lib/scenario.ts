@@ -21,8 +21,8 @@ export interface ScenarioContext {
   fixtures: {alice: FixtureKey; bob: FixtureKey}
   /** Real OpenPGP output (alice to bob and herself, signed), made once: the ciphertext of every 1:1 message. */
   ciphertext: string
-  /** A read receipt as the client makes it (signed, encrypted to the sender only, one message id): what the receipts scenario posts. */
-  receiptCiphertext: string
+  /** Read receipts as the client makes them (sealed to the sender, one message id), each its own ciphertext: what the receipts scenario posts. */
+  receiptCiphertexts: string[]
   log(line: string): void
 }
 

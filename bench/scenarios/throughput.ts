@@ -87,8 +87,8 @@ export const receipts: Scenario = async (context) => {
  * clusters, in the first receive mode. Off: FASTCHAT_DELIVERY_RECEIPTS=off
  * and no read receipts. On: delivered receipts (the default), and every
  * receiver posts read receipts as the client library does (one request a
- * second for the batches it took, one entry per sender), with a fixed
- * ciphertext (the server cannot tell).
+ * second for the batches it took, one entry per sender), each entry a
+ * real receipt drawn from a pool of distinct ones (the server cannot tell).
  * In `rounds` rounds of off then on: two runs of the same code here differ
  * by ±5% from one minute to the next (off against off: × 0.95-1.05), so one
  * pair says little; the ratio reported is the median of the rounds', and
@@ -184,14 +184,14 @@ const median = (values: number[]) => {
 /**
  * Read receipts as the client library sends them while following
  * (client/receipts.ts acknowledgeSoon): each user's batches of a second go
- * in one request, one entry per sender, with a fixed ciphertext (the server
- * relays it unread), one request at a time per user (what comes while one
+ * in one request, one entry per sender, each a ciphertext drawn from a pool
+ * of real receipts (the server relays them unread), one request at a time per user (what comes while one
  * is on its way goes in the next, sent when it is answered). Each user has
  * its own timer, started by the first message after its last request, as
  * each client process has: one timer for all would post every user's
  * receipts in the same instant, a burst no set of real clients makes.
  */
-function readReceiptPoster(http: Http, ciphertext: string, batchMs = 1_000) {
+function readReceiptPoster(http: Http, ciphertexts: string[], batchMs = 1_000) {
   let posted = 0
   let stopped = false
   const failures = new Failures()
@@ -205,7 +205,7 @@ function readReceiptPoster(http: Http, ciphertext: string, batchMs = 1_000) {
     if (sending.has(user)) return
     queued.delete(user)
     sending.add(user)
-    const body = JSON.stringify({receipts: [...entry.senders].slice(0, 100).map((to) => ({to, ciphertext}))})
+    const body = JSON.stringify({receipts: [...entry.senders].slice(0, 100).map((to) => ({to, ciphertext: ciphertexts[Math.floor(Math.random() * ciphertexts.length)]!}))})
     http
       .call('POST', `${user.server}/v1/receipts`, {token: user.token, body})
       .then(
@@ -261,7 +261,7 @@ async function measure(
   const http = new Http(count * 2 + 16)
   const sender = new MessageSender(http, context.ciphertext)
   const deliveries = new Deliveries()
-  const receipts = options.readReceipts ? readReceiptPoster(http, context.receiptCiphertext) : undefined
+  const receipts = options.readReceipts ? readReceiptPoster(http, context.receiptCiphertexts) : undefined
   const inbound = receivers(mode, http, (user, events, at) => {
     for (const event of events) if (event.type === 'message' && event.id) deliveries.received(event.id, at)
     receipts?.post(user, events)

@@ -2,7 +2,7 @@ import {readFile} from 'node:fs/promises'
 
 import {expect} from 'chai'
 
-import {encryptText, unlockPrivateKey} from '../../crypto/index.js'
+import {encryptText, sealReceipt, unlockPrivateKey} from '../../crypto/index.js'
 import type {RunningChatServer} from '../../server/main.js'
 import {DIRECT_SEND_STATEMENTS} from '../../storage/repositories/message.repository.js'
 import {fakeCiphertext, joinGroup, poll, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
@@ -323,6 +323,12 @@ describe('receipts (CLI)', function () {
     expect(read).to.have.length(1)
     expect(read[0]).to.deep.include({by: bob.username, messages: [sent.id]})
     expect(read[0]!.verification!.status).to.equal('valid')
+    // Sealed to alice (crypto/receipts.ts), not an OpenPGP message: what the server relayed is a quarter the size.
+    const stream = await http('GET', `${profiles[0].server}/v1/events?since=0&timeout=0`, {headers: {authorization: `Bearer ${profiles[0].token}`}})
+    const relayed = stream.body.events.filter((e: {type: string}) => e.type === 'receipt.read').flatMap((e: {receipts: {ciphertext: string}[]}) => e.receipts)
+    expect(relayed).to.have.length(1)
+    expect(relayed[0].ciphertext).to.match(/^fcr1\.[A-Za-z0-9_-]+$/)
+    expect(relayed[0].ciphertext.length).to.be.below(300)
     const unread = await alice.json(['send', carol.username, 'not read yet'])
     const [withBob, withCarol] = await Promise.all([historyJson(alice, bob.username), historyJson(alice, carol.username)])
     expect(withBob.messages.find((m) => m.id === sent.id)!.status).to.equal('read')
@@ -388,6 +394,28 @@ describe('receipts (CLI)', function () {
     const reported = page.receipts.find((r) => r.status === 'read' && r.by === bob.username)!
     expect(reported.verification!.status).not.to.equal('valid')
     const history = await historyJson(alice, carol.username)
+    expect(history.messages.find((m) => m.id === sent.id)!.status).to.equal('sent')
+  })
+
+  it('a sealed read receipt relayed as someone else\'s does not open, and is not counted', async () => {
+    const sent = await alice.json(['send', dave.username, 'for dave only'])
+    // Carol seals a receipt to alice with her own key, and posts it from bob's account: the server relays it as bob's,
+    // as an operator who knows the message id could. Sealed between carol and alice, it does not open as bob's.
+    const carolKey = await unlockPrivateKey(await readFile(carol.file('private-key.asc'), 'utf8'), PASSPHRASE)
+    const alicePublic = await readFile(alice.file('public-key.asc'), 'utf8')
+    const text = JSON.stringify({v: 1, type: 'read', to: alice.username, messages: [sent.id], conversation: {user: dave.username}})
+    const forged = await sealReceipt({text, reader: carolKey, to: alicePublic})
+    const bobProfile = await bob.readJson('profile.json')
+    const posted = await http('POST', `${bobProfile.server}/v1/receipts`, {json: {receipts: [{to: alice.username, ciphertext: forged}]}, headers: {authorization: `Bearer ${bobProfile.token}`}})
+    expect(posted.status).to.equal(204)
+    const page = await eventually(async () => {
+      const shown = await inboxJson(alice)
+      return shown.receipts.some((r) => r.status === 'read' && r.by === bob.username) && shown
+    }, 'the relayed receipt')
+    const reported = page.receipts.find((r) => r.status === 'read' && r.by === bob.username)!
+    expect(reported.verification!.status).to.equal('undecryptable')
+    expect(reported.messages).to.deep.equal([])
+    const history = await historyJson(alice, dave.username)
     expect(history.messages.find((m) => m.id === sent.id)!.status).to.equal('sent')
   })
 })
