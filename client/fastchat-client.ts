@@ -21,7 +21,7 @@ import type {ProgressFactory} from './progress.js'
 import {type OpenedMessage, MessageOpener} from './receive.js'
 import {MAX_BLOB_BYTES, type ReceiveFilesOptions} from './file-receive.js'
 import {closePeerConnections, DIRECT_HEAD_START_MS, PEER_CHECK_MS, type DirectFileArrival, type DirectMessage, type DirectResult, loadDirectTransport, localAddresses, PEER_OFFER_TTL_MS, PeerEndpoint, PeerOffers, postDirect} from './peer.js'
-import {Receipts} from './receipts.js'
+import {READ_RECEIPTS_BATCH_MS, Receipts} from './receipts.js'
 import type {Report, Reporter} from './reports.js'
 import {assign, ChatSession, type PassphraseProvider, superserverUrl, withFailover} from './session.js'
 import {type MyPresence, PRESENCE_QUERY_MAX_USERS, type PresenceEntry} from '../protocol/presence.js'
@@ -40,13 +40,6 @@ import type {KeyForSending} from './trust.js'
  *     await client.send('bob', 'hello')
  *     for await (const item of client.messages()) if (isMessage(item)) console.log(item.from, item.text)
  */
-
-/**
- * Following the stream, read receipts of the pages shown within this long go
- * in one request (one receipt per sender): a busy conversation costs the
- * servers one request a second, not one per page (docs/benchmarks.md, "Receipts").
- */
-const READ_RECEIPTS_BATCH_MS = 1_000
 
 export interface ClientOptions {
   store: Store

@@ -67,6 +67,16 @@ type ReceiptConversation = {user: string} | {group: string; epoch: number}
 /** Pages of 1,000 events `history` reads at most to find receipts not yet taken in (Receipts.catchUp). */
 const CATCH_UP_PAGES = 5
 
+/**
+ * Following the stream, read receipts of the pages shown within this long go
+ * in one request (one receipt per sender); the first after a quiet spell goes
+ * at once. A busy conversation costs the servers one request every two
+ * seconds, not one per page: as long as the servers' gathering window
+ * (FASTCHAT_RECEIPT_FLUSH_MS), which a request waits for in a busy
+ * conversation anyway (docs/benchmarks.md, "Receipts, sixth pass").
+ */
+export const READ_RECEIPTS_BATCH_MS = 2_000
+
 export class Receipts {
   constructor(
     private readonly session: ChatSession,
@@ -176,23 +186,28 @@ export class Receipts {
   }
 
   private queued: OpenedMessage[] = []
+  /** When the last read receipts' request went (Date.now()). */
+  private lastSentAt = Number.NEGATIVE_INFINITY
   private queueTimer: NodeJS.Timeout | undefined
   private flushing: Promise<void> = Promise.resolve()
 
   /**
-   * acknowledge(), but for the pages shown within `delayMs` together: a
-   * `listen` or a daemon in a busy conversation sends one request a second
-   * (one receipt per sender) instead of one per page, and never more than
-   * one at a time: what is shown while a request is on its way goes in the
-   * next, once it is answered (a server answers once the receipts are
-   * committed, which in a busy conversation is up to about a second: one
-   * request a second, each waiting that long, would queue up without end).
-   * flushQueued() sends what waits at once (the end of `messages()`).
+   * acknowledge(), but for the pages shown within `delayMs` together: the
+   * first page after a quiet spell (no request within `delayMs`) goes at
+   * once, and after it a `listen` or a daemon in a busy conversation sends
+   * one request every `delayMs` (one receipt per sender) instead of one per
+   * page, and never more than one at a time: what is shown while a request
+   * is on its way goes in the next, once it is answered (a server answers
+   * once the receipts are committed, which in a busy conversation takes up
+   * to its gathering window: a request every window, each waiting that long,
+   * would queue up without end). flushQueued() sends what waits at once
+   * (the end of `messages()`).
    */
   acknowledgeSoon(messages: OpenedMessage[], delayMs: number): void {
     if (messages.length === 0) return
     this.queued.push(...messages)
-    this.queueTimer ??= setTimeout(() => void this.flushQueued(), delayMs)
+    // At once after a quiet spell (no request within `delayMs`), else `delayMs` after the last one.
+    this.queueTimer ??= setTimeout(() => void this.flushQueued(), Math.max(0, this.lastSentAt + delayMs - Date.now()))
   }
 
   /** Sends the read receipts acknowledgeSoon() queued; never throws (failures are reported). */
@@ -203,6 +218,7 @@ export class Receipts {
     this.flushing = this.flushing.then(async () => {
       const messages = this.queued.splice(0)
       if (messages.length === 0) return
+      this.lastSentAt = Date.now()
       await this.acknowledge(messages).catch((error: unknown) => this.report({type: 'receipts.failed', reason: (error as Error).message}))
     })
     return this.flushing
@@ -317,7 +333,7 @@ function safeJson(text: string): unknown {
 }
 
 /**
- * A read receipt to the owner of `to`: sealed (crypto/receipts.ts, ~250 bytes, where an OpenPGP message
+ * A read receipt to the owner of `to`: sealed (crypto/receipts.ts, ~200 bytes, where an OpenPGP message
  * takes ~700), or signed and encrypted with OpenPGP to a key without the Curve25519 subkey sealing needs.
  */
 async function sealedOrSigned(text: string, own: UnlockedKey, to: string): Promise<string> {

@@ -14,7 +14,7 @@ import {createDirectWrites, createServices} from './services/index.js'
 import {PeerPush, PresenceRecorder} from './delivery/peers.js'
 import {PresenceRepository} from '../storage/repositories/presence.repository.js'
 import {DatabaseHealth} from './health.js'
-import {AckRecorder} from './delivery/acks.js'
+import {ACK_FLUSH_MS_MAX, AckRecorder} from './delivery/acks.js'
 import {ReceiptRepository} from '../storage/repositories/receipt.repository.js'
 import {HomeAppender} from './delivery/home-appender.js'
 import {ReceiptGatherer} from './delivery/receipt-gatherer.js'
@@ -122,9 +122,10 @@ export async function startChatServer(config: ServerConfig): Promise<RunningChat
   // (./delivery/receipt-gatherer.ts, ./delivery/home-appender.ts).
   const receiptGatherer = new ReceiptGatherer(directWrites, (events) => delivery.deliverEvents(events), config.receiptFlushMs)
   const receiptEvents = new HomeAppender(receiptGatherer, peers, (id) => presenceRecorder.isHere(id), metrics.registry)
-  // Delivered receipts: what polls acknowledge, written every receiptFlushMs; the senders woken through delivery.
+  // Delivered receipts: what polls acknowledge, written every receiptFlushMs (at most a second, so that one to a
+  // quiet sender, which the gatherer passes at once, waits no longer than before); the senders woken through delivery.
   const acks = config.deliveryReceipts
-    ? new AckRecorder(new ReceiptRepository(db, receiptEvents), logger, config.receiptFlushMs)
+    ? new AckRecorder(new ReceiptRepository(db, receiptEvents), logger, Math.min(config.receiptFlushMs, ACK_FLUSH_MS_MAX))
     : undefined
   const delivery = new Delivery(
     {

@@ -1,5 +1,6 @@
 import {performance} from 'node:perf_hooks'
 
+import {READ_RECEIPTS_BATCH_MS} from '../../client/receipts.js'
 import {type BenchEvent, type BenchUser, Failures, Http, MessageSender, receivers, sleep, until} from '../lib/http.js'
 import {CPU_HEADERS, CPU_NOTE, cpuBetween, cpuColumns, type CpuPerMessage, cpuPerMessage, cpuSnapshot, loopDelay, requestCounts, requestRates} from '../lib/metrics.js'
 import type {ReceiveMode} from '../lib/options.js'
@@ -49,10 +50,11 @@ export const throughput: Scenario = async (context) => {
 /**
  * Rounds of off and on per loop in a full run (compareReceipts), each run
  * RECEIPT_RUN_MS long: on this shared two-core VM one pair moves by ±25%
- * (docs/benchmarks.md), so five shorter pairs, in alternating order, give a
- * steadier median than three long ones in the same time.
+ * (docs/benchmarks.md), so short pairs in alternating order give a steadier
+ * median than a few long ones in the same time; eight, as five could not
+ * tell 5% apart (the sixth pass).
  */
-const RECEIPT_ROUNDS = 5
+const RECEIPT_ROUNDS = 8
 const RECEIPT_RUN_MS = 12_000
 
 /**
@@ -183,20 +185,22 @@ const median = (values: number[]) => {
 
 /**
  * Read receipts as the client library sends them while following
- * (client/receipts.ts acknowledgeSoon): each user's batches of a second go
- * in one request, one entry per sender, each a ciphertext drawn from a pool
- * of real receipts (the server relays them unread), one request at a time per user (what comes while one
- * is on its way goes in the next, sent when it is answered). Each user has
- * its own timer, started by the first message after its last request, as
- * each client process has: one timer for all would post every user's
- * receipts in the same instant, a burst no set of real clients makes.
+ * (client/receipts.ts acknowledgeSoon): the first batch after a quiet spell
+ * at once, then each user's batches of READ_RECEIPTS_BATCH_MS in one request,
+ * one entry per sender, each a ciphertext drawn from a pool of real receipts
+ * (the server relays them unread), one request at a time per user (what
+ * comes while one is on its way goes in the next, sent when it is answered).
+ * Each user has its own timer, started by the first message after its last
+ * request, as each client process has: one timer for all would post every
+ * user's receipts in the same instant, a burst no set of real clients makes.
  */
-function readReceiptPoster(http: Http, ciphertexts: string[], batchMs = 1_000) {
+function readReceiptPoster(http: Http, ciphertexts: string[], batchMs = READ_RECEIPTS_BATCH_MS) {
   let posted = 0
   let stopped = false
   const failures = new Failures()
   const queued = new Map<BenchUser, {senders: Set<string>; timer: NodeJS.Timeout | undefined}>()
   const sending = new Set<BenchUser>()
+  const lastSent = new Map<BenchUser, number>()
   const flush = (user: BenchUser) => {
     const entry = queued.get(user)
     if (!entry || stopped) return
@@ -205,6 +209,7 @@ function readReceiptPoster(http: Http, ciphertexts: string[], batchMs = 1_000) {
     if (sending.has(user)) return
     queued.delete(user)
     sending.add(user)
+    lastSent.set(user, performance.now())
     const body = JSON.stringify({receipts: [...entry.senders].slice(0, 100).map((to) => ({to, ciphertext: ciphertexts[Math.floor(Math.random() * ciphertexts.length)]!}))})
     http
       .call('POST', `${user.server}/v1/receipts`, {token: user.token, body})
@@ -222,7 +227,10 @@ function readReceiptPoster(http: Http, ciphertexts: string[], batchMs = 1_000) {
     for (const event of events) {
       if (event.type !== 'message' || !event.from) continue
       let entry = queued.get(user)
-      if (!entry) queued.set(user, (entry = {senders: new Set(), timer: setTimeout(() => flush(user), batchMs)}))
+      if (!entry) {
+        const wait = Math.max(0, (lastSent.get(user) ?? Number.NEGATIVE_INFINITY) + batchMs - performance.now())
+        queued.set(user, (entry = {senders: new Set(), timer: setTimeout(() => flush(user), wait)}))
+      }
       entry.senders.add(event.from)
     }
   }

@@ -29,14 +29,23 @@ export interface AckStore {
 }
 
 /**
- * Default of FASTCHAT_RECEIPT_FLUSH_MS. Each flush gives every sender whose
- * messages were fetched meanwhile one more event, so one more poll answer (or
- * stream write): in the closed-loop bench, where each user sends several
- * messages a second, 250 ms cost 30-45% of the throughput and 1 s was within
- * the machine's drift (docs/benchmarks.md, issue 16). A second is still "at
- * once" for a person looking for ✓✓.
+ * Default of FASTCHAT_RECEIPT_FLUSH_MS: how long receipts to a user who got
+ * some within the last window are gathered (a lone one goes at once). Each
+ * window gives every sender whose messages were fetched or read meanwhile one
+ * more event of each kind, so one more row and poll answer (or stream write):
+ * in the closed-loop bench, where each user sends several messages a second,
+ * 250 ms cost 30-45% of the throughput, 1 s 10-15% and 2 s 0-8%
+ * (docs/benchmarks.md, issue 16). Two seconds is still "at once" for a person
+ * looking for ✓✓, and only a busy conversation waits for it.
  */
-export const RECEIPT_FLUSH_MS_DEFAULT = 1_000
+export const RECEIPT_FLUSH_MS_DEFAULT = 2_000
+/**
+ * The acknowledgements are written every FASTCHAT_RECEIPT_FLUSH_MS, but at
+ * least once a second: a delivered receipt to a quiet sender goes at once
+ * from there (the gatherer holds only those to a busy one), and `fastchat
+ * send --wait delivered` should not wait for a window made for busy ones.
+ */
+export const ACK_FLUSH_MS_MAX = 1_000
 /** Message ids in one `receipt.delivered` event; more are split over several (an event stays a few tens of KiB). */
 export const RECEIPT_IDS_PER_EVENT = 500
 /** Users whose flushed acknowledgement is remembered (to skip polls that acknowledge nothing new); past this it starts over, which only costs a flush. */
@@ -92,7 +101,7 @@ export class AckRecorder implements AckSink {
     /** Appends the receipts' events and hands them to the senders' listeners as they commit (ReceiptRepository). */
     private readonly store: AckStore,
     private readonly logger: Logger,
-    private readonly flushMs = RECEIPT_FLUSH_MS_DEFAULT,
+    private readonly flushMs = ACK_FLUSH_MS_MAX,
   ) {}
 
   acked(userId: string, seq: bigint): void {

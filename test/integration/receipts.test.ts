@@ -2,7 +2,7 @@ import {readFile} from 'node:fs/promises'
 
 import {expect} from 'chai'
 
-import {encryptText, sealReceipt, unlockPrivateKey} from '../../crypto/index.js'
+import {encryptText, sealReceipt, unlockPrivateKey, type UnlockedKey} from '../../crypto/index.js'
 import type {RunningChatServer} from '../../server/main.js'
 import {DIRECT_SEND_STATEMENTS} from '../../storage/repositories/message.repository.js'
 import {fakeCiphertext, joinGroup, poll, registerAndLogin, send, type TestUser, uniqueName} from '../helpers/api.js'
@@ -377,34 +377,16 @@ describe('receipts (CLI)', function () {
     expect((await alice.run(['history', created.id])).stdout).to.match(/read me.*✓✓ read by 2 of 3$/m)
   })
 
-  it('a read receipt signed by someone else than its sender is not verified, and not counted', async () => {
-    const sent = await alice.json(['send', carol.username, 'for carol only'])
-    // Bob posts a receipt that carol signed (her key, from her profile): the server relays it as bob's.
+  /**
+   * A receipt to alice for `sent` (sent to `to`) made with carol's key, sealed or signed by `make`, posted from
+   * bob's account: the server relays it as bob's, as an operator who knows the message id could. What alice's
+   * inbox reports of it.
+   */
+  async function relayedAsBob(sent: {id: string}, to: CliUser, make: (text: string, carolKey: UnlockedKey, alicePublic: string) => Promise<string>) {
     const carolKey = await unlockPrivateKey(await readFile(carol.file('private-key.asc'), 'utf8'), PASSPHRASE)
     const alicePublic = await readFile(alice.file('public-key.asc'), 'utf8')
-    const text = JSON.stringify({v: 1, type: 'read', to: alice.username, messages: [sent.id], conversation: {user: bob.username}})
-    const forged = await encryptText({text, to: [alicePublic], signer: carolKey})
-    const bobProfile = await bob.readJson('profile.json')
-    const posted = await http('POST', `${bobProfile.server}/v1/receipts`, {json: {receipts: [{to: alice.username, ciphertext: forged}]}, headers: {authorization: `Bearer ${bobProfile.token}`}})
-    expect(posted.status).to.equal(204)
-    const page = await eventually(async () => {
-      const shown = await inboxJson(alice)
-      return shown.receipts.some((r) => r.status === 'read' && r.by === bob.username) && shown
-    }, 'the forged receipt')
-    const reported = page.receipts.find((r) => r.status === 'read' && r.by === bob.username)!
-    expect(reported.verification!.status).not.to.equal('valid')
-    const history = await historyJson(alice, carol.username)
-    expect(history.messages.find((m) => m.id === sent.id)!.status).to.equal('sent')
-  })
-
-  it('a sealed read receipt relayed as someone else\'s does not open, and is not counted', async () => {
-    const sent = await alice.json(['send', dave.username, 'for dave only'])
-    // Carol seals a receipt to alice with her own key, and posts it from bob's account: the server relays it as bob's,
-    // as an operator who knows the message id could. Sealed between carol and alice, it does not open as bob's.
-    const carolKey = await unlockPrivateKey(await readFile(carol.file('private-key.asc'), 'utf8'), PASSPHRASE)
-    const alicePublic = await readFile(alice.file('public-key.asc'), 'utf8')
-    const text = JSON.stringify({v: 1, type: 'read', to: alice.username, messages: [sent.id], conversation: {user: dave.username}})
-    const forged = await sealReceipt({text, reader: carolKey, to: alicePublic})
+    const text = JSON.stringify({v: 1, type: 'read', to: alice.username, messages: [sent.id], conversation: {user: to.username}})
+    const forged = await make(text, carolKey, alicePublic)
     const bobProfile = await bob.readJson('profile.json')
     const posted = await http('POST', `${bobProfile.server}/v1/receipts`, {json: {receipts: [{to: alice.username, ciphertext: forged}]}, headers: {authorization: `Bearer ${bobProfile.token}`}})
     expect(posted.status).to.equal(204)
@@ -412,7 +394,21 @@ describe('receipts (CLI)', function () {
       const shown = await inboxJson(alice)
       return shown.receipts.some((r) => r.status === 'read' && r.by === bob.username) && shown
     }, 'the relayed receipt')
-    const reported = page.receipts.find((r) => r.status === 'read' && r.by === bob.username)!
+    return page.receipts.find((r) => r.status === 'read' && r.by === bob.username)!
+  }
+
+  it('a read receipt signed by someone else than its sender is not verified, and not counted', async () => {
+    const sent = await alice.json(['send', carol.username, 'for carol only'])
+    const reported = await relayedAsBob(sent, bob, (text, carolKey, alicePublic) => encryptText({text, to: [alicePublic], signer: carolKey}))
+    expect(reported.verification!.status).not.to.equal('valid')
+    const history = await historyJson(alice, carol.username)
+    expect(history.messages.find((m) => m.id === sent.id)!.status).to.equal('sent')
+  })
+
+  it('a sealed read receipt relayed as someone else\'s does not open, and is not counted', async () => {
+    const sent = await alice.json(['send', dave.username, 'for dave only'])
+    // Sealed between carol and alice, it does not open as bob's.
+    const reported = await relayedAsBob(sent, dave, (text, carolKey, alicePublic) => sealReceipt({text, reader: carolKey, to: alicePublic}))
     expect(reported.verification!.status).to.equal('undecryptable')
     expect(reported.messages).to.deep.equal([])
     const history = await historyJson(alice, dave.username)

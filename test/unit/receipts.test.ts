@@ -53,6 +53,13 @@ describe('receipts', () => {
     await recorder.stop()
   })
 
+  const shown = (id: string) => [{id} as OpenedMessage]
+  // The delay's timer is faked; setImmediate (not faked) lets the promises settle.
+  const after = async (ms: number) => {
+    mock.timers.tick(ms)
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+  }
+
   it("a following client sends one read receipts' request at a time: what is shown while one is on its way goes in the next", async () => {
     const receipts = new Receipts(undefined as never, undefined as never, () => undefined)
     const requests: string[][] = []
@@ -62,18 +69,13 @@ describe('receipts', () => {
       requests.push(messages.map((message) => message.id))
       return new Promise<void>((resolve) => (answer = resolve))
     }
-    const shown = (id: string) => [{id} as OpenedMessage]
-    // The delay's timer is faked; setImmediate (not faked) lets the promises settle.
-    const after = async (ms: number) => {
-      mock.timers.tick(ms)
-      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
-    }
-    mock.timers.enable({apis: ['setTimeout']})
+    mock.timers.enable({apis: ['setTimeout', 'Date'], now: 1_000_000})
     try {
+      // The first page after a quiet spell: at once.
       receipts.acknowledgeSoon(shown('m1'), 1_000)
-      await after(1_000)
+      await after(0)
       expect(requests).to.deep.equal([['m1']])
-      // Two more pages, each with its delay over, while the first request waits for its answer.
+      // Two more pages, the delay since the first over, while the first request waits for its answer.
       receipts.acknowledgeSoon(shown('m2'), 1_000)
       await after(1_000)
       receipts.acknowledgeSoon(shown('m3'), 1_000)
@@ -88,6 +90,33 @@ describe('receipts', () => {
       mock.timers.reset()
     }
     expect(requests).to.have.length(2)
+  })
+
+  it('a following client sends the first read receipts after a quiet spell at once, and those of a busy spell one delay apart', async () => {
+    const receipts = new Receipts(undefined as never, undefined as never, () => undefined)
+    const sent: {at: number; ids: string[]}[] = []
+    receipts.acknowledge = async (messages: OpenedMessage[]) => void sent.push({at: Date.now(), ids: messages.map((message) => message.id)})
+    mock.timers.enable({apis: ['setTimeout', 'Date'], now: 1_000_000})
+    try {
+      receipts.acknowledgeSoon(shown('m1'), 2_000)
+      await after(0)
+      // A page every 500 ms: each waits for two seconds after the request before, and they go together.
+      for (const id of ['m2', 'm3', 'm4', 'm5']) {
+        await after(500)
+        receipts.acknowledgeSoon(shown(id), 2_000)
+      }
+      expect(sent.map((request) => request.ids)).to.deep.equal([['m1'], ['m2', 'm3', 'm4']])
+      await after(2_000)
+      expect(sent.map((request) => request.ids)).to.deep.equal([['m1'], ['m2', 'm3', 'm4'], ['m5']])
+      expect(sent.map((request) => request.at - 1_000_000)).to.deep.equal([0, 2_000, 4_000])
+      // Quiet for longer than the delay: the next page goes at once again.
+      await after(5_000)
+      receipts.acknowledgeSoon(shown('m6'), 2_000)
+      await after(0)
+      expect(sent.at(-1)).to.deep.equal({at: 1_000_000 + 9_000, ids: ['m6']})
+    } finally {
+      mock.timers.reset()
+    }
   })
 
   it('prints receipts and history marks on one sanitized line', () => {
