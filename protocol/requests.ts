@@ -10,6 +10,9 @@ export {MAX_CIPHERTEXT_BYTES, MAX_PUBLIC_KEY_BYTES, password, username, uuid}
  * requests with their types, so the two cannot drift apart.
  */
 
+/** An armored OpenPGP message, as every ciphertext but a sealed read receipt is (checked by its header only). */
+const isArmoredMessage = (value: string): boolean => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----')
+
 export const publicKey = z
   .string()
   .max(MAX_PUBLIC_KEY_BYTES)
@@ -24,7 +27,7 @@ export const sendMessage = z
     epoch: z.number().int().min(1).max(2 ** 31 - 1).optional(),
   })
   .superRefine((message, ctx) => {
-    const armored = message.ciphertext.trimStart().startsWith('-----BEGIN PGP MESSAGE-----')
+    const armored = isArmoredMessage(message.ciphertext)
     if (message.kind === 'text' && !armored) {
       ctx.addIssue({code: 'custom', path: ['ciphertext'], message: 'must be an armored OpenPGP message'})
     }
@@ -99,7 +102,7 @@ export const putKeys = z.strictObject({
       z
         .string()
         .max(MAX_WRAPPED_KEY_BYTES)
-        .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message'),
+        .refine(isArmoredMessage, 'must be an armored OpenPGP message'),
     )
     .refine((keys) => Object.keys(keys).length <= 1000, 'at most 1000 keys'),
 })
@@ -170,12 +173,12 @@ export const RECEIPTS_PER_REQUEST_MAX = 100
 /** UTF-8 length of a string; an ASCII one (every armored text) without encoding it. */
 const utf8Length = (value: string) => (/^[\x00-\x7f]*$/.test(value) ? value.length : new TextEncoder().encode(value).length)
 
-/** An armored OpenPGP message of at most `max` bytes. */
-const armoredOfAtMost = (max: number) =>
+/** A ciphertext of at most `max` bytes: an armored OpenPGP message, unless `accepts` (named by `what`) says otherwise. */
+const armoredOfAtMost = (max: number, accepts = isArmoredMessage, what = 'an armored OpenPGP message') =>
   z
     .string()
     .refine((value) => utf8Length(value) <= max, `must be at most ${max} bytes`)
-    .refine((value) => value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'), 'must be an armored OpenPGP message')
+    .refine(accepts, `must be ${what}`)
 
 /** A sealed read receipt (crypto/receipts.ts): `fcr1.` and base64url, nonce ‖ AES-256-GCM ciphertext ‖ tag. */
 const SEALED_RECEIPT = /^fcr1\.[A-Za-z0-9_-]{38,}$/
@@ -189,13 +192,11 @@ export const postReceipts = z.strictObject({
     .array(
       z.strictObject({
         to: username,
-        ciphertext: z
-          .string()
-          .refine((value) => utf8Length(value) <= MAX_RECEIPT_CIPHERTEXT_BYTES, `must be at most ${MAX_RECEIPT_CIPHERTEXT_BYTES} bytes`)
-          .refine(
-            (value) => SEALED_RECEIPT.test(value) || value.trimStart().startsWith('-----BEGIN PGP MESSAGE-----'),
-            'must be a sealed read receipt (fcr1.…) or an armored OpenPGP message',
-          ),
+        ciphertext: armoredOfAtMost(
+          MAX_RECEIPT_CIPHERTEXT_BYTES,
+          (value) => SEALED_RECEIPT.test(value) || isArmoredMessage(value),
+          'a sealed read receipt (fcr1.…) or an armored OpenPGP message',
+        ),
       }),
     )
     .min(1)

@@ -3,7 +3,8 @@ import {mock} from 'node:test'
 import {expect} from 'chai'
 
 import {READ_RECEIPT_EVENT_MAX_BYTES, READ_RECEIPT_TICK_MS, READ_RECEIPTS_PER_EVENT, ReadReceiptBatcher, readReceiptEvents} from '../../server/services/receipts.js'
-import type {AppendedEvent, EventToAppend} from '../../storage/repositories/event-stream.repository.js'
+import type {EventToAppend} from '../../storage/repositories/event-stream.repository.js'
+import {RecordedAppends} from '../helpers/recorded-appends.js'
 
 /**
  * ReadReceiptBatcher on its own, with fake timers (node:test's): read
@@ -16,26 +17,13 @@ import type {AppendedEvent, EventToAppend} from '../../storage/repositories/even
 
 const WINDOW_MS = 1_000
 
-class Recorder {
-  readonly appends: EventToAppend[][] = []
+class Recorder extends RecordedAppends {
   readonly blocked = new Set<string>()
-  failNext = false
   /** Set: publishes wait for it (a recipient's window on its server). */
   hold: Promise<void> | undefined
-  private seq = 0
 
   /** Publishes as HomeAppender does, answering once "committed". */
-  readonly publisher = {
-    publish: async (events: EventToAppend[]): Promise<AppendedEvent[]> => {
-      if (this.failNext) {
-        this.failNext = false
-        throw new Error('connection lost')
-      }
-      this.appends.push(events)
-      await this.hold
-      return events.map((event) => ({recipientId: event.recipientId, seq: String(++this.seq), type: event.type, payload: event.payload, at: new Date()}))
-    },
-  }
+  readonly publisher = {publish: (events: EventToAppend[]) => this.append(events, this.hold)}
   readonly blocks = {blockedPairs: async (pairs: [string, string][]) => new Set(pairs.map(([a, b]) => `${a} ${b}`).filter((key) => this.blocked.has(key)))}
 
   /** Per publish, per event: its recipient and the readers in it. */

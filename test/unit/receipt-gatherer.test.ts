@@ -5,6 +5,7 @@ import {expect} from 'chai'
 import {RECEIPT_IDS_PER_EVENT} from '../../server/delivery/acks.js'
 import {mergeReceiptEvents, ReceiptGatherer} from '../../server/delivery/receipt-gatherer.js'
 import type {AppendedEvent, EventToAppend} from '../../storage/repositories/event-stream.repository.js'
+import {RecordedAppends} from '../helpers/recorded-appends.js'
 
 /**
  * ReceiptGatherer on its own, with fake timers (node:test's): receipts to a
@@ -17,22 +18,9 @@ import type {AppendedEvent, EventToAppend} from '../../storage/repositories/even
 
 const WINDOW_MS = 1_000
 
-class Recorder {
-  readonly appends: EventToAppend[][] = []
+class Recorder extends RecordedAppends {
   readonly delivered: AppendedEvent[] = []
-  failNext = false
-  private seq = 0
-
-  readonly local = {
-    appendEvents: async (events: EventToAppend[]): Promise<AppendedEvent[]> => {
-      if (this.failNext) {
-        this.failNext = false
-        throw new Error('connection lost')
-      }
-      this.appends.push(events)
-      return events.map((event) => ({recipientId: event.recipientId, seq: String(++this.seq), type: event.type, payload: event.payload, at: new Date()}))
-    },
-  }
+  readonly local = {appendEvents: (events: EventToAppend[]) => this.append(events)}
 
   /** Per append, per event: recipient, type, and its items (readers, or reader:ids). */
   get shape() {
